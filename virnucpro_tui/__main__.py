@@ -1,0 +1,3 @@
+from virnucpro_tui.cli import main
+
+raise SystemExit(main())

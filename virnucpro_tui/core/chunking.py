@@ -1,0 +1,32 @@
+"""Fixed-length chunking, exactly as the published tool's ``split_fasta_chunk`` (DESIGN §2.1)."""
+
+from __future__ import annotations
+
+
+def chunk_starts(length: int, chunk_size: int) -> list[int]:
+    """Start offsets of the chunks of a sequence of ``length`` bases.
+
+    The overlap needed to cover the sequence with whole chunks is spread over the chunk
+    boundaries, larger steps first; the last chunk is often shorter than ``chunk_size``.
+    """
+    if length <= 0:
+        return []
+    n = -(-length // chunk_size)
+    repeat = n * chunk_size - length
+    lower = int(repeat / n)
+    need_up = repeat - lower * (n - 1)
+    steps = [lower + 1] * need_up + [lower] * max(0, n - 1 - need_up) + [0]
+    starts = []
+    moved = 0
+    for k in range(n):
+        starts.append(k * chunk_size - moved)
+        moved += steps[k] if k < len(steps) else 0
+    return starts
+
+
+def chunk_sequence(record_id: str, seq: str, chunk_size: int) -> list[tuple[str, str]]:
+    """``[(chunk_id, chunk_seq), ...]`` with ids ``<record id>_chunk_<k>``; case is kept."""
+    return [
+        (f"{record_id}_chunk_{k + 1}", seq[start : start + chunk_size])
+        for k, start in enumerate(chunk_starts(len(seq), chunk_size))
+    ]

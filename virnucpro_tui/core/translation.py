@@ -1,0 +1,119 @@
+"""Six-frame translation and frame selection, exactly as the published tool (DESIGN §2.2–2.3).
+
+The per-codon rules are the published ones; the work is vectorised with NumPy over many
+chunks at once, which is what makes preparation fast enough to feed several GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import product
+from typing import NamedTuple
+
+import numpy as np
+
+CODON_TABLE: dict[str, str] = {
+    "TCA": "S", "TCC": "S", "TCG": "S", "TCT": "S", "TTC": "F", "TTT": "F", "TTA": "L", "TTG": "L",
+    "TAC": "Y", "TAT": "Y", "TAA": "*", "TAG": "*", "TGC": "C", "TGT": "C", "TGA": "*", "TGG": "W",
+    "CTA": "L", "CTC": "L", "CTG": "L", "CTT": "L", "CCA": "P", "CCC": "P", "CCG": "P", "CCT": "P",
+    "CAC": "H", "CAT": "H", "CAA": "Q", "CAG": "Q", "CGA": "R", "CGC": "R", "CGG": "R", "CGT": "R",
+    "ATA": "I", "ATC": "I", "ATT": "I", "ATG": "M", "ACA": "T", "ACC": "T", "ACG": "T", "ACT": "T",
+    "AAC": "N", "AAT": "N", "AAA": "K", "AAG": "K", "AGC": "S", "AGT": "S", "AGA": "R", "AGG": "R",
+    "GTA": "V", "GTC": "V", "GTG": "V", "GTT": "V", "GCA": "A", "GCC": "A", "GCG": "A", "GCT": "A",
+    "GAC": "D", "GAT": "D", "GAA": "E", "GAG": "E", "GGA": "G", "GGC": "G", "GGG": "G", "GGT": "G",
+}  # fmt: skip
+
+_COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
+_INVALID = 4  # base code for anything that is not upper-case A, C, G or T
+_BASE_CODE = np.full(256, _INVALID, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    _BASE_CODE[_b] = _i
+_DROP = 0  # amino-acid byte for a codon that translates to nothing
+_CODON_AA = np.zeros(125, dtype=np.uint8)
+for _a, _b, _c in product(range(5), repeat=3):
+    if max(_a, _b, _c) < _INVALID:
+        _CODON_AA[_a * 25 + _b * 5 + _c] = ord(CODON_TABLE["ACGT"[_a] + "ACGT"[_b] + "ACGT"[_c]])
+_STOP = ord("*")
+_DROP_BYTES = bytes([_DROP])
+
+
+class Frame(NamedTuple):
+    """A kept reading frame: stop-free and non-empty."""
+
+    id: str
+    nucleotide: str
+    protein: str
+
+
+def reverse_complement(seq: str) -> str:
+    """A<->T and C<->G only; other letters are kept as they are (published rule)."""
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+def translate_frame(seq: str, offset: int) -> str:
+    """Reference translation of one frame (slow, per codon); used by tests and small inputs."""
+    return "".join(CODON_TABLE.get(seq[i : i + 3], "") for i in range(offset, len(seq) - 2, 3))
+
+
+def six_frames_reference(seq: str) -> list[str]:
+    """The six proteins of an upper-case chunk, F1-F3 then R1-R3, codon by codon."""
+    rc = reverse_complement(seq)
+    return [translate_frame(seq, o) for o in range(3)] + [translate_frame(rc, o) for o in range(3)]
+
+
+def _frames_from_proteins(chunk_id: str, upper: str, proteins: Sequence[str | None]) -> list[Frame]:
+    frames = []
+    rc = None
+    for num, protein in enumerate(proteins, start=1):
+        if not protein or "*" in protein:
+            continue
+        span = 3 * len(protein)
+        if num <= 3:
+            frames.append(Frame(f"{chunk_id}F{num}", upper[num - 1 : num + span], protein))
+        else:
+            rc = rc if rc is not None else reverse_complement(upper)
+            r = num - 3
+            frames.append(Frame(f"{chunk_id}R{r}", rc[r - 1 : r + span], protein))
+    return frames
+
+
+def identify_frames_reference(chunk_id: str, chunk: str) -> list[Frame]:
+    """Kept frames of one chunk, straight from the published rules (the test oracle)."""
+    upper = chunk.upper()
+    return _frames_from_proteins(chunk_id, upper, six_frames_reference(upper))
+
+
+def _kept_proteins(codes: np.ndarray) -> list[list[str | None]]:
+    """For an (n, L) array of base codes, the six proteins per row, ``None`` where not kept."""
+    n, length = codes.shape
+    rc_codes = np.where(codes < _INVALID, 3 - codes, codes)[:, ::-1]
+    out: list[list[str | None]] = [[None] * 6 for _ in range(n)]
+    for strand, source in enumerate((codes, rc_codes)):
+        for offset in range(3):
+            m = (length - offset) // 3
+            if m <= 0:
+                continue
+            trip = source[:, offset : offset + 3 * m].reshape(n, m, 3).astype(np.intp)
+            aa = _CODON_AA[trip[:, :, 0] * 25 + trip[:, :, 1] * 5 + trip[:, :, 2]]
+            keep = ~(aa == _STOP).any(axis=1) & (aa != _DROP).any(axis=1)
+            for row in np.flatnonzero(keep):
+                out[row][strand * 3 + offset] = aa[row].tobytes().translate(None, _DROP_BYTES).decode()
+    return out
+
+
+def identify_frames_batch(chunks: Sequence[tuple[str, str]]) -> list[list[Frame]]:
+    """Kept frames for many ``(chunk_id, chunk_seq)`` pairs, in order; vectorised by length."""
+    uppers = [seq.upper() for _, seq in chunks]
+    by_length: dict[int, list[int]] = {}
+    for i, u in enumerate(uppers):
+        by_length.setdefault(len(u), []).append(i)
+    result: list[list[Frame]] = [[] for _ in chunks]
+    for length, members in by_length.items():
+        if length == 0:
+            continue
+        blob = "".join(uppers[i] for i in members).encode("ascii", "replace")
+        codes = _BASE_CODE[np.frombuffer(blob, dtype=np.uint8)].reshape(len(members), length)
+        for i, proteins in zip(members, _kept_proteins(codes)):
+            if any(proteins):
+                result[i] = _frames_from_proteins(chunks[i][0], uppers[i], proteins)
+    return result

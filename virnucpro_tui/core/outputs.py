@@ -1,0 +1,159 @@
+"""Output files in the published formats (DESIGN §2.7), plus the per-sequence summary.
+
+Scores are float32 and printed as ``str(numpy.float32(p))``: the shortest text that reads back
+to the same float32, so comparisons on the printed values equal comparisons on the floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, TextIO
+
+import numpy as np
+
+from virnucpro_tui.core.atomic import atomic_text_writer
+
+PREDICTION_FILE = "prediction_results.txt"
+HIGHESTSCORE_FILE = "prediction_results_highestscore.csv"
+SUMMARY_FILE = "sequence_summary.tsv"
+PREDICTION_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
+HIGHESTSCORE_HEADER = "Modified_ID\tIs_Virus\n"
+SUMMARY_HEADER = (
+    "Sequence_ID\tlength\tchunks\tchunks_with_frames\tframes\tviral_chunks\tmax_virus_score\tcall\n"
+)
+LABELS = ("others", "virus")
+
+
+class Prediction(NamedTuple):
+    """One scored frame: P(others) and P(virus) as float32."""
+
+    frame_id: str
+    p_others: np.float32
+    p_virus: np.float32
+
+    @property
+    def label(self) -> str:
+        # argmax; a tie goes to index 0, "others", as torch.max does in the published tool
+        return LABELS[1] if self.p_virus > self.p_others else LABELS[0]
+
+    def row(self) -> str:
+        return f"{self.frame_id}\t{self.label}\t{format_score(self.p_others)}\t{format_score(self.p_virus)}\n"
+
+
+def format_score(p: float | np.floating) -> str:
+    return str(np.float32(p))
+
+
+def chunk_key(frame_id: str) -> str:
+    """The published consensus key: the frame id without its last two characters (F1..R3)."""
+    return frame_id[:-2]
+
+
+def predictions_from_arrays(frame_ids: list[str], probs: np.ndarray) -> list[Prediction]:
+    probs = np.asarray(probs, dtype=np.float32)
+    return [Prediction(fid, probs[i, 0], probs[i, 1]) for i, fid in enumerate(frame_ids)]
+
+
+def parse_prediction_rows(lines: Iterable[str]) -> Iterator[Prediction]:
+    """Read rows in the ``prediction_results.txt`` format (no header)."""
+    for line in lines:
+        frame_id, _label, s1, s2 = line.rstrip("\n").split("\t")
+        yield Prediction(frame_id, np.float32(s1), np.float32(s2))
+
+
+def read_prediction_results(path: str | Path) -> list[Prediction]:
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline()
+        if header != PREDICTION_HEADER:
+            raise ValueError(f"{path}: not a prediction_results.txt file")
+        return list(parse_prediction_rows(fh))
+
+
+@dataclass
+class ChunkConsensus:
+    """Running maxima of both scores over one chunk's frames."""
+
+    max_others: np.float32
+    max_virus: np.float32
+
+    @property
+    def is_virus(self) -> bool:
+        return bool(self.max_virus >= self.max_others)
+
+
+class ConsensusBuilder:
+    """Accumulates the per-chunk consensus of ``prediction_results_highestscore.csv``."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, ChunkConsensus] = {}
+
+    def add(self, pred: Prediction) -> ChunkConsensus:
+        key = chunk_key(pred.frame_id)
+        cur = self.chunks.get(key)
+        if cur is None:
+            cur = self.chunks[key] = ChunkConsensus(pred.p_others, pred.p_virus)
+        else:
+            cur.max_others = max(cur.max_others, pred.p_others)
+            cur.max_virus = max(cur.max_virus, pred.p_virus)
+        return cur
+
+    def add_all(self, preds: Iterable[Prediction]) -> ConsensusBuilder:
+        for p in preds:
+            self.add(p)
+        return self
+
+    def write(self, out: TextIO) -> None:
+        out.write(HIGHESTSCORE_HEADER)
+        for key in sorted(self.chunks):
+            out.write(f"{key}\t{self.chunks[key].is_virus}\n")
+
+
+def write_prediction_results(path: str | Path, preds: Iterable[Prediction]) -> int:
+    n = 0
+    with atomic_text_writer(path) as out:
+        out.write(PREDICTION_HEADER)
+        for p in preds:
+            out.write(p.row())
+            n += 1
+    return n
+
+
+def write_highestscore(path: str | Path, consensus: ConsensusBuilder) -> None:
+    with atomic_text_writer(path) as out:
+        consensus.write(out)
+
+
+@dataclass
+class SequenceSummary:
+    """One input sequence's result, beyond the published outputs."""
+
+    id: str
+    length: int
+    chunks: int
+    chunks_with_frames: int
+    frames: int
+    viral_chunks: int = 0
+    max_virus_score: np.float32 | None = None
+
+    @property
+    def call(self) -> str:
+        """``virus`` when at least half the chunks with frames are viral; ``no_frames`` without any."""
+        if self.chunks_with_frames == 0:
+            return "no_frames"
+        return "virus" if 2 * self.viral_chunks >= self.chunks_with_frames else "others"
+
+    def row(self) -> str:
+        score = "NA" if self.max_virus_score is None else format_score(self.max_virus_score)
+        return (
+            f"{self.id}\t{self.length}\t{self.chunks}\t{self.chunks_with_frames}\t{self.frames}\t"
+            f"{self.viral_chunks}\t{score}\t{self.call}\n"
+        )
+
+
+def write_summary(path: str | Path, rows: Iterable[SequenceSummary]) -> None:
+    with atomic_text_writer(path) as out:
+        out.write(SUMMARY_HEADER)
+        for r in rows:
+            out.write(r.row())

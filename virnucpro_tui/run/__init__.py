@@ -1,0 +1,1 @@
+"""The run: orchestration, the run directory, resume and output assembly. No Textual here."""

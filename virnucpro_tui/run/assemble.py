@@ -1,0 +1,105 @@
+"""Final outputs of one job, assembled in input order from its shard results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from virnucpro_tui.core.atomic import atomic_text_writer
+from virnucpro_tui.core.outputs import (
+    HIGHESTSCORE_FILE,
+    PREDICTION_FILE,
+    PREDICTION_HEADER,
+    SUMMARY_FILE,
+    SUMMARY_HEADER,
+    ConsensusBuilder,
+    Prediction,
+    SequenceSummary,
+    chunk_key,
+)
+from virnucpro_tui.core.shards import read_shard_rows, shard_path
+
+RECORDS_FILE = "records.tsv"
+
+
+@dataclass
+class JobTotals:
+    sequences: int = 0
+    chunks: int = 0
+    chunks_with_frames: int = 0
+    frames: int = 0
+    virus_frames: int = 0
+    viral_chunks: int = 0
+    viral_sequences: int = 0
+    top_sequences: list[tuple[str, float, str]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def read_records(path: Path) -> Iterator[SequenceSummary]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            rid, length, chunks, with_frames, frames = line.rstrip("\n").split("\t")
+            yield SequenceSummary(rid, int(length), int(chunks), int(with_frames), int(frames))
+
+
+def iter_shard_predictions(shards_dir: Path, job: str, shard_count: int) -> Iterator[Prediction]:
+    for index in range(shard_count):
+        yield from read_shard_rows(shard_path(shards_dir, job, index), job, index)
+
+
+def _score_record(summary: SequenceSummary, preds: list[Prediction], consensus: ConsensusBuilder) -> None:
+    chunk_votes: dict[str, bool] = {}
+    for p in preds:
+        chunk_votes[chunk_key(p.frame_id)] = consensus.add(p).is_virus
+    summary.viral_chunks = sum(chunk_votes.values())
+    summary.max_virus_score = max((p.p_virus for p in preds), default=None)
+
+
+def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int = 10) -> JobTotals:
+    """Write prediction_results.txt, the highest-score consensus and the summary, atomically.
+
+    Raises ``CorruptShardError`` (before anything is renamed into place) if a shard is bad.
+    """
+    totals = JobTotals()
+    consensus = ConsensusBuilder()
+    preds = iter_shard_predictions(shards_dir, job, shard_count)
+    top: list[tuple[float, str, str]] = []
+    with atomic_text_writer(out_dir / PREDICTION_FILE) as pred_out, \
+            atomic_text_writer(out_dir / SUMMARY_FILE) as summary_out:
+        pred_out.write(PREDICTION_HEADER)
+        summary_out.write(SUMMARY_HEADER)
+        for summary in read_records(shards_dir / job / RECORDS_FILE):
+            mine = [next(preds) for _ in range(summary.frames)]
+            for p in mine:
+                pred_out.write(p.row())
+            _score_record(summary, mine, consensus)
+            summary_out.write(summary.row())
+            _add_totals(totals, summary, mine)
+            if summary.max_virus_score is not None:
+                top.append((float(summary.max_virus_score), summary.id, summary.call))
+                if len(top) > 4 * top_n:
+                    top = sorted(top, key=lambda t: -t[0])[:top_n]
+        if next(preds, None) is not None:
+            raise ValueError(f"job {job}: more scored frames than prepared frames")
+    with atomic_text_writer(out_dir / HIGHESTSCORE_FILE) as hs_out:
+        consensus.write(hs_out)
+    totals.top_sequences = [(rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]]
+    totals.outputs = {name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)}
+    return totals
+
+
+def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Prediction]) -> None:
+    totals.sequences += 1
+    totals.chunks += summary.chunks
+    totals.chunks_with_frames += summary.chunks_with_frames
+    totals.frames += summary.frames
+    totals.viral_chunks += summary.viral_chunks
+    totals.virus_frames += sum(1 for p in preds if p.label == "virus")
+    totals.viral_sequences += summary.call == "virus"
+
+
+def probs_of(preds: list[Prediction]) -> np.ndarray:
+    return np.array([[p.p_others, p.p_virus] for p in preds], dtype=np.float32).reshape(-1, 2)

@@ -1,0 +1,480 @@
+"""The orchestrator: validates inputs, owns the run directory, feeds the pool, assembles outputs.
+
+It runs in the main process (in a thread under the UI) and never initialises CUDA. Front ends
+consume its event stream; they steer it only through the thread-safe methods at the bottom.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virnucpro_tui import __version__
+from virnucpro_tui.core.fasta import InputScan, scan_input
+from virnucpro_tui.core.prepare import prepare_file
+from virnucpro_tui.core.shards import CorruptShardError, Shard, iter_shards, read_shard_rows, shard_path
+from virnucpro_tui.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    InputError,
+    VirnucproError,
+)
+from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
+from virnucpro_tui.pool.events import Event, EventSink, Fanout, JsonlWriter, make_event
+from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
+from virnucpro_tui.pool.telemetry import NvmlTelemetry
+from virnucpro_tui.pool.worker import WorkerConfig
+from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
+from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names, sha256_file
+
+DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
+
+
+@dataclass
+class RunConfig:
+    inputs: list[Path]
+    out: Path
+    models: ModelFiles
+    chunk_length: int = 500
+    demo: bool = False
+    devices: str = "auto"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    shard_size: int | None = None
+    persistent: bool = True
+    restart: bool = False
+    backend: str = "local"
+    ray_address: str | None = None
+    policy: PoolPolicy = field(default_factory=PoolPolicy)
+    heartbeat_s: float = 1.0
+    memory_every_s: float = 2.0
+    clear_cache_every: int = 10
+    memory_fraction: float = 0.9
+    alloc_conf: str = "expandable_segments:True"
+    telemetry_every_s: float = 2.0
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+    @property
+    def effective_shard_size(self) -> int:
+        return self.shard_size or (128 if self.demo else 2048)
+
+
+@dataclass
+class JobState:
+    name: str
+    path: Path
+    out_dir: Path
+    scan: InputScan
+    added: bool = False
+    status: str = "queued"  # queued, running, assembling, done, failed
+    produced: bool = False
+    shards_total: int = 0
+    done: set[int] = field(default_factory=set)
+    frames_done: int = 0
+    chunks_prepared: int = 0
+    frames_prepared: int = 0
+    skipped_shards: int = 0
+    producer: Iterator[Shard] | None = None
+    started_at: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.produced and len(self.done) >= self.shards_total
+
+
+class Orchestrator:
+    def __init__(self, cfg: RunConfig, sinks: list[EventSink] | None = None,
+                 pool_factory: Callable[..., Any] | None = None) -> None:
+        self.cfg = cfg
+        self.rundir = RunDir(cfg.out)
+        self.emit_to = Fanout(*(sinks or []))
+        self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.jobs: list[JobState] = []
+        self.stop_mode: str | None = None
+        self.paused = False
+        self.pool: Any = None
+        self.pool_factory = pool_factory or PersistentWorkerPool
+        self.slots: list[DeviceSlot] = []
+        self.telemetry: NvmlTelemetry | None = None
+        self._last_telemetry = 0.0
+        self._last_prepare_note = 0.0
+        self.started = time.time()
+        self.manifest: dict[str, Any] = {}
+
+    def emit(self, type_: str, job: str | None = None, worker: int | None = None, **fields: Any) -> None:
+        self.emit_to(make_event(type_, worker=worker, job=job, **fields))
+
+    # -- setup --------------------------------------------------------------------------------
+    def _scan_inputs(self) -> list[InputScan]:
+        if not self.cfg.inputs:
+            raise InputError("no input files given")
+        return [scan_input(p, self.cfg.chunk_length) for p in self.cfg.inputs]
+
+    def _settings(self) -> dict[str, Any]:
+        e = self.cfg.engine
+        return {"chunk_length": self.cfg.chunk_length, "shard_size": self.cfg.effective_shard_size,
+                "precision": e.precision, "esm_max_tokens": e.esm_max_tokens,
+                "dnabert_max_tokens": e.dnabert_max_tokens}
+
+    def _model_digests(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for name in ("esm", "dnabert", "classifier"):
+            path = Path(getattr(self.cfg.models, name))
+            target = _weights_file(path)
+            out[name] = {"path": str(path), "sha256": sha256_file(target) if target else "missing"}
+        return out
+
+    def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
+        import numpy
+        import torch
+
+        inputs = [{"job": n, "path": str(s.path.resolve()), "sha256": sha256_file(s.path),
+                   "bytes": s.path.stat().st_size, "records": s.records, "chunks": s.chunks,
+                   "added": False} for n, s in zip(names, scans)]
+        return {
+            "format": "virnucpro-tui-run/1", "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": self.cfg.command, "inputs": inputs, "settings": self._settings(),
+            "models": self._model_digests(), "demo": self.cfg.demo,
+            "notice": DEMO_NOTICE if self.cfg.demo else None,
+            "devices": [s.label for s in self.slots], "backend": self.cfg.backend,
+            "versions": {"virnucpro-tui": __version__, "python": platform.python_version(),
+                         "torch": torch.__version__, "numpy": numpy.__version__,
+                         "fair-esm": _dist_version("fair-esm"), "biopython": _dist_version("biopython")},
+            "host": platform.node(),
+        }
+
+    def _make_jobs(self, scans: list[InputScan], names: list[str]) -> None:
+        single = len(scans) == 1
+        for name, scan in zip(names, scans):
+            self.jobs.append(JobState(name, scan.path, self.rundir.job_dir(name, single), scan))
+
+    def _worker_config(self, slot: DeviceSlot, generation: int) -> WorkerConfig:
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.slots))) if slot.kind == "cpu" else None
+        return WorkerConfig(slot=slot, run_dir=self.rundir.root, files=self.cfg.models, settings=self.cfg.engine,
+                            heartbeat_s=self.cfg.heartbeat_s, memory_every_s=self.cfg.memory_every_s,
+                            clear_cache_every=self.cfg.clear_cache_every,
+                            memory_fraction=self.cfg.memory_fraction, alloc_conf=self.cfg.alloc_conf,
+                            torch_threads=threads, generation=generation)
+
+    def _new_pool(self) -> Any:
+        pool = self.pool_factory(self.slots, self._worker_config, self.emit_to, self.cfg.policy)
+        pool.paused = self.paused
+        pool.start()
+        return pool
+
+    # -- the run ------------------------------------------------------------------------------
+    def execute(self) -> int:
+        """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
+        scans = self._scan_inputs()
+        self.slots = resolve_devices(self.cfg.devices)
+        names = job_names([s.path for s in scans])
+        self.rundir.acquire()
+        writer = None
+        try:
+            self._make_jobs(scans, names)
+            self.manifest = self._build_manifest(scans, names)
+            old = self.rundir.check_resume(self.manifest, self.cfg.restart, [j.out_dir for j in self.jobs])
+            self._restore_added_jobs(old)
+            self.rundir.write_manifest(self.manifest)
+            writer = JsonlWriter(self.rundir.events)
+            self.emit_to.add(writer)
+            self._announce(resumed=old is not None)
+            code = self._run_jobs()
+            self._finish("complete" if code == EXIT_OK else "interrupted", code)
+            return code
+        except VirnucproError as exc:
+            self.emit("error", fatal=True, message=str(exc))
+            self._finish("failed", 1)
+            raise
+        finally:
+            if self.pool is not None and self.pool.started:
+                self.pool.stop(graceful=False)
+            if self.telemetry is not None:
+                self.telemetry.close()
+            self.rundir.release()
+            if writer is not None:
+                writer.close()
+
+    def _announce(self, resumed: bool) -> None:
+        self.emit("run_started", out=str(self.rundir.root), inputs=[str(j.path) for j in self.jobs],
+                  jobs=[j.name for j in self.jobs], devices=[s.label for s in self.slots],
+                  workers=[{"worker": s.worker, "kind": s.kind, "index": s.index, "uuid": s.uuid, "name": s.name}
+                           for s in self.slots],
+                  demo=self.cfg.demo, notice=DEMO_NOTICE if self.cfg.demo else None, resumed=resumed,
+                  chunk_length=self.cfg.chunk_length, shard_size=self.cfg.effective_shard_size,
+                  precision=self.cfg.engine.precision, backend=self.cfg.backend, pid=os.getpid(),
+                  persistent=self.cfg.persistent)
+        self.telemetry = NvmlTelemetry([s.uuid for s in self.slots if s.uuid])
+
+    def _run_jobs(self) -> int:
+        self.pool = self._new_pool()
+        lookahead = max(4, 2 * len(self.slots) + 2)
+        while True:
+            self._handle_commands()
+            if self.stop_mode:
+                return self._stop()
+            if not self.paused:
+                while self.pool.backlog < lookahead and (shard := self._next_shard()) is not None:
+                    self.pool.submit(shard)
+            for event in self.pool.poll(0.2):
+                self._on_pool_event(event)
+            self._assemble_finished()
+            self._sample_telemetry()
+            if all(j.status in ("done", "failed") for j in self.jobs) and self.commands.empty():
+                self.pool.stop(graceful=True)
+                return EXIT_OK
+
+    def _stop(self) -> int:
+        self.pool.paused = True
+        self.pool.queue.clear()
+        if self.stop_mode == "graceful":
+            deadline = time.time() + self.cfg.policy.stop_timeout_s
+            while self.pool.in_flight and time.time() < deadline and self.stop_mode == "graceful":
+                for event in self.pool.poll(0.2):
+                    self._on_pool_event(event)
+                self._handle_commands()
+        self.pool.stop(graceful=self.stop_mode == "graceful")
+        return EXIT_INTERRUPTED
+
+    def _finish(self, status: str, code: int) -> None:
+        if not self.manifest:
+            return
+        self.manifest["status"] = status
+        self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            self.rundir.write_manifest(self.manifest)
+        except OSError:
+            pass
+        self.emit("run_done", status=status, exit_code=code, seconds=round(time.time() - self.started, 2),
+                  frames=sum(j.frames_done for j in self.jobs), resumable=status != "complete",
+                  jobs={j.name: j.status for j in self.jobs})
+
+    # -- producing shards ---------------------------------------------------------------------
+    def _next_shard(self) -> Shard | None:
+        for job in self.jobs:
+            if job.produced:
+                continue
+            if not self.cfg.persistent and any(j.status in ("running", "assembling") for j in self.jobs if j is not job and j.produced):
+                return None  # --no-persistent: one job at a time, each on a fresh pool
+            if job.producer is None:
+                self._start_job(job)
+            for shard in job.producer:  # type: ignore[union-attr]
+                if self._already_done(job, shard):
+                    continue
+                return shard
+            self._job_produced(job)
+        return None
+
+    def _start_job(self, job: JobState) -> None:
+        if not self.cfg.persistent and any(j.status == "done" for j in self.jobs):
+            self.pool.stop(graceful=True)
+            self.pool = self._new_pool()
+        job.status, job.started_at = "running", time.time()
+        job.producer = self._produce(job)
+        self.emit("job_started", job=job.name, input=str(job.path), out_dir=str(job.out_dir),
+                  records=job.scan.records, chunks_total=job.scan.chunks, bases=job.scan.bases)
+        if job.scan.rna_records:
+            self.emit("warning", job=job.name, message=(
+                f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as in the published "
+                "tool, only A/C/G/T codons are translated, so convert RNA to DNA first for meaningful frames"))
+
+    def _produce(self, job: JobState) -> Iterator[Shard]:
+        job_dir = self.rundir.shards / job.name
+        job_dir.mkdir(parents=True, exist_ok=True)
+        records_tmp = job_dir / (RECORDS_FILE + ".partial")
+        with records_tmp.open("w", encoding="utf-8") as rec_out:
+            yield from iter_shards(self._frames(job, rec_out), job.name, self.cfg.effective_shard_size)
+        os.replace(records_tmp, job_dir / RECORDS_FILE)
+
+    def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
+        for rec in prepare_file(job.path, self.cfg.chunk_length):
+            n_frames = sum(len(f) for f in rec.frames)
+            rec_out.write(f"{rec.id}\t{rec.length}\t{len(rec.chunks)}\t{rec.chunks_with_frames}\t{n_frames}\n")
+            job.chunks_prepared += len(rec.chunks)
+            job.frames_prepared += n_frames
+            self._note_prepare(job)
+            yield from rec.all_frames()
+
+    def _note_prepare(self, job: JobState, done: bool = False) -> None:
+        now = time.time()
+        if done or now - self._last_prepare_note > 1.0:
+            self._last_prepare_note = now
+            self.emit("job_prepared", job=job.name, chunks_prepared=job.chunks_prepared,
+                      chunks_total=job.scan.chunks, frames_prepared=job.frames_prepared, done=done,
+                      shards_total=job.shards_total if done else None)
+
+    def _already_done(self, job: JobState, shard: Shard) -> bool:
+        job.shards_total = max(job.shards_total, shard.index + 1)
+        path = shard_path(self.rundir.shards, job.name, shard.index)
+        if not path.exists():
+            return False
+        try:
+            read_shard_rows(path, job.name, shard.index, [f.id for f in shard.frames])
+        except CorruptShardError as exc:
+            path.unlink(missing_ok=True)
+            self.emit("warning", job=job.name, shard=shard.index, message=f"recomputing: {exc}")
+            return False
+        job.done.add(shard.index)
+        job.frames_done += len(shard)
+        job.skipped_shards += 1
+        self.emit("shard_skipped", job=job.name, shard=shard.index, frames=len(shard))
+        return True
+
+    def _job_produced(self, job: JobState) -> None:
+        job.produced = True
+        job.producer = None
+        self._note_prepare(job, done=True)
+
+    # -- pool events and assembly -------------------------------------------------------------
+    def _on_pool_event(self, event: Event) -> None:
+        if event["type"] != "shard_done":
+            return
+        job = self._job(event["job"])
+        if job is not None and event["shard"] not in job.done:
+            job.done.add(event["shard"])
+            job.frames_done += event.get("frames", 0)
+
+    def _job(self, name: str | None) -> JobState | None:
+        return next((j for j in self.jobs if j.name == name), None)
+
+    def _assemble_finished(self) -> None:
+        for job in self.jobs:
+            if job.status != "running" or not job.complete:
+                continue
+            job.status = "assembling"
+            try:
+                totals = assemble_job(self.rundir.shards, job.name, job.shards_total, job.out_dir)
+            except CorruptShardError as exc:
+                self._recompute_after_corruption(job, exc)
+                continue
+            self._write_provenance(job)
+            job.status = "done"
+            self.emit("job_done", job=job.name, out_dir=str(job.out_dir), outputs=totals.outputs,
+                      sequences=totals.sequences, viral_sequences=totals.viral_sequences,
+                      chunks=totals.chunks, chunks_with_frames=totals.chunks_with_frames,
+                      chunks_without_frames=totals.chunks - totals.chunks_with_frames,
+                      frames=totals.frames, virus_frames=totals.virus_frames, viral_chunks=totals.viral_chunks,
+                      top_sequences=totals.top_sequences, skipped_shards=job.skipped_shards,
+                      seconds=round(time.time() - job.started_at, 3), demo=self.cfg.demo)
+
+    def _recompute_after_corruption(self, job: JobState, exc: CorruptShardError) -> None:
+        """A shard went bad after it was written: recompute this job's bad shards."""
+        self.emit("warning", job=job.name, message=f"{exc}; recomputing")
+        job.status = "running"
+        for index in sorted(job.done):
+            path = shard_path(self.rundir.shards, job.name, index)
+            try:
+                read_shard_rows(path, job.name, index)
+            except CorruptShardError:
+                path.unlink(missing_ok=True)
+                job.done.discard(index)
+        job.produced, job.producer = False, None
+        job.chunks_prepared = job.frames_prepared = job.frames_done = 0
+        job.done.clear()
+        job.shards_total = 0
+
+    def _write_provenance(self, job: JobState) -> None:
+        import json
+
+        from virnucpro_tui.core.atomic import atomic_write_text
+
+        data = {k: v for k, v in self.manifest.items() if k not in ("inputs", "status")}
+        data["input"] = next((i for i in self.manifest["inputs"] if i["job"] == job.name), None)
+        data["chunks_without_frames_note"] = "chunks with no stop-free frame produce no rows (DESIGN 2.2)"
+        atomic_write_text(job.out_dir / PROVENANCE, json.dumps(data, indent=2, default=str) + "\n")
+        if self.cfg.demo:
+            atomic_write_text(job.out_dir / NOTICE, DEMO_NOTICE + "\nThese files were made with the demo "
+                              "models of virnucpro-tui; use the published models for real predictions.\n")
+
+    def _sample_telemetry(self) -> None:
+        now = time.time()
+        if self.telemetry is None or now - self._last_telemetry < self.cfg.telemetry_every_s:
+            return
+        self._last_telemetry = now
+        readings = self.telemetry.sample()
+        for slot in self.slots:
+            if slot.uuid in readings:
+                self.emit("gpu_telemetry", worker=slot.worker, uuid=slot.uuid, index=slot.index, **readings[slot.uuid])
+
+    # -- steering (thread-safe: front ends call these from other threads) ---------------------
+    def request_stop(self, abandon: bool = False) -> None:
+        self.commands.put(("stop", "abandon" if abandon else "graceful"))
+
+    def set_paused(self, paused: bool) -> None:
+        self.commands.put(("pause", paused))
+
+    def clear_caches(self) -> None:
+        self.commands.put(("clear", None))
+
+    def add_input(self, path: str | Path) -> None:
+        self.commands.put(("add", Path(path)))
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                kind, arg = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "stop":
+                self.stop_mode = "abandon" if "abandon" in (arg, self.stop_mode) else arg
+            elif kind == "pause":
+                self.paused = self.pool.paused = bool(arg)
+                self.emit("run_paused" if arg else "run_resumed")
+            elif kind == "clear":
+                self.pool.clear_caches("manual")
+            elif kind == "add":
+                self._add_job(arg)
+
+    def _add_job(self, path: Path) -> None:
+        try:
+            scan = scan_input(path, self.cfg.chunk_length)
+        except InputError as exc:
+            self.emit("warning", message=f"not added: {exc}")
+            return
+        existing = [j.name for j in self.jobs]
+        name = job_names([*[j.path for j in self.jobs], path])[-1]
+        if name in existing:
+            name = f"{name}-{len(existing) + 1}"
+        job = JobState(name, path, self.rundir.root / name, scan, added=True)
+        self.jobs.append(job)
+        self.manifest["inputs"].append({"job": name, "path": str(path.resolve()), "sha256": sha256_file(path),
+                                        "bytes": path.stat().st_size, "records": scan.records,
+                                        "chunks": scan.chunks, "added": True})
+        self.rundir.write_manifest(self.manifest)
+        self.emit("job_added", job=name, input=str(path), records=scan.records, chunks_total=scan.chunks)
+
+    def _restore_added_jobs(self, old: dict[str, Any] | None) -> None:
+        """Inputs added from the UI in an earlier session are resumed too."""
+        if not old:
+            return
+        known = {j.name for j in self.jobs}
+        for item in old.get("inputs", []):
+            if item.get("added") and item["job"] not in known and Path(item["path"]).exists():
+                scan = scan_input(item["path"], self.cfg.chunk_length)
+                self.jobs.append(JobState(item["job"], Path(item["path"]), self.rundir.root / item["job"], scan, added=True))
+                self.manifest["inputs"].append(item)
+
+
+def _weights_file(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

@@ -1,0 +1,185 @@
+"""The run directory: lock, manifest, shard results, logs, events and final outputs.
+
+A rerun with the same ``--out`` resumes (finished shards are skipped). A rerun whose inputs or
+settings differ is refused with the differences named, unless ``--restart`` is given.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virnucpro_tui.core.atomic import atomic_write_text
+from virnucpro_tui.core.outputs import HIGHESTSCORE_FILE, PREDICTION_FILE, SUMMARY_FILE
+from virnucpro_tui.errors import RunDirError
+
+MANIFEST = "manifest.json"
+PROVENANCE = "provenance.json"
+NOTICE = "NOTICE.txt"
+EVENTS = "events.jsonl"
+LOCK = ".lock"
+OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE)
+
+
+def sha256_file(path: str | Path, block: int = 4 * 2**20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def job_names(paths: list[Path]) -> list[str]:
+    """Safe, unique directory names for the inputs (never built from untrusted record ids)."""
+    from virnucpro_tui.core.fasta import input_stem
+
+    names: list[str] = []
+    for p in paths:
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", input_stem(p)).strip("._") or "input"
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+@dataclass
+class RunDir:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self._lock_fh: Any = None
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def events(self) -> Path:
+        return self.root / EVENTS
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def job_dir(self, job: str, single: bool) -> Path:
+        return self.root if single else self.root / job
+
+    # -- lock ---------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Create the directory and take its lock; a second run on it is refused."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fh = open(self.root / LOCK, "a+")  # noqa: SIM115 - held for the life of the run
+        except OSError as exc:
+            raise RunDirError(f"{self.root}: cannot use the output directory ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(f"{self.root}: in use by another virnucpro-tui run ({owner}); "
+                              "wait for it to finish, watch it with `virnucpro-tui attach`, or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._lock_fh = fh
+        self.check_writable()
+
+    def check_writable(self) -> None:
+        probe = self.root / f".write-test-{os.getpid()}"
+        try:
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"{self.root}: output directory is not writable ({exc.strerror or exc})") from None
+
+    def release(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    # -- manifest -----------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{self.manifest_path}: unreadable manifest ({exc}); use --restart to start over") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
+
+    def check_resume(self, fresh: dict[str, Any], restart: bool, job_dirs: list[Path]) -> dict[str, Any] | None:
+        """The previous manifest if this run may resume it; refuse a different run unless restarting."""
+        old = self.read_manifest()
+        if restart:
+            self.clear(job_dirs)
+            return None
+        if old is None:
+            leftovers = [d / PREDICTION_FILE for d in job_dirs if (d / PREDICTION_FILE).exists()]
+            if leftovers:
+                raise RunDirError(f"{self.root}: holds results not made by a virnucpro-tui run "
+                                  f"({leftovers[0].name}); use --restart to overwrite or choose another --out")
+            return None
+        diffs = manifest_differences(old, fresh)
+        if diffs:
+            raise RunDirError(f"{self.root}: holds a different run ({'; '.join(diffs)}); "
+                              "use --restart to discard it, or choose another --out")
+        return old
+
+    def clear(self, job_dirs: list[Path]) -> None:
+        """Remove what an earlier run wrote here (and only that)."""
+        shutil.rmtree(self.shards, ignore_errors=True)
+        for name in (MANIFEST, EVENTS):
+            (self.root / name).unlink(missing_ok=True)
+        for rotated in self.root.glob(f"{EVENTS}.*"):
+            rotated.unlink(missing_ok=True)
+        for d in job_dirs:
+            for name in OUR_FILES:
+                (d / name).unlink(missing_ok=True)
+
+
+def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable reasons why ``new`` is not a resume of ``old``."""
+    diffs = []
+    old_inputs = {i["job"]: i for i in old.get("inputs", [])}
+    for item in new.get("inputs", []):
+        prev = old_inputs.get(item["job"])
+        if prev is None:
+            diffs.append(f"input {item['path']} is new")
+        elif prev.get("sha256") != item.get("sha256"):
+            diffs.append(f"input {item['path']} changed")
+    new_jobs = {i["job"] for i in new.get("inputs", [])}
+    missing = [i["path"] for i in old.get("inputs", []) if i["job"] not in new_jobs and not i.get("added")]
+    if missing:
+        diffs.append(f"input {missing[0]} is no longer given")
+    for key, value in new.get("settings", {}).items():
+        if old.get("settings", {}).get(key) != value:
+            diffs.append(f"{key} was {old.get('settings', {}).get(key)!r}, now {value!r}")
+    for name, digest in new.get("models", {}).items():
+        if old.get("models", {}).get(name, {}).get("sha256") != digest.get("sha256"):
+            diffs.append(f"the {name} model file changed")
+    return diffs

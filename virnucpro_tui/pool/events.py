@@ -101,3 +101,16 @@ class Fanout:
                     sink(event)
                 except Exception:  # noqa: BLE001 - a broken consumer must not stop the run
                     pass
+
+
+class StreamWriter:
+    """Writes events as JSON Lines to an open text stream (``--events-jsonl -``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.stream.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+            self.stream.flush()

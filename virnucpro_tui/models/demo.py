@@ -424,6 +424,14 @@ def _complete(root: Path) -> bool:
     )
 
 
+def _check_not_foreign(target: Path) -> None:
+    """Never replace a non-empty directory that is not one of our demo sets."""
+    if target.is_dir() and any(target.iterdir()) and not (target / "demo.json").is_file():
+        raise ModelError(f"{target}: exists and is not a demo model directory; choose another")
+    if target.exists() and not target.is_dir():
+        raise ModelError(f"{target}: exists and is not a directory")
+
+
 def _install(built: Path, target: Path) -> None:
     """Rename a finished build into place; a concurrent winner or an old demo set is handled."""
     try:
@@ -432,8 +440,7 @@ def _install(built: Path, target: Path) -> None:
     except OSError:
         if _complete(target):
             return  # another process finished first
-    if not (target / "demo.json").is_file():
-        raise ModelError(f"{target}: exists and is not a demo model directory; choose another")
+    _check_not_foreign(target)
     stale = target.with_name(f".{target.name}.stale-{os.getpid()}-{random.getrandbits(32):08x}")
     with contextlib.suppress(FileNotFoundError):
         os.rename(target, stale)  # an incomplete or outdated demo set of ours
@@ -450,9 +457,11 @@ def ensure_demo_models(cache_dir: str | Path | None = None) -> DemoModels:
     target = Path(cache_dir).expanduser() if cache_dir is not None else default_demo_dir()
     if _complete(target):
         return demo_paths(target)
+    _check_not_foreign(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
+        build.chmod(0o755)  # mkdtemp makes it private; the cache is plain data
     except OSError as exc:
         raise ModelError(f"{target}: cannot create the demo model cache ({exc.strerror})") from exc
     try:

@@ -161,10 +161,12 @@ class DnabertModel(nn.Module):
         key = (t, device, dtype)
         bias = self._alibi.get(key)
         if bias is None:
-            pos = torch.arange(t, device=device)
-            dist = (pos[None, :] - pos[:, None]).abs().to(torch.float32)
-            slopes = torch.tensor(self.slopes, dtype=torch.float32, device=device)
-            bias = (-slopes[:, None, None] * dist).unsqueeze(0).to(dtype)
+            # A normal tensor even under inference_mode, so later autograd use is allowed.
+            with torch.inference_mode(False), torch.no_grad():
+                pos = torch.arange(t, device=device)
+                dist = (pos[None, :] - pos[:, None]).abs().to(torch.float32)
+                slopes = torch.tensor(self.slopes, dtype=torch.float32, device=device)
+                bias = (-slopes[:, None, None] * dist).unsqueeze(0).to(dtype)
             if len(self._alibi) >= _ALIBI_CACHE_SIZE:
                 self._alibi.pop(next(iter(self._alibi)))
             self._alibi[key] = bias
@@ -234,7 +236,7 @@ class DnabertBundle:
 
     def collate(self, token_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids [B, T] and a bool mask [B, T] (on the CPU)."""
-        t = max(len(ids) for ids in token_lists)
+        t = max(len(toks) for toks in token_lists)
         ids = torch.full((len(token_lists), t), self.pad_id, dtype=torch.long)
         for row, toks in enumerate(token_lists):
             ids[row, : len(toks)] = torch.as_tensor(toks, dtype=torch.long)

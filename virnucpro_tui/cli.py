@@ -158,8 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.pool.pool import PoolPolicy
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
+    from virnucpro_tui.core.fasta import scan_input
+
     _check_length(args.length, args.demo)
     inputs = _inputs(args)
+    scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
     files, demo = resolve_models(args)
     engine = EngineSettings(precision=args.precision, esm_max_tokens=args.esm_max_tokens,
                             dnabert_max_tokens=args.dnabert_max_tokens, chunk_length=args.length,
@@ -169,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     restart=args.restart, backend=args.backend, ray_address=args.ray_address,
                     policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
                     clear_cache_every=args.clear_cache_every, memory_fraction=args.memory_fraction,
-                    alloc_conf=args.alloc_conf)
+                    alloc_conf=args.alloc_conf, scans=scans)
     sinks = _extra_sinks(args)
     pool_factory = _pool_factory(args)
     if wants_ui(args):

@@ -119,7 +119,7 @@ def _check_record(path: Path, index: int, rid: str, seq: str) -> None:
 
 
 def _looks_like_protein(seq: str) -> bool:
-    if len(seq) < 20:
+    if len(seq) < 8:
         return False
     head = seq[:10_000].upper()
     acgtn = sum(head.count(c) for c in "ACGTUN")

@@ -60,6 +60,7 @@ class RunConfig:
     alloc_conf: str = "expandable_segments:True"
     telemetry_every_s: float = 2.0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+    scans: list[InputScan] | None = None  # validation already done by the caller
 
     @property
     def effective_shard_size(self) -> int:
@@ -115,6 +116,8 @@ class Orchestrator:
     def _scan_inputs(self) -> list[InputScan]:
         if not self.cfg.inputs:
             raise InputError("no input files given")
+        if self.cfg.scans is not None and len(self.cfg.scans) == len(self.cfg.inputs):
+            return self.cfg.scans
         return [scan_input(p, self.cfg.chunk_length) for p in self.cfg.inputs]
 
     def _settings(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ def chunk_starts(length: int, chunk_size: int) -> list[int]:
     """
     if length <= 0:
         return []
+    if length <= chunk_size:
+        return [0]
     n = -(-length // chunk_size)
     repeat = n * chunk_size - length
     lower = int(repeat / n)

@@ -25,16 +25,26 @@ CODON_TABLE: dict[str, str] = {
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
 _INVALID = 4  # base code for anything that is not upper-case A, C, G or T
-_BASE_CODE = np.full(256, _INVALID, dtype=np.uint8)
-for _i, _b in enumerate(b"ACGT"):
-    _BASE_CODE[_b] = _i
-_DROP = 0  # amino-acid byte for a codon that translates to nothing
-_CODON_AA = np.zeros(125, dtype=np.uint8)
-for _a, _b, _c in product(range(5), repeat=3):
-    if max(_a, _b, _c) < _INVALID:
-        _CODON_AA[_a * 25 + _b * 5 + _c] = ord(CODON_TABLE["ACGT"[_a] + "ACGT"[_b] + "ACGT"[_c]])
+_DROP = 0  # amino-acid byte of a codon that translates to nothing
 _STOP = ord("*")
 _DROP_BYTES = bytes([_DROP])
+_OFFSET_BITS = np.tile(np.array([1, 2, 4], dtype=np.uint8), 40_000)
+
+
+def _byte_table(mapping: dict[int, int], default: int) -> bytes:
+    return bytes(mapping.get(i, default) for i in range(256))
+
+
+# bytes.translate tables: byte -> byte lookups at memcpy speed, no index arrays
+_BASE_CODE = _byte_table({b: i for i, b in enumerate(b"ACGT")}, _INVALID)
+_RC_CODE = _byte_table({0: 3, 1: 2, 2: 1, 3: 0}, _INVALID)
+_CODON_AA = _byte_table(
+    {
+        a * 25 + b * 5 + c: ord(CODON_TABLE["ACGT"[a] + "ACGT"[b] + "ACGT"[c]])
+        for a, b, c in product(range(4), repeat=3)
+    },
+    _DROP,
+)  # index: base-5 codon code, 0..124; any code with an _INVALID base maps to _DROP
 
 
 class Frame(NamedTuple):
@@ -83,21 +93,38 @@ def identify_frames_reference(chunk_id: str, chunk: str) -> list[Frame]:
     return _frames_from_proteins(chunk_id, upper, six_frames_reference(upper))
 
 
+def _offset_bits(width: int) -> np.ndarray:
+    return _OFFSET_BITS[:width] if width <= len(_OFFSET_BITS) else np.resize(_OFFSET_BITS[:3], width)
+
+
+def _codon_aa(codes: np.ndarray) -> np.ndarray:
+    """Amino-acid byte of the codon starting at every position: (n, L) codes -> (n, L-2)."""
+    idx = codes[:, :-2] * 25 + codes[:, 1:-1] * 5 + codes[:, 2:]  # uint8: at most 124
+    n, width = idx.shape
+    return np.frombuffer(idx.tobytes().translate(_CODON_AA), dtype=np.uint8).reshape(n, width)
+
+
 def _kept_proteins(codes: np.ndarray) -> list[list[str | None]]:
-    """For an (n, L) array of base codes, the six proteins per row, ``None`` where not kept."""
+    """For an (n, L) array of base codes, the six proteins per row, ``None`` where not kept.
+
+    Frame ``o`` (0..2) of a strand is every third codon from position ``o``; weighting codon
+    flags by 1, 2, 4 per position turns the per-frame checks into one fast row reduction.
+    """
     n, length = codes.shape
-    rc_codes = np.where(codes < _INVALID, 3 - codes, codes)[:, ::-1]
     out: list[list[str | None]] = [[None] * 6 for _ in range(n)]
+    if length < 3:
+        return out
+    rc_codes = np.frombuffer(codes.tobytes().translate(_RC_CODE), dtype=np.uint8).reshape(n, length)[:, ::-1]
     for strand, source in enumerate((codes, rc_codes)):
-        for offset in range(3):
-            m = (length - offset) // 3
-            if m <= 0:
-                continue
-            trip = source[:, offset : offset + 3 * m].reshape(n, m, 3).astype(np.intp)
-            aa = _CODON_AA[trip[:, :, 0] * 25 + trip[:, :, 1] * 5 + trip[:, :, 2]]
-            keep = ~(aa == _STOP).any(axis=1) & (aa != _DROP).any(axis=1)
-            for row in np.flatnonzero(keep):
-                out[row][strand * 3 + offset] = aa[row].tobytes().translate(None, _DROP_BYTES).decode()
+        aa = _codon_aa(np.ascontiguousarray(source))
+        bits = _offset_bits(aa.shape[1])  # bit o marks codons of frame o
+        stops = np.bitwise_or.reduce((aa == _STOP).view(np.uint8) * bits, axis=1)
+        coding = np.bitwise_or.reduce((aa != _DROP).view(np.uint8) * bits, axis=1)
+        keep = coding & ~stops
+        for row in np.flatnonzero(keep):
+            for offset in range(3):
+                if keep[row] >> offset & 1:
+                    out[row][strand * 3 + offset] = aa[row, offset::3].tobytes().translate(None, _DROP_BYTES).decode()
     return out
 
 
@@ -111,8 +138,8 @@ def identify_frames_batch(chunks: Sequence[tuple[str, str]]) -> list[list[Frame]
     for length, members in by_length.items():
         if length == 0:
             continue
-        blob = "".join(uppers[i] for i in members).encode("ascii", "replace")
-        codes = _BASE_CODE[np.frombuffer(blob, dtype=np.uint8)].reshape(len(members), length)
+        blob = "".join(uppers[i] for i in members).encode("ascii", "replace").translate(_BASE_CODE)
+        codes = np.frombuffer(blob, dtype=np.uint8).reshape(len(members), length)
         for i, proteins in zip(members, _kept_proteins(codes)):
             if any(proteins):
                 result[i] = _frames_from_proteins(chunks[i][0], uppers[i], proteins)

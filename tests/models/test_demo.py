@@ -68,8 +68,9 @@ def fair_esm_load(path: Path) -> tuple[nn.Module, object]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> DemoModels:
-    return build_demo_models(tmp_path_factory.mktemp("demo") / "models", seed=0)
+def built(demo_models: DemoModels) -> DemoModels:
+    """The session's demo set (tests/conftest.py), made by ``ensure_demo_models``."""
+    return demo_models
 
 
 def test_layout_and_markers(built: DemoModels) -> None:
@@ -198,27 +199,29 @@ def _all_tensors(models: DemoModels) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_ensure_builds_deterministically_then_reuses(
-    built: DemoModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = tmp_path / "cache" / "v1"
-    fresh = ensure_demo_models(cache)
-    assert fresh.root == cache
-    assert not [p for p in cache.parent.iterdir() if p != cache]  # no temp dirs left behind
-    a, b = _all_tensors(built), _all_tensors(fresh)
+def test_build_is_deterministic(built: DemoModels, tmp_path: Path) -> None:
+    again = build_demo_models(tmp_path / "again", seed=0)
+    assert again.root == tmp_path / "again"
+    a, b = _all_tensors(built), _all_tensors(again)
     assert a.keys() == b.keys() and len(a) > 40
     assert all(torch.equal(a[k], b[k]) for k in a), "same seed must give identical weights"
-    assert (built.dnabert / "tokenizer.json").read_text() == (
-        fresh.dnabert / "tokenizer.json"
-    ).read_text()
+    tokenizer = (built.dnabert / "tokenizer.json").read_text()
+    assert tokenizer == (again.dnabert / "tokenizer.json").read_text()
 
+
+def test_ensure_reuses_the_cache(
+    built: DemoModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_build(*_args: object, **_kw: object) -> DemoModels:
         raise AssertionError("the cached demo models should be reused")
 
     monkeypatch.setattr(demo, "build_demo_models", no_build)
-    assert ensure_demo_models(cache) == fresh
-    monkeypatch.setenv(demo.DEMO_ENV, str(cache))
-    assert ensure_demo_models() == fresh
+    assert ensure_demo_models(built.root) == built
+    copy = tmp_path / "copy"
+    shutil.copytree(built.root, copy)
+    monkeypatch.setenv(demo.DEMO_ENV, str(copy))
+    assert ensure_demo_models() == demo_paths(copy)
+    assert not list(built.root.parent.glob(f".{built.root.name}.build-*"))  # no temp dirs left
 
 
 def test_other_seed_gives_other_weights(built: DemoModels, tmp_path: Path) -> None:

@@ -253,6 +253,7 @@ def test_published_extraction_equals_pooled_embeddings(checkpoint: Path) -> None
 def test_checkpoint_with_other_name_and_demo_marker(tmp_path: Path, fair_model: ESM2) -> None:
     path = save_fair_esm_checkpoint(fair_model, tmp_path / "tiny_demo.pt", regression=False)
     (tmp_path / "demo.json").write_text(json.dumps({"demo": True}))
+    (tmp_path / "config.json").write_text("{}")  # an unrelated config.json nearby is ignored
     bundle = load_esm(path)
     assert bundle.demo and bundle.format == "fair-esm"
     assert bundle.encoder.rotary.inv_freq.dtype == torch.float32
@@ -320,6 +321,37 @@ def test_transformers_directory_matches_last_hidden_state(
     assert load_esm(tmp_path / "config.json").source == tmp_path
 
 
+def test_transformers_bin_with_older_key_names(
+    tmp_path: Path, hf_config, alphabet: Alphabet
+) -> None:
+    """pytorch_model.bin with LayerNorm.weight/bias and per-layer inv_freq, as older saves."""
+    import transformers
+    from safetensors.torch import load_file
+
+    model = randomise(transformers.EsmModel(hf_config), seed=5)
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    renamed = {}
+    for key, value in weights.items():
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias"
+        )
+        if "*" in key:
+            for i in range(hf_config.num_hidden_layers):
+                renamed[key.replace("*", str(i))] = value
+        else:
+            renamed[key] = value
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(renamed, tmp_path / "pytorch_model.bin")
+    bundle = load_esm(tmp_path / "pytorch_model.bin")
+    tokens = fair_tokens(alphabet, PROTEINS)
+    attention = tokens.ne(alphabet.padding_idx)
+    with torch.no_grad():
+        expected = model(input_ids=tokens, attention_mask=attention.long()).last_hidden_state
+        ours = bundle.encoder(tokens)
+    assert max_diff(ours[attention], expected[attention]) < FP32_TOL
+
+
 def test_transformers_absolute_positions_refused(tmp_path: Path, hf_config) -> None:
     import transformers
 
@@ -368,7 +400,7 @@ def test_checkpoint_with_missing_weights(tmp_path: Path, fair_model: ESM2) -> No
         data = torch.load(path, weights_only=True)
     del data["model"]["encoder.sentence_encoder.layers.1.fc2.weight"]
     torch.save(data, path)
-    with pytest.raises(ModelError, match=r"esm2_broken\.pt: ESM-2 weights do not fit.*fc2"):
+    with pytest.raises(ModelError, match=r"esm2_broken\.pt: wrong key set for ESM-2 .*fc2"):
         load_esm(path)
 
 

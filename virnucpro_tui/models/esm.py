@@ -281,7 +281,7 @@ def load_esm(path: str | Path) -> EsmBundle:
     if hf_dir is not None:
         encoder = _load_transformers(hf_dir)
         source, fmt = hf_dir, "transformers"
-    elif path.is_dir():
+    elif path.is_dir() or path.suffix == ".safetensors":
         raise ModelError(f"{path}: not an ESM-2 model directory (no config.json)")
     else:
         encoder = _encoder_from_fair(_build_fair_esm(path), path)
@@ -391,7 +391,7 @@ def _build_fair_esm(path: Path) -> esm.model.esm2.ESM2:
             warnings.filterwarnings("ignore", message="Regression weights not found")
             model, _ = esm.pretrained.load_model_and_alphabet_core(name, data, regression)
     except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path}: ESM-2 weights do not fit ({_summary(exc)})") from None
+        raise ModelError(f"{path}: wrong key set for ESM-2 ({_summary(exc)})") from None
     return model.float().eval()
 
 
@@ -441,7 +441,15 @@ def _encoder_from_fair(model: esm.model.esm2.ESM2, path: Path) -> EsmEncoder:
 
 
 def _transformers_dir(path: Path) -> Path | None:
-    directory = path if path.is_dir() else path.parent
+    """The transformers directory named by ``path`` (itself or a file of it), else None."""
+    if path.is_dir():
+        directory = path
+    elif (
+        path.name == "config.json" or path.name in HF_WEIGHT_FILES or path.suffix == ".safetensors"
+    ):
+        directory = path.parent
+    else:
+        return None  # e.g. esm2_t36_3B_UR50D.pt: a fair-esm file, wherever it sits
     return directory if (directory / "config.json").is_file() else None
 
 

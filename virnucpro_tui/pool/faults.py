@@ -1,7 +1,8 @@
 """Fault injection for tests and drills, from ``$VIRNUCPRO_TUI_FAULTS`` (JSON).
 
 Keys (all optional): ``oom_batches`` (first N multi-item batches raise CUDA OOM),
-``sleep_per_batch_s`` (slow every batch down), ``hang_on_shard`` (the worker stops itself with
+``sleep_per_batch_s`` (slow every batch down), ``exit_on_shard`` (the worker dies with exit
+code 9 when it starts its Nth shard), ``hang_on_shard`` (the worker stops itself with
 SIGSTOP when it starts its Nth shard, 1-based), ``fail_load`` (model loading raises),
 ``workers`` (restrict to these worker numbers), ``generations`` (restrict to these restart
 generations; default [0], so a respawned worker runs clean).
@@ -28,6 +29,7 @@ class FaultPlan:
     oom_batches: int = 0
     sleep_per_batch_s: float = 0.0
     hang_on_shard: int = 0
+    exit_on_shard: int = 0
     fail_load: bool = False
     workers: list[int] | None = None
     generations: list[int] = field(default_factory=lambda: [0])
@@ -44,7 +46,8 @@ class FaultPlan:
 
     @property
     def active(self) -> bool:
-        return bool(self.oom_batches or self.sleep_per_batch_s or self.hang_on_shard or self.fail_load)
+        return bool(self.oom_batches or self.sleep_per_batch_s or self.hang_on_shard or self.exit_on_shard
+                    or self.fail_load)
 
     def before_batch(self, _model: str, batch_size: int) -> None:
         if self.sleep_per_batch_s:
@@ -54,5 +57,7 @@ class FaultPlan:
             raise InjectedOOM()
 
     def on_shard_start(self, shard_number: int) -> None:
+        if self.exit_on_shard and shard_number == self.exit_on_shard:
+            os._exit(9)
         if self.hang_on_shard and shard_number == self.hang_on_shard:
             os.kill(os.getpid(), signal.SIGSTOP)

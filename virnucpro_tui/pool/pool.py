@@ -71,6 +71,7 @@ class PersistentWorkerPool:
         self.attempts: dict[str, int] = {}
         self.paused = False
         self.started = False
+        self.last_failure = ""
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -233,7 +234,8 @@ class PersistentWorkerPool:
                 w.process.join(timeout=5)
                 out += self._recover(w, f"hung: no heartbeat for {now - w.last_heartbeat:.0f} s, killed")
         if not self.live_workers():
-            raise WorkerFailure("every worker failed past its restart limit; see the logs/ directory")
+            raise WorkerFailure(f"every worker failed past its restart limit ({self.policy.max_restarts} "
+                                f"restarts each); last: {self.last_failure}")
         return out
 
     def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
@@ -241,15 +243,21 @@ class PersistentWorkerPool:
         self.emit(events[-1])
         if w.conn is not None:
             w.conn.close()
-        while w.assigned:
-            shard = w.assigned.pop()
-            self._retry(shard, f"worker {w.n} {reason}")
-        if w.generation >= self.policy.max_restarts:
+        retire = w.generation >= self.policy.max_restarts
+        if retire:
             w.retired = True
+            self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
             events.append(make_event("error", worker=w.n, fatal=False,
                                      message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
                                              f"({self.policy.max_restarts}) reached, retired"))
             self.emit(events[-1])
+        while w.assigned:
+            shard = w.assigned.pop()
+            if retire and not self.live_workers():
+                self.submit(shard, front=True)  # nobody left to run it; the run fails below
+            else:
+                self._retry(shard, f"worker {w.n} {reason}")
+        if retire:
             return events
         w.generation += 1
         events.append(make_event("worker_state", worker=w.n, state="restarting", device=w.slot.label,

@@ -1,0 +1,100 @@
+"""Helpers for tests that run the real command line in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
+SAMPLE_READS = ROOT / "sample_data" / "sample_reads.fa.gz"
+OUTPUT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv")
+
+
+def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["VIRNUCPRO_TUI_DEMO_DIR"] = str(demo_root)
+    env.pop("VIRNUCPRO_TUI_FAULTS", None)
+    if faults:
+        env["VIRNUCPRO_TUI_FAULTS"] = json.dumps(faults)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "virnucpro_tui", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "virnucpro_tui", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def wait_for_event(run_dir: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120,
+                   proc: subprocess.Popen[str] | None = None) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for e in events(run_dir):
+            if predicate(e):
+                return e
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before the event: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for an event")
+
+
+def worker_pids(run_dir: Path) -> set[int]:
+    return {e["pid"] for e in events(run_dir) if e["type"] == "worker_state" and e.get("pid")}
+
+
+def assert_no_live_processes(pids: set[int], timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    alive: list[int] = []
+    while time.time() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes still alive: {alive}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_tree(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def outputs(run_dir: Path, jobs: list[str] | None = None) -> dict[str, bytes]:
+    dirs = [run_dir / j for j in jobs] if jobs else [run_dir]
+    return {f"{d.name}/{name}": (d / name).read_bytes() for d in dirs for name in OUTPUT_FILES}

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from virnucpro_tui.core.shards import Shard, shard_path, write_shard_result
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import make_event
+from virnucpro_tui.pool.events import Event, make_event
 from virnucpro_tui.pool.faults import FaultPlan
 
 HISTOGRAM_BINS = 20
@@ -65,9 +66,19 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     os.environ.update(worker_environment(cfg))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when we stop
     print(f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}", flush=True)
-    code = Worker(cfg, conn).run()
+    code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()
     os._exit(code)
+
+
+def _pipe_sender(conn: Connection) -> Callable[[Event], None]:
+    def send(event: Event) -> None:
+        try:
+            conn.send(event)
+        except (BrokenPipeError, EOFError, OSError):
+            os._exit(3)  # orchestrator gone: never linger as an orphan
+
+    return send
 
 
 def _redirect_output(log_path: Path) -> None:
@@ -84,9 +95,12 @@ def _redirect_output(log_path: Path) -> None:
 
 
 class Worker:
-    def __init__(self, cfg: WorkerConfig, conn: Connection) -> None:
+    """The device-side logic, independent of transport: a process over a pipe (here) or a Ray
+    actor (``ray_backend``) delivers tasks and carries the events ``send_event`` is given."""
+
+    def __init__(self, cfg: WorkerConfig, send_event: Callable[[Event], None]) -> None:
         self.cfg = cfg
-        self.conn = conn
+        self.send_event = send_event
         self.n = cfg.slot.worker
         self._send_lock = threading.Lock()
         self.state = "starting"
@@ -102,10 +116,7 @@ class Worker:
     def send(self, type_: str, **fields: Any) -> None:
         event = make_event(type_, worker=self.n, job=fields.pop("job", self.job), **fields)
         with self._send_lock:
-            try:
-                self.conn.send(event)
-            except (BrokenPipeError, EOFError, OSError):
-                os._exit(3)  # orchestrator gone: never linger as an orphan
+            self.send_event(event)
 
     def set_state(self, state: str, **fields: Any) -> None:
         self.state = state
@@ -117,7 +128,8 @@ class Worker:
         self.send(type_, shard=self.shard, **fields)
 
     # -- main loop ------------------------------------------------------------------------
-    def run(self) -> int:
+    def start(self) -> None:
+        """Set up torch on the device and start heartbeats; models load on the first task."""
         self.set_state("starting", uuid=self.cfg.slot.uuid)
         self._setup_torch()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
@@ -126,29 +138,33 @@ class Worker:
         self.engine = Engine(self.cfg.files, self.device, self.cfg.settings, emit=self.emit_engine)
         if self.faults.active:
             self.engine.before_batch = self.faults.before_batch
-        tasks: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=self._receive_loop, args=(tasks,), name="receiver", daemon=True).start()
         self.set_state("idle")
+
+    def run_process(self, conn: Connection) -> int:
+        """The worker process's loop: tasks in order from the pipe, until told to stop."""
+        self.start()
+        tasks: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True).start()
         while True:
             item = tasks.get()
             if item is None:
                 self.set_state("stopped")
                 return 0
-            if not self._handle_task(item):
+            if not self.handle_task(item):
                 return 2
 
-    def _receive_loop(self, tasks: queue.Queue[Any]) -> None:
+    def _receive_loop(self, conn: Connection, tasks: queue.Queue[Any]) -> None:
         """Tasks go to the main thread in order; control messages act at once."""
         while True:
             try:
-                msg = self.conn.recv()
+                msg = conn.recv()
             except (EOFError, OSError):
                 os._exit(3)
             kind = msg[0]
             if kind == "task":
                 tasks.put(msg[1])
             elif kind == "clear_cache":
-                self._clear_cache(msg[1])
+                self.clear_cache(msg[1])
             elif kind == "stop":
                 tasks.put(None)
                 return
@@ -165,7 +181,8 @@ class Worker:
         else:
             self.device = torch.device("cpu")
 
-    def _handle_task(self, shard: Shard) -> bool:
+    def handle_task(self, shard: Shard) -> bool:
+        """Score one shard and write its result; False when this worker cannot go on."""
         self.job, self.shard = shard.job, shard.index
         self.last_progress = time.time()
         self.faults.on_shard_start(self.shards_done + 1)
@@ -194,7 +211,7 @@ class Worker:
         self.send("shard_done", shard=shard.index, frames=len(shard), seconds=round(result.seconds, 4),
                   tokens=result.tokens, **score_stats(result.frame_ids, result.probs))
         if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
-            self._clear_cache("periodic")
+            self.clear_cache("periodic")
         self.job = self.shard = None
         self.set_state("idle")
         return True
@@ -238,7 +255,7 @@ class Worker:
         return {"kind": "cpu", "allocated": rss, "reserved": rss, "peak": max(peak, rss),
                 "free": int(vm.available), "total": int(vm.total)}
 
-    def _clear_cache(self, reason: str) -> None:
+    def clear_cache(self, reason: str) -> None:
         prev_state = self.state
         self.set_state("clearing", reason=reason)
         before = self.memory_snapshot()["reserved"]
@@ -256,9 +273,9 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         last_memory = 0.0
-        parent = self.cfg.parent_pid or os.getppid()
+        parent = self.cfg.parent_pid
         while True:
-            if os.getppid() != parent:
+            if parent and os.getppid() != parent:
                 os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send("heartbeat", state=self.state, shard=self.shard,

@@ -94,8 +94,9 @@ def test_score_format_is_float32_repr() -> None:
 
 
 def test_consensus_rules() -> None:
-    from virnucpro_tui.core.outputs import Prediction
     import numpy as np
+
+    from virnucpro_tui.core.outputs import Prediction
 
     f = np.float32
     preds = [

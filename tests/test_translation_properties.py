@@ -30,7 +30,7 @@ def published_chunk_starts(length: int, size: int) -> list[int]:
     need = repeat - lower * (num - 1)
     steps = [lower + 1] * need + [lower] * (num - 1 - need) + [0]
     starts, move = [], 0
-    for a, b in zip(range(0, length, size), steps):
+    for a, b in zip(range(0, length, size), steps, strict=False):
         starts.append(a - move if a > 1 else a)
         move += b
     return starts
@@ -46,12 +46,12 @@ def test_chunks_cover_the_sequence(length: int, size: int) -> None:
     starts = chunk_starts(length, size)
     assert len(starts) == math.ceil(length / size)
     assert starts[0] == 0
-    assert all(b > a for a, b in zip(starts, starts[1:]))
+    assert all(b > a for a, b in zip(starts, starts[1:], strict=False))
     ends = [min(s + size, length) for s in starts]
     assert ends[-1] == length
     # consecutive chunks overlap or touch: nothing is skipped
     assert all(starts[i + 1] <= ends[i] for i in range(len(starts) - 1))
-    assert all(e - s == size for s, e in zip(starts[:-1], ends[:-1]))
+    assert all(e - s == size for s, e in zip(starts[:-1], ends[:-1], strict=False))
 
 
 @given(MESSY, st.sampled_from([300, 500, 50]))

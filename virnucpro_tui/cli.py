@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui import __version__
-from virnucpro_tui.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, InputError, VirnucproError
+from virnucpro_tui.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    InputError,
+    VirnucproError,
+)
 
 PROG = "virnucpro-tui"
 REPO_SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -154,11 +160,10 @@ def wants_ui(args: argparse.Namespace) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
-
-    from virnucpro_tui.core.fasta import scan_input
 
     _check_length(args.length, args.demo)
     inputs = _inputs(args)

@@ -82,7 +82,7 @@ def open_fasta(path: str | Path) -> TextIO:
         raise InputError(f"{p}: cannot read input ({exc.strerror or exc})") from None
     if size == 0:
         raise InputError(f"{p}: input file is empty (0 bytes)")
-    raw = gzip.open(p, "rb") if gz else p.open("rb")
+    raw = gzip.open(p, "rb") if gz else p.open("rb")  # noqa: SIM115 - returned to the caller
     # Headers may carry Windows-1252 or other stray bytes: keep going, show them as U+FFFD.
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
 

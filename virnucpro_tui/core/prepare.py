@@ -112,7 +112,7 @@ def write_intermediate_files(input_path: str | Path, out_dir: str | Path, chunk_
         with tmp[0].open("w") as chunked, tmp[1].open("w") as dna, tmp[2].open("w") as protein:
             for rec in prepare_file(input_path, chunk_length):
                 summary.records += 1
-                for (chunk_id, chunk_seq), frames in zip(rec.chunks, rec.frames):
+                for (chunk_id, chunk_seq), frames in zip(rec.chunks, rec.frames, strict=False):
                     write_wrapped(chunked, chunk_id, chunk_seq)
                     summary.chunks += 1
                     summary.chunks_with_frames += bool(frames)
@@ -120,7 +120,7 @@ def write_intermediate_files(input_path: str | Path, out_dir: str | Path, chunk_
                         dna.write(f">{frame.id}\n{frame.nucleotide}\n")
                         protein.write(f">{frame.id}\n{frame.protein}\n")
                         summary.frames += 1
-        for t, p in zip(tmp, paths):
+        for t, p in zip(tmp, paths, strict=False):
             os.replace(t, p)
     finally:
         for t in tmp:

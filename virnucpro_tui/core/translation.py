@@ -140,7 +140,7 @@ def identify_frames_batch(chunks: Sequence[tuple[str, str]]) -> list[list[Frame]
             continue
         blob = "".join(uppers[i] for i in members).encode("ascii", "replace").translate(_BASE_CODE)
         codes = np.frombuffer(blob, dtype=np.uint8).reshape(len(members), length)
-        for i, proteins in zip(members, _kept_proteins(codes)):
+        for i, proteins in zip(members, _kept_proteins(codes), strict=False):
             if any(proteins):
                 result[i] = _frames_from_proteins(chunks[i][0], uppers[i], proteins)
     return result

@@ -6,6 +6,7 @@ Every event has ``v`` (schema version), ``ts`` (Unix time), ``type``, ``worker``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -97,10 +98,8 @@ class Fanout:
     def __call__(self, event: Event) -> None:
         with self._lock:
             for sink in self.sinks:
-                try:
+                with contextlib.suppress(Exception):  # a broken consumer must not stop the run
                     sink(event)
-                except Exception:  # noqa: BLE001 - a broken consumer must not stop the run
-                    pass
 
 
 class StreamWriter:

@@ -8,6 +8,7 @@ shards requeued and are respawned on the same device, up to ``max_restarts`` tim
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -106,10 +107,8 @@ class PersistentWorkerPool:
         for w in self.workers:
             w.stopping = True
             if w.alive and w.conn is not None and graceful:
-                try:
+                with contextlib.suppress(BrokenPipeError, OSError):
                     w.conn.send(("stop",))
-                except (BrokenPipeError, OSError):
-                    pass
         deadline = time.time() + (self.policy.stop_timeout_s if graceful else 0)
         while graceful and time.time() < deadline and any(w.alive for w in self.workers):
             self.poll(0.2, supervise=False)
@@ -146,10 +145,8 @@ class PersistentWorkerPool:
     def clear_caches(self, reason: str = "manual") -> None:
         for w in self.workers:
             if w.alive and w.conn is not None:
-                try:
+                with contextlib.suppress(BrokenPipeError, OSError):
                     w.conn.send(("clear_cache", reason))
-                except (BrokenPipeError, OSError):
-                    pass
 
     def _dispatch(self) -> None:
         if self.paused:
@@ -202,7 +199,7 @@ class PersistentWorkerPool:
         self.emit(event)
         if kind == "error" and event.get("fatal"):
             raise WorkerFailure(f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
-                                f"see {event.get('log', 'logs/worker-%d.log' % w.n)}")
+                                f"see logs/worker-{w.n}.log")
         return event
 
     def _finish(self, w: WorkerHandle, job: str, index: int) -> Shard | None:
@@ -268,10 +265,8 @@ class PersistentWorkerPool:
 
 
 def _kill(process: Any) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, TypeError):
         os.kill(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, TypeError):
-        pass
 
 
 def _describe_exit(code: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -49,8 +50,6 @@ class NvmlTelemetry:
 
     def close(self) -> None:
         if self._nvml is not None and self._handles:
-            try:
+            with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001
-                pass
         self._handles.clear()

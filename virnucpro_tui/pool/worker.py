@@ -7,6 +7,7 @@ could leave taken. Its stdout and stderr go to ``logs/worker-<n>.log``, never to
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import queue
@@ -282,10 +283,8 @@ class Worker:
                       since_progress=round(now - self.last_progress, 2), pid=os.getpid())
             if now - last_memory >= self.cfg.memory_every_s:
                 last_memory = now
-                try:
+                with contextlib.suppress(Exception):  # telemetry must never kill the worker
                     self.send("gpu_memory", **self.memory_snapshot())
-                except Exception:  # noqa: BLE001 - telemetry must never kill the worker
-                    pass
             time.sleep(self.cfg.heartbeat_s)
 
 

@@ -6,6 +6,7 @@ consume its event stream; they steer it only through the thread-safe methods at 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import queue
@@ -19,7 +20,13 @@ from typing import Any
 from virnucpro_tui import __version__
 from virnucpro_tui.core.fasta import InputScan, scan_input
 from virnucpro_tui.core.prepare import prepare_file
-from virnucpro_tui.core.shards import CorruptShardError, Shard, iter_shards, read_shard_rows, shard_path
+from virnucpro_tui.core.shards import (
+    CorruptShardError,
+    Shard,
+    iter_shards,
+    read_shard_rows,
+    shard_path,
+)
 from virnucpro_tui.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -140,7 +147,7 @@ class Orchestrator:
 
         inputs = [{"job": n, "path": str(s.path.resolve()), "sha256": sha256_file(s.path),
                    "bytes": s.path.stat().st_size, "records": s.records, "chunks": s.chunks,
-                   "added": False} for n, s in zip(names, scans)]
+                   "added": False} for n, s in zip(names, scans, strict=False)]
         return {
             "format": "virnucpro-tui-run/1", "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.cfg.command, "inputs": inputs, "settings": self._settings(),
@@ -155,7 +162,7 @@ class Orchestrator:
 
     def _make_jobs(self, scans: list[InputScan], names: list[str]) -> None:
         single = len(scans) == 1
-        for name, scan in zip(names, scans):
+        for name, scan in zip(names, scans, strict=False):
             self.jobs.append(JobState(name, scan.path, self.rundir.job_dir(name, single), scan))
 
     def _worker_config(self, slot: DeviceSlot, generation: int) -> WorkerConfig:
@@ -251,10 +258,8 @@ class Orchestrator:
             return
         self.manifest["status"] = status
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        try:
+        with contextlib.suppress(OSError):
             self.rundir.write_manifest(self.manifest)
-        except OSError:
-            pass
         self.emit("run_done", status=status, exit_code=code, seconds=round(time.time() - self.started, 2),
                   frames=sum(j.frames_done for j in self.jobs), resumable=status != "complete",
                   jobs={j.name: j.status for j in self.jobs})

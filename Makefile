@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   bootstrap .venv, then score sample_data/ with the demo models
+#   make test   bootstrap .venv with the test tools, then run lint, import contracts and tests
+SHELL := /bin/bash
+PY = .venv/bin/python
+
+.PHONY: demo test lint bench-tiny clean
+
+demo:
+	@scripts/bootstrap.sh >/dev/null
+	$(PY) -m virnucpro_tui run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out
+
+test:
+	@scripts/bootstrap.sh test >/dev/null
+	$(PY) -m ruff check virnucpro_tui tests scripts
+	.venv/bin/lint-imports
+	$(PY) -m pytest -q
+
+bench-tiny:
+	@scripts/bootstrap.sh >/dev/null
+	$(PY) -m virnucpro_tui bench --tiny
+
+clean:
+	rm -rf .venv demo_out .pytest_cache .ruff_cache

@@ -67,7 +67,8 @@ def _add_run_parser(sub: Any) -> None:
     g.add_argument("--shard-size", type=_positive_int, help="frames per shard (default 2048; 128 with --demo)")
     g.add_argument("--esm-max-tokens", type=_positive_int, help="token budget of one ESM-2 batch (default: sized from the device)")
     g.add_argument("--dnabert-max-tokens", type=_positive_int, help="token budget of one DNABERT-S batch")
-    g.add_argument("--compile", action="store_true", help="torch.compile the models on GPU (slower start, faster run)")
+    g.add_argument("--no-compile", dest="compile", action="store_false", default=None,
+                   help="do not torch.compile the models on GPU (faster start, slower run)")
     g = p.add_argument_group("supervision and memory")
     g.add_argument("--max-restarts", type=int, default=3, help="respawns per worker before it is retired (default 3)")
     g.add_argument("--hang-timeout", type=float, default=120.0, help="seconds without a heartbeat before a worker is killed (default 120)")

@@ -9,11 +9,12 @@ fair-esm's own module, as the reference and the "published settings" baseline.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
 from argparse import Namespace
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -389,10 +390,25 @@ def _build_fair_esm(path: Path) -> esm.model.esm2.ESM2:
     try:
         with warnings.catch_warnings():  # no regression file: contacts are not used here
             warnings.filterwarnings("ignore", message="Regression weights not found")
-            model, _ = esm.pretrained.load_model_and_alphabet_core(name, data, regression)
+            with _skip_random_init():  # the weights are overwritten by the checkpoint anyway
+                model, _ = esm.pretrained.load_model_and_alphabet_core(name, data, regression)
     except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
         raise ModelError(f"{path}: wrong key set for ESM-2 ({_summary(exc)})") from None
     return model.float().eval()
+
+
+@contextlib.contextmanager
+def _skip_random_init() -> Iterator[None]:
+    """Build modules without random initialisation (minutes of CPU for a 3B model)."""
+    names = ("uniform_", "normal_", "kaiming_uniform_", "xavier_uniform_", "zeros_", "ones_", "constant_")
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
 
 
 def _fair_esm_cfg(path: Path, data: Any) -> Namespace:

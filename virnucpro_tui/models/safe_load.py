@@ -65,7 +65,12 @@ def torch_load_safely(
     allowed = [*ALWAYS_ALLOWED, *extra_globals]
     try:
         with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:  # memory-mapped: workers on one host share the page cache of a 5.7 GB file
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         name = refused_global(str(exc))
         if name is not None:

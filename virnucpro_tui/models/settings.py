@@ -27,7 +27,7 @@ class EngineSettings:
     max_batch: int = 1024
     chunk_length: int = 500
     force_model_length: bool = False
-    compile: bool = False
+    compile: bool | None = None  # None: compile on GPU (half precision), never on CPU
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

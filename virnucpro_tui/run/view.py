@@ -50,6 +50,11 @@ class WorkerView:
     restarts: int = 0
     throughput: deque[float] = field(default_factory=lambda: deque(maxlen=60))  # frames/s per shard
     last_event: float = 0.0
+    # added for the dashboard: per-model speed of the last finished stage, the last problem
+    esm_rate: float | None = None  # ESM-2 proteins/s over the last shard's ESM stage
+    dnabert_rate: float | None = None  # DNABERT-S frames/s over the last shard's DNABERT stage
+    stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
+    last_error: str | None = None
 
 
 @dataclass
@@ -65,6 +70,7 @@ class JobView:
     frames_done: int = 0
     out_dir: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    added: bool = False  # added while the run was going (UI `a`)
 
     @property
     def frames_total(self) -> int | None:
@@ -165,6 +171,8 @@ class RunView:
         w.pid = e.get("pid", w.pid)
         if e.get("device") and w.kind == "cpu" and not w.device:
             w.device = e["device"]
+        if e["state"] in ("crashed", "restarting") and e.get("reason"):
+            w.last_error = f"{e['state']}: {e['reason']}"
         if e["state"] == "restarting":
             w.restarts += 1
             w.generation = e.get("generation", w.generation)
@@ -193,6 +201,26 @@ class RunView:
         w.job, w.shard, w.stage = e.get("job"), e.get("shard"), e.get("stage")
         w.shard_done, w.shard_total = e.get("frames_done", 0), e.get("frames_total", 0)
         self._partial[w.worker] = w.shard_done
+        self._note_stage_rate(w, e)
+
+    @staticmethod
+    def _note_stage_rate(w: WorkerView, e: Event) -> None:
+        """Per-model speed from the progress event that closes a stage (``stage_done == stage_total``)."""
+        stage, seconds = e.get("stage"), e.get("seconds")
+        if stage == "start":
+            w.stage_end_s = 0.0
+        total = e.get("stage_total")
+        closes_stage = bool(total) and e.get("stage_done") == total
+        if stage not in ("dnabert", "esm") or not closes_stage or seconds is None:
+            return
+        span = float(seconds) - (w.stage_end_s if stage == "esm" else 0.0)
+        w.stage_end_s = float(seconds)
+        if span > 0:
+            rate = total / span
+            if stage == "esm":
+                w.esm_rate = rate
+            else:
+                w.dnabert_rate = rate
 
     def _on_shard_done(self, e: Event) -> None:
         w = self._worker(e)
@@ -244,6 +272,9 @@ class RunView:
     def _on_error(self, e: Event) -> None:
         who = f"worker {e['worker']}: " if e.get("worker") is not None else ""
         self.errors.append(f"{who}{e.get('message')}")
+        w = self._worker(e)
+        if w is not None:
+            w.last_error = str(e.get("message"))
 
     def _on_warning(self, e: Event) -> None:
         self.warnings.append(str(e.get("message")))
@@ -258,6 +289,7 @@ class RunView:
         job = self._job(e["job"])
         if job is not None:
             job.input, job.records, job.chunks_total = e.get("input", ""), e.get("records", 0), e.get("chunks_total", 0)
+            job.added = True
 
     def _on_job_prepared(self, e: Event) -> None:
         job = self._job(e["job"])
@@ -306,6 +338,16 @@ class RunView:
         if total is None or rate <= 0:
             return None
         return max(total - self.frames_done - self.frames_in_flight, 0) / rate
+
+    def proteins_per_s(self) -> float:
+        """ESM-2 speed summed over the live workers (each worker's last shard), proteins/s."""
+        live = ("idle", "loading", "busy", "clearing")
+        return sum(w.esm_rate or 0.0 for w in self.workers.values() if w.state in live)
+
+    def average_throughput(self) -> float:
+        """Frames per second over the whole run so far (what a finished run reports)."""
+        elapsed = self.elapsed()
+        return self.frames_done / elapsed if elapsed > 0 else 0.0
 
     def elapsed(self, now: float | None = None) -> float:
         if self.started is None:

@@ -351,7 +351,7 @@ def save_fair_esm_checkpoint(
     weights: dict[str, torch.Tensor] = {}
     head: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
-        value = value.detach().clone()
+        value = value.detach().to("cpu", copy=True)
         if dtype is not None and value.is_floating_point():
             value = value.to(dtype)
         if key.startswith("contact_head."):

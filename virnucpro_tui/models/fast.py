@@ -12,6 +12,7 @@ against the reference modules is tested on the CPU in fp32 (tests/models/test_fa
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -117,8 +118,10 @@ class FastDnabert(nn.Module):
 
 
 def compile_module(module: nn.Module, method: str) -> None:
-    """Compile one method of ``module`` in place (shapes: static first, dynamic after a change)."""
-    setattr(module, method, torch.compile(getattr(module, method), dynamic=None))
+    """Compile one method of ``module`` in place, with dynamic batch and length, so batches of
+    any shape reuse one graph (two with the padding-mask variant) instead of recompiling."""
+    dynamic = os.environ.get("VIRNUCPRO_TUI_COMPILE_DYNAMIC", "1") != "0"
+    setattr(module, method, torch.compile(getattr(module, method), dynamic=dynamic or None))
 
 
 def accelerate_esm(bundle: Any, compile_: bool) -> None:

@@ -1,0 +1,52 @@
+"""Messages from the run's threads to the app (``App.post_message`` is thread-safe).
+
+Telemetry of one worker supersedes its own previous reading: when several are queued back to
+back, only the newest is handled, so eight busy workers cannot flood the app.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from virnucpro_tui.pool.events import Event
+
+LATEST_WINS = frozenset({"heartbeat", "gpu_memory", "gpu_telemetry", "progress"})
+
+
+def _closes_stage(event: Event) -> bool:
+    """A progress event that ends a model's stage carries its timing: never drop it."""
+    total = event.get("stage_total")
+    return event["type"] == "progress" and bool(total) and event.get("stage_done") == total
+
+
+class EventMessage(Message, bubble=False):
+    """One event from the live run."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+        latest_wins = event.get("type") in LATEST_WINS
+        self.key = (event.get("type"), event.get("worker")) if latest_wins else None
+        self.replaceable = latest_wins and not _closes_stage(event)
+
+    def can_replace(self, message: Message) -> bool:
+        """May the queued ``message`` (a newer one) stand in for this one?"""
+        return self.replaceable and isinstance(message, EventMessage) and message.key == self.key
+
+
+class EventBatch(Message, bubble=False):
+    """Events read together from ``events.jsonl`` (attach); ``backlog`` when replaying history."""
+
+    def __init__(self, events: list[Event], backlog: bool = False) -> None:
+        super().__init__()
+        self.events = events
+        self.backlog = backlog
+
+
+class RunFinished(Message, bubble=False):
+    """The orchestrator's thread returned: every worker process has stopped."""
+
+    def __init__(self, exit_code: int, error: str | None = None) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+        self.error = error

@@ -1,0 +1,597 @@
+"""Pure functions from a RunView to Rich text: what each widget shows.
+
+Widgets call these with their width, so a panel reflows from 80 to 200+ columns. Meaning never
+rests on colour alone (NO_COLOR, 256-colour terminals): states are words, bars use distinct glyphs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.cells import cell_len
+from rich.text import Text
+
+from virnucpro_tui.headless import event_line, fmt_bytes, fmt_duration, summary_lines
+from virnucpro_tui.pool.events import Event
+from virnucpro_tui.run.view import MODELS, JobView, RunView, WorkerView
+
+FINISHED = ("complete", "interrupted", "failed")
+MODEL_LABELS = {"dnabert": "DNABERT-S", "esm": "ESM-2", "classifier": "MLP"}
+SPARKS = "▁▂▃▄▅▆▇█"
+DEMO_BANNER = "DEMO MODELS — scores are not biological predictions"
+STATE_STYLES = {
+    "busy": "bold green",
+    "idle": "cyan",
+    "loading": "bold yellow",
+    "starting": "yellow",
+    "clearing": "magenta",
+    "stopped": "dim",
+    "crashed": "bold red",
+    "restarting": "bold red",
+}
+LABEL_WIDTH = 8
+SILENT_AFTER_S = 10.0
+
+
+@dataclass
+class Mode:
+    """What the app knows beyond the events: how it is attached and what the user asked."""
+
+    read_only: bool = False
+    stopping: bool = False
+    abandoning: bool = False
+    owner: str | None = None  # attach: "pid 1234 on host"
+    waiting_for: str | None = None  # attach: the events file, until it has events
+
+
+# -- building blocks ------------------------------------------------------------------------------
+def pack(segments: Iterable[Text], width: int, sep: str = " · ") -> list[Text]:
+    """Greedy line filling: segments joined by ``sep``, a new line when the next one won't fit."""
+    lines: list[Text] = []
+    line = Text()
+    for segment in segments:
+        if not segment.plain:
+            continue
+        if line.plain and cell_len(line.plain) + len(sep) + cell_len(segment.plain) > width:
+            lines.append(line)
+            line = Text()
+        if line.plain:
+            line.append(sep, style="dim")
+        line.append_text(segment)
+    lines.append(line)
+    return lines
+
+
+def labelled(label: str, segments: Iterable[Text], width: int) -> list[Text]:
+    """``label`` in a fixed column, its segments packed beside it (continuation lines indented)."""
+    lines = pack(segments, max(width - LABEL_WIDTH, 12))
+    out = []
+    for i, line in enumerate(lines):
+        head = Text(f"{label if i == 0 else '':<{LABEL_WIDTH}}", style="bold dim")
+        out.append(head + line)
+    return out
+
+
+def join_lines(lines: Sequence[Text]) -> Text:
+    return Text("\n").join(lines)
+
+
+def bar(fraction: float, width: int, fill_style: str = "green") -> Text:
+    """``[████░░░░]`` with ``fraction`` of ``width`` filled."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return Text.assemble(("█" * filled, fill_style), ("░" * (width - filled), "dim"))
+
+
+def stacked_bar(total: float, parts: Sequence[tuple[float, str, str]], width: int) -> Text:
+    """A bar of ``width`` cells: each part (value, glyph, style) takes its share of ``total``."""
+    text = Text()
+    used = 0
+    for value, glyph, style in parts:
+        cells = min(round(max(value, 0) / total * width), width - used) if total > 0 else 0
+        text.append(glyph * cells, style=style)
+        used += cells
+    text.append("░" * (width - used), style="dim")
+    return text
+
+
+def sparkline(values: Sequence[float], width: int) -> Text:
+    """Recent values as ▁..█, scaled between half the peak (or the minimum, if lower) and the peak."""
+    values = list(values)[-width:]
+    if not values:
+        return Text("·" * min(width, 8), style="dim")
+    top = max(values) or 1.0
+    floor = min(min(values), top / 2)
+    span = (top - floor) or 1.0
+    top_level = len(SPARKS) - 1
+    marks = "".join(SPARKS[min(round((v - floor) / span * top_level), top_level)] for v in values)
+    return Text(marks, style="cyan")
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def fmt_count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def fmt_clock(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "--:--:--"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+# -- header and overall progress ------------------------------------------------------------------
+def run_status(view: RunView, mode: Mode) -> tuple[str, str]:
+    if view.status in FINISHED:
+        style = {"complete": "bold green", "interrupted": "bold yellow"}.get(
+            view.status, "bold red"
+        )
+        return view.status.upper(), style
+    if mode.waiting_for:
+        return "WAITING", "yellow"
+    if mode.abandoning:
+        return "ABANDONING", "bold red"
+    if mode.stopping:
+        return "STOPPING", "bold yellow"
+    if view.paused:
+        return "PAUSED", "bold yellow"
+    if view.status == "starting":
+        return "STARTING", "yellow"
+    return "RUNNING", "bold green"
+
+
+def job_input_name(job: JobView) -> str:
+    return Path(job.input).name if job.input else job.name
+
+
+def header_text(view: RunView, width: int, now: float, mode: Mode) -> Text:
+    status, style = run_status(view, mode)
+    first = [Text("virnucpro-tui", style="bold"), Text(status, style=style)]
+    if mode.read_only:
+        first.append(
+            Text(f"attached, read-only{f' to {mode.owner}' if mode.owner else ''}", "italic")
+        )
+    first.append(Text(f"run {view.out or mode.waiting_for or '…'}"))
+    inputs = ", ".join(job_input_name(j) for j in view.jobs.values()) or "-"
+    figures = [Text(f"inputs {inputs}"), *_timing_segments(view, now), *_speed_segments(view, now)]
+    if mode.stopping and view.status not in FINISHED:
+        figures.append(Text("q again abandons the shards in flight", style="bold yellow"))
+    return join_lines(pack(first, width) + pack(figures, width))
+
+
+def known_totals(view: RunView) -> tuple[int, int]:
+    """The frames of the jobs whose size is known, and how many jobs are not sized yet."""
+    totals = [j.frames_total for j in view.jobs.values()]
+    return sum(t for t in totals if t is not None), sum(1 for t in totals if t is None)
+
+
+def eta_text(view: RunView, now: float) -> str:
+    if view.status in FINISHED:
+        return "done"
+    if view.paused:
+        return "paused"
+    eta = view.eta_seconds(now)
+    if eta is not None:
+        return fmt_duration(eta)
+    known, unknown = known_totals(view)
+    rate = view.throughput(now=now)
+    if not known or rate <= 0:
+        return fmt_duration(None)
+    left = max(known - view.frames_done - view.frames_in_flight, 0) / rate
+    return f"{fmt_duration(left)} + {plural(unknown, 'job')}"
+
+
+def _timing_segments(view: RunView, now: float) -> list[Text]:
+    elapsed = view.elapsed(None if view.finished else now)
+    return [Text(f"elapsed {fmt_duration(elapsed)}"), Text(f"ETA {eta_text(view, now)}")]
+
+
+def _speed_segments(view: RunView, now: float) -> list[Text]:
+    if view.status in FINISHED:
+        return [Text(f"{fmt_rate(view.average_throughput())} frames/s average")]
+    segments = [Text(f"{fmt_rate(view.throughput(now=now))} frames/s", style="bold")]
+    proteins = view.proteins_per_s()
+    if proteins:
+        segments.append(Text(f"ESM-2 {fmt_rate(proteins)} proteins/s"))
+    return segments
+
+
+def progress_text(view: RunView, width: int) -> Text:
+    done, total, in_flight = view.frames_done, view.frames_total, view.frames_in_flight
+    complete = view.status == "complete"
+    jobs_done = sum(1 for j in view.jobs.values() if j.status == "done")
+    known, unknown = known_totals(view)
+    if total:
+        label = f" {100 * done / total:5.1f}%  {done:,}/{total:,} frames"
+    elif known:
+        total = known
+        label = f" {100 * done / known:5.1f}%  {done:,}/{known:,} frames + {plural(unknown, 'job')}"
+    else:
+        label = f" {'100.0%' if complete else '  ?  %'}  {done:,}/? frames (preparing)"
+    label += f" · jobs {jobs_done}/{len(view.jobs)}"
+    bar_width = max(width - cell_len(label), 10)
+    whole = total or (done if complete else 0)
+    parts = [(done, "█", "green"), (in_flight, "▓", "yellow")]
+    return stacked_bar(whole, parts, bar_width) + Text(label)
+
+
+# -- worker panels --------------------------------------------------------------------------------
+def worker_title(w: WorkerView) -> Text:
+    return Text.assemble(
+        (f"worker {w.worker}", "bold"),
+        f" · {w.device or 'device pending'} · ",
+        (w.state.upper(), STATE_STYLES.get(w.state, "")),
+    )
+
+
+def worker_text(w: WorkerView, width: int, now: float, running: bool) -> Text:
+    lines = [
+        *labelled("state", _state_segments(w, now, running), width),
+        *labelled("models", _model_segments(w), width),
+        *labelled("memory", _memory_segments(w, width), width),
+        *labelled("speed", _speed_segments_worker(w, width), width),
+        *labelled("shard", _shard_segments(w, width), width),
+        *labelled("cache", _cache_segments(w), width),
+    ]
+    if w.last_error:
+        lines += labelled("problem", [Text(w.last_error, style="red")], width)
+    return join_lines(lines)
+
+
+def _state_segments(w: WorkerView, now: float, running: bool) -> list[Text]:
+    segments = [Text(w.state, style=STATE_STYLES.get(w.state, ""))]
+    if w.pid:
+        segments.append(Text(f"pid {w.pid}"))
+    segments.append(Text(f"restarts {w.restarts}", style="bold red" if w.restarts else ""))
+    silent = now - w.last_event if w.last_event else 0.0
+    if running and w.state not in ("stopped", "crashed") and silent > SILENT_AFTER_S:
+        segments.append(Text(f"silent for {fmt_duration(silent)}", style="bold red"))
+    if w.state in ("stopped", "crashed"):
+        return segments  # the last NVML reading would be stale
+    return segments + _utilisation_segments(w)
+
+
+def _utilisation_segments(w: WorkerView) -> list[Text]:
+    if w.kind == "cpu" or w.memory.get("kind") == "cpu":
+        return [Text("util CPU (no NVML)", style="dim")]
+    t = w.telemetry
+    if not t:
+        return [Text("GPU util -", style="dim")]
+    segments = [Text(f"GPU util {t.get('gpu_util', 0):.0f}%", style="bold")]
+    if t.get("mem_util") is not None:
+        segments.append(Text(f"mem util {t['mem_util']:.0f}%"))
+    if t.get("temperature_c") is not None:
+        segments.append(Text(f"{t['temperature_c']:.0f} °C"))
+    if t.get("power_w") is not None:
+        segments.append(Text(f"{t['power_w']:.0f} W"))
+    return segments
+
+
+def _model_segments(w: WorkerView) -> list[Text]:
+    segments = []
+    for name in MODELS:
+        m = w.models.get(name)
+        label = MODEL_LABELS.get(name, name)
+        if m is None or m.state == "not loaded":
+            segments.append(Text(f"{label} not loaded", style="dim"))
+        elif m.state == "loading":
+            segments.append(Text(f"{label} loading…", style="bold yellow"))
+        elif m.state == "error":
+            segments.append(Text(f"{label} load error", style="bold red"))
+        else:
+            size = fmt_bytes(m.bytes_on_device)
+            segments.append(Text(f"{label} loaded {m.seconds or 0:.1f} s, {size}", style="green"))
+    return segments
+
+
+def _memory_segments(w: WorkerView, width: int) -> list[Text]:
+    mem = w.memory
+    if not mem or not mem.get("total"):
+        return [Text("no reading yet", style="dim")]
+    total = mem["total"]
+    allocated, reserved = mem.get("allocated") or 0, mem.get("reserved") or 0
+    bar_width = max(min(width // 4, 30), 10)
+    if mem.get("kind") == "cpu":
+        used = total - (mem.get("free") or 0)
+        gauge = stacked_bar(
+            total, [(allocated, "█", "green"), (used - allocated, "▒", "blue")], bar_width
+        )
+        return [
+            gauge,
+            Text(f"RSS {fmt_bytes(allocated)}"),
+            Text(f"peak {fmt_bytes(mem.get('peak'))}"),
+            Text(f"machine free {fmt_bytes(mem.get('free'))} of {fmt_bytes(total)}"),
+        ]
+    parts = [(allocated, "█", "green"), (reserved - allocated, "▓", "yellow")]
+    gauge = stacked_bar(total, parts, bar_width)
+    return [
+        gauge,
+        Text(f"alloc {fmt_bytes(allocated)}"),
+        Text(f"reserved {fmt_bytes(reserved)}"),
+        Text(f"peak {fmt_bytes(mem.get('peak'))}"),
+        Text(f"free {fmt_bytes(mem.get('free'))} of {fmt_bytes(total)}"),
+    ]
+
+
+def _speed_segments_worker(w: WorkerView, width: int) -> list[Text]:
+    segments = [sparkline(w.throughput, max(min(width // 5, 24), 8))]
+    if w.throughput:
+        segments.append(Text(f"{fmt_rate(w.throughput[-1])} frames/s", style="bold"))
+    if w.esm_rate:
+        segments.append(Text(f"ESM-2 {fmt_rate(w.esm_rate)} proteins/s"))
+    if w.dnabert_rate:
+        segments.append(Text(f"DNABERT-S {fmt_rate(w.dnabert_rate)} frames/s"))
+    segments.append(Text(f"{w.shards_done:,} shards, {w.frames_done:,} frames"))
+    return segments
+
+
+def _shard_segments(w: WorkerView, width: int) -> list[Text]:
+    if w.shard is None:
+        return [Text("none", style="dim")]
+    name = Text(f"{w.job or '?'} #{w.shard}")
+    if w.state != "busy":
+        return [name, Text("done", style="dim")]
+    fraction = w.shard_done / w.shard_total if w.shard_total else 0.0
+    gauge = bar(fraction, max(min(width // 6, 20), 8))
+    return [
+        name,
+        Text(w.stage or "start"),
+        gauge + Text(f" {w.shard_done:,}/{w.shard_total:,} frames"),
+    ]
+
+
+def _cache_segments(w: WorkerView) -> list[Text]:
+    segments = [Text(plural(w.cache_clears, "clear"))]
+    if w.last_freed is not None:
+        segments.append(Text(f"last freed {fmt_bytes(w.last_freed)}", style="bold"))
+    segments.append(Text(plural(w.ooms, "OOM split"), style="bold red" if w.ooms else ""))
+    return segments
+
+
+# -- job queue ------------------------------------------------------------------------------------
+JOB_COLUMNS = ("Job", "Status", "Sequences", "Frames", "Progress", "Virus calls", "Output")
+
+
+def job_status(job: JobView, view: RunView) -> str:
+    if job.status == "running" and not job.prepared:
+        status = "preparing"
+    elif job.status != "done" and view.status in FINISHED:
+        status = "stopped"
+    else:
+        status = job.status
+    return f"{status} (added)" if job.added else status
+
+
+def job_cells(job: JobView, view: RunView) -> tuple[Text, ...]:
+    total = job.frames_total
+    if total is None:
+        frames = f"{job.frames_done:,}/?"
+    else:
+        frames = f"{job.frames_done:,}/{'' if job.prepared else '~'}{total:,}"
+    status = job_status(job, view)
+    style = {"done": "green", "running": "bold", "preparing": "yellow", "stopped": "yellow"}
+    r = job.result
+    calls = (
+        f"{r.get('viral_sequences', 0):,}/{r.get('sequences', 0):,}"
+        if job.status == "done"
+        else "-"
+    )
+    progress = bar(job.fraction, 10) + Text(f" {100 * job.fraction:5.1f}%")
+    return (
+        Text(job.name),
+        Text(status, style=style.get(status.split()[0], "")),
+        Text(fmt_count(job.records), justify="right"),
+        Text(frames, justify="right"),
+        progress,
+        Text(calls, justify="right"),
+        Text(job.out_dir or "-"),
+    )
+
+
+# -- results --------------------------------------------------------------------------------------
+def results_text(view: RunView, width: int) -> Text:
+    scored = view.virus_frames + view.others_frames
+    frames = [
+        Text(f"{scored:,} scored"),
+        Text(
+            f"virus {view.virus_frames:,} ({percent(view.virus_frames, scored)})", style="bold red"
+        ),
+        Text(
+            f"others {view.others_frames:,} ({percent(view.others_frames, scored)})",
+            style="bold blue",
+        ),
+    ]
+    done = [j.result for j in view.jobs.values() if j.status == "done"]
+    if done:
+        seqs = sum(r.get("sequences", 0) for r in done)
+        viral = sum(r.get("viral_sequences", 0) for r in done)
+        chunks = sum(r.get("chunks", 0) for r in done)
+        empty = sum(r.get("chunks_without_frames", 0) for r in done)
+        sequences = [
+            Text(f"{seqs:,} sequences"),
+            Text(f"{viral:,} called virus ({percent(viral, seqs)})", style="bold red"),
+            Text(f"{chunks:,} chunks, {empty:,} without a stop-free frame"),
+        ]
+    else:
+        sequences = [Text("counted when a job is done", style="dim")]
+    lines = labelled("frames", frames, width) + labelled("seqs", sequences, width)
+    if view.demo:
+        lines.append(Text(DEMO_BANNER, style="bold yellow"))
+    return join_lines(lines)
+
+
+def histogram_text(counts: Sequence[int], width: int, height: int) -> Text:
+    """A column chart of the 20-bin P(virus) histogram; bins at or past 0.5 are the virus side."""
+    bins = len(counts)
+    top = max(counts) if counts else 0
+    axis = len(f"{top:,}") + 2
+    cell = max(min((width - axis) // bins, 4), 1)
+    lines = [Text("frames by P(virus)", style="bold")]
+    for row in range(height - 1, -1, -1):
+        label = (
+            f"{top:>{axis - 2},} ┤"
+            if row == height - 1
+            else (f"{0:>{axis - 2}} ┤" if row == 0 else " " * (axis - 1) + "┤")
+        )
+        line = Text(label, style="dim")
+        for i, count in enumerate(counts):
+            eighths = round(count / top * height * 8) if top else 0
+            level = eighths - row * 8
+            glyph = " " if level <= 0 else ("█" if level >= 8 else SPARKS[level - 1])
+            line.append(glyph * cell, style="red" if i >= bins // 2 else "blue")
+        lines.append(line)
+    span = cell * bins
+    ticks = [" "] * (span + 1)
+    for pos, mark in ((0, "0"), (span // 2, "0.5"), (span - 1, "1")):
+        for k, ch in enumerate(mark):
+            if pos + k <= span:
+                ticks[min(pos + k, span)] = ch
+    lines.append(Text(" " * axis + "".join(ticks).rstrip(), style="dim"))
+    legend = "others ◀ 0.5 ▶ virus"
+    lines.append(Text(" " * axis + f"{legend:^{span}}", style="dim"))
+    return join_lines(lines)
+
+
+def top_rows(view: RunView) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]]:
+    """The best-scoring input sequences (once a job is done), else the best frames so far."""
+    if view.top_sequences:
+        rows = [
+            (str(i + 1), sid, f"{score:.4f}", str(call))
+            for i, (sid, score, call) in enumerate(view.top_sequences)
+        ]
+        return "Top-scoring input sequences", ("#", "Sequence", "max P(virus)", "Call"), rows
+    rows = [(str(i + 1), fid, f"{score:.4f}", "") for i, (fid, score) in enumerate(view.top_frames)]
+    return "Top-scoring frames so far", ("#", "Frame", "P(virus)", ""), rows
+
+
+# -- event log ------------------------------------------------------------------------------------
+LOG_GROUPS: dict[str, frozenset[str]] = {
+    "problems": frozenset({"error", "warning", "oom", "shard_requeued"}),
+    "models": frozenset({"model_load"}),
+    "workers": frozenset({"worker_state"}),
+    "shards": frozenset({"shard_done", "shard_skipped", "shard_requeued"}),
+    "memory": frozenset({"cache_cleared", "oom"}),
+    "jobs": frozenset({"job_started", "job_added", "job_prepared", "job_done"}),
+    "run": frozenset({"run_started", "run_done", "run_paused", "run_resumed"}),
+}
+LOG_GROUP_LABELS = {
+    "problems": "Errors & warnings",
+    "models": "Model loads",
+    "workers": "Worker states",
+    "shards": "Shards",
+    "memory": "Memory & cache",
+    "jobs": "Jobs",
+    "run": "Run",
+}
+EVENT_STYLES = {
+    "error": "bold red",
+    "warning": "yellow",
+    "oom": "red",
+    "shard_requeued": "yellow",
+    "cache_cleared": "magenta",
+    "model_load": "green",
+    "job_done": "bold green",
+    "run_done": "bold",
+}
+
+
+def log_matches(event: Event, worker: object, group: object) -> bool:
+    """Does ``event`` pass the log filters (worker: None/'run'/int; group: None/LOG_GROUPS key)?"""
+    if worker == "run" and event.get("worker") is not None:
+        return False
+    if isinstance(worker, int) and event.get("worker") != worker:
+        return False
+    return not (isinstance(group, str) and event.get("type") not in LOG_GROUPS.get(group, ()))
+
+
+def log_text(view: RunView, event: Event) -> Text:
+    who = f"w{event['worker']}" if event.get("worker") is not None else "run"
+    kind = event.get("type", "?")
+    return Text.assemble(
+        (fmt_clock(event.get("ts")), "dim"),
+        " ",
+        (f"{who:>3}", "bold"),
+        " ",
+        (f"{kind:<14}", EVENT_STYLES.get(kind, "")),
+        " ",
+        describe(view, event),
+    )
+
+
+def describe(view: RunView, e: Event) -> str:
+    """One line about an event: the headless wording where it has one."""
+    line = event_line(view, e)
+    if line:
+        prefix = f"worker {e.get('worker')}: "
+        return " · ".join(line.split("\n")).removeprefix(prefix)
+    return _describe_quiet(e)
+
+
+def _describe_quiet(e: Event) -> str:
+    kind = e.get("type")
+    if kind == "worker_state":
+        text = e.get("state", "?")
+        if e.get("state") == "busy":
+            text += f" on {e.get('job')} #{e.get('shard')} ({e.get('frames', 0):,} frames)"
+        if e.get("reason"):
+            text += f": {e['reason']}"
+        return text + (
+            f" (pid {e['pid']})" if e.get("state") == "starting" and e.get("pid") else ""
+        )
+    if kind == "model_load":
+        return f"{MODEL_LABELS.get(e.get('model', ''), e.get('model'))} {e.get('phase')} ({e.get('dtype')}) from {e.get('source')}"
+    if kind == "shard_done":
+        rate = e.get("frames", 0) / max(e.get("seconds") or 1e-9, 1e-9)
+        return (
+            f"{e.get('job')} #{e.get('shard')}: {e.get('frames', 0):,} frames in {e.get('seconds', 0):.1f} s "
+            f"({fmt_rate(rate)}/s), {e.get('virus_frames', 0):,} virus"
+        )
+    if kind == "cache_cleared":
+        return (
+            f"cache cleared ({e.get('reason')}): {fmt_bytes(e.get('bytes_freed'))} freed, reserved "
+            f"{fmt_bytes(e.get('reserved_before'))} -> {fmt_bytes(e.get('reserved_after'))}"
+        )
+    if kind == "shard_skipped":
+        return f"{e.get('job')} #{e.get('shard')} already done ({e.get('frames', 0):,} frames): skipped"
+    if kind == "job_added":
+        return f"added {e.get('input')}: {e.get('records', 0):,} sequences, {e.get('chunks_total', 0):,} chunks"
+    if kind == "job_prepared":
+        return (
+            f"{e.get('job')}: prepared {e.get('chunks_prepared', 0):,}/{e.get('chunks_total', 0):,} chunks, "
+            f"{e.get('frames_prepared', 0):,} frames"
+        )
+    if kind == "run_done":
+        return f"run {e.get('status')} (exit {e.get('exit_code')}) after {fmt_duration(e.get('seconds'))}"
+    return ""
+
+
+# -- completion -----------------------------------------------------------------------------------
+def completion_text(view: RunView, error: str | None) -> Text:
+    lines = summary_lines(view)
+    status_style = {"complete": "bold green", "interrupted": "bold yellow"}.get(
+        view.status, "bold red"
+    )
+    out = [Text(lines[0], style=status_style)]
+    for line in lines[1:]:
+        if line.startswith("DEMO"):
+            out.append(Text(DEMO_BANNER, style="bold yellow"))
+        elif line.startswith("    "):  # "    name: path": the path says it all
+            out.append(Text.assemble("    ", (line.strip().partition(": ")[2], "bold")))
+        else:
+            out.append(Text(line))
+    for problem in view.errors[-3:]:
+        out.append(Text(f"error: {problem}", style="red"))
+    if error:
+        out.append(Text(error, style="bold red"))
+    return join_lines(out)

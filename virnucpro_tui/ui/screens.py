@@ -1,0 +1,168 @@
+"""Dialogs: confirm quit, add an input, help, and the completion view."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+HELP = """\
+[b]Keys[/b]
+  [b]q[/b]        quit: asks first, lets the shards in flight finish, leaves a resumable run
+           (press q again while it stops to abandon the shards in flight)
+  [b]ctrl+c[/b]   the same without asking; a second ctrl+c abandons
+  [b]p[/b]        pause or resume dispatch (shards already running finish)
+  [b]c[/b]        empty every worker's GPU cache now; the panels show the bytes freed
+  [b]a[/b]        add a FASTA input while the run goes on (checked before it is queued)
+  [b]l[/b]        the event log (filter by worker and kind)
+  [b]1 2 3[/b]    overview, results, log       [b]s[/b]  the summary, once the run is over
+  [b]?[/b]        this help                    [b]tab[/b]  move between widgets; the mouse works
+
+[b]Worker panels[/b]
+  state    the worker's state, pid, restarts, and GPU utilisation from NVML ("CPU" on CPU workers)
+  models   DNABERT-S, ESM-2 and the MLP classifier: load time and size on the device
+  memory   [green]█[/green] allocated  [yellow]▓[/yellow] reserved by the caching allocator  ░ free, with peak and total
+  speed    frames/s of each recent shard (sparkline); ESM-2 proteins/s over its stage
+  shard    the shard in progress and its frames
+  cache    cache clears (periodic, on OOM, or from c) and the bytes the last one freed
+
+Attached with [b]virnucpro-tui attach[/b], the dashboard is read-only: p, c and a are off.
+"""
+
+
+class ConfirmQuitScreen(ModalScreen[bool]):
+    """Stop the run? (the run stays resumable)."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Stop the run"),
+        Binding("n,escape,q", "answer(False)", "Keep running"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("[b]Stop the run?[/b]", classes="dialog-title")
+            yield Static(
+                "The shards in flight finish and are kept; nothing else starts. "
+                "Rerun the same command to resume where it stopped."
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Stop (y)", variant="error", id="yes")
+                yield Button("Keep running (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, stop: bool) -> None:
+        self.dismiss(stop)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+def check_input_path(text: str, cwd: Path | None = None) -> tuple[Path | None, str | None]:
+    """The input file the user typed, or why it cannot be added (FASTA is checked by the run)."""
+    text = text.strip()
+    if not text:
+        return None, "type the path of a FASTA file"
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = (cwd or Path.cwd()) / path
+    if not path.exists():
+        return None, f"{path}: no such file"
+    if path.is_dir():
+        return None, f"{path}: is a directory, not a FASTA file"
+    if not os.access(path, os.R_OK):
+        return None, f"{path}: cannot be read"
+    if path.stat().st_size == 0:
+        return None, f"{path}: is empty"
+    return path, None
+
+
+class AddInputScreen(ModalScreen[Path | None]):
+    """Ask for a FASTA path; the run validates its contents and queues it."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, cwd: Path | None = None) -> None:
+        super().__init__()
+        self.cwd = cwd
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("[b]Add an input[/b]", classes="dialog-title")
+            yield Static(
+                "A FASTA file (plain or .gz). It joins the job queue and shares the warm workers."
+            )
+            yield Input(placeholder="path/to/reads.fa.gz", id="add-path")
+            yield Static("", id="add-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Add", variant="primary", id="add")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#add-path", Input).focus()
+
+    def submit(self) -> None:
+        path, problem = check_input_path(self.query_one("#add-path", Input).value, self.cwd)
+        if problem:
+            self.query_one("#add-error", Static).update(Text(problem, style="bold red"))
+            return
+        self.dismiss(path)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "add":
+            self.submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide-dialog"):
+            yield Static(HELP)
+            yield Static("[dim]esc, ? or q closes this[/dim]")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class CompletionScreen(ModalScreen[str]):
+    """The run is over: totals and where the outputs are. ``q`` quits, ``esc`` shows the dashboard."""
+
+    BINDINGS = [
+        Binding("q", "choose('quit')", "Quit"),
+        Binding("escape", "choose('back')", "Dashboard"),
+    ]
+
+    def __init__(self, summary: Text, title: str) -> None:
+        super().__init__()
+        self.summary = summary
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide-dialog", id="completion"):
+            yield Static(Text(self.title_text, style="bold"), classes="dialog-title")
+            yield Static(self.summary, id="completion-text")
+            yield Static("[dim]q quits · esc shows the dashboard (s brings this back)[/dim]")
+
+    @property
+    def shown(self) -> str:
+        return self.summary.plain
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)

@@ -146,6 +146,11 @@ class Worker:
         self.start()
         tasks: queue.Queue[Any] = queue.Queue()
         threading.Thread(target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True).start()
+        return self.serve(tasks)
+
+    def serve(self, tasks: queue.Queue[Any]) -> int:
+        """Run shards from ``tasks`` in order until a ``None``: 0 when stopped, 2 when this
+        worker cannot go on. Any transport (pipe, Ray actor) feeds it; call ``start`` first."""
         while True:
             item = tasks.get()
             if item is None:

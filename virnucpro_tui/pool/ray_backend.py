@@ -1,0 +1,615 @@
+"""The Ray backend: one persistent actor per GPU of a Ray cluster, running the local pool's
+``Worker`` (DESIGN §1, §4). See docs/ray.md.
+
+Transport. Each actor is a threaded actor with four single-thread concurrency groups:
+
+- ``run``: one long call, ``run()``, that starts the ``Worker`` (torch set-up, heartbeat
+  thread) and serves shards from the actor's own task queue until told to stop. Its result is
+  the worker's exit code; if the actor dies, it fails. It plays the part of the process.
+- ``mailbox``: ``submit(shard)`` and ``stop()``, kept in order (one thread), feed that queue,
+  like the local worker's pipe.
+- ``events``: ``events(wait_s)``, a long poll. The ``Worker`` puts its events (heartbeats
+  included) into a buffer in the actor; the pool keeps one such call outstanding per actor
+  and re-issues it as soon as it returns, so events reach the orchestrator within a few ms.
+- ``control``: ``clear_cache(reason)`` and ``info()``, never queued behind the others.
+
+The pool subclasses ``PersistentWorkerPool``: the queue, dynamic dispatch (a shard when an
+actor has room), retries, restart limits, and the events it emits are the local pool's own;
+only the transport differs. A dead actor (its ``run`` or ``events`` call fails) or a hung one
+(no event for ``hang_timeout_s``; it is killed) has its shards requeued and is replaced by a
+new actor, placed on the same node when the cluster still has it.
+
+Ray is optional: without it ``ray_pool_factory`` raises an ``InputError`` saying how to
+install it, and this module imports without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from virnucpro_tui.core.shards import Shard
+from virnucpro_tui.errors import InputError, VirnucproError, WorkerFailure
+from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
+from virnucpro_tui.pool.events import Event, EventSink, make_event
+from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy, WorkerHandle
+from virnucpro_tui.pool.worker import Worker, WorkerConfig, _redirect_output, worker_environment
+
+INSTALL_HINT = (
+    "--backend ray needs Ray, an optional extra: pip install 'virnucpro-tui[ray]' "
+    "(or pip install ray), or use --backend local"
+)
+CONCURRENCY_GROUPS = {"run": 1, "mailbox": 1, "events": 1, "control": 1}
+EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
+EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
+BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
+DROPPABLE = frozenset({"heartbeat", "gpu_memory", "progress"})
+FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
+DRIVER_LOG = "ray-driver.log"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line ``InputError`` (exit 2) on how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError(INSTALL_HINT) from None
+    return ray
+
+
+# == inside the actor =========================================================================
+class EventBuffer:
+    """The actor's outbox: the ``Worker`` puts events in, ``drain`` long-polls them out."""
+
+    def __init__(self, limit: int = BUFFER_LIMIT) -> None:
+        self.limit = limit
+        self._events: list[Event] = []
+        self._cv = threading.Condition()
+
+    def put(self, event: Event) -> None:
+        with self._cv:
+            if len(self._events) >= self.limit and event.get("type") in DROPPABLE:
+                return  # nobody is draining: keep what matters, drop telemetry
+            self._events.append(event)
+            self._cv.notify_all()
+
+    def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[Event]:
+        with self._cv:
+            if not self._cv.wait_for(lambda: bool(self._events), timeout=wait_s):
+                return []
+        if settle_s:
+            time.sleep(settle_s)
+        with self._cv:
+            out, self._events = self._events, []
+        return out
+
+
+def actor_environment(cfg: WorkerConfig) -> dict[str, str]:
+    """The variables an actor process needs before torch is imported (its runtime env).
+
+    A GPU actor's ``CUDA_VISIBLE_DEVICES`` is Ray's to set (``num_gpus=1``); a CPU actor's is
+    empty. ``VIRNUCPRO_TUI_*`` variables of the driver are passed on."""
+    env = worker_environment(cfg)
+    if cfg.slot.kind == "cuda":
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)})
+    return env
+
+
+def placed_slot(slot: DeviceSlot, gpu_ids: list[Any], host: str) -> DeviceSlot:
+    """The slot as placed by Ray: the physical GPU (index, UUID, model) it got, and its host."""
+    if slot.kind != "cuda":
+        return slot
+    gpus = nvml_gpus()
+    for gid in gpu_ids[:1]:
+        text = str(gid)
+        for g in gpus:
+            if (text.isdigit() and g.index == int(text)) or (
+                not text.isdigit() and g.uuid.startswith(text)
+            ):
+                return DeviceSlot(slot.worker, "cuda", g.index, g.uuid, f"{g.name} @ {host}")
+    return replace(slot, uuid=None, name=f"{slot.name.split(' @ ')[0]} @ {host}")
+
+
+class WorkerActor:
+    """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        _redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
+        os.environ.update(actor_environment(cfg))  # already set by the runtime env
+        with contextlib.suppress(ValueError):  # the orchestrator decides when we stop
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import ray
+
+        self.host = socket.gethostname()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        cfg = replace(cfg, slot=placed_slot(cfg.slot, list(ray.get_gpu_ids()), self.host))
+        print(
+            f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label} "
+            f"(Ray actor, node {self.node_id[:12]})",
+            flush=True,
+        )
+        self.outbox = EventBuffer()
+        self.tasks: queue.Queue[Any] = queue.Queue()
+        self.worker = Worker(cfg, self.outbox.put)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "node_id": self.node_id,
+            "host": self.host,
+            "device": self.worker.cfg.slot.label,
+        }
+
+    def run(self) -> int:
+        self.worker.start()
+        code = self.worker.serve(self.tasks)
+        print(f"worker loop ended with code {code}", flush=True)
+        return code
+
+    def submit(self, shard: Shard) -> None:
+        self.tasks.put(shard)
+
+    def stop(self) -> None:
+        self.tasks.put(None)
+
+    def clear_cache(self, reason: str) -> None:
+        if self.worker.engine is not None:  # not before the worker has started
+            self.worker.clear_cache(reason)
+
+    def events(self, wait_s: float) -> list[Event]:
+        return self.outbox.drain(wait_s)
+
+
+def _sigkill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# == the cluster ==============================================================================
+@dataclass(frozen=True)
+class ClusterNode:
+    node_id: str
+    host: str
+    cpus: float
+    gpus: int
+    accelerator: str | None = None
+
+
+def cluster_nodes(ray: Any) -> list[ClusterNode]:
+    """The cluster's live nodes and their CPUs and GPUs, head node first."""
+    nodes = []
+    for n in sorted(
+        ray.nodes(), key=lambda n: "node:__internal_head__" not in n.get("Resources", {})
+    ):
+        if not n.get("Alive", n.get("alive")):
+            continue
+        res = n.get("Resources", {})
+        accel = next((k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")), None)
+        host = n.get("NodeManagerHostname") or n.get("NodeManagerAddress") or n["NodeID"][:12]
+        nodes.append(
+            ClusterNode(n["NodeID"], host, float(res.get("CPU", 0)), int(res.get("GPU", 0)), accel)
+        )
+    return nodes
+
+
+def slots_for_cluster(
+    spec: str, nodes: list[ClusterNode]
+) -> tuple[list[DeviceSlot], dict[int, str]]:
+    """Worker slots for ``--devices`` on a cluster, and the node each GPU slot prefers.
+
+    ``auto``: one worker per GPU in the cluster (node by node), or one CPU worker when the
+    cluster has no GPU. ``cpu:N``: N CPU workers wherever Ray places them. GPU indices name
+    local GPUs and are refused."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        slots: list[DeviceSlot] = []
+        where: dict[int, str] = {}
+        for node in nodes:
+            for i in range(node.gpus):
+                where[len(slots)] = node.node_id
+                slots.append(
+                    DeviceSlot(
+                        len(slots), "cuda", i, None, f"{node.accelerator or 'GPU'} @ {node.host}"
+                    )
+                )
+        return (slots, where) if slots else ([DeviceSlot(0, "cpu")], {})
+    if re.fullmatch(r"cpu(?::\d+)?", spec):
+        return resolve_devices(spec, gpus=[]), {}
+    raise InputError(
+        f"--devices {spec}: with --backend ray the workers are the cluster's GPUs; "
+        "use auto (one actor per GPU in the cluster) or cpu:N (N CPU actors)"
+    )
+
+
+def describe_death(exc: BaseException) -> str:
+    """A short reason for a dead actor, from Ray's long error text."""
+    text = " ".join(str(exc).split())
+    cause = re.search(r"The actor is dead because (.+?)\.(?:\s|$)", text)
+    reason = cause.group(1).replace("`", "") if cause else "unexpectedly"
+    exit_type = re.search(r"Worker exit type: (\w+)", text)
+    detail = re.search(r"Worker exit detail: (.+?)\.(?:\s|$)", text)
+    extra = ": ".join(x.group(1) for x in (exit_type, detail) if x)
+    return f"actor died ({reason}{'; ' + extra if extra else ''})"
+
+
+def _driver_messages_to(path: Path) -> None:
+    """Send Ray's driver-side notices ('(raylet) A worker died ...') to ``path``, not stdout.
+
+    Ray prints them from a listener thread through ``print_to_stdstream`` even with
+    ``log_to_driver=False``; on stdout they would break the dashboard and ``--events-jsonl -``.
+    Best effort: a Ray without that hook just keeps printing them."""
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:
+        return
+    if not hasattr(ray_worker, "print_to_stdstream"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:  # noqa: ARG001
+        with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as fh:
+            for line in data.get("lines", []):
+                fh.write(
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%S')} ({data.get('pid', 'ray')}) {line}\n"
+                )
+
+    ray_worker.print_to_stdstream = to_log
+
+
+# == the pool (driver side) ===================================================================
+@dataclass
+class RayWorkerHandle(WorkerHandle):
+    actor: Any = None
+    run_ref: Any = None
+    events_ref: Any = None
+    info_ref: Any = None
+    exit_reason: str | None = None
+    pid: int | None = None
+    node_id: str | None = None  # where this worker's GPU is (None: anywhere)
+
+    @property
+    def alive(self) -> bool:
+        return self.actor is not None and self.exit_reason is None
+
+
+class RayWorkerPool(PersistentWorkerPool):
+    """``PersistentWorkerPool`` over Ray actors: same interface, policy and events."""
+
+    def __init__(
+        self,
+        slots: list[DeviceSlot],
+        make_config: Callable[[DeviceSlot, int], WorkerConfig],
+        emit: EventSink,
+        policy: PoolPolicy | None = None,
+        placement: dict[int, str] | None = None,
+    ) -> None:
+        super().__init__(slots, make_config, emit, policy)
+        self.ray = import_ray()
+        self.workers: list[RayWorkerHandle] = [  # type: ignore[assignment]
+            RayWorkerHandle(slot, node_id=(placement or {}).get(slot.worker)) for slot in slots
+        ]
+        self._actor_class: Any = None
+        self._cpu_share = 1.0
+        self._local_node = ""
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        ray = self.ray
+        self._check_capacity(ray.cluster_resources())
+        self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
+        self._local_node = ray.get_runtime_context().get_node_id()
+        if self.workers:
+            _driver_messages_to(
+                self.make_config(self.workers[0].slot, 0).run_dir / "logs" / DRIVER_LOG
+            )
+        super().start()
+
+    def _check_capacity(self, resources: dict[str, float]) -> None:
+        gpus_needed = sum(w.slot.kind == "cuda" for w in self.workers)
+        gpus = resources.get("GPU", 0.0)
+        if gpus_needed > gpus:
+            raise InputError(
+                f"the Ray cluster has {gpus:g} GPUs, and {gpus_needed} GPU workers were asked "
+                "for; use --devices auto (one per GPU in the cluster) or cpu:N"
+            )
+        cpus = resources.get("CPU", 0.0)
+        if self.workers and cpus <= 0:
+            raise InputError("the Ray cluster has no CPUs to place worker actors on")
+        # one CPU per actor where the cluster has them; a fair share of a small one otherwise
+        self._cpu_share = (
+            min(1.0, int(cpus / len(self.workers) * 1000) / 1000) if self.workers else 1.0
+        )
+
+    def _spawn(self, w: WorkerHandle) -> None:
+        assert isinstance(w, RayWorkerHandle)
+        self._terminate(w)
+        cfg = self.make_config(w.slot, w.generation)
+        options: dict[str, Any] = {
+            "num_cpus": self._cpu_share,
+            "num_gpus": 1 if w.slot.kind == "cuda" else 0,
+            "runtime_env": {"env_vars": actor_environment(cfg)},
+            "max_restarts": 0,
+        }
+        if w.node_id:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(w.node_id, soft=True)
+        w.actor = self._actor_class.options(**options).remote(cfg)
+        w.info_ref = _call(w.actor, "info", "control")
+        w.run_ref = _call(w.actor, "run", "run")
+        w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
+        w.exit_reason, w.pid, w.state, w.models_loaded = None, None, "starting", False
+        w.last_heartbeat = time.time()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every actor; graceful lets them finish what they hold, else they are killed."""
+        for w in self._handles():
+            w.stopping = True
+            if w.alive and graceful:
+                _call(w.actor, "stop", "mailbox")
+        deadline = time.time() + (self.policy.stop_timeout_s if graceful else 0)
+        while graceful and time.time() < deadline and any(w.alive for w in self._handles()):
+            self.poll(0.2, supervise=False)
+        for w in self._handles():
+            self._terminate(w)
+            if w.state != "stopped":
+                w.state = "stopped"
+                self.emit(
+                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
+                )
+        self.started = False
+
+    def _terminate(self, w: RayWorkerHandle, reap: bool = False) -> None:
+        """Kill the actor; ``reap`` also SIGKILLs its process (a stopped process ignores Ray)."""
+        if w.actor is None:
+            return
+        if reap:
+            self._reap(w)
+        with contextlib.suppress(Exception):
+            self.ray.kill(w.actor, no_restart=True)
+        if w.exit_reason is None:
+            w.exit_reason = "stopped"
+        w.run_ref = w.events_ref = None
+
+    def _reap(self, w: RayWorkerHandle) -> None:
+        try:
+            info = self.ray.get(w.info_ref, timeout=2)
+        except Exception:  # noqa: BLE001 - it never answered: nothing to reap
+            return
+        if info["node_id"] == self._local_node:
+            _sigkill(info["pid"])
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        strategy = NodeAffinitySchedulingStrategy(info["node_id"], soft=False)
+        self.ray.remote(num_cpus=0, scheduling_strategy=strategy)(_sigkill).remote(info["pid"])
+
+    def pids(self) -> list[int]:
+        """Actor process ids (on their own nodes) of the live workers."""
+        return [w.pid for w in self._handles() if w.alive and w.pid]
+
+    def _handles(self) -> list[RayWorkerHandle]:
+        return self.workers  # type: ignore[return-value]
+
+    # -- work -------------------------------------------------------------------------------
+    def clear_caches(self, reason: str = "manual") -> None:
+        for w in self._handles():
+            if w.alive:
+                _call(w.actor, "clear_cache", "control", reason)
+
+    def _dispatch(self) -> None:
+        if self.paused:
+            return
+        live = self.live_workers()
+        for w in live:
+            if not w.alive or w.stopping:
+                continue
+            depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
+            while self.queue and len(w.assigned) < depth:
+                shard = self.queue.popleft()
+                _call(w.actor, "submit", "mailbox", shard)  # type: ignore[attr-defined]
+                w.assigned.append(shard)
+
+    # -- events and supervision -------------------------------------------------------------
+    def poll(self, timeout: float, supervise: bool = True) -> list[Event]:
+        """Dispatch, wait up to ``timeout`` for actor events, supervise. Returns the events."""
+        self._dispatch()
+        events = self._collect(timeout)
+        if supervise:
+            events.extend(self._supervise())
+        self._dispatch()
+        return events
+
+    def _collect(self, timeout: float) -> list[Event]:
+        watched: dict[Any, tuple[RayWorkerHandle, str]] = {}
+        for w in self._handles():
+            if w.alive:
+                watched.update(
+                    {
+                        r: (w, kind)
+                        for r, kind in ((w.events_ref, "events"), (w.run_ref, "run"))
+                        if r
+                    }
+                )
+        if not watched:
+            return []
+        refs = list(watched)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        events: list[Event] = []
+        for ref in sorted(ready, key=lambda r: watched[r][1] == "run"):  # a worker's events first
+            w, kind = watched[ref]
+            if w.alive:
+                events += self._take_events(w, ref) if kind == "events" else self._take_exit(w, ref)
+        return events
+
+    def _take_events(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
+        ray_exc = self.ray.exceptions
+        w.events_ref = None
+        try:
+            batch = self.ray.get(ref)
+        except ray_exc.ActorUnavailableError:
+            batch = []  # transient (network, node under load): ask again; the heartbeat decides
+        except ray_exc.RayActorError as exc:
+            w.exit_reason = describe_death(exc)
+            return []
+        events = [self._on_event(w, e) for e in batch]
+        if w.alive:
+            w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
+        return events
+
+    def _take_exit(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
+        """The worker loop ended: deliver its last events, then let the actor go."""
+        ray_exc = self.ray.exceptions
+        try:
+            reason = f"exited with code {self.ray.get(ref)}"
+        except ray_exc.RayActorError as exc:
+            w.exit_reason = describe_death(exc)
+            return []
+        except ray_exc.RayError as exc:
+            reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
+        events = self._drain(w)
+        w.exit_reason = w.exit_reason or reason
+        self._terminate(w)
+        return events
+
+    def _drain(self, w: RayWorkerHandle) -> list[Event]:
+        refs = [r for r in (w.events_ref, _call(w.actor, "events", "events", 0.0)) if r is not None]
+        w.events_ref = None
+        events: list[Event] = []
+        for ref in refs:
+            try:
+                batch = self.ray.get(ref, timeout=EVENT_WAIT_S + 3)
+            except Exception:  # noqa: BLE001 - the actor is going anyway
+                continue
+            events += [self._on_event(w, e) for e in batch]
+        return events
+
+    def _on_event(self, w: WorkerHandle, event: Event) -> Event:
+        if event.get("pid") and isinstance(w, RayWorkerHandle):
+            w.pid = event["pid"]
+        return super()._on_event(w, event)
+
+    def _supervise(self) -> list[Event]:
+        now = time.time()
+        out: list[Event] = []
+        for w in self._handles():
+            if w.retired or w.stopping or w.actor is None:
+                continue
+            if w.exit_reason is not None:
+                out += self._recover(w, w.exit_reason)
+            elif now - w.last_heartbeat > self.policy.hang_timeout_s:
+                silent = now - w.last_heartbeat
+                self._terminate(w, reap=True)
+                out += self._recover(w, f"hung: no heartbeat for {silent:.0f} s, killed")
+        if not self.live_workers():
+            raise WorkerFailure(
+                f"every worker failed past its restart limit ({self.policy.max_restarts} "
+                f"restarts each); last: {self.last_failure}"
+            )
+        return out
+
+    def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
+        events = super()._recover(w, reason)
+        if w.retired and isinstance(w, RayWorkerHandle):
+            self._terminate(w)
+        return events
+
+
+def _call(actor: Any, method: str, group: str, *args: Any) -> Any:
+    return getattr(actor, method).options(concurrency_group=group).remote(*args)
+
+
+# == the factory ==============================================================================
+class RayPoolFactory:
+    """Builds ``RayWorkerPool`` s with the local pool's signature, on one Ray connection.
+
+    ``resolve_slots(spec)`` gives the workers for ``--devices`` from the cluster's resources;
+    an orchestrator that asks it (instead of local NVML) gets one actor per cluster GPU."""
+
+    def __init__(
+        self, address: str | None = None, init_options: dict[str, Any] | None = None
+    ) -> None:
+        self.address = address
+        self.init_options = init_options or {}
+        self.ray = import_ray()
+        self._resolved: list[DeviceSlot] | None = None
+        self._placement: dict[int, str] = {}
+
+    def connect(self) -> Any:
+        """Join the cluster at ``address`` ($RAY_ADDRESS, or a local one when neither is set)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return ray
+        options = {
+            "log_to_driver": False,
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,
+            **self.init_options,
+        }
+        try:
+            ray.init(address=self.address, **options)
+        except ConnectionError as exc:
+            raise InputError(
+                f"--ray-address {self.address}: cannot reach a Ray cluster ({_one_line(exc)})"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - one line for the user, whatever Ray raised
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
+            raise VirnucproError(
+                f"cannot start or join {where}: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        return ray
+
+    def resolve_slots(self, spec: str) -> list[DeviceSlot]:
+        slots, self._placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
+        self._resolved = list(slots)
+        return slots
+
+    def __call__(
+        self,
+        slots: list[DeviceSlot],
+        make_config: Callable[[DeviceSlot, int], WorkerConfig],
+        emit: EventSink,
+        policy: PoolPolicy | None = None,
+    ) -> RayWorkerPool:
+        self.connect()
+        placement = self._placement if slots == self._resolved else {}
+        return RayWorkerPool(slots, make_config, emit, policy, placement=placement)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def ray_pool_factory(address: str | None = None) -> RayPoolFactory:
+    """The pool factory for ``run --backend ray [--ray-address ADDR]``. Connects now (from the
+    main thread: Ray ties a local cluster's processes to the thread that starts it)."""
+    factory = RayPoolFactory(address)
+    factory.connect()
+    return factory
+
+
+__all__ = [
+    "INSTALL_HINT",
+    "RayPoolFactory",
+    "RayWorkerPool",
+    "WorkerActor",
+    "ray_pool_factory",
+    "slots_for_cluster",
+    "cluster_nodes",
+    "import_ray",
+]

@@ -70,12 +70,17 @@ def import_ray() -> Any:
 
 # == inside the actor =========================================================================
 class EventBuffer:
-    """The actor's outbox: the ``Worker`` puts events in, ``drain`` long-polls them out."""
+    """The actor's outbox: the ``Worker`` puts events in, ``drain`` long-polls them out.
+
+    The pool asks again only once it has a reply, so a new ``drain`` call acknowledges
+    everything the previous ones returned; ``wait_delivered`` waits for that."""
 
     def __init__(self, limit: int = BUFFER_LIMIT) -> None:
         self.limit = limit
         self._events: list[Event] = []
         self._cv = threading.Condition()
+        self._taken = 0  # non-empty batches handed out
+        self._acked = 0  # of those, how many the pool has confirmed by asking again
 
     def put(self, event: Event) -> None:
         with self._cv:
@@ -86,13 +91,39 @@ class EventBuffer:
 
     def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[Event]:
         with self._cv:
+            self._acked = self._taken
+            self._cv.notify_all()
             if not self._cv.wait_for(lambda: bool(self._events), timeout=wait_s):
                 return []
         if settle_s:
             time.sleep(settle_s)
         with self._cv:
             out, self._events = self._events, []
+            self._taken += 1
         return out
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait until every event so far has reached the pool (or ``timeout``)."""
+        with self._cv:
+            return self._cv.wait_for(
+                lambda: not self._events and self._acked == self._taken, timeout=timeout
+            )
+
+
+class TaskQueue(queue.Queue):
+    """The actor's task queue. A shard starts only once the events before it have reached the
+    pool (or after ``flush_s``), so a shard_done is not lost when the next shard kills the
+    actor, as with the local worker's pipe."""
+
+    def __init__(self, outbox: EventBuffer, flush_s: float = 1.0) -> None:
+        super().__init__()
+        self.outbox = outbox
+        self.flush_s = flush_s
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = super().get(block, timeout)
+        self.outbox.wait_delivered(self.flush_s)
+        return item
 
 
 def actor_environment(cfg: WorkerConfig) -> dict[str, str]:
@@ -141,7 +172,7 @@ class WorkerActor:
             flush=True,
         )
         self.outbox = EventBuffer()
-        self.tasks: queue.Queue[Any] = queue.Queue()
+        self.tasks = TaskQueue(self.outbox)
         self.worker = Worker(cfg, self.outbox.put)
 
     def info(self) -> dict[str, Any]:

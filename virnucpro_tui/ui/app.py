@@ -48,6 +48,7 @@ from virnucpro_tui.ui.widgets import (
 
 PROG = "virnucpro-tui"
 EXIT_ON_DONE_ENV = "VIRNUCPRO_TUI_EXIT_ON_DONE"
+LOG_SIZE = 10_000  # events kept for the log (hours of a busy 8-GPU run without the telemetry)
 READ_ONLY_NOTICE = "Read-only: this run is driven by another process, so p, c and a are off here."
 STEERING_ACTIONS = (
     "pause",
@@ -100,7 +101,7 @@ class VirnucproApp(App[int]):
     ) -> None:
         super().__init__()
         self.controller = controller
-        self.view = RunView()
+        self.view = RunView(log_size=LOG_SIZE)
         self.view.demo = demo  # known before the first event, so the banner shows from the start
         self.mode = render.Mode(read_only=controller.read_only)
         self.exit_on_done = exit_on_done
@@ -201,13 +202,21 @@ class VirnucproApp(App[int]):
         if self.result_code is not None:
             return
         self.result_code, self.result_error = code, error
+        if self.view.status not in render.FINISHED:  # the run ended without its run_done event
+            self.view.status = {EXIT_OK: "complete", EXIT_INTERRUPTED: "interrupted"}.get(
+                code, "failed"
+            )
         if error and self.view.started is None:
-            self.exit(code)  # never started (bad input, locked run dir): one line after exit
+            self.finish(code)  # never started (bad input, locked run dir): one line after exit
         elif self.mode.stopping or self.exit_on_done:
-            self.exit(self._exit_code())
+            self.finish(self._exit_code())
         else:
             self.refresh_dashboard()
             self.action_summary()
+
+    def finish(self, code: int) -> None:
+        """Leave the app; ``code`` becomes both its result and its return code."""
+        self.exit(code, return_code=code)
 
     def _exit_code(self) -> int:
         if self.controller.read_only:
@@ -249,7 +258,7 @@ class VirnucproApp(App[int]):
 
     def action_quit_run(self) -> None:
         if self.run_over or self.controller.read_only:
-            self.exit(self._exit_code())
+            self.finish(self._exit_code())
         elif self.mode.stopping:
             self._abandon()
         else:
@@ -264,7 +273,7 @@ class VirnucproApp(App[int]):
         if isinstance(self.screen, ConfirmQuitScreen):
             self.screen.dismiss(False)
         if self.run_over or self.controller.read_only:
-            self.exit(self._exit_code())
+            self.finish(self._exit_code())
         elif self.mode.stopping:
             self._abandon()
         else:
@@ -355,7 +364,7 @@ class VirnucproApp(App[int]):
 
     def _completion_closed(self, choice: str | None) -> None:
         if choice == "quit":
-            self.exit(self._exit_code())
+            self.finish(self._exit_code())
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -383,16 +392,36 @@ def _stop_on_signals(app: VirnucproApp) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def run_dashboard(cfg: Any, sinks: list[Any], pool_factory: Any) -> int:
-    """``virnucpro-tui run`` in a terminal. Returns the run's exit code (0, 1, 2 or 130)."""
+def live_app(cfg: Any, sinks: list[Any], pool_factory: Any, **options: Any) -> VirnucproApp:
+    """The dashboard wired to a new Orchestrator for ``cfg`` (its events also go to ``sinks``)."""
     from virnucpro_tui.run.orchestrator import Orchestrator
 
+    start_resource_tracker()
     controller = LiveRun(lambda sink: Orchestrator(cfg, [sink, *sinks], pool_factory=pool_factory))
-    app = VirnucproApp(controller, demo=cfg.demo, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
+    return VirnucproApp(controller, demo=cfg.demo, **options)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker while sys.stderr is still the real one.
+
+    The pool spawns its workers from the app's thread, when Textual has replaced sys.stderr with
+    a capture object whose fileno() is -1; the tracker, started lazily, would then fail to spawn.
+    """
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
+def run_dashboard(cfg: Any, sinks: list[Any], pool_factory: Any) -> int:
+    """``virnucpro-tui run`` in a terminal. Returns the run's exit code (0, 1, 2 or 130)."""
+    app = live_app(cfg, sinks, pool_factory, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
+    controller = app.controller
     with _stop_on_signals(app):
         app.run()
     controller.close()
     controller.finished.wait(timeout=60)
+    if controller.traceback and _env_flag("VIRNUCPRO_TUI_DEBUG"):
+        print(controller.traceback, file=sys.stderr)
     _print_outcome(app.view, controller.error)
     if controller.exit_code is not None:
         return controller.exit_code

@@ -8,6 +8,7 @@ or a scripted event list (tests, screenshots).
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class LiveRun:
         self.finished = threading.Event()
         self.exit_code: int | None = None
         self.error: str | None = None
+        self.traceback: str | None = None
 
     def prepare(self, post: Post) -> None:
         self.orchestrator = self._make(lambda event: post(EventMessage(event)))
@@ -49,6 +51,7 @@ class LiveRun:
             code, error = exc.exit_code, str(exc)
         except Exception as exc:  # noqa: BLE001 - shown as one line after the app exits
             error = f"internal error: {type(exc).__name__}: {exc}"
+            self.traceback = traceback.format_exc()
         finally:
             self.exit_code, self.error = code, error
             self.finished.set()

@@ -88,11 +88,13 @@ class WorkerPanel(ViewWidget):
     def __init__(self, worker: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.worker = worker
+        self.title_text = Text()
 
     def build(self, width: int) -> Text:
         app = self.dashboard
         w = app.view.workers[self.worker]
-        self.border_title = render.worker_title(w)
+        self.title_text = render.worker_title(w)
+        self.border_title = self.title_text
         for state in WORKER_STATES:
             self.set_class(w.state == state, f"-{state}")
         return render.worker_text(w, width, app.clock(), app.run_is_live)
@@ -157,7 +159,7 @@ class JobTable(DataTable):
                 self.add_row(*cells, key=job.name)
             else:
                 for column, cell in zip(render.JOB_COLUMNS, cells, strict=True):
-                    self.update_cell(job.name, column, cell)
+                    self.update_cell(job.name, column, cell, update_width=True)
             self._shown[job.name] = plain
 
     def row_text(self, job: str) -> list[str]:
@@ -199,7 +201,7 @@ class EventLog(Vertical):
                 (label, key) for key, label in render.LOG_GROUP_LABELS.items()
             ]
             yield Select(groups, value="all", allow_blank=False, compact=True, id="log-group")
-        yield RichLog(id="log-lines", max_lines=2000, wrap=False, markup=False, auto_scroll=True)
+        yield RichLog(id="log-lines", max_lines=10_000, wrap=False, markup=False, auto_scroll=True)
 
     def on_mount(self) -> None:
         self._workers = 0

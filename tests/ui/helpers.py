@@ -1,0 +1,104 @@
+"""Helpers for the dashboard tests: screen text, waiting, configs built by the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from rich.console import Console
+from textual.pilot import Pilot
+
+from virnucpro_tui import cli
+from virnucpro_tui.pool.events import read_events
+from virnucpro_tui.ui.app import VirnucproApp, live_app
+from virnucpro_tui.ui.controllers import ScriptedRun
+from virnucpro_tui.ui.scenario import NOW
+
+
+def screen_text(app: VirnucproApp) -> str:
+    """The whole screen (dialogs included) as plain text, one line per row."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text()
+
+
+async def settle(pilot: Pilot, app: VirnucproApp) -> None:
+    """Let queued messages run, repaint from the view, let the repaint land."""
+    await pilot.pause()
+    app.refresh_dashboard()
+    await pilot.pause()
+
+
+async def wait_for(
+    pilot: Pilot, predicate: Callable[[], Any], timeout: float = 60.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        await pilot.pause(0.1)
+
+
+async def wait_for_exit(app: VirnucproApp, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while app.is_running:
+        if time.monotonic() > deadline:
+            raise AssertionError("the app did not exit")
+        await asyncio.sleep(0.1)
+
+
+def scripted_app(
+    events: list[dict[str, Any]], read_only: bool = False, **options: Any
+) -> VirnucproApp:
+    """The dashboard over a fixed event list, with a fixed clock and no toasts (stable screens)."""
+    options.setdefault("clock", lambda: NOW)
+    options.setdefault("toasts", False)
+    return VirnucproApp(ScriptedRun(events, read_only=read_only), **options)
+
+
+def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:
+    """The (cfg, sinks, pool_factory) that ``virnucpro-tui run ARGS`` hands to the dashboard."""
+    captured: dict[str, Any] = {}
+
+    def fake_dashboard(cfg: Any, sinks: list[Any], pool_factory: Any) -> int:
+        captured.update(cfg=cfg, sinks=sinks, pool_factory=pool_factory)
+        return 0
+
+    with (
+        mock.patch("virnucpro_tui.ui.app.run_dashboard", fake_dashboard),
+        mock.patch("virnucpro_tui.cli.wants_ui", lambda _args: True),
+    ):
+        assert cli.main(["run", *args]) == 0
+    return captured["cfg"], captured["sinks"], captured["pool_factory"]
+
+
+def live_dashboard(args: list[str], **options: Any) -> VirnucproApp:
+    """The dashboard driving a real run, configured exactly as the CLI would."""
+    cfg, sinks, pool_factory = cli_run_config(args)
+    return live_app(cfg, sinks, pool_factory, **options)
+
+
+def run_events(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    return read_events(path) if path.exists() else []
+
+
+def notifications(app: VirnucproApp) -> list[str]:
+    return [n.message for n in app._notifications]

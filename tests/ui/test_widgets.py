@@ -1,0 +1,532 @@
+"""Pilot tests: feed events, assert on what the widgets show; keys against a recording controller."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import RichLog, Select, TabbedContent
+
+from tests.helpers import SAMPLE_READS
+from tests.ui.helpers import notifications, screen_text, scripted_app, settle
+from virnucpro_tui.headless import fmt_bytes
+from virnucpro_tui.pool.events import SCHEMA_VERSION
+from virnucpro_tui.run.view import RunView
+from virnucpro_tui.ui import scenario
+from virnucpro_tui.ui.app import READ_ONLY_NOTICE
+from virnucpro_tui.ui.messages import EventMessage, RunFinished
+from virnucpro_tui.ui.render import DEMO_BANNER
+from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
+from virnucpro_tui.ui.widgets import (
+    DemoBanner,
+    EventLog,
+    HeaderBar,
+    JobTable,
+    ResultsSummary,
+    TopTable,
+    WorkerPanel,
+)
+
+T = scenario.T0
+
+
+def ev(
+    type_: str, ts: float = T, worker: int | None = None, job: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    return {"v": SCHEMA_VERSION, "ts": ts, "type": type_, "worker": worker, "job": job, **fields}
+
+
+def cpu_run_start(demo: bool = False) -> list[dict[str, Any]]:
+    return [
+        ev(
+            "run_started",
+            out="/tmp/run",
+            inputs=["/data/a.fa"],
+            jobs=["a"],
+            devices=["cpu"],
+            workers=[{"worker": 0, "kind": "cpu", "index": None, "uuid": None, "name": "CPU"}],
+            demo=demo,
+            notice="Demo models with random weights" if demo else None,
+            resumed=False,
+        ),
+        ev(
+            "worker_state",
+            T + 1,
+            0,
+            state="starting",
+            device="CPU worker 0",
+            pid=4242,
+            generation=0,
+        ),
+    ]
+
+
+def panel_text(app: Any, worker: int) -> str:
+    panel = app.query_one(f"#worker-{worker}", WorkerPanel)
+    return f"{panel.title_text.plain}\n{panel.shown}"
+
+
+def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
+    events = scenario.mid_run_events()
+    view = RunView()
+    for e in events:
+        view.apply(e)
+    last_freed = [
+        e["bytes_freed"] for e in events if e["type"] == "cache_cleared" and e["worker"] == 0
+    ][-1]
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot, app)
+            w0, w1 = panel_text(app, 0), panel_text(app, 1)
+            assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in w0
+            assert "DNABERT-S loaded 3.1 s, 358.0 MiB" in w0
+            assert "ESM-2 loaded 38.4 s, 5.3 GiB" in w0
+            assert "MLP loaded 0.0 s, 6.5 MiB" in w0
+            assert "ESM-2 loaded 39.4 s, 5.3 GiB" in w1
+            for text in (
+                "alloc 61.2 GiB",
+                "reserved 72.0 GiB",
+                "peak 80.1 GiB",
+                "free 66.2 GiB of 139.8 GiB",
+                "GPU util 97%",
+                "64 °C",
+                "612 W",
+                "pid 48230",
+            ):
+                assert text in w0, text
+            assert "alloc 64.2 GiB" in w1 and "GPU util 94%" in w1
+            assert f"{view.workers[0].cache_clears} clears" in w0
+            assert f"last freed {fmt_bytes(last_freed)}" in w0
+            assert "0 OOM splits" in w0 and "1 OOM split" in w1
+            assert "ESM-2 619 proteins/s" in w0  # 2048 proteins over a 3.31 s ESM stage
+            assert f"#{view.workers[0].shard} · esm" in w0 and "1,180/2,048 frames" in w0
+            assert f"{view.workers[0].shards_done:,} shards" in w0
+            assert "█" in w0 and "▓" in w0  # allocated and reserved segments of the memory bar
+
+    asyncio.run(scenario_run())
+
+
+def test_model_load_states_cpu_worker_and_restarts() -> None:
+    events = cpu_run_start() + [
+        ev(
+            "gpu_memory",
+            T + 2,
+            0,
+            kind="cpu",
+            allocated=300 * 2**20,
+            reserved=300 * 2**20,
+            peak=310 * 2**20,
+            free=20 * 2**30,
+            total=32 * 2**30,
+        ),
+        ev(
+            "model_load",
+            T + 3,
+            0,
+            "a",
+            model="dnabert",
+            phase="start",
+            source="/m/d",
+            dtype="float32",
+        ),
+        ev(
+            "model_load",
+            T + 3.5,
+            0,
+            "a",
+            model="dnabert",
+            phase="done",
+            seconds=0.5,
+            bytes_on_device=470_000,
+            dtype="float32",
+            source="/m/d",
+            demo=True,
+        ),
+        ev(
+            "model_load",
+            T + 3.5,
+            0,
+            "a",
+            model="esm",
+            phase="start",
+            source="/m/e",
+            dtype="float32",
+        ),
+    ]
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            text = panel_text(app, 0)
+            assert "worker 0 · CPU · STARTING" in text
+            assert "util CPU" in text and "GPU util" not in text
+            assert (
+                "RSS 300.0 MiB" in text
+                and "peak 310.0 MiB" in text
+                and "machine free 20.0 GiB of 32.0 GiB" in text
+            )
+            assert "DNABERT-S loaded 0.5 s, 459.0 KiB" in text
+            assert "ESM-2 loading…" in text and "MLP not loaded" in text
+            app.apply_events(
+                [
+                    ev(
+                        "model_load",
+                        T + 4,
+                        0,
+                        "a",
+                        model="esm",
+                        phase="error",
+                        message="bad checkpoint",
+                    ),
+                    ev("error", T + 4, 0, "a", message="RuntimeError: bad checkpoint", fatal=True),
+                    ev(
+                        "worker_state",
+                        T + 5,
+                        0,
+                        state="crashed",
+                        pid=4242,
+                        reason="model load failed",
+                    ),
+                    ev(
+                        "worker_state",
+                        T + 6,
+                        0,
+                        state="restarting",
+                        pid=None,
+                        generation=1,
+                        reason="exit code 9",
+                    ),
+                ]
+            )
+            await settle(pilot, app)
+            text = panel_text(app, 0)
+            assert "RESTARTING" in text and "restarts 1" in text
+            assert "problem restarting: exit code 9" in " ".join(text.split())
+            assert "ESM-2 not loaded" in text  # a respawned worker loads again
+
+    asyncio.run(scenario_run())
+
+
+def test_job_table_shows_each_input_with_status_and_progress() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot, app)
+            table = app.query_one(JobTable)
+            gut = table.row_text("gut_contigs")
+            assert gut[:4] == [
+                "gut_contigs",
+                "running",
+                "118,437",
+                f"{app.view.jobs['gut_contigs'].frames_done:,}/3,288,604",
+            ]
+            assert "50.8%" in gut[4]
+            assert table.row_text("phage_reads")[:2] == ["phage_reads", "queued"]
+            app.apply_events(
+                [
+                    ev(
+                        "job_added",
+                        scenario.NOW,
+                        job="more_reads",
+                        input="/data/more.fa",
+                        records=12,
+                        chunks_total=20,
+                    )
+                ]
+            )
+            await settle(pilot, app)
+            assert table.row_text("more_reads")[:3] == ["more_reads", "queued (added)", "12"]
+            app.apply_events(scenario.finished_events()[len(scenario.mid_run_events()) :])
+            await settle(pilot, app)
+            done = table.row_text("gut_contigs")
+            assert done[1] == "done" and done[3] == "3,288,604/3,288,604" and "100.0%" in done[4]
+            assert done[5] == "21,377/118,437" and done[6] == f"{scenario.OUT}/gut_contigs"
+            assert (
+                table.row_text("more_reads")[1] == "stopped (added)"
+            )  # the run ended before it ran
+
+    asyncio.run(scenario_run())
+
+
+def test_results_counts_histogram_and_top_scores() -> None:
+    events = scenario.mid_run_events()
+    done = [e for e in events if e["type"] == "shard_done"]
+    virus = sum(e["virus_frames"] for e in done)
+    others = sum(e["others_frames"] for e in done)
+    bins = [sum(e["histogram"][i] for e in done) for i in range(20)]
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("2")
+            await settle(pilot, app)
+            summary = app.query_one("#results-summary", ResultsSummary).shown
+            assert f"{virus + others:,} scored" in summary
+            assert f"virus {virus:,} ({100 * virus / (virus + others):.1f}%)" in summary
+            assert f"others {others:,}" in summary
+            assert "counted when a job is done" in summary
+            chart = summary.split("frames by P(virus)")[1].splitlines()[1:]
+            assert chart[0].strip().startswith(f"{max(bins):,} ┤")
+            assert (
+                chart[9].strip().startswith("0 ┤")
+                and "0.5" in chart[10]
+                and "others ◀ 0.5 ▶ virus" in chart[11]
+            )
+            top_row = chart[0].split("┤")[1]
+            cell = len(top_row) // 20
+            assert (
+                top_row[bins.index(max(bins)) * cell] == "█"
+            )  # the tallest bin reaches the top row
+            top = app.query_one(TopTable)
+            assert str(app.query_one("#top-title").render()) == "Top-scoring frames so far"
+            assert float(top.get_row_at(0)[2]) == max(s for e in done for _, s in e["top"])
+            app.apply_events(scenario.finished_events()[len(events) :])
+            await settle(pilot, app)
+            summary = app.query_one("#results-summary", ResultsSummary).shown
+            assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
+            assert str(app.query_one("#top-title").render()) == "Top-scoring input sequences"
+            assert top.get_row_at(0)[1:] == ["contig_00001", "0.9998", "virus"]
+
+    asyncio.run(scenario_run())
+
+
+def test_demo_banner_is_always_on_screen_for_a_demo_run() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app([], demo=True)  # known from the config before the first event
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            assert DEMO_BANNER in screen_text(app)
+            await pilot.press("3")
+            await settle(pilot, app)
+            assert DEMO_BANNER in screen_text(app)  # whatever the tab
+        app = scripted_app(cpu_run_start(demo=True))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            assert app.query_one(DemoBanner).display and DEMO_BANNER in screen_text(app)
+        app = scripted_app(cpu_run_start(demo=False))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            assert not app.query_one(DemoBanner).display and DEMO_BANNER not in screen_text(app)
+
+    asyncio.run(scenario_run())
+
+
+def test_completion_view_lists_totals_and_output_paths() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.finished_events())
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot, app)
+            assert isinstance(app.screen, CompletionScreen)
+            shown = app.screen.shown
+            assert shown.startswith("run complete: 3,349,116 frames in 35:21")
+            for job in ("gut_contigs", "phage_reads"):
+                for name in (
+                    "prediction_results.txt",
+                    "prediction_results_highestscore.csv",
+                    "sequence_summary.tsv",
+                ):
+                    assert f"{scenario.OUT}/{job}/{name}" in shown
+            assert "21,377 sequences called virus" in shown
+            assert "Run complete — exit 0" in screen_text(app)
+            await pilot.press("escape")
+            await settle(pilot, app)
+            assert (
+                not isinstance(app.screen, CompletionScreen)
+                and "COMPLETE" in app.query_one(HeaderBar).shown
+            )
+            await pilot.press("s")
+            await settle(pilot, app)
+            assert isinstance(app.screen, CompletionScreen)
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(scenario_run())
+
+
+def test_event_log_filters_by_worker_and_kind() -> None:
+    events = scenario.mid_run_events() + [
+        ev("warning", scenario.NOW, message="recomputing: corrupt shard 12", job="gut_contigs"),
+        ev(
+            "error",
+            scenario.NOW,
+            1,
+            "gut_contigs",
+            message="RuntimeError: boom",
+            shard=3,
+            fatal=False,
+        ),
+    ]
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("l")
+            await settle(pilot, app)
+            assert app.query_one(TabbedContent).active == "log"
+            assert isinstance(app.focused, RichLog)
+            log = app.query_one(EventLog)
+            everything = log.shown_lines()
+            assert any(" w0 " in line for line in everything) and any(
+                " w1 " in line for line in everything
+            )
+            app.query_one("#log-worker", Select).value = 1
+            await settle(pilot, app)
+            lines = log.shown_lines()
+            assert lines and all(" w1 " in line for line in lines)
+            assert any("error" in line and "RuntimeError: boom" in line for line in lines)
+            app.query_one("#log-worker", Select).value = "all"
+            app.query_one("#log-group", Select).value = "problems"
+            await settle(pilot, app)
+            lines = log.shown_lines()
+            assert len(lines) == 3  # the OOM split, the warning and the error
+            assert any("corrupt shard 12" in line for line in lines) and any(
+                "boom" in line for line in lines
+            )
+            app.query_one("#log-group", Select).value = "models"
+            await settle(pilot, app)
+            assert len(log.shown_lines()) == 12 and all(
+                "model_load" in line for line in log.shown_lines()
+            )
+
+    asyncio.run(scenario_run())
+
+
+def test_keys_pause_clear_add_help_and_quit_with_confirmation(tmp_path: Path) -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events())
+        calls = app.controller.calls
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("p")
+            assert calls[-1] == ("pause", True)
+            app.apply_events([ev("run_paused", scenario.NOW)])
+            await settle(pilot, app)
+            assert (
+                "PAUSED" in app.query_one(HeaderBar).shown
+                and "ETA paused" in app.query_one(HeaderBar).shown
+            )
+            await pilot.press("p")
+            assert calls[-1] == ("pause", False)
+            await pilot.press("c")
+            assert calls[-1] == ("clear", None)
+            await pilot.press("a")
+            assert isinstance(app.screen, AddInputScreen)
+            await pilot.press(*"nope.fa", "enter")
+            assert isinstance(app.screen, AddInputScreen)
+            assert "nope.fa: no such file" in str(app.screen.query_one("#add-error").render())
+            app.screen.query_one("#add-path").value = str(SAMPLE_READS)
+            await pilot.press("enter")
+            await settle(pilot, app)
+            assert calls[-1] == ("add", SAMPLE_READS) and not isinstance(app.screen, AddInputScreen)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape", "q")
+            assert isinstance(app.screen, ConfirmQuitScreen)
+            await pilot.press("n")
+            assert not isinstance(app.screen, ConfirmQuitScreen) and ("stop", False) not in calls
+            await pilot.press("q", "y")
+            await settle(pilot, app)
+            assert calls[-1] == ("stop", False) and "STOPPING" in app.query_one(HeaderBar).shown
+            await pilot.press("q")
+            await settle(pilot, app)
+            assert calls[-1] == ("stop", True) and "ABANDONING" in app.query_one(HeaderBar).shown
+            app.apply_events(
+                [
+                    ev(
+                        "run_done",
+                        scenario.NOW + 5,
+                        status="interrupted",
+                        exit_code=130,
+                        resumable=True,
+                    )
+                ]
+            )
+            await pilot.pause()
+        assert app.return_code == 130  # it exits by itself once the run has stopped
+
+    asyncio.run(scenario_run())
+
+
+def test_ctrl_c_stops_without_asking_and_twice_abandons() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("ctrl+c")
+            assert app.controller.calls == [("stop", False)] and not isinstance(
+                app.screen, ConfirmQuitScreen
+            )
+            await pilot.press("ctrl+c")
+            assert app.controller.calls == [("stop", False), ("stop", True)]
+
+    asyncio.run(scenario_run())
+
+
+def test_read_only_dashboard_refuses_steering_with_a_notice() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events(), read_only=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            for key in ("p", "c", "a"):
+                await pilot.press(key)
+            assert app.controller.calls == [] and not isinstance(app.screen, AddInputScreen)
+            assert notifications(app).count(READ_ONLY_NOTICE) == 3
+            assert "attached, read-only" in app.query_one(HeaderBar).shown
+            await pilot.press("q")  # nothing to stop: leaves at once
+        assert app.return_code == 0
+
+    asyncio.run(scenario_run())
+
+
+def test_a_run_that_never_starts_exits_with_its_code() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app([])
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.post_message(RunFinished(2, "x.fa: not FASTA"))
+            await pilot.pause()
+        assert app.return_code == 2
+
+    asyncio.run(scenario_run())
+
+
+def test_telemetry_of_one_worker_coalesces() -> None:
+    def msg(type_: str, worker: int, **fields: Any) -> EventMessage:
+        return EventMessage(ev(type_, T, worker, **fields))
+
+    assert msg("heartbeat", 0).can_replace(msg("heartbeat", 0))
+    assert msg("gpu_memory", 3).can_replace(msg("gpu_memory", 3))
+    assert not msg("heartbeat", 0).can_replace(msg("heartbeat", 1))
+    assert not msg("heartbeat", 0).can_replace(msg("gpu_memory", 0))
+    assert not msg("shard_done", 0).can_replace(msg("shard_done", 0))
+    closing = msg("progress", 0, stage="dnabert", stage_done=8, stage_total=8, seconds=1.0)
+    assert not closing.can_replace(msg("progress", 0, stage="esm", stage_done=1, stage_total=8))
+
+    async def scenario_run() -> None:
+        app = scripted_app(cpu_run_start())
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            seen = app.view.events_seen
+            for i in range(500):
+                app.post_message(
+                    msg(
+                        "progress",
+                        0,
+                        job="a",
+                        shard=0,
+                        stage="esm",
+                        frames_done=i,
+                        frames_total=500,
+                        stage_done=i,
+                        stage_total=500,
+                        seconds=i / 100,
+                    )
+                )
+            await settle(pilot, app)
+            assert app.view.workers[0].shard_done == 499  # the newest reading wins
+            assert app.view.events_seen - seen < 500  # and most were never handled
+
+    asyncio.run(scenario_run())

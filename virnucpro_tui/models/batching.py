@@ -1,6 +1,9 @@
 """Length-sorted batching under a token budget, with OOM recovery by halving.
 
-Sorting by length keeps padding (wasted compute) small; results come back in input order.
+Sorting by length keeps padding (wasted compute) small. On a GPU the loop never waits for the
+device: padded batches are built with NumPy in pinned memory and copied asynchronously, pooled
+results are gathered on the device, and the host synchronises once, at the end of the stage, so
+building batch i+1 overlaps the compute of batch i. Results come back in input order.
 """
 
 from __future__ import annotations
@@ -8,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-PooledForward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(padded token ids [B, T], lengths [B]) -> pooled embeddings [B, D] float32."""
+PooledForward = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+"""(padded token ids [B, T], lengths [B], has_padding known on the host) -> pooled [B, D]."""
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -36,12 +40,17 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> lis
     return batches
 
 
-def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.long)
-    ids = torch.full((len(token_lists), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, toks in enumerate(token_lists):
-        ids[row, : len(toks)] = torch.as_tensor(toks, dtype=torch.long)
-    return ids, lengths
+def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [B, T] and lengths [B] as int64 CPU tensors (pinned on request)."""
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    width = int(lengths.max())
+    ids = np.full((len(token_lists), width), pad_id, dtype=np.int64)
+    ids[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(
+        (tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum()))
+    ids_t, lengths_t = torch.from_numpy(ids), torch.from_numpy(lengths)
+    if pin:
+        ids_t, lengths_t = ids_t.pin_memory(), lengths_t.pin_memory()
+    return ids_t, lengths_t
 
 
 @dataclass
@@ -65,15 +74,21 @@ def embed_token_lists(
 ) -> torch.Tensor:
     """Embed every token list; a batch that runs out of memory is retried in halves.
 
-    ``on_batch(items, tokens)`` is called after each finished batch (for progress events).
+    ``on_batch(items, tokens)`` is called after each batch is queued (for progress events).
+    Returns a float32 CPU tensor [N, D] in input order.
     """
     stats = stats if stats is not None else BatchStats()
-    out: list[torch.Tensor | None] = [None] * len(token_lists)
+    cuda = device.type == "cuda"
+    result: torch.Tensor | None = None
 
     def run(members: list[int]) -> None:
-        ids, lengths = pad_batch([token_lists[i] for i in members], pad_id)
+        nonlocal result
+        ids_cpu, lengths_cpu = pad_batch([token_lists[i] for i in members], pad_id, pin=cuda)
+        has_padding = bool((lengths_cpu < ids_cpu.shape[1]).any())
         try:
-            pooled = forward(ids.to(device, non_blocking=True), lengths.to(device, non_blocking=True))
+            ids = ids_cpu.to(device, non_blocking=True)
+            lengths = lengths_cpu.to(device, non_blocking=True)
+            pooled = forward(ids, lengths, has_padding).float()
         except Exception as exc:
             if not is_oom(exc) or len(members) == 1:
                 raise
@@ -84,17 +99,19 @@ def embed_token_lists(
             run(members[:half])
             run(members[half:])
             return
+        if result is None:
+            result = torch.empty(len(token_lists), pooled.shape[1], dtype=torch.float32, device=pooled.device)
+        index = torch.tensor(members, dtype=torch.long).to(pooled.device, non_blocking=True)
+        result.index_copy_(0, index, pooled)
+        n_tokens = int(lengths_cpu.sum())
         stats.batches += 1
-        stats.tokens += int(lengths.sum())
-        stats.padded_tokens += ids.numel()
-        pooled = pooled.float().cpu()
-        for row, i in enumerate(members):
-            out[i] = pooled[row]
+        stats.tokens += n_tokens
+        stats.padded_tokens += ids_cpu.numel()
         if on_batch is not None:
-            on_batch(len(members), int(lengths.sum()))
+            on_batch(len(members), n_tokens)
 
     for members in plan_batches([len(t) for t in token_lists], max_tokens, max_batch):
         run(members)
-    if not token_lists:
+    if result is None:
         return torch.empty(0, 0)
-    return torch.stack(out)  # type: ignore[arg-type]
+    return result.cpu()  # the one synchronisation of the stage

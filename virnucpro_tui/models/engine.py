@@ -135,7 +135,7 @@ class Engine:
                   progress: Progress | None = None) -> torch.Tensor:
         bundle = self.dnabert
 
-        def forward(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        def forward(ids: torch.Tensor, lengths: torch.Tensor, _has_padding: bool) -> torch.Tensor:
             self._before("dnabert", ids.shape[0])
             mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
             return bundle.forward_pooled(ids, mask)
@@ -149,9 +149,9 @@ class Engine:
                        progress: Progress | None = None) -> torch.Tensor:
         bundle = self.esm
 
-        def forward(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        def forward(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
             self._before("esm", ids.shape[0])
-            return bundle.forward_pooled(ids, lengths - 2)
+            return bundle.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
         return embed_token_lists(bundle.tokenize(seqs), forward, bundle.alphabet.padding_idx,
                                  self.device, self._budget("esm"), self.settings.max_batch,

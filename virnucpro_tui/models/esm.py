@@ -257,9 +257,14 @@ class EsmBundle:
         lengths = torch.tensor([len(t) - 2 for t in token_lists], dtype=torch.long)
         return tokens, lengths
 
-    def forward_pooled(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Mean final representation over residues 1..len, float32 [B, D], on the model's device."""
-        has_padding = bool((lengths + 2 < tokens.shape[1]).any())  # host-side when lengths are
+    def forward_pooled(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, has_padding: bool | None = None
+    ) -> torch.Tensor:
+        """Mean final representation over residues 1..len, float32 [B, D], on the model's device.
+
+        Pass ``has_padding`` when it is known on the host, so a GPU batch needs no sync."""
+        if has_padding is None:
+            has_padding = bool((lengths + 2 < tokens.shape[1]).any())
         with torch.inference_mode():
             hidden = self.encoder(tokens.to(self.device, non_blocking=True), has_padding)
             return mean_pool(hidden, lengths)

@@ -54,10 +54,12 @@ class WorkerConfig:
 def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
     """Variables a worker needs before torch is imported."""
     env = {"PYTORCH_CUDA_ALLOC_CONF": cfg.alloc_conf, "PYTORCH_ALLOC_CONF": cfg.alloc_conf,
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1"}
     env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
     if cfg.torch_threads:
         env["OMP_NUM_THREADS"] = str(cfg.torch_threads)
+    if cfg.slot.kind == "cpu":  # CPU workers share the cores: no extra tokenizer threads
+        env["TOKENIZERS_PARALLELISM"] = "false"
     return env
 
 

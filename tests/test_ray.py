@@ -1,0 +1,280 @@
+"""The Ray backend (issue #6): a real local Ray cluster on CPU runs the demo models through
+``run --backend ray``; outputs must be byte-identical to the local backend's, the events the
+same, and a killed actor must cost nothing but its shard. The tests that need Ray are skipped,
+with the reason, only when ray is not importable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    OUTPUT_FILES,
+    SAMPLE_CONTIGS,
+    SAMPLE_READS,
+    assert_no_live_processes,
+    cli,
+    cli_env,
+    events,
+    kill_tree,
+    outputs,
+    start_cli,
+    wait_for_event,
+    worker_pids,
+)
+from virnucpro_tui.errors import InputError
+from virnucpro_tui.pool.ray_backend import (
+    ClusterNode,
+    EventBuffer,
+    describe_death,
+    slots_for_cluster,
+)
+
+JOBS = ["sample_contigs", "sample_reads"]
+BASE = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
+
+
+def _ray_importable() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+RAY_MISSING = not _ray_importable()
+
+
+def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
+    skip = pytest.mark.skipif(
+        RAY_MISSING, reason="ray is not importable (pip install 'virnucpro-tui[ray]')"
+    )
+    return pytest.mark.ray(skip(test))
+
+
+HEAD_SCRIPT = """
+import os, sys, ray
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
+sys.stdin.read()  # until the tests close stdin; the cluster ends with this process
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[tuple[str, str]]:
+    """A local Ray cluster (2 CPUs) for the module: its address and auth mode."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        address, _, auth = (head.stdout.readline() if head.stdout else "").strip().partition(" ")
+        if not address:
+            pytest.fail(f"the Ray head did not start (exit {head.poll()})")
+        yield address, auth
+    finally:
+        if head.stdin:
+            head.stdin.close()
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ray_env(demo_models, ray_head) -> dict[str, str]:
+    env = cli_env(demo_models.root)
+    env.pop("RAY_ADDRESS", None)
+    if ray_head[1]:  # e.g. token authentication, on by default for local clusters of Ray >= 2.59
+        env["RAY_AUTH_MODE"] = ray_head[1]
+    return env
+
+
+def ray_args(ray_head: tuple[str, str]) -> list[str]:
+    return ["--backend", "ray", "--ray-address", ray_head[0]]
+
+
+@pytest.fixture(scope="module")
+def local_baseline(tmp_path_factory: pytest.TempPathFactory, demo_models) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("local") / "run"
+    r = cli(
+        ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *BASE],
+        cli_env(demo_models.root),
+    )
+    assert r.returncode == 0, r.stderr
+    return outputs(out, JOBS)
+
+
+@needs_ray
+def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
+    tmp_path: Path, ray_head, ray_env, local_baseline
+) -> None:
+    out = tmp_path / "run"
+    r = cli(
+        [
+            "run",
+            str(SAMPLE_CONTIGS),
+            str(SAMPLE_READS),
+            "--out",
+            str(out),
+            *BASE,
+            *ray_args(ray_head),
+        ],
+        ray_env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert outputs(out, JOBS) == local_baseline  # prediction_results, highestscore csv, summary
+    ev = events(out)
+    assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
+    assert next(e for e in ev if e["type"] == "run_started")["backend"] == "ray"
+    # two inputs, one persistent actor: each model loads exactly once
+    loads = sorted(
+        (e["worker"], e["model"]) for e in ev if e["type"] == "model_load" and e["phase"] == "done"
+    )
+    assert loads == [(0, "classifier"), (0, "dnabert"), (0, "esm")]
+    done = sorted((e["job"], e["shard"]) for e in ev if e["type"] == "shard_done")
+    assert done == sorted(
+        [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
+    )
+    assert any(e["type"] == "heartbeat" and e["worker"] == 0 for e in ev)
+    mem = [e for e in ev if e["type"] == "gpu_memory"]
+    assert mem and all(e["kind"] == "cpu" and e["total"] > e["free"] > 0 for e in mem)
+    assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS
+    states = [e["state"] for e in ev if e["type"] == "worker_state"]
+    assert states[0] == "starting" and states[-1] == "stopped" and "crashed" not in states
+    # the actor's output went to its log, nothing of Ray's to the terminal
+    assert "Ray actor" in (out / "logs" / "worker-0.log").read_text()
+    assert "raylet" not in r.stderr + r.stdout and "ray::" not in r.stderr + r.stdout
+
+
+@needs_ray
+def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
+    tmp_path: Path, ray_head, ray_env, local_baseline
+) -> None:
+    out = tmp_path / "run"
+    env = {
+        **ray_env,
+        "VIRNUCPRO_TUI_FAULTS": json.dumps({"sleep_per_batch_s": 0.3, "workers": [0]}),
+    }
+    args = [
+        "run",
+        str(SAMPLE_READS),
+        "--out",
+        str(out),
+        *BASE,
+        *ray_args(ray_head),
+        "--events-jsonl",
+        "-",
+    ]
+    proc = start_cli(args, env)
+    try:
+        busy = wait_for_event(
+            out, lambda e: e["type"] == "progress" and e["stage"] == "dnabert", proc=proc
+        )
+        pid = next(e["pid"] for e in events(out) if e["type"] == "worker_state" and e.get("pid"))
+        os.kill(pid, signal.SIGKILL)  # the actor's process, as named by its worker_state event
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        kill_tree(proc)
+    assert proc.returncode == 0, stderr
+    ev = events(out)
+    crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
+    assert len(crashed) == 1 and crashed[0]["worker"] == 0 and "actor died" in crashed[0]["reason"]
+    assert any(
+        e["type"] == "worker_state" and e["state"] == "restarting" and e["generation"] == 1
+        for e in ev
+    )
+    requeued = {(e["job"], e["shard"]) for e in ev if e["type"] == "shard_requeued"}
+    assert (busy["job"], busy["shard"]) in requeued and len(
+        requeued
+    ) <= 2  # its shard and the prefetched one
+    assert {e["pid"] for e in ev if e["type"] == "worker_state" and e.get("pid")} - {
+        pid
+    }  # a new process
+    for name in OUTPUT_FILES:
+        assert (out / name).read_bytes() == local_baseline[f"sample_reads/{name}"], name
+    # stdout carried the events and nothing else (Ray's own notices go to logs/ray-driver.log)
+    assert [json.loads(line)["type"] for line in stdout.splitlines()][-1] == "run_done"
+    assert_no_live_processes(worker_pids(out))  # the actors are gone with the run
+
+
+def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path, demo_models) -> None:
+    shim = tmp_path / "shim" / "ray"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('No module named ray (test shim)')\n")
+    env = cli_env(demo_models.root)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim.parent), env.get("PYTHONPATH")]))
+    r = cli(
+        ["run", str(SAMPLE_READS), "--out", str(tmp_path / "run"), *BASE, "--backend", "ray"], env
+    )
+    assert r.returncode == 2
+    assert "virnucpro-tui[ray]" in r.stderr and "pip install" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- pieces that need no cluster -----------------------------------------------------------------
+NODES = [
+    ClusterNode("head", "gpu-a", 64, 2, "H200"),
+    ClusterNode("n2", "gpu-b", 64, 1, "H200"),
+    ClusterNode("n3", "cpu-c", 32, 0),
+]
+
+
+def test_cluster_slots_are_one_per_gpu_across_nodes() -> None:
+    slots, where = slots_for_cluster("auto", NODES)
+    assert [(s.worker, s.kind, s.index) for s in slots] == [
+        (0, "cuda", 0),
+        (1, "cuda", 1),
+        (2, "cuda", 0),
+    ]
+    assert [s.label for s in slots] == [
+        "GPU 0 (H200 @ gpu-a)",
+        "GPU 1 (H200 @ gpu-a)",
+        "GPU 0 (H200 @ gpu-b)",
+    ]
+    assert where == {0: "head", 1: "head", 2: "n2"}
+    assert slots_for_cluster("auto", NODES[2:]) == ([slots_for_cluster("cpu:1", [])[0][0]], {})
+    cpu, where = slots_for_cluster("cpu:3", NODES)
+    assert [(s.worker, s.kind) for s in cpu] == [(0, "cpu"), (1, "cpu"), (2, "cpu")] and where == {}
+    with pytest.raises(InputError, match="auto .* or cpu:N"):
+        slots_for_cluster("0,1", NODES)
+
+
+def test_actor_death_reasons_are_short() -> None:
+    text = (
+        "The actor died unexpectedly before finishing this task.\n\tclass_name: WorkerActor\n"
+        "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+        "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file. "
+        "Some common causes include: (1) ..."
+    )
+    assert describe_death(RuntimeError(text)) == (
+        "actor died (its worker process has died; SYSTEM_ERROR: "
+        "Worker unexpectedly exits with a connection error code 2)"
+    )
+    killed = "The actor is dead because it was killed by `ray.kill`."
+    assert describe_death(RuntimeError(killed)) == "actor died (it was killed by ray.kill)"
+
+
+def test_event_buffer_long_polls_and_confirms_delivery() -> None:
+    buf = EventBuffer(limit=3)
+    assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
+    for i in range(5):
+        buf.put({"type": "heartbeat" if i else "shard_done", "i": i})
+    buf.put({"type": "shard_done", "i": 5})  # telemetry is dropped past the limit, never results
+    assert [e["i"] for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
+    assert not buf.wait_delivered(0.01)  # handed out, but the pool has not asked again yet
+    assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)

@@ -30,10 +30,12 @@ from tests.helpers import (
     worker_pids,
 )
 from virnucpro_tui.errors import InputError
+from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
 from virnucpro_tui.pool.ray_backend import (
     ClusterNode,
     EventBuffer,
     describe_death,
+    placed_slot,
     slots_for_cluster,
 )
 
@@ -278,3 +280,15 @@ def test_event_buffer_long_polls_and_confirms_delivery() -> None:
     assert [e["i"] for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
     assert not buf.wait_delivered(0.01)  # handed out, but the pool has not asked again yet
     assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
+
+
+def test_a_gpu_actor_reports_the_gpu_ray_gave_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpus = [GpuInfo(i, f"GPU-{i}abc", "NVIDIA H200", 141 * 2**30) for i in range(4)]
+    monkeypatch.setattr("virnucpro_tui.pool.ray_backend.nvml_gpus", lambda: gpus)
+    slot = DeviceSlot(1, "cuda", 0, None, "H200 @ gpu-a")
+    assert placed_slot(slot, ["3"], "gpu-a") == DeviceSlot(
+        1, "cuda", 3, "GPU-3abc", "NVIDIA H200 @ gpu-a"
+    )
+    assert placed_slot(slot, ["GPU-2a"], "gpu-b").label == "GPU 2 (NVIDIA H200 @ gpu-b)"
+    assert placed_slot(slot, [], "gpu-c").label == "GPU 0 (H200 @ gpu-c)"  # NVML could not tell
+    assert placed_slot(DeviceSlot(0, "cpu"), [], "x") == DeviceSlot(0, "cpu")

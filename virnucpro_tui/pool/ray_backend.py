@@ -591,6 +591,8 @@ class RayPoolFactory:
             "logging_level": logging.ERROR,
             **self.init_options,
         }
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
         try:
             ray.init(address=self.address, **options)
         except ConnectionError as exc:
@@ -602,6 +604,9 @@ class RayPoolFactory:
             raise VirnucproError(
                 f"cannot start or join {where}: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
+        finally:
+            if previous is not None:  # ray.init sets its own; keep the front end's SIGTERM handling
+                signal.signal(signal.SIGTERM, previous)
         return ray
 
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:

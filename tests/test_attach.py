@@ -1,0 +1,196 @@
+"""``virnucpro-tui attach``: tailing events.jsonl, the read-only dashboard on a live and on a
+finished run, and the plain-line form."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SAMPLE_READS, cli, cli_env, kill_tree, start_cli
+from tests.ui.helpers import notifications, settle, wait_for
+from virnucpro_tui.pool.events import JsonlWriter, make_event
+from virnucpro_tui.run.attach import EventTail, attach, attach_headless
+from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
+from virnucpro_tui.ui.controllers import AttachedRun
+from virnucpro_tui.ui.screens import CompletionScreen
+from virnucpro_tui.ui.widgets import HeaderBar, OverallProgress, WorkerPanel
+
+OUTPUTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv")
+
+
+def numbered(n: int) -> dict:
+    return make_event("heartbeat", worker=0, state="busy", n=n)
+
+
+# -- tailing ------------------------------------------------------------------------------------
+def test_tail_waits_for_the_file_and_for_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    assert tail.backlog() == [] and tail.poll() == []
+    line = json.dumps(numbered(1))
+    with path.open("w") as fh:
+        fh.write(line[:20])
+        fh.flush()
+        assert tail.poll() == []  # a torn line waits
+        fh.write(line[20:] + "\n" + "not json\n" + json.dumps(numbered(2))[:5])
+        fh.flush()
+        assert [e["n"] for e in tail.poll()] == [1]  # the bad line is skipped, the torn one waits
+        fh.write(json.dumps(numbered(2))[5:] + "\n")
+    assert [e["n"] for e in tail.poll()] == [2]
+    tail.close()
+
+
+def test_tail_follows_rotation_without_losing_or_repeating_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = JsonlWriter(path, max_bytes=600, keep=3)
+    tail = EventTail(path)
+    seen = []
+    for n in range(40):
+        writer(numbered(n))
+        if n % 3 == 0:
+            seen += [e["n"] for e in tail.poll()]
+    writer.close()
+    seen += [e["n"] for e in tail.poll()]
+    assert (tmp_path / "events.jsonl.1").exists()  # it did rotate, several times
+    assert seen == list(range(40))
+
+
+def test_backlog_reads_rotated_files_oldest_first(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = JsonlWriter(path, max_bytes=1000, keep=3)
+    for n in range(12):
+        writer(numbered(n))
+    tail = EventTail(path)
+    assert [e["n"] for e in tail.backlog()] == list(range(12))
+    writer(numbered(12))
+    assert [e["n"] for e in tail.poll()] == [12]
+    writer.close()
+
+
+def test_tail_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(numbered(1)) + "\n" + json.dumps(numbered(2)) + "\n")
+    tail = EventTail(path)
+    assert len(tail.backlog()) == 2
+    path.unlink()  # --restart clears the run directory
+    path.write_text(json.dumps(numbered(3)) + "\n")
+    assert [e["n"] for e in tail.poll()] == [3]
+
+
+def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
+    missing = cli(["attach", str(tmp_path / "nope")], env={**cli_env(tmp_path)})
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such directory" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = cli(["attach", str(tmp_path / "empty"), "--no-ui"], env={**cli_env(tmp_path)})
+    assert empty.returncode == 2 and "not a virnucpro-tui run directory" in empty.stderr
+    assert "Traceback" not in missing.stderr + empty.stderr
+
+
+# -- a finished run -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 reads of the sample: one shard, so a run is mostly start-up."""
+    lines = gzip.open(SAMPLE_READS, "rt").read().split(">")[1:41]
+    path = tmp_path_factory.mktemp("input") / "reads40.fa"
+    path.write_text("".join(">" + record for record in lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models, small_input: Path) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    r = cli(["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"],
+            cli_env(demo_models.root))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_attach_no_ui_prints_a_finished_run(finished_run: Path) -> None:
+    stream = io.StringIO()
+    assert attach_headless(finished_run, follow=False, stream=stream) == 0
+    text = stream.getvalue()
+    assert text.startswith(f"virnucpro-tui run -> {finished_run}")
+    assert "worker 0: esm loaded in" in text and "job reads40: done" in text
+    assert "run complete:" in text and "DEMO:" in text
+    for name in OUTPUTS:
+        assert f"{name}: {finished_run / name}" in text
+    assert "\x1b" not in text
+
+
+def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
+    async def watch() -> None:
+        app = VirnucproApp(AttachedRun(finished_run), demo=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, CompletionScreen), 20, "the completion view")
+            for name in OUTPUTS:
+                assert str(finished_run / name) in app.screen.shown
+            await pilot.press("escape")
+            await settle(pilot, app)
+            header = app.query_one(HeaderBar).shown
+            assert "COMPLETE" in header and "attached, read-only" in header
+            assert "ESM-2 loaded" in app.query_one("#worker-0", WorkerPanel).shown
+            assert "100.0%" in app.query_one(OverallProgress).shown
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(watch())
+
+
+# -- a live run ---------------------------------------------------------------------------------
+def test_attach_follows_a_live_run_to_its_end(tmp_path: Path, demo_models) -> None:
+    out = tmp_path / "run"
+    env = cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.2})
+    proc = start_cli(["run", str(SAMPLE_READS), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1",
+                      "--shard-size", "16"], env)
+    plain = io.StringIO()
+    follower = threading.Thread(target=lambda: attach_headless(out, follow=True, stream=plain, poll_s=0.1))
+    try:
+        wait_for_dir(out)
+        follower.start()
+        asyncio.run(watch_live(out))
+        assert proc.wait(timeout=120) == 0
+        follower.join(timeout=30)
+        assert not follower.is_alive()  # --follow ends with the run
+    finally:
+        kill_tree(proc)
+    text = plain.getvalue()
+    assert "run complete: 101 frames" in text and str(out / "prediction_results.txt") in text
+
+
+def wait_for_dir(path: Path, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while not path.is_dir():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+async def watch_live(out: Path) -> None:
+    app = VirnucproApp(AttachedRun(out, poll_s=0.1), demo=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: 0 < app.view.frames_done, 120, "first progress")
+        first = app.view.frames_done
+        await settle(pilot, app)
+        assert "RUNNING" in app.query_one(HeaderBar).shown
+        assert f"{first:,}/" in app.query_one(OverallProgress).shown
+        await pilot.press("p")
+        assert READ_ONLY_NOTICE in notifications(app)
+        await wait_for(pilot, lambda: app.view.frames_done > first, 60, "progress moving")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the finished state")
+        assert app.view.status == "complete" and app.view.frames_done == 101
+        assert str(out / "prediction_results.txt") in app.screen.shown
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+def test_attach_entry_point_without_a_terminal(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert attach(finished_run, ui=False, follow=False) == 0
+    out = capsys.readouterr().out
+    assert "run complete:" in out and str(finished_run / "prediction_results.txt") in out

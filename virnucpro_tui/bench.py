@@ -347,10 +347,15 @@ def pipeline_metrics(events: list[dict[str, Any]], code: int, measured: str = "m
     frames = done[measured]["frames"]
     return {"pipeline_exit_code": code, "pipeline_frames": frames,
             "pipeline_frames_per_s": rate or None,
-            "pipeline_end_to_end_frames_per_s": frames / (done[measured]["ts"] - started[measured]),
+            "pipeline_job_frames_per_s": frames / (done[measured]["ts"] - _first_work(events, measured, started[measured])),
             "model_load_s_first": max(per_worker.values(), default=None),
             "model_load_s_warm": sum(e["seconds"] for e in loads if e["ts"] > warm_from),
             "pipeline_workers": len({e["worker"] for e in loads})}
+
+
+def _first_work(events: list[dict[str, Any]], job: str, default: float) -> float:
+    """When a worker started on the job's first shard (its wall time then includes assembly)."""
+    return min((e["ts"] for e in events if e["type"] == "progress" and e["job"] == job), default=default)
 
 
 # --- orchestration, table, JSON ------------------------------------------------------------------

@@ -40,10 +40,12 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> lis
     return batches
 
 
-def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [B, T] and lengths [B] as int64 CPU tensors (pinned on request)."""
+def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int, pin: bool = False,
+              align: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [B, T] and lengths [B] as int64 CPU tensors (pinned on request); ``T`` is
+    rounded up to a multiple of ``align`` (aligned attention biases need no per-layer copy)."""
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    width = int(lengths.max())
+    width = -(-int(lengths.max()) // align) * align
     ids = np.full((len(token_lists), width), pad_id, dtype=np.int64)
     ids[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(
         (tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum()))
@@ -71,6 +73,7 @@ def embed_token_lists(
     on_oom: Callable[[int], None] | None = None,
     stats: BatchStats | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    align: int = 1,
 ) -> torch.Tensor:
     """Embed every token list; a batch that runs out of memory is retried in halves.
 
@@ -83,7 +86,7 @@ def embed_token_lists(
 
     def run(members: list[int]) -> None:
         nonlocal result
-        ids_cpu, lengths_cpu = pad_batch([token_lists[i] for i in members], pad_id, pin=cuda)
+        ids_cpu, lengths_cpu = pad_batch([token_lists[i] for i in members], pad_id, pin=cuda, align=align)
         has_padding = bool((lengths_cpu < ids_cpu.shape[1]).any())
         try:
             ids = ids_cpu.to(device, non_blocking=True)

@@ -104,6 +104,10 @@ class Engine:
             return None
         from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
 
+        # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
+        # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
         compile_ = self.settings.compile is not False
         (accelerate_esm if name == "esm" else accelerate_dnabert)(bundle, compile_)
         start = time.perf_counter()
@@ -143,7 +147,8 @@ class Engine:
         return embed_token_lists(bundle.tokenize(seqs), forward, bundle.pad_id, self.device,
                                  self._budget("dnabert"), self.settings.max_batch,
                                  on_oom=self._on_oom("dnabert"), stats=stats,
-                                 on_batch=_stage_progress("dnabert", len(seqs), progress))
+                                 on_batch=_stage_progress("dnabert", len(seqs), progress),
+                                 align=8 if self.device.type == "cuda" else 1)
 
     def embed_proteins(self, seqs: list[str], stats: BatchStats | None = None,
                        progress: Progress | None = None) -> torch.Tensor:
@@ -241,5 +246,5 @@ def default_gpu_token_budget(device: torch.device, which: str) -> int:
     """Tokens per batch, sized from the device's total memory (not its free memory, so the same
     card always cuts the same batches and results stay byte-identical across runs)."""
     total_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
-    per_gib = 512 if which == "esm" else 1024
-    return int(min(max(total_gib * per_gib, 8192), 131072))
+    per_gib = 512 if which == "esm" else 2048
+    return int(min(max(total_gib * per_gib, 8192), 262144 if which == "dnabert" else 131072))

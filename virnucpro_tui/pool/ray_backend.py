@@ -489,11 +489,13 @@ class RayWorkerPool(PersistentWorkerPool):
 
     def _take_events(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
         ray_exc = self.ray.exceptions
+        unavailable = getattr(ray_exc, "ActorUnavailableError", ())  # Ray >= 2.30
         w.events_ref = None
         try:
             batch = self.ray.get(ref)
-        except ray_exc.ActorUnavailableError:
-            batch = []  # transient (network, node under load): ask again; the heartbeat decides
+        except unavailable:
+            time.sleep(0.1)  # transient (network, node under load): ask again soon;
+            batch = []  # the heartbeat timeout decides if it lasts
         except ray_exc.RayActorError as exc:
             w.exit_reason = describe_death(exc)
             return []

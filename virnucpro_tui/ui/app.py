@@ -21,8 +21,9 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from virnucpro_tui.errors import EXIT_INTERRUPTED, EXIT_OK
 from virnucpro_tui.headless import summary_lines
@@ -35,6 +36,7 @@ from virnucpro_tui.ui.messages import EventBatch, EventMessage, RunFinished
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
 from virnucpro_tui.ui.widgets import (
     DemoBanner,
+    EventLines,
     EventLog,
     HeaderBar,
     JobTable,
@@ -166,7 +168,8 @@ class VirnucproApp(App[int]):
             if live:
                 self._react(event)
         if logged:
-            self.query_one(EventLog).add(logged)
+            with contextlib.suppress(NoMatches):
+                self.query_one(EventLog).add(logged)
         if not self._drives_run and self.view.status in render.FINISHED:
             self._on_run_over(
                 self.view.exit_code if self.view.exit_code is not None else EXIT_OK, None
@@ -231,6 +234,11 @@ class VirnucproApp(App[int]):
 
     # -- repaint ------------------------------------------------------------------------------
     def refresh_dashboard(self) -> None:
+        """Repaint every widget from the view (on a timer, and after notable changes)."""
+        with contextlib.suppress(NoMatches):  # shutting down: the widgets are gone
+            self._refresh_widgets()
+
+    def _refresh_widgets(self) -> None:
         self.mode.waiting_for = self.controller.waiting_for if self.view.events_seen == 0 else None
         self.mode.owner = self.controller.owner if self.controller.read_only else None
         self._sync_worker_panels()
@@ -344,7 +352,7 @@ class VirnucproApp(App[int]):
 
     def action_focus_log(self) -> None:
         self.query_one(TabbedContent).active = "log"
-        self.query_one("#log-lines", RichLog).focus()
+        self.query_one("#log-lines", EventLines).focus()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable, RichLog, Select, Static
+from textual.widgets import DataTable, Select, Static
 
 from virnucpro_tui.pool.events import Event
 from virnucpro_tui.run.view import RunView
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
     from virnucpro_tui.ui.app import VirnucproApp
 
 WORKER_STATES = tuple(render.STATE_STYLES)
+LOG_LINES_KEPT = 10_000
 
 
 class ViewWidget(Widget):
@@ -201,7 +206,7 @@ class EventLog(Vertical):
                 (label, key) for key, label in render.LOG_GROUP_LABELS.items()
             ]
             yield Select(groups, value="all", allow_blank=False, compact=True, id="log-group")
-        yield RichLog(id="log-lines", max_lines=10_000, wrap=False, markup=False, auto_scroll=True)
+        yield EventLines(id="log-lines")
 
     def on_mount(self) -> None:
         self._workers = 0
@@ -236,28 +241,74 @@ class EventLog(Vertical):
         )
 
     def add(self, events: list[Event]) -> None:
-        if len(events) > 1000:
-            self.rebuild()
-            return
         worker, group = self.filters()
-        lines = self.query_one("#log-lines", RichLog)
-        view = self.dashboard.view
-        for event in events:
-            if render.log_matches(event, worker, group):
-                lines.write(render.log_text(view, event))
+        self.query_one(EventLines).extend(
+            [e for e in events if render.log_matches(e, worker, group)]
+        )
 
     def rebuild(self) -> None:
-        lines = self.query_one("#log-lines", RichLog)
-        lines.clear()
         worker, group = self.filters()
         view = self.dashboard.view
-        for event in view.log:
-            if render.log_matches(event, worker, group):
-                lines.write(render.log_text(view, event))
+        self.query_one(EventLines).replace(
+            [e for e in view.log if render.log_matches(e, worker, group)]
+        )
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         self.rebuild()
 
     def shown_lines(self) -> list[str]:
-        return [strip.text for strip in self.query_one("#log-lines", RichLog).lines]
+        return self.query_one(EventLines).plain_lines()
+
+
+class EventLines(ScrollView, can_focus=True):
+    """The log's lines, drawn lazily: only the rows on screen are ever rendered, so ten thousand
+    events (an attach to a long run) cost nothing until scrolled to."""
+
+    DEFAULT_CSS = "EventLines { height: 1fr; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.events: list[Event] = []
+        self._strips: dict[int, Strip] = {}
+        self._widest = 0
+
+    @property
+    def dashboard(self) -> VirnucproApp:
+        return cast("VirnucproApp", self.app)
+
+    def replace(self, events: list[Event]) -> None:
+        self.events, self._strips, self._widest = [], {}, 0
+        self.extend(events, follow=True)
+
+    def extend(self, events: list[Event], follow: bool | None = None) -> None:
+        follow = self.is_vertical_scroll_end if follow is None else follow
+        self.events.extend(events)
+        if len(self.events) > LOG_LINES_KEPT:
+            del self.events[: len(self.events) - LOG_LINES_KEPT]
+            self._strips.clear()
+        view = self.dashboard.view
+        self._widest = max(
+            [self._widest, *(cell_len(render.log_text(view, e).plain) for e in events)]
+        )
+        self.virtual_size = Size(self._widest, len(self.events))
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index, width = scroll_y + y, self.size.width
+        if index >= len(self.events):
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get(index)
+        if strip is None:
+            if len(self._strips) > 4 * LOG_LINES_KEPT:
+                self._strips.clear()
+            text = render.log_text(self.dashboard.view, self.events[index])
+            strip = self._strips[index] = Strip(text.render(self.app.console), cell_len(text.plain))
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def plain_lines(self) -> list[str]:
+        view = self.dashboard.view
+        return [render.log_text(view, e).plain for e in self.events]

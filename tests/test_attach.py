@@ -4,7 +4,6 @@ finished run, and the plain-line form."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import json
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SAMPLE_READS, cli, cli_env, kill_tree, start_cli
-from tests.ui.helpers import notifications, settle, wait_for
+from tests.ui.helpers import first_reads, notifications, settle, wait_for
 from virnucpro_tui.pool.events import JsonlWriter, make_event
 from virnucpro_tui.run.attach import EventTail, attach, attach_headless
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
@@ -85,7 +84,11 @@ def test_tail_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
 
 def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
     missing = cli(["attach", str(tmp_path / "nope")], env={**cli_env(tmp_path)})
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such directory" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and missing.stderr.count("\n") == 1
+        and "no such directory" in missing.stderr
+    )
     (tmp_path / "empty").mkdir()
     empty = cli(["attach", str(tmp_path / "empty"), "--no-ui"], env={**cli_env(tmp_path)})
     assert empty.returncode == 2 and "not a virnucpro-tui run directory" in empty.stderr
@@ -95,18 +98,16 @@ def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
 # -- a finished run -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 40 reads of the sample: one shard, so a run is mostly start-up."""
-    lines = gzip.open(SAMPLE_READS, "rt").read().split(">")[1:41]
-    path = tmp_path_factory.mktemp("input") / "reads40.fa"
-    path.write_text("".join(">" + record for record in lines))
-    return path
+    return first_reads(tmp_path_factory.mktemp("input") / "reads40.fa")
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models, small_input: Path) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    r = cli(["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"],
-            cli_env(demo_models.root))
+    r = cli(
+        ["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"],
+        cli_env(demo_models.root),
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -127,7 +128,9 @@ def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
     async def watch() -> None:
         app = VirnucproApp(AttachedRun(finished_run), demo=True)
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, CompletionScreen), 20, "the completion view")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, CompletionScreen), 20, "the completion view"
+            )
             for name in OUTPUTS:
                 assert str(finished_run / name) in app.screen.shown
             await pilot.press("escape")
@@ -146,10 +149,25 @@ def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
 def test_attach_follows_a_live_run_to_its_end(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.2})
-    proc = start_cli(["run", str(SAMPLE_READS), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1",
-                      "--shard-size", "16"], env)
+    proc = start_cli(
+        [
+            "run",
+            str(SAMPLE_READS),
+            "--out",
+            str(out),
+            "--demo",
+            "--no-ui",
+            "--devices",
+            "cpu:1",
+            "--shard-size",
+            "16",
+        ],
+        env,
+    )
     plain = io.StringIO()
-    follower = threading.Thread(target=lambda: attach_headless(out, follow=True, stream=plain, poll_s=0.1))
+    follower = threading.Thread(
+        target=lambda: attach_headless(out, follow=True, stream=plain, poll_s=0.1)
+    )
     try:
         wait_for_dir(out)
         follower.start()
@@ -175,7 +193,7 @@ def wait_for_dir(path: Path, timeout: float = 30) -> None:
 async def watch_live(out: Path) -> None:
     app = VirnucproApp(AttachedRun(out, poll_s=0.1), demo=True)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: 0 < app.view.frames_done, 120, "first progress")
+        await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "first progress")
         first = app.view.frames_done
         await settle(pilot, app)
         assert "RUNNING" in app.query_one(HeaderBar).shown
@@ -183,14 +201,18 @@ async def watch_live(out: Path) -> None:
         await pilot.press("p")
         assert READ_ONLY_NOTICE in notifications(app)
         await wait_for(pilot, lambda: app.view.frames_done > first, 60, "progress moving")
-        await wait_for(pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the finished state")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the finished state"
+        )
         assert app.view.status == "complete" and app.view.frames_done == 101
         assert str(out / "prediction_results.txt") in app.screen.shown
         await pilot.press("q")
     assert app.return_code == 0
 
 
-def test_attach_entry_point_without_a_terminal(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_attach_entry_point_without_a_terminal(
+    finished_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert attach(finished_run, ui=False, follow=False) == 0
     out = capsys.readouterr().out
     assert "run complete:" in out and str(finished_run / "prediction_results.txt") in out

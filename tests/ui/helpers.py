@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from unittest import mock
 from rich.console import Console
 from textual.pilot import Pilot
 
+from tests.helpers import SAMPLE_READS
 from virnucpro_tui import cli
 from virnucpro_tui.pool.events import read_events
 from virnucpro_tui.ui.app import VirnucproApp, live_app
@@ -102,3 +104,11 @@ def run_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def notifications(app: VirnucproApp) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def first_reads(path: Path, count: int = 40) -> Path:
+    """A FASTA of the first ``count`` sample reads: one shard, so a run is mostly its start-up."""
+    with gzip.open(SAMPLE_READS, "rt") as fh:
+        records = fh.read().split(">")[1 : count + 1]
+    path.write_text("".join(">" + record for record in records))
+    return path

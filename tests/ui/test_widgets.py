@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import RichLog, Select, TabbedContent
+from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
@@ -20,6 +20,7 @@ from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
 from virnucpro_tui.ui.widgets import (
     DemoBanner,
+    EventLines,
     EventLog,
     HeaderBar,
     JobTable,
@@ -367,7 +368,7 @@ def test_event_log_filters_by_worker_and_kind() -> None:
             await pilot.press("l")
             await settle(pilot, app)
             assert app.query_one(TabbedContent).active == "log"
-            assert isinstance(app.focused, RichLog)
+            assert isinstance(app.focused, EventLines)
             log = app.query_one(EventLog)
             everything = log.shown_lines()
             assert any(" w0 " in line for line in everything) and any(

@@ -1,0 +1,188 @@
+"""The headless front end: plain progress lines on a TTY and off one, chosen automatically
+without a terminal or with TERM=dumb, and ``--events-jsonl -`` on stdout."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, cli_env
+from tests.ui.helpers import first_reads
+from virnucpro_tui.headless import HeadlessReporter
+from virnucpro_tui.ui import scenario
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
+PROGRESS = re.compile(
+    r"^\d\d:\d\d:\d\d +(\d+\.\d|  \?  )% [\d,]+/[\d,?]+ frames \| [\d,.]+ frames/s \| ETA "
+)
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return first_reads(tmp_path_factory.mktemp("input") / "reads40.fa")
+
+
+def feed_slowly(
+    reporter: HeadlessReporter, events: list[dict], pause_every: int, pause_s: float
+) -> None:
+    for i, event in enumerate(events):
+        reporter(event)
+        if i % pause_every == 0:
+            time.sleep(pause_s)
+
+
+def test_reporter_off_a_tty_writes_plain_lines_every_interval() -> None:
+    stream = io.StringIO()
+    assert HeadlessReporter(stream).interval_s == 5.0  # the default off a terminal
+    reporter = HeadlessReporter(stream, interval_s=0.05)
+    events = scenario.finished_events()
+    feed_slowly(reporter, events, pause_every=len(events) // 6, pause_s=0.06)
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert not CONTROL.search(text) and "\x1b" not in text
+    progress = [line for line in lines if PROGRESS.match(line)]
+    assert len(progress) >= 4  # one per interval, not one per event
+    assert lines[0] == f"virnucpro-tui run -> {scenario.OUT} on cuda:0, cuda:1"
+    assert "worker 0: esm loaded in 38.4 s (5.3 GiB, bfloat16)" in lines
+    assert "worker 1: out of memory on a batch of 512, retrying in halves" in lines
+    assert progress[-1].split(" ", 1)[1].startswith("100.0% 3,349,116/3,349,116 frames")
+    assert "run complete: 3,349,116 frames in 35:21" in lines
+    assert f"    prediction_results.txt: {scenario.OUT}/gut_contigs/prediction_results.txt" in lines
+
+
+def test_reporter_on_a_tty() -> None:
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w", encoding="utf-8") as stream:
+        assert HeadlessReporter(stream).interval_s == 2.0  # a person is watching: more often
+        reporter = HeadlessReporter(stream, interval_s=0.05)
+        events = scenario.finished_events()
+        feed_slowly(reporter, events, pause_every=len(events) // 4, pause_s=0.06)
+        text = read_all(master).replace("\r\n", "\n")
+    os.close(master)
+    lines = text.splitlines()
+    assert "\x1b" not in text and not CONTROL.search(text)
+    assert sum(1 for line in lines if PROGRESS.match(line)) >= 3
+    assert (
+        lines[-1].startswith("    sequence_summary.tsv: ")
+        and "run complete: 3,349,116 frames in 35:21" in lines
+    )
+
+
+def read_all(fd: int, quiet_s: float = 0.2) -> str:
+    chunks = []
+    while select.select([fd], [], [], quiet_s)[0]:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def assert_plain_run_output(text: str, out: Path) -> None:
+    lines = text.splitlines()
+    assert lines[0].startswith(f"virnucpro-tui run -> {out} on CPU worker 0")
+    assert "DEMO: Demo models with random weights: scores are NOT biological predictions." in lines
+    assert any(PROGRESS.match(line) for line in lines)
+    assert any(line.startswith("run complete: ") for line in lines)
+    assert f"    prediction_results.txt: {out / 'prediction_results.txt'}" in lines
+    assert "\x1b" not in text and not CONTROL.search(text)
+
+
+def test_without_a_terminal_the_run_is_headless(
+    tmp_path: Path, demo_models, small_input: Path
+) -> None:
+    out = tmp_path / "run"
+    r = cli(
+        ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"],
+        cli_env(demo_models.root),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # progress goes to stderr; stdout stays free for data
+    assert_plain_run_output(r.stderr, out)
+
+
+def test_term_dumb_on_a_terminal_is_headless(
+    tmp_path: Path, demo_models, small_input: Path
+) -> None:
+    out = tmp_path / "run"
+    env = {**cli_env(demo_models.root), "TERM": "dumb"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "virnucpro_tui",
+            "run",
+            str(small_input),
+            "--out",
+            str(out),
+            "--demo",
+            "--devices",
+            "cpu:1",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    chunks = []
+    while True:  # read until the child closes the terminal
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    assert_plain_run_output(text, out)
+
+
+def test_events_jsonl_dash_streams_json_lines_on_stdout(
+    tmp_path: Path, demo_models, small_input: Path
+) -> None:
+    out = tmp_path / "run"
+    r = cli(
+        [
+            "run",
+            str(small_input),
+            "--out",
+            str(out),
+            "--demo",
+            "--devices",
+            "cpu:1",
+            "--events-jsonl",
+            "-",
+        ],
+        cli_env(demo_models.root),
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert all(
+        isinstance(e, dict) and {"v", "ts", "type", "worker", "job"} <= e.keys() for e in events
+    )
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_done"
+    assert events[-1]["status"] == "complete" and events[-1]["exit_code"] == 0
+    assert {"model_load", "shard_done", "job_done", "gpu_memory", "heartbeat"} <= {
+        e["type"] for e in events
+    }
+    on_disk = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert on_disk == events  # the same stream as the run directory's events.jsonl
+    assert_plain_run_output(r.stderr, out)  # the progress lines stay on stderr

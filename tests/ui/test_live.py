@@ -1,0 +1,185 @@
+"""The dashboard driving real runs: demo models, a CPU worker process, the orchestrator in the
+app's thread worker, configured by the real command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    OUTPUT_FILES,
+    SAMPLE_CONTIGS,
+    SAMPLE_READS,
+    assert_no_live_processes,
+    cli,
+    cli_env,
+    worker_pids,
+)
+from tests.ui.helpers import (
+    live_dashboard,
+    run_events,
+    screen_text,
+    settle,
+    wait_for,
+    wait_for_exit,
+)
+from virnucpro_tui.ui.render import DEMO_BANNER
+from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen
+from virnucpro_tui.ui.widgets import HeaderBar, JobTable, WorkerPanel
+
+pytestmark = pytest.mark.slow
+CPU = ["--demo", "--devices", "cpu:1"]
+
+
+def labels(path: Path) -> list[str]:
+    rows = path.read_text().splitlines()[1:]
+    return [row.split("\t")[1] for row in rows]
+
+
+def test_end_to_end_demo_run_shows_the_completion_view(tmp_path: Path, demo_models) -> None:
+    out = tmp_path / "run"
+    app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "24"])
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the completion view"
+            )
+            await settle(pilot, app)
+            shown = app.screen.shown
+            assert shown.startswith("run complete: 101 frames")
+            for name in OUTPUT_FILES:
+                assert str(out / name) in shown
+            assert DEMO_BANNER in shown and DEMO_BANNER in screen_text(app)
+            predictions = labels(out / "prediction_results.txt")
+            view = app.view
+            assert view.frames_done == len(predictions) == 101 == sum(view.histogram)
+            assert view.virus_frames == predictions.count("virus")
+            panel = app.query_one("#worker-0", WorkerPanel).shown
+            for model in ("DNABERT-S", "ESM-2", "MLP"):
+                assert f"{model} loaded" in panel
+            assert "5 shards, 101 frames" in panel and "RSS" in panel
+            assert app.query_one(JobTable).row_text("sample_reads")[:4] == [
+                "sample_reads",
+                "done",
+                "150",
+                "101/101",
+            ]
+            assert "COMPLETE" in app.query_one(HeaderBar).shown
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(run())
+    for name in OUTPUT_FILES:
+        assert (out / name).stat().st_size > 0
+    assert_no_live_processes(worker_pids(out))
+
+
+def test_q_with_confirmation_stops_and_leaves_a_resumable_run(
+    tmp_path: Path, demo_models, monkeypatch
+) -> None:
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.3}))
+    out = tmp_path / "run"
+    args = [str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "16"]
+    app = live_dashboard(args)
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "a first shard")
+            await pilot.press("q")
+            assert isinstance(app.screen, ConfirmQuitScreen)
+            await pilot.press("y")
+            await settle(pilot, app)
+            assert "STOPPING" in app.query_one(HeaderBar).shown
+            await wait_for_exit(app, 60)
+        assert app.return_code == 130
+
+    asyncio.run(run())
+    events = run_events(out)
+    done = events[-1]
+    assert (
+        done["type"] == "run_done" and done["status"] == "interrupted" and done["resumable"] is True
+    )
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert_no_live_processes(worker_pids(out))
+    finished = {e["shard"] for e in events if e["type"] == "shard_done"}
+    assert 0 < len(finished) < 7  # 101 frames in shards of 16
+    resumed = cli(["run", *args, "--no-ui"], cli_env(demo_models.root))
+    assert resumed.returncode == 0, resumed.stderr
+    skipped = {e["shard"] for e in run_events(out)[len(events) :] if e["type"] == "shard_skipped"}
+    assert skipped == finished
+    assert len(labels(out / "prediction_results.txt")) == 101
+
+
+def test_ctrl_c_stops_without_asking_and_a_second_abandons(
+    tmp_path: Path, demo_models, monkeypatch
+) -> None:
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 1.0}))
+    out = tmp_path / "run"
+    app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "8"])
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(
+                pilot, lambda: app.view.workers.get(0) and app.view.workers[0].state == "busy", 120
+            )
+            await pilot.press("ctrl+c")
+            assert not isinstance(app.screen, ConfirmQuitScreen)
+            await pilot.press("ctrl+c")
+            assert app.mode.abandoning
+            await wait_for_exit(app, 30)
+        assert app.return_code == 130
+        assert app.controller.orchestrator.stop_mode == "abandon"
+
+    asyncio.run(run())
+    assert run_events(out)[-1]["status"] == "interrupted"
+    assert_no_live_processes(worker_pids(out))
+
+
+def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, monkeypatch) -> None:
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.1}))
+    out = tmp_path / "run"
+    app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "24"])
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "a first shard")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.view.paused, 20, "run_paused")
+            await settle(pilot, app)
+            assert "PAUSED" in app.query_one(HeaderBar).shown
+            await pilot.press("c")
+            worker = app.view.workers[0]
+            await wait_for(pilot, lambda: worker.cache_clears >= 1, 30, "the manual cache clear")
+            manual = [e for e in app.view.log if e["type"] == "cache_cleared"]
+            assert manual[-1]["reason"] == "manual"
+            await settle(pilot, app)
+            assert "1 clear" in app.query_one("#worker-0", WorkerPanel).shown
+            assert "last freed" in app.query_one("#worker-0", WorkerPanel).shown
+            await pilot.press("a")
+            assert isinstance(app.screen, AddInputScreen)
+            app.screen.query_one("#add-path").value = str(SAMPLE_CONTIGS)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "sample_contigs" in app.view.jobs, 30, "job_added")
+            await settle(pilot, app)
+            assert app.query_one(JobTable).row_text("sample_contigs")[1] == "queued (added)"
+            await pilot.press("p")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the completion view"
+            )
+            shown = app.screen.shown
+            assert str(out / "sample_contigs" / "prediction_results.txt") in shown
+            assert str(out / "prediction_results.txt") in shown
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(run())
+    types = [e["type"] for e in run_events(out)]
+    assert (
+        types.count("run_paused") == 1 and types.count("run_resumed") == 1 and "job_added" in types
+    )
+    assert (out / "sample_contigs" / "prediction_results.txt").exists()
+    assert_no_live_processes(worker_pids(out))

@@ -4,6 +4,7 @@ finished run, and the plain-line form."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import threading
@@ -13,6 +14,7 @@ import pytest
 
 from tests.helpers import SAMPLE_READS, cli, cli_env, kill_tree, start_cli
 from tests.ui.helpers import first_reads, notifications, settle, wait_for
+from virnucpro_tui.cli import main
 from virnucpro_tui.pool.events import JsonlWriter, make_event
 from virnucpro_tui.run.attach import EventTail, attach, attach_headless
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
@@ -104,11 +106,10 @@ def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models, small_input: Path) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    r = cli(
-        ["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"],
-        cli_env(demo_models.root),
-    )
-    assert r.returncode == 0, r.stderr
+    args = ["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
+    with contextlib.redirect_stderr(io.StringIO()) as lines:
+        code = main(args)
+    assert code == 0, lines.getvalue()
     return out
 
 

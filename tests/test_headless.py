@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, cli_env
+from tests.helpers import cli_env
 from tests.ui.helpers import first_reads
+from virnucpro_tui.cli import main
 from virnucpro_tui.headless import HeadlessReporter
 from virnucpro_tui.ui import scenario
 
@@ -102,16 +103,14 @@ def assert_plain_run_output(text: str, out: Path) -> None:
 
 
 def test_without_a_terminal_the_run_is_headless(
-    tmp_path: Path, demo_models, small_input: Path
+    tmp_path: Path, demo_models, small_input: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    r = cli(
-        ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"],
-        cli_env(demo_models.root),
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == ""  # progress goes to stderr; stdout stays free for data
-    assert_plain_run_output(r.stderr, out)
+    assert not sys.stdout.isatty()  # as under nohup, SLURM or a pipe (in-process: saves a start-up)
+    assert main(["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""  # progress goes to stderr; stdout stays free for data
+    assert_plain_run_output(captured.err, out)
 
 
 def test_term_dumb_on_a_terminal_is_headless(
@@ -156,25 +155,13 @@ def test_term_dumb_on_a_terminal_is_headless(
 
 
 def test_events_jsonl_dash_streams_json_lines_on_stdout(
-    tmp_path: Path, demo_models, small_input: Path
+    tmp_path: Path, demo_models, small_input: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    r = cli(
-        [
-            "run",
-            str(small_input),
-            "--out",
-            str(out),
-            "--demo",
-            "--devices",
-            "cpu:1",
-            "--events-jsonl",
-            "-",
-        ],
-        cli_env(demo_models.root),
-    )
-    assert r.returncode == 0, r.stderr
-    events = [json.loads(line) for line in r.stdout.splitlines()]
+    args = ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"]
+    assert main([*args, "--events-jsonl", "-"]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
     assert all(
         isinstance(e, dict) and {"v", "ts", "type", "worker", "job"} <= e.keys() for e in events
     )
@@ -185,4 +172,4 @@ def test_events_jsonl_dash_streams_json_lines_on_stdout(
     }
     on_disk = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert on_disk == events  # the same stream as the run directory's events.jsonl
-    assert_plain_run_output(r.stderr, out)  # the progress lines stay on stderr
+    assert_plain_run_output(captured.err, out)  # the progress lines stay on stderr

@@ -11,14 +11,12 @@ import pytest
 
 from tests.helpers import (
     OUTPUT_FILES,
-    SAMPLE_CONTIGS,
     SAMPLE_READS,
     assert_no_live_processes,
-    cli,
-    cli_env,
     worker_pids,
 )
 from tests.ui.helpers import (
+    first_reads,
     live_dashboard,
     run_events,
     screen_text,
@@ -26,6 +24,7 @@ from tests.ui.helpers import (
     wait_for,
     wait_for_exit,
 )
+from virnucpro_tui.cli import main
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen
 from virnucpro_tui.ui.widgets import HeaderBar, JobTable, WorkerPanel
@@ -107,8 +106,8 @@ def test_q_with_confirmation_stops_and_leaves_a_resumable_run(
     assert_no_live_processes(worker_pids(out))
     finished = {e["shard"] for e in events if e["type"] == "shard_done"}
     assert 0 < len(finished) < 7  # 101 frames in shards of 16
-    resumed = cli(["run", *args, "--no-ui"], cli_env(demo_models.root))
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.delenv("VIRNUCPRO_TUI_FAULTS")
+    assert main(["run", *args, "--no-ui"]) == 0  # the same command resumes
     skipped = {e["shard"] for e in run_events(out)[len(events) :] if e["type"] == "shard_skipped"}
     assert skipped == finished
     assert len(labels(out / "prediction_results.txt")) == 101
@@ -142,6 +141,7 @@ def test_ctrl_c_stops_without_asking_and_a_second_abandons(
 def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, monkeypatch) -> None:
     monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.1}))
     out = tmp_path / "run"
+    extra = first_reads(tmp_path / "more_reads.fa", 20)
     app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "24"])
 
     async def run() -> None:
@@ -161,17 +161,17 @@ def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, mo
             assert "last freed" in app.query_one("#worker-0", WorkerPanel).shown
             await pilot.press("a")
             assert isinstance(app.screen, AddInputScreen)
-            app.screen.query_one("#add-path").value = str(SAMPLE_CONTIGS)
+            app.screen.query_one("#add-path").value = str(extra)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: "sample_contigs" in app.view.jobs, 30, "job_added")
+            await wait_for(pilot, lambda: "more_reads" in app.view.jobs, 30, "job_added")
             await settle(pilot, app)
-            assert app.query_one(JobTable).row_text("sample_contigs")[1] == "queued (added)"
+            assert app.query_one(JobTable).row_text("more_reads")[1] == "queued (added)"
             await pilot.press("p")
             await wait_for(
                 pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the completion view"
             )
             shown = app.screen.shown
-            assert str(out / "sample_contigs" / "prediction_results.txt") in shown
+            assert str(out / "more_reads" / "prediction_results.txt") in shown
             assert str(out / "prediction_results.txt") in shown
             await pilot.press("q")
         assert app.return_code == 0
@@ -181,5 +181,5 @@ def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, mo
     assert (
         types.count("run_paused") == 1 and types.count("run_resumed") == 1 and "job_added" in types
     )
-    assert (out / "sample_contigs" / "prediction_results.txt").exists()
+    assert (out / "more_reads" / "prediction_results.txt").exists()
     assert_no_live_processes(worker_pids(out))

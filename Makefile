@@ -11,7 +11,7 @@ demo:
 	$(PY) -m virnucpro_tui run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out
 
 test:
-	@scripts/bootstrap.sh test >/dev/null
+	@scripts/bootstrap.sh test,ray >/dev/null
 	$(PY) -m ruff check virnucpro_tui tests scripts
 	.venv/bin/lint-imports
 	$(PY) -m pytest -q

@@ -183,7 +183,7 @@ class Orchestrator:
     def execute(self) -> int:
         """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
         scans = self._scan_inputs()
-        self.slots = resolve_devices(self.cfg.devices)
+        self.slots = getattr(self.pool_factory, "resolve_slots", resolve_devices)(self.cfg.devices)
         names = job_names([s.path for s in scans])
         self.rundir.acquire()
         writer = None

@@ -4,7 +4,6 @@ finished run, and the plain-line form."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import threading
@@ -12,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLE_READS, cli, cli_env, kill_tree, start_cli
-from tests.ui.helpers import first_reads, notifications, settle, wait_for
-from virnucpro_tui.cli import main
+from tests.helpers import cli, cli_env, kill_tree, start_cli
+from tests.ui.helpers import (
+    first_reads,
+    headless_run,
+    notifications,
+    run_events,
+    settle,
+    wait_for,
+)
 from virnucpro_tui.pool.events import JsonlWriter, make_event
 from virnucpro_tui.run.attach import EventTail, attach, attach_headless
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
@@ -99,18 +104,8 @@ def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
 
 # -- a finished run -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return first_reads(tmp_path_factory.mktemp("input") / "reads40.fa")
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models, small_input: Path) -> Path:
-    out = tmp_path_factory.mktemp("finished") / "run"
-    args = ["run", str(small_input), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
-    with contextlib.redirect_stderr(io.StringIO()) as lines:
-        code = main(args)
-    assert code == 0, lines.getvalue()
-    return out
+def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models) -> Path:
+    return headless_run(tmp_path_factory.getbasetemp()).out
 
 
 def test_attach_no_ui_prints_a_finished_run(finished_run: Path) -> None:
@@ -150,21 +145,9 @@ def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
 def test_attach_follows_a_live_run_to_its_end(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.2})
-    proc = start_cli(
-        [
-            "run",
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            "--demo",
-            "--no-ui",
-            "--devices",
-            "cpu:1",
-            "--shard-size",
-            "16",
-        ],
-        env,
-    )
+    reads = first_reads(tmp_path / "reads60.fa", 60)
+    args = ["run", str(reads), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
+    proc = start_cli([*args, "--shard-size", "8"], env)
     plain = io.StringIO()
     follower = threading.Thread(
         target=lambda: attach_headless(out, follow=True, stream=plain, poll_s=0.1)
@@ -179,7 +162,10 @@ def test_attach_follows_a_live_run_to_its_end(tmp_path: Path, demo_models) -> No
     finally:
         kill_tree(proc)
     text = plain.getvalue()
-    assert "run complete: 101 frames" in text and str(out / "prediction_results.txt") in text
+    frames = run_events(out)[-1]["frames"]
+    assert (
+        f"run complete: {frames:,} frames" in text and str(out / "prediction_results.txt") in text
+    )
 
 
 def wait_for_dir(path: Path, timeout: float = 30) -> None:
@@ -205,7 +191,9 @@ async def watch_live(out: Path) -> None:
         await wait_for(
             pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the finished state"
         )
-        assert app.view.status == "complete" and app.view.frames_done == 101
+        assert (
+            app.view.status == "complete" and app.view.frames_done == app.view.frames_total > first
+        )
         assert str(out / "prediction_results.txt") in app.screen.shown
         await pilot.press("q")
     assert app.return_code == 0

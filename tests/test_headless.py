@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli_env
-from tests.ui.helpers import first_reads
+from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
 from virnucpro_tui.headless import HeadlessReporter
 from virnucpro_tui.ui import scenario
@@ -103,14 +103,15 @@ def assert_plain_run_output(text: str, out: Path) -> None:
 
 
 def test_without_a_terminal_the_run_is_headless(
-    tmp_path: Path, demo_models, small_input: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path_factory: pytest.TempPathFactory, demo_models
 ) -> None:
-    out = tmp_path / "run"
-    assert not sys.stdout.isatty()  # as under nohup, SLURM or a pipe (in-process: saves a start-up)
-    assert main(["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"]) == 0
-    captured = capsys.readouterr()
-    assert captured.out == ""  # progress goes to stderr; stdout stays free for data
-    assert_plain_run_output(captured.err, out)
+    run = headless_run(tmp_path_factory.getbasetemp())  # stdin and stdout are not terminals
+    assert run.stdout == ""  # progress goes to stderr; stdout stays free for data
+    assert_plain_run_output(run.stderr, run.out)
+    copied = [json.loads(line) for line in run.events_file.read_text().splitlines()]
+    assert copied == [
+        json.loads(line) for line in (run.out / "events.jsonl").read_text().splitlines()
+    ]
 
 
 def test_term_dumb_on_a_terminal_is_headless(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import io
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -112,3 +114,49 @@ def first_reads(path: Path, count: int = 40) -> Path:
         records = fh.read().split(">")[1 : count + 1]
     path.write_text("".join(">" + record for record in records))
     return path
+
+
+@dataclass
+class HeadlessRun:
+    out: Path
+    stdout: str
+    stderr: str
+    events_file: Path
+
+
+_HEADLESS_RUNS: dict[Path, HeadlessRun] = {}
+
+
+def headless_run(base: Path) -> HeadlessRun:
+    """One finished demo run, made once per session under ``base``: ``run`` without a terminal
+    (in this process, whose stdin and stdout are not terminals) and without ``--no-ui``, with a
+    copy of the events in a file. test_headless checks its output; test_attach attaches to it."""
+    if base not in _HEADLESS_RUNS:
+        work = base / "headless-run"
+        work.mkdir(parents=True, exist_ok=True)
+        reads, out, events_file = (
+            first_reads(work / "reads40.fa"),
+            work / "run",
+            work / "copy.jsonl",
+        )
+        args = [
+            "run",
+            str(reads),
+            "--out",
+            str(out),
+            "--demo",
+            "--devices",
+            "cpu:1",
+            "--events-jsonl",
+            str(events_file),
+        ]
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with (
+            mock.patch("sys.stdin", io.StringIO()),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            code = cli.main(args)
+        assert code == 0, stderr.getvalue()
+        _HEADLESS_RUNS[base] = HeadlessRun(out, stdout.getvalue(), stderr.getvalue(), events_file)
+    return _HEADLESS_RUNS[base]

@@ -245,7 +245,7 @@ def test_job_table_shows_each_input_with_status_and_progress() -> None:
             await settle(pilot, app)
             done = table.row_text("gut_contigs")
             assert done[1] == "done" and done[3] == "3,288,604/3,288,604" and "100.0%" in done[4]
-            assert done[5] == "21,377/118,437" and done[6] == f"{scenario.OUT}/gut_contigs"
+            assert done[5] == "21,377/118,437" and done[6] == "gut_contigs/"
             assert (
                 table.row_text("more_reads")[1] == "stopped (added)"
             )  # the run ended before it ran

@@ -6,6 +6,7 @@ rests on colour alone (NO_COLOR, 256-colour terminals): states are words, bars u
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -360,7 +361,7 @@ def _cache_segments(w: WorkerView) -> list[Text]:
 
 
 # -- job queue ------------------------------------------------------------------------------------
-JOB_COLUMNS = ("Job", "Status", "Sequences", "Frames", "Progress", "Virus calls", "Output")
+JOB_COLUMNS = ("Job", "Status", "Seqs", "Frames", "Progress", "Virus", "Outputs")
 
 
 def job_status(job: JobView, view: RunView) -> str:
@@ -395,7 +396,19 @@ def job_cells(job: JobView, view: RunView) -> tuple[Text, ...]:
         Text(frames, justify="right"),
         progress,
         Text(calls, justify="right"),
-        Text(job.out_dir or "-"),
+        Text(output_place(job.out_dir, view.out)),
+    )
+
+
+def output_place(out_dir: str, run_dir: str) -> str:
+    """Where a job's outputs go, relative to the run directory shown in the header."""
+    if not out_dir:
+        return "-"
+    if not run_dir:
+        return out_dir
+    relative = os.path.relpath(out_dir, run_dir)
+    return (
+        "run dir" if relative == "." else (out_dir if relative.startswith("..") else f"{relative}/")
     )
 
 

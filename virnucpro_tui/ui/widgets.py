@@ -149,6 +149,7 @@ class JobTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
+        self.show_cursor = False  # a read-out, not a menu
         self.zebra_stripes = True
         for name in render.JOB_COLUMNS:
             self.add_column(name, key=name)

@@ -14,25 +14,25 @@ from textual.widgets import Button, Input, Static
 
 HELP = """\
 [b]Keys[/b]
-  [b]q[/b]        quit: asks first, lets the shards in flight finish, leaves a resumable run
-           (press q again while it stops to abandon the shards in flight)
+  [b]q[/b]        quit: asks, lets the shards in flight finish, stays resumable
+           (q again while it stops abandons the shards in flight)
   [b]ctrl+c[/b]   the same without asking; a second ctrl+c abandons
-  [b]p[/b]        pause or resume dispatch (shards already running finish)
-  [b]c[/b]        empty every worker's GPU cache now; the panels show the bytes freed
-  [b]a[/b]        add a FASTA input while the run goes on (checked before it is queued)
-  [b]l[/b]        the event log (filter by worker and kind)
-  [b]1 2 3[/b]    overview, results, log       [b]s[/b]  the summary, once the run is over
-  [b]?[/b]        this help                    [b]tab[/b]  move between widgets; the mouse works
+  [b]p[/b]        pause or resume dispatch (running shards finish)
+  [b]c[/b]        empty every worker's GPU cache now (panels show bytes freed)
+  [b]a[/b]        add a FASTA input while the run goes on
+  [b]l[/b]        the event log, filtered by worker and kind
+  [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works
 
 [b]Worker panels[/b]
-  state    the worker's state, pid, restarts, and GPU utilisation from NVML ("CPU" on CPU workers)
-  models   DNABERT-S, ESM-2 and the MLP classifier: load time and size on the device
-  memory   [green]█[/green] allocated  [yellow]▓[/yellow] reserved by the caching allocator  ░ free, with peak and total
-  speed    frames/s of each recent shard (sparkline); ESM-2 proteins/s over its stage
+  state    state, pid, restarts; GPU utilisation from NVML ("CPU" on CPU)
+  models   DNABERT-S, ESM-2, MLP: load time and size on the device
+  memory   [green]█[/green] allocated  [yellow]▓[/yellow] reserved (cache)  ░ free; peak, free, total
+  speed    frames/s of recent shards; ESM-2 proteins/s over its stage
   shard    the shard in progress and its frames
-  cache    cache clears (periodic, on OOM, or from c) and the bytes the last one freed
+  cache    clears (periodic, on OOM, or c) and what the last one freed
 
-Attached with [b]virnucpro-tui attach[/b], the dashboard is read-only: p, c and a are off.
+Attached ([b]virnucpro-tui attach[/b]): read-only, so p, c and a are off.
 """
 
 

@@ -284,6 +284,7 @@ class EventLines(ScrollView, can_focus=True):
 
     def extend(self, events: list[Event], follow: bool | None = None) -> None:
         follow = self.is_vertical_scroll_end if follow is None else follow
+        events = events[-LOG_LINES_KEPT:]  # a long backlog: only the newest lines are kept anyway
         self.events.extend(events)
         if len(self.events) > LOG_LINES_KEPT:
             del self.events[: len(self.events) - LOG_LINES_KEPT]

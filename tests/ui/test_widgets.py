@@ -10,11 +10,13 @@ from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
+from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.headless import fmt_bytes
 from virnucpro_tui.pool.events import SCHEMA_VERSION
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import scenario
-from virnucpro_tui.ui.app import READ_ONLY_NOTICE
+from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp, _print_outcome
+from virnucpro_tui.ui.controllers import LiveRun
 from virnucpro_tui.ui.messages import EventMessage, RunFinished
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
@@ -531,3 +533,44 @@ def test_telemetry_of_one_worker_coalesces() -> None:
             assert app.view.events_seen - seen < 500  # and most were never handled
 
     asyncio.run(scenario_run())
+
+
+def test_a_signal_stops_like_ctrl_c_and_leaves_once_the_run_has() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            app.stop_for_signal()  # what SIGTERM / SIGHUP schedule on the app's loop
+            assert app.controller.calls == [("stop", False)] and app.exit_on_done
+            app.apply_events([ev("run_done", scenario.NOW, status="interrupted", exit_code=130)])
+            await pilot.pause()
+        assert app.return_code == 130
+
+    asyncio.run(scenario_run())
+
+
+class RefusedRun:
+    def __init__(self, _sink: Any) -> None:
+        pass
+
+    def execute(self) -> int:
+        raise RunDirError("/data/run: in use by another virnucpro-tui run (pid 7 on gpu01)")
+
+    def request_stop(self, abandon: bool = False) -> None:
+        raise AssertionError("nothing to stop")
+
+
+def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
+    controller = LiveRun(RefusedRun)
+    app = VirnucproApp(controller, toasts=False)
+
+    async def scenario_run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.5)
+
+    asyncio.run(scenario_run())
+    assert app.return_code == 2 and controller.exit_code == 2
+    _print_outcome(app.view, controller.error)
+    assert capsys.readouterr().err == (
+        "virnucpro-tui: error: /data/run: in use by another virnucpro-tui run (pid 7 on gpu01)\n"
+    )

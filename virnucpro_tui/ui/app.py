@@ -7,6 +7,7 @@ the app thread. The main process never imports torch for the UI and never touche
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -113,7 +114,6 @@ class VirnucproApp(App[int]):
         self.result_code: int | None = None
         self.result_error: str | None = None
         self._want_paused = False
-        self._completion_shown = False
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -287,6 +287,11 @@ class VirnucproApp(App[int]):
         else:
             self._request_stop()
 
+    def stop_for_signal(self) -> None:
+        """A signal asked the process to end: stop (or abandon) and leave as soon as it has."""
+        self.exit_on_done = True
+        self.action_interrupt()
+
     def _request_stop(self) -> None:
         self.mode.stopping = True
         self.controller.stop(abandon=False)
@@ -367,7 +372,6 @@ class VirnucproApp(App[int]):
             f" — exit {self._exit_code()}" if not self.controller.read_only else ""
         )
         summary = render.completion_text(self.view, self.result_error)
-        self._completion_shown = True
         self.push_screen(CompletionScreen(summary, title), self._completion_closed)
 
     def _completion_closed(self, choice: str | None) -> None:
@@ -382,14 +386,17 @@ def _env_flag(name: str) -> bool:
 
 @contextlib.contextmanager
 def _stop_on_signals(app: VirnucproApp) -> Iterator[None]:
-    """SIGTERM/SIGHUP/SIGINT (e.g. the ssh session dies): stop like q, exit when the run has."""
-    hits = {"n": 0}
+    """SIGTERM/SIGHUP/SIGINT (the ssh session died, a scheduler's kill): act like ctrl+c, and exit
+    once the run has stopped. The handler only schedules that on the app's loop."""
 
     def on_signal(_signum: int, _frame: Any) -> None:
-        hits["n"] += 1
-        app.exit_on_done = True
-        app.controller.stop(abandon=hits["n"] > 1)
-        app.mode.stopping = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the app is not running (yet, or any more)
+            app.controller.stop(abandon=app.mode.stopping)
+            app.mode.stopping = True
+            return
+        loop.call_soon_threadsafe(app.stop_for_signal)
 
     wanted = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     old = {s: signal.signal(s, on_signal) for s in wanted}
@@ -451,7 +458,8 @@ def attach_dashboard(run_dir: Path) -> int:
     app = VirnucproApp(
         controller, demo=_manifest_demo(run_dir), exit_on_done=_env_flag(EXIT_ON_DONE_ENV)
     )
-    app.run()
+    with _stop_on_signals(app):
+        app.run()
     controller.close()
     return EXIT_OK
 

@@ -8,6 +8,7 @@ or a scripted event list (tests, screenshots).
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +18,13 @@ from textual.message import Message
 
 from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
 from virnucpro_tui.pool.events import Event, EventSink
-from virnucpro_tui.run.attach import EventTail, run_owner
+from virnucpro_tui.run.attach import EventTail, owner_alive, run_owner
 from virnucpro_tui.run.rundir import EVENTS
 from virnucpro_tui.ui.messages import EventBatch, EventMessage, RunFinished
 
 Post = Callable[[Message], Any]
 BACKLOG_BATCH = 5000
+OWNER_CHECK_S = 2.0
 
 
 class LiveRun:
@@ -86,11 +88,19 @@ class AttachedRun:
         self.tail = EventTail(self.run_dir / EVENTS)
         self._stop = threading.Event()
         self.finished = threading.Event()
+        self._owner: str | None = None
+        self._owner_checked = -OWNER_CHECK_S
 
     @property
     def owner(self) -> str | None:
-        pid, host = run_owner(self.run_dir)
-        return f"pid {pid} on {host}" if pid else None
+        """Who runs it, from the run directory's lock ("gone" once that process has died)."""
+        now = time.monotonic()
+        if now - self._owner_checked > OWNER_CHECK_S:
+            self._owner_checked = now
+            pid, host = run_owner(self.run_dir)
+            gone = " (gone)" if pid and owner_alive(self.run_dir) is False else ""
+            self._owner = f"pid {pid} on {host}{gone}" if pid else None
+        return self._owner
 
     @property
     def waiting_for(self) -> str | None:

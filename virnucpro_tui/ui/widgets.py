@@ -147,13 +147,11 @@ class RecentEvents(ViewWidget):
 class JobTable(DataTable):
     """The job queue: one row per input."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.show_cursor = False  # a read-out, not a menu
-        self.zebra_stripes = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", show_cursor=False, zebra_stripes=True, **kwargs)
+        self._shown: dict[str, tuple[str, ...]] = {}
         for name in render.JOB_COLUMNS:
             self.add_column(name, key=name)
-        self._shown: dict[str, tuple[str, ...]] = {}
 
     def sync(self, view: RunView) -> None:
         for job in view.jobs.values():
@@ -175,8 +173,8 @@ class JobTable(DataTable):
 class TopTable(DataTable):
     """The best scores: input sequences once a job is done, frames until then."""
 
-    def on_mount(self) -> None:
-        self.zebra_stripes = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(zebra_stripes=True, **kwargs)
         self._shown: tuple[Any, ...] = ()
 
     def sync(self, view: RunView) -> str:
@@ -209,7 +207,8 @@ class EventLog(Vertical):
             yield Select(groups, value="all", allow_blank=False, compact=True, id="log-group")
         yield EventLines(id="log-lines")
 
-    def on_mount(self) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._workers = 0
 
     @property

@@ -22,6 +22,7 @@ from tests.ui.helpers import (
 )
 from virnucpro_tui.pool.events import JsonlWriter, make_event
 from virnucpro_tui.run.attach import EventTail, attach, attach_headless
+from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import AttachedRun
 from virnucpro_tui.ui.screens import CompletionScreen
@@ -205,3 +206,31 @@ def test_attach_entry_point_without_a_terminal(
     assert attach(finished_run, ui=False, follow=False) == 0
     out = capsys.readouterr().out
     assert "run complete:" in out and str(finished_run / "prediction_results.txt") in out
+
+
+def test_attach_dashboard_waits_for_a_run_that_has_not_written_yet(tmp_path: Path) -> None:
+    run_dir = tmp_path / "queued"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("pid 999999 on elsewhere since 2026-01-01 00:00:00\n")
+    events = scenario.mid_run_events()
+
+    async def watch() -> None:
+        app = VirnucproApp(AttachedRun(run_dir, poll_s=0.05), clock=lambda: scenario.NOW)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            header = app.query_one(HeaderBar).shown
+            assert "WAITING" in header and str(run_dir / "events.jsonl") in header
+            assert "pid 999999 on elsewhere" in header  # another host: cannot tell if it is alive
+            writer = JsonlWriter(run_dir / "events.jsonl")
+            for event in events:
+                writer(event)
+            writer.close()
+            await wait_for(pilot, lambda: app.view.events_seen == len(events), 20, "the events")
+            await settle(pilot, app)
+            assert "RUNNING" in app.query_one(HeaderBar).shown
+            assert (
+                "worker 1 · GPU 1 · NVIDIA H200"
+                in app.query_one("#worker-1", WorkerPanel).title_text.plain
+            )
+
+    asyncio.run(watch())

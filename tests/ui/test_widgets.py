@@ -574,3 +574,33 @@ def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
     assert capsys.readouterr().err == (
         "virnucpro-tui: error: /data/run: in use by another virnucpro-tui run (pid 7 on gpu01)\n"
     )
+
+
+def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(cpu_run_start(), toasts=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            app.apply_events(
+                [
+                    ev("warning", T + 9, message="not added: /data/x.fa: not a FASTA file"),
+                    ev("job_added", T + 9, job="b", input="/data/b.fa", records=3, chunks_total=3),
+                    ev(
+                        "error",
+                        T + 9,
+                        0,
+                        "a",
+                        message="RuntimeError: shard 3 failed",
+                        shard=3,
+                        fatal=False,
+                    ),
+                ]
+            )
+            await settle(pilot, app)
+            shown = notifications(app)
+            assert "not added: /data/x.fa: not a FASTA file" in shown
+            assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
+            app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
+            assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
+
+    asyncio.run(scenario_run())

@@ -194,6 +194,7 @@ def fidelity(s: Shapes, files: dict[str, str], device: Any) -> dict[str, Any]:
 
     from virnucpro_tui.models.classifier import load_classifier, predict_proba
     from virnucpro_tui.models.dnabert import load_dnabert
+    from virnucpro_tui.models.engine import AUTO_GPU_PRECISION
     from virnucpro_tui.models.esm import load_esm
     from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
 
@@ -211,19 +212,30 @@ def fidelity(s: Shapes, files: dict[str, str], device: Any) -> dict[str, Any]:
     accelerate_esm(fast32, compile_=False)
     out["fast_esm_fp32_max_abs_diff"] = float((fast32.embed(proteins) - ref_p).abs().max())
     del fast32
+    embeddings: dict[str, tuple[Any, Any]] = {}
     for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         esm_h, dna_h = copy.deepcopy(esm_ref).to(device, dtype), copy.deepcopy(dna_ref).to(device, dtype)
         if device.type == "cuda":
             accelerate_esm(esm_h, compile_=False)
             accelerate_dnabert(dna_h, compile_=False)
         p, d = esm_h.embed(proteins), _embed_dna(dna_h, dna)
-        scores = predict_proba(clf, torch.cat([d, p], 1).to(device))
-        out[name] = {
-            "esm_cosine_min": _cos_min(p, ref_p), "dnabert_cosine_min": _cos_min(d, ref_d),
-            "score_abs_diff_max": float((scores - ref_scores).abs().max()),
-        }
+        embeddings[name] = (p, d)
+        out[name] = _agreement(p, d, ref_p, ref_d, clf, ref_scores, device)
         del esm_h, dna_h
+    esm_auto, dna_auto = AUTO_GPU_PRECISION["esm"], AUTO_GPU_PRECISION["dnabert"]
+    out[f"auto (ESM-2 {esm_auto}, DNABERT-S {dna_auto})"] = _agreement(
+        embeddings[esm_auto][0], embeddings[dna_auto][1], ref_p, ref_d, clf, ref_scores, device)
     return out
+
+
+def _agreement(p: Any, d: Any, ref_p: Any, ref_d: Any, clf: Any, ref_scores: Any, device: Any) -> dict[str, float]:
+    import torch
+
+    from virnucpro_tui.models.classifier import predict_proba
+
+    scores = predict_proba(clf, torch.cat([d, p], 1).to(device))
+    return {"esm_cosine_min": _cos_min(p, ref_p), "dnabert_cosine_min": _cos_min(d, ref_d),
+            "score_abs_diff_max": float((scores - ref_scores).abs().max())}
 
 
 def _embed_dna(bundle: Any, seqs: list[str]) -> Any:

@@ -113,31 +113,6 @@ def test_q_with_confirmation_stops_and_leaves_a_resumable_run(
     assert len(labels(out / "prediction_results.txt")) == 101
 
 
-def test_ctrl_c_stops_without_asking_and_a_second_abandons(
-    tmp_path: Path, demo_models, monkeypatch
-) -> None:
-    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 1.0}))
-    out = tmp_path / "run"
-    app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "8"])
-
-    async def run() -> None:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(
-                pilot, lambda: app.view.workers.get(0) and app.view.workers[0].state == "busy", 120
-            )
-            await pilot.press("ctrl+c")
-            assert not isinstance(app.screen, ConfirmQuitScreen)
-            await pilot.press("ctrl+c")
-            assert app.mode.abandoning
-            await wait_for_exit(app, 30)
-        assert app.return_code == 130
-        assert app.controller.orchestrator.stop_mode == "abandon"
-
-    asyncio.run(run())
-    assert run_events(out)[-1]["status"] == "interrupted"
-    assert_no_live_processes(worker_pids(out))
-
-
 def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, monkeypatch) -> None:
     monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.1}))
     out = tmp_path / "run"

@@ -1,5 +1,6 @@
 """``virnucpro-tui run`` in a real (pseudo-)terminal: the dashboard starts by itself, draws in
-256 colours, Ctrl+C stops the run gracefully, the screen is restored and the summary printed."""
+256 colours, Ctrl+C stops the run (twice: abandons the shard in flight), the screen is restored,
+the summary printed, and no worker is left behind."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def open_terminal(columns: int, rows: int) -> tuple[int, int]:
     return master, slave
 
 
-def test_dashboard_in_a_terminal_stops_on_ctrl_c_and_restores_it(
+def test_dashboard_in_a_terminal_stops_on_ctrl_c_twice_and_restores_it(
     tmp_path: Path, demo_models
 ) -> None:
     out = tmp_path / "run"
@@ -69,7 +70,9 @@ def test_dashboard_in_a_terminal_stops_on_ctrl_c_and_restores_it(
                     break
                 screen += data
             if not interrupted and any(e["type"] == "shard_done" for e in run_events(out)):
-                os.write(master, b"\x03")  # Ctrl+C, as the terminal sends it in raw mode
+                os.write(master, b"\x03")  # Ctrl+C, as the terminal sends it in raw mode: stop
+                time.sleep(0.3)
+                os.write(master, b"\x03")  # and again: abandon the shard in flight
                 interrupted = True
         assert proc.wait(timeout=60) == 130
     finally:

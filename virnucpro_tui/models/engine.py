@@ -32,6 +32,12 @@ def _no_emit(_type: str, **_fields: Any) -> None:
 
 
 @dataclass
+class ShardTokens:
+    dna: list[list[int]] | None
+    protein: list[list[int]] | None
+
+
+@dataclass
 class LoadRecord:
     model: str
     seconds: float
@@ -135,8 +141,15 @@ class Engine:
             return 4096 if which == "esm" else 16384
         return default_gpu_token_budget(self.device, which)
 
+    def tokenize(self, frames: list[Frame]) -> ShardTokens:
+        """Both models' token ids for these frames (CPU work; a worker runs it for the next
+        shard while the GPU computes the current one)."""
+        self.load()
+        return ShardTokens(self.dnabert.tokenize([f.nucleotide for f in frames]),
+                           self.esm.tokenize([f.protein for f in frames]))
+
     def embed_dna(self, seqs: list[str], stats: BatchStats | None = None,
-                  progress: Progress | None = None) -> torch.Tensor:
+                  progress: Progress | None = None, tokens: list[list[int]] | None = None) -> torch.Tensor:
         bundle = self.dnabert
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, _has_padding: bool) -> torch.Tensor:
@@ -144,21 +157,23 @@ class Engine:
             mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
             return bundle.forward_pooled(ids, mask)
 
-        return embed_token_lists(bundle.tokenize(seqs), forward, bundle.pad_id, self.device,
+        tokens = tokens if tokens is not None else bundle.tokenize(seqs)
+        return embed_token_lists(tokens, forward, bundle.pad_id, self.device,
                                  self._budget("dnabert"), self.settings.max_batch,
                                  on_oom=self._on_oom("dnabert"), stats=stats,
                                  on_batch=_stage_progress("dnabert", len(seqs), progress),
                                  align=8 if self.device.type == "cuda" else 1)
 
     def embed_proteins(self, seqs: list[str], stats: BatchStats | None = None,
-                       progress: Progress | None = None) -> torch.Tensor:
+                       progress: Progress | None = None, tokens: list[list[int]] | None = None) -> torch.Tensor:
         bundle = self.esm
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
             self._before("esm", ids.shape[0])
             return bundle.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
-        return embed_token_lists(bundle.tokenize(seqs), forward, bundle.alphabet.padding_idx,
+        tokens = tokens if tokens is not None else bundle.tokenize(seqs)
+        return embed_token_lists(tokens, forward, bundle.alphabet.padding_idx,
                                  self.device, self._budget("esm"), self.settings.max_batch,
                                  on_oom=self._on_oom("esm"), stats=stats,
                                  on_batch=_stage_progress("esm", len(seqs), progress))
@@ -175,23 +190,25 @@ class Engine:
         return handler
 
     def score_frames(self, frames: list[Frame], stats: BatchStats | None = None,
-                     progress: Progress | None = None) -> np.ndarray:
+                     progress: Progress | None = None, tokens: ShardTokens | None = None) -> np.ndarray:
         """P(others), P(virus) per frame, as float32 (n, 2)."""
         from virnucpro_tui.models.classifier import predict_proba
 
         self.load()
         if not frames:
             return np.zeros((0, 2), dtype=np.float32)
-        dna = self.embed_dna([f.nucleotide for f in frames], stats, progress)
-        protein = self.embed_proteins([f.protein for f in frames], stats, progress)
+        tokens = tokens or ShardTokens(None, None)
+        dna = self.embed_dna([f.nucleotide for f in frames], stats, progress, tokens.dna)
+        protein = self.embed_proteins([f.protein for f in frames], stats, progress, tokens.protein)
         features = torch.cat([dna, protein], dim=1).to(self.device)
         return predict_proba(self.classifier, features).float().cpu().numpy()
 
-    def process_shard(self, shard: Shard, progress: Progress | None = None) -> ShardResult:
+    def process_shard(self, shard: Shard, progress: Progress | None = None,
+                      tokens: ShardTokens | None = None) -> ShardResult:
         """Score one shard end to end. The 3328-value features never leave this function."""
         start = time.perf_counter()
         stats = BatchStats()
-        probs = self.score_frames(shard.frames, stats, progress)
+        probs = self.score_frames(shard.frames, stats, progress, tokens)
         return ShardResult(shard.job, shard.index, [f.id for f in shard.frames], probs,
                            seconds=time.perf_counter() - start, tokens=stats.tokens)
 

@@ -17,12 +17,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.core.shards import Shard, shard_path, write_shard_result
+from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import Event, make_event
@@ -153,13 +155,26 @@ class Worker:
     def serve(self, tasks: queue.Queue[Any]) -> int:
         """Run shards from ``tasks`` in order until a ``None``: 0 when stopped, 2 when this
         worker cannot go on. Any transport (pipe, Ray actor) feeds it; call ``start`` first."""
-        while True:
-            item = tasks.get()
-            if item is None:
-                self.set_state("stopped")
-                return 0
-            if not self.handle_task(item):
-                return 2
+        with ThreadPoolExecutor(1, thread_name_prefix="tokenize") as tokenizer:
+            lookahead: tuple[Any, Future[Any] | None] | None = None
+            while True:
+                item, tokens = lookahead or (tasks.get(), None)
+                lookahead = self._look_ahead(tasks, tokenizer) if item is not None else None
+                if item is None:
+                    self.set_state("stopped")
+                    return 0
+                if not self.handle_task(item, tokens):
+                    return 2
+
+    def _look_ahead(self, tasks: queue.Queue[Any], tokenizer: ThreadPoolExecutor) -> tuple[Any, Future[Any] | None] | None:
+        """Take the next queued shard, if any, and tokenize it while the current one computes."""
+        try:
+            upcoming = tasks.get_nowait()
+        except queue.Empty:
+            return None
+        if upcoming is None or self.engine is None or not self.engine.loaded:
+            return upcoming, None
+        return upcoming, tokenizer.submit(self.engine.tokenize, upcoming.frames)
 
     def _receive_loop(self, conn: Connection, tasks: queue.Queue[Any]) -> None:
         """Tasks go to the main thread in order; control messages act at once."""
@@ -189,8 +204,9 @@ class Worker:
         else:
             self.device = torch.device("cpu")
 
-    def handle_task(self, shard: Shard) -> bool:
-        """Score one shard and write its result; False when this worker cannot go on."""
+    def handle_task(self, shard: Shard, tokens: Future[Any] | None = None) -> bool:
+        """Score one shard and write its result; False when this worker cannot go on.
+        ``tokens``: the shard's token ids, computed ahead in another thread."""
         self.job, self.shard = shard.job, shard.index
         self.last_progress = time.time()
         self.faults.on_shard_start(self.shards_done + 1)
@@ -202,10 +218,14 @@ class Worker:
                 self.engine.load()
             self.set_state("busy", shard=shard.index, frames=len(shard))
             self.send("progress", shard=shard.index, stage="start", frames_done=0, frames_total=len(shard), tokens=0, seconds=0.0)
-            result = self.engine.process_shard(shard, progress=self._progress_reporter(shard))
+            result = self.engine.process_shard(shard, progress=self._progress_reporter(shard),
+                                               tokens=tokens.result() if tokens is not None else None)
             result.worker = self.n
-            write_shard_result(shard_path(self.cfg.run_dir / "shards", shard.job, shard.index), result)
+            self._write_result(shard, result)
         except Exception as exc:  # noqa: BLE001 - reported, then the orchestrator decides
+            if is_disk_full(exc):
+                self._report_disk_full(shard)
+                return True
             fatal = not self.engine.loaded
             self.send("error", shard=shard.index, fatal=fatal, message=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8)[-4000:])
@@ -223,6 +243,17 @@ class Worker:
         self.job = self.shard = None
         self.set_state("idle")
         return True
+
+    def _write_result(self, shard: Shard, result: Any) -> None:
+        self.faults.before_shard_write(self.shards_done + 1)
+        write_shard_result(shard_path(self.cfg.run_dir / "shards", shard.job, shard.index), result)
+
+    def _report_disk_full(self, shard: Shard) -> None:
+        """No retry: every worker writes to the same disk. The orchestrator stops the run."""
+        path = shard_path(self.cfg.run_dir / "shards", shard.job, shard.index)
+        error = disk_full_error(path, f"writing the result of shard {shard.key}")
+        self.send("error", shard=shard.index, fatal=False, disk_full=True, path=str(path), message=str(error))
+        self.set_state("idle")
 
     def _progress_reporter(self, shard: Shard):
         start = time.perf_counter()

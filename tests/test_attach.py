@@ -203,7 +203,7 @@ async def watch_live(out: Path) -> None:
 def test_attach_entry_point_without_a_terminal(
     finished_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert attach(finished_run, ui=False, follow=False) == 0
+    assert attach(finished_run, follow=False) == 0
     out = capsys.readouterr().out
     assert "run complete:" in out and str(finished_run / "prediction_results.txt") in out
 

@@ -246,9 +246,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.run.attach import attach
+    from virnucpro_tui.run.attach import attach, check_run_dir
 
-    return attach(args.run_dir, ui=not args.no_ui and sys.stdout.isatty(), follow=args.follow)
+    ui = not args.no_ui and sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+    if not ui:
+        return attach(args.run_dir, follow=args.follow)
+    check_run_dir(args.run_dir)
+    from virnucpro_tui.ui.app import attach_dashboard
+
+    return int(attach_dashboard(args.run_dir))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

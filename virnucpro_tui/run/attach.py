@@ -11,7 +11,6 @@ terminal UI is wanted, so a headless ``attach`` works where Textual cannot be im
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import socket
@@ -267,15 +266,13 @@ def _follow(run_dir: Path, tail: EventTail, printer: AttachPrinter, poll_s: floa
 
 
 # -- entry point --------------------------------------------------------------------------------
-def attach(run_dir: Path, ui: bool, follow: bool) -> int:
-    """``virnucpro-tui attach DIR``: the dashboard read-only, or plain lines without a terminal."""
+def attach(run_dir: Path, follow: bool) -> int:
+    """``virnucpro-tui attach DIR`` without a terminal: plain lines (the CLI opens the dashboard
+    itself when there is one, so this package never imports Textual)."""
     run_dir = Path(run_dir)
     try:
         check_run_dir(run_dir)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if ui and os.environ.get("TERM", "") != "dumb":
-        dashboard = importlib.import_module("virnucpro_tui.ui.app")  # Textual only when wanted
-        return int(dashboard.attach_dashboard(run_dir))
     return attach_headless(run_dir, follow)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class VirnucproError(Exception):
@@ -36,3 +40,22 @@ class WorkerFailure(VirnucproError):
     """Workers kept failing past the restart limit."""
 
     exit_code = EXIT_ERROR
+
+
+class DiskFullError(VirnucproError):
+    """A write failed because the disk (or the user's quota) is full; the run can be resumed."""
+
+    exit_code = EXIT_ERROR
+
+
+def disk_full_error(path: object, doing: str) -> DiskFullError:
+    """The one-line message for a full disk: the path, the OS's words, and that it resumes."""
+    return DiskFullError(
+        f"{path}: No space left on device ({doing}); the run stopped and is resumable: "
+        "free some space, then rerun the same command"
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSErrors of a full disk (ENOSPC) or an exhausted quota (EDQUOT)."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS

@@ -45,17 +45,18 @@ def prepare_records(
         pending.append((record, chunks))
         pending_chunks += len(chunks)
         if pending_chunks >= batch_chunks:
-            yield from _translate_pending(pending)
+            yield from _translate_pending(pending, batch_chunks)
             pending, pending_chunks = [], 0
     if pending:
-        yield from _translate_pending(pending)
+        yield from _translate_pending(pending, batch_chunks)
 
 
 def _translate_pending(
-    pending: list[tuple[FastaRecord, list[tuple[str, str]]]],
+    pending: list[tuple[FastaRecord, list[tuple[str, str]]]], batch_chunks: int
 ) -> Iterator[PreparedRecord]:
     flat = [chunk for _, chunks in pending for chunk in chunks]
-    frames = identify_frames_batch(flat)
+    # at most batch_chunks at a time: one huge record must not make huge NumPy work arrays
+    frames = [f for i in range(0, len(flat), batch_chunks) for f in identify_frames_batch(flat[i : i + batch_chunks])]
     pos = 0
     for record, chunks in pending:
         n = len(chunks)

@@ -1,20 +1,29 @@
 """Fault injection for tests and drills, from ``$VIRNUCPRO_TUI_FAULTS`` (JSON).
 
-Keys (all optional): ``oom_batches`` (first N multi-item batches raise CUDA OOM),
+Worker keys (all optional): ``oom_batches`` (first N multi-item batches raise CUDA OOM),
 ``sleep_per_batch_s`` (slow every batch down), ``exit_on_shard`` (the worker dies with exit
 code 9 when it starts its Nth shard), ``hang_on_shard`` (the worker stops itself with
 SIGSTOP when it starts its Nth shard, 1-based), ``fail_load`` (model loading raises),
-``workers`` (restrict to these worker numbers), ``generations`` (restrict to these restart
-generations; default [0], so a respawned worker runs clean).
+``enospc_on_shard_write`` (writing the worker's Nth shard result fails with ENOSPC, "No space
+left on device"), ``workers`` (restrict to these worker numbers), ``generations`` (restrict to
+these restart generations; default [0], so a respawned worker runs clean).
+
+Orchestrator keys (read by the main process; ``workers`` and ``generations`` do not apply):
+``assembly_delay_s`` (assembly pauses this long once the temporary output files hold their
+first record; a stop request ends the pause), ``enospc_in_assembly`` (writing the final outputs
+fails with ENOSPC after their first record).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ENV = "VIRNUCPRO_TUI_FAULTS"
 
@@ -24,6 +33,13 @@ class InjectedOOM(RuntimeError):
         super().__init__("CUDA out of memory. Tried to allocate 2.00 GiB (injected fault)")
 
 
+def injected_disk_full(path: str | Path | None = None) -> OSError:
+    """The OSError a full disk raises (``filename`` is often unknown for buffered writes)."""
+    if path is None:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
 @dataclass
 class FaultPlan:
     oom_batches: int = 0
@@ -31,18 +47,25 @@ class FaultPlan:
     hang_on_shard: int = 0
     exit_on_shard: int = 0
     fail_load: bool = False
+    enospc_on_shard_write: int = 0
+    assembly_delay_s: float = 0.0
+    enospc_in_assembly: bool = False
     workers: list[int] | None = None
     generations: list[int] = field(default_factory=lambda: [0])
 
     @classmethod
     def from_env(cls, worker: int, generation: int) -> FaultPlan:
-        raw = os.environ.get(ENV)
-        if not raw:
-            return cls()
-        plan = cls(**json.loads(raw))
+        """The plan for one worker process (empty when it is not targeted)."""
+        plan = cls.for_orchestrator()
         if (plan.workers is not None and worker not in plan.workers) or generation not in plan.generations:
             return cls()
         return plan
+
+    @classmethod
+    def for_orchestrator(cls) -> FaultPlan:
+        """The plan as written, for the main process."""
+        raw = os.environ.get(ENV)
+        return cls(**json.loads(raw)) if raw else cls()
 
     @property
     def active(self) -> bool:
@@ -61,3 +84,16 @@ class FaultPlan:
             os._exit(9)
         if self.hang_on_shard and shard_number == self.hang_on_shard:
             os.kill(os.getpid(), signal.SIGSTOP)
+
+    def before_shard_write(self, shard_number: int) -> None:
+        if self.enospc_on_shard_write and shard_number == self.enospc_on_shard_write:
+            raise injected_disk_full()
+
+    def in_assembly(self, records_written: int, stop: threading.Event) -> None:
+        """Called as assembly writes the final outputs; may pause or fail like a full disk."""
+        if records_written != 1:
+            return
+        if self.assembly_delay_s:
+            stop.wait(self.assembly_delay_s)
+        if self.enospc_in_assembly:
+            raise injected_disk_full()

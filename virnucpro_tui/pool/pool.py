@@ -17,11 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import WorkerFailure
+from virnucpro_tui.errors import DiskFullError, WorkerFailure
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import Event, EventSink, make_event
 from virnucpro_tui.pool.worker import WorkerConfig, worker_environment, worker_main
@@ -87,11 +88,17 @@ class PersistentWorkerPool:
         with _ENV_LOCK:  # the child must see its CUDA settings before it imports torch
             saved = {k: os.environ.get(k) for k in worker_environment(cfg)}
             os.environ.update(worker_environment(cfg))
+            # A Ctrl-C in the terminal reaches the whole process group. A worker ignores it once
+            # it runs, but not while its interpreter starts: it starts with SIGINT blocked. (The
+            # resource tracker, started by the first spawn, would unblock it: start it first.)
+            resource_tracker.ensure_running()
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 proc = self.ctx.Process(target=worker_main, args=(cfg, child_conn),
                                         name=f"virnucpro-worker-{w.n}")
                 proc.start()
             finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 for k, v in saved.items():
                     if v is None:
                         os.environ.pop(k, None)
@@ -192,11 +199,14 @@ class PersistentWorkerPool:
             w.models_loaded = True
         elif kind == "shard_done":
             self._finish(w, event["job"], event["shard"])
-        elif kind == "error" and event.get("shard") is not None and not event.get("fatal"):
+        elif kind == "error" and event.get("shard") is not None and not event.get("fatal") \
+                and not event.get("disk_full"):
             shard = self._finish(w, event["job"], event["shard"])
             if shard is not None:
                 self._retry(shard, event.get("message", "error"))
         self.emit(event)
+        if kind == "error" and event.get("disk_full"):
+            raise DiskFullError(str(event.get("message")))  # every retry would hit the same disk
         if kind == "error" and event.get("fatal"):
             raise WorkerFailure(f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
                                 f"see logs/worker-{w.n}.log")

@@ -70,6 +70,7 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     _redirect_output(cfg.log_path)
     os.environ.update(worker_environment(cfg))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when we stop
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the pool until here
     print(f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}", flush=True)
     code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from virnucpro_tui.core.outputs import (
 from virnucpro_tui.core.shards import read_shard_rows, shard_path
 
 RECORDS_FILE = "records.tsv"
+CHECKPOINT_EVERY = 256  # records between checkpoints (stop requests, fault injection)
+Checkpoint = Callable[[int], None]
 
 
 @dataclass
@@ -58,9 +60,14 @@ def _score_record(summary: SequenceSummary, preds: list[Prediction], consensus: 
     summary.max_virus_score = max((p.p_virus for p in preds), default=None)
 
 
-def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int = 10) -> JobTotals:
+def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int = 10,
+                 checkpoint: Checkpoint | None = None) -> JobTotals:
     """Write prediction_results.txt, the highest-score consensus and the summary, atomically.
 
+    All three are written to temporary files and renamed into place together at the end, so an
+    interruption leaves none of them half-written. ``checkpoint(records_written)`` is called
+    after the first record and every ``CHECKPOINT_EVERY`` records, with the files flushed; it
+    may raise to abandon the assembly (the temporary files are then removed).
     Raises ``CorruptShardError`` (before anything is renamed into place) if a shard is bad.
     """
     totals = JobTotals()
@@ -68,10 +75,11 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
     preds = iter_shard_predictions(shards_dir, job, shard_count)
     top: list[tuple[float, str, str]] = []
     with atomic_text_writer(out_dir / PREDICTION_FILE) as pred_out, \
-            atomic_text_writer(out_dir / SUMMARY_FILE) as summary_out:
+            atomic_text_writer(out_dir / SUMMARY_FILE) as summary_out, \
+            atomic_text_writer(out_dir / HIGHESTSCORE_FILE) as hs_out:
         pred_out.write(PREDICTION_HEADER)
         summary_out.write(SUMMARY_HEADER)
-        for summary in read_records(shards_dir / job / RECORDS_FILE):
+        for n, summary in enumerate(read_records(shards_dir / job / RECORDS_FILE), start=1):
             mine = [next(preds) for _ in range(summary.frames)]
             for p in mine:
                 pred_out.write(p.row())
@@ -82,9 +90,12 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
                 top.append((float(summary.max_virus_score), summary.id, summary.call))
                 if len(top) > 4 * top_n:
                     top = sorted(top, key=lambda t: -t[0])[:top_n]
+            if checkpoint is not None and (n == 1 or n % CHECKPOINT_EVERY == 0):
+                pred_out.flush()
+                summary_out.flush()
+                checkpoint(n)
         if next(preds, None) is not None:
             raise ValueError(f"job {job}: more scored frames than prepared frames")
-    with atomic_text_writer(out_dir / HIGHESTSCORE_FILE) as hs_out:
         consensus.write(hs_out)
     totals.top_sequences = [(rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]]
     totals.outputs = {name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)}

@@ -11,6 +11,7 @@ import os
 import platform
 import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,10 +33,13 @@ from virnucpro_tui.errors import (
     EXIT_OK,
     InputError,
     VirnucproError,
+    disk_full_error,
+    is_disk_full,
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
 from virnucpro_tui.pool.events import Event, EventSink, Fanout, JsonlWriter, make_event
+from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.worker import WorkerConfig
@@ -43,6 +47,10 @@ from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names, sha256_file
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
+
+
+class StopRequested(Exception):
+    """Raised inside preparation or assembly when the user asked to stop: both are redone on resume."""
 
 
 @dataclass
@@ -115,6 +123,8 @@ class Orchestrator:
         self._last_prepare_note = 0.0
         self.started = time.time()
         self.manifest: dict[str, Any] = {}
+        self.stop_requested = threading.Event()  # set at once by request_stop, from any thread
+        self.faults = FaultPlan.for_orchestrator()
 
     def emit(self, type_: str, job: str | None = None, worker: int | None = None, **fields: Any) -> None:
         self.emit_to(make_event(type_, worker=worker, job=job, **fields))
@@ -133,13 +143,8 @@ class Orchestrator:
                 "precision": e.precision, "esm_max_tokens": e.esm_max_tokens,
                 "dnabert_max_tokens": e.dnabert_max_tokens}
 
-    def _model_digests(self) -> dict[str, dict[str, str]]:
-        out = {}
-        for name in ("esm", "dnabert", "classifier"):
-            path = Path(getattr(self.cfg.models, name))
-            target = _weights_file(path)
-            out[name] = {"path": str(path), "sha256": sha256_file(target) if target else "missing"}
-        return out
+    def _model_digests(self) -> dict[str, dict[str, Any]]:
+        return {name: model_digest(Path(getattr(self.cfg.models, name))) for name in ("esm", "dnabert", "classifier")}
 
     def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
         import numpy
@@ -191,6 +196,7 @@ class Orchestrator:
             self._make_jobs(scans, names)
             self.manifest = self._build_manifest(scans, names)
             old = self.rundir.check_resume(self.manifest, self.cfg.restart, [j.out_dir for j in self.jobs])
+            self.rundir.remove_partial_files([j.out_dir for j in self.jobs])
             self._restore_added_jobs(old)
             self.rundir.write_manifest(self.manifest)
             writer = JsonlWriter(self.rundir.events)
@@ -199,10 +205,15 @@ class Orchestrator:
             code = self._run_jobs()
             self._finish("complete" if code == EXIT_OK else "interrupted", code)
             return code
-        except VirnucproError as exc:
-            self.emit("error", fatal=True, message=str(exc))
-            self._finish("failed", 1)
-            raise
+        except (VirnucproError, OSError) as exc:
+            error = self._user_error(exc)
+            if error is None:
+                raise
+            self.emit("error", fatal=True, message=str(error))
+            self._finish("failed", 1, error=str(error))
+            if error is exc:
+                raise
+            raise error from None
         finally:
             if self.pool is not None and self.pool.started:
                 self.pool.stop(graceful=False)
@@ -211,6 +222,14 @@ class Orchestrator:
             self.rundir.release()
             if writer is not None:
                 writer.close()
+
+    def _user_error(self, exc: Exception) -> VirnucproError | None:
+        """The error to show for ``exc``: itself, a disk-full message, or None (unexpected)."""
+        if isinstance(exc, VirnucproError):
+            return exc
+        if is_disk_full(exc):
+            return disk_full_error(getattr(exc, "filename", None) or self.rundir.root, "writing the run directory")
+        return None
 
     def _announce(self, resumed: bool) -> None:
         self.emit("run_started", out=str(self.rundir.root), inputs=[str(j.path) for j in self.jobs],
@@ -231,8 +250,12 @@ class Orchestrator:
             if self.stop_mode:
                 return self._stop()
             if not self.paused:
-                while self.pool.backlog < lookahead and (shard := self._next_shard()) is not None:
-                    self.pool.submit(shard)
+                try:
+                    while self.pool.backlog < lookahead and (shard := self._next_shard()) is not None:
+                        self.pool.submit(shard)
+                except StopRequested:
+                    self._handle_commands()
+                    return self._stop()
             for event in self.pool.poll(0.2):
                 self._on_pool_event(event)
             self._assemble_finished()
@@ -253,10 +276,13 @@ class Orchestrator:
         self.pool.stop(graceful=self.stop_mode == "graceful")
         return EXIT_INTERRUPTED
 
-    def _finish(self, status: str, code: int) -> None:
+    def _finish(self, status: str, code: int, error: str | None = None) -> None:
         if not self.manifest:
             return
         self.manifest["status"] = status
+        self.manifest["resumable"] = status != "complete"
+        if error is not None:
+            self.manifest["error"] = error
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with contextlib.suppress(OSError):
             self.rundir.write_manifest(self.manifest)
@@ -303,6 +329,8 @@ class Orchestrator:
 
     def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
         for rec in prepare_file(job.path, self.cfg.chunk_length):
+            if self.stop_requested.is_set():
+                raise StopRequested  # the producer is abandoned; a resume prepares the job again
             n_frames = sum(len(f) for f in rec.frames)
             rec_out.write(f"{rec.id}\t{rec.length}\t{len(rec.chunks)}\t{rec.chunks_with_frames}\t{n_frames}\n")
             job.chunks_prepared += len(rec.chunks)
@@ -358,10 +386,18 @@ class Orchestrator:
                 continue
             job.status = "assembling"
             try:
-                totals = assemble_job(self.rundir.shards, job.name, job.shards_total, job.out_dir)
+                totals = assemble_job(self.rundir.shards, job.name, job.shards_total, job.out_dir,
+                                      checkpoint=self._assembly_checkpoint)
             except CorruptShardError as exc:
                 self._recompute_after_corruption(job, exc)
                 continue
+            except StopRequested:
+                job.status = "running"  # nothing was renamed into place; a resume assembles again
+                return
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                raise disk_full_error(job.out_dir, f"writing the final outputs of job {job.name}") from None
             self._write_provenance(job)
             job.status = "done"
             self.emit("job_done", job=job.name, out_dir=str(job.out_dir), outputs=totals.outputs,
@@ -371,6 +407,11 @@ class Orchestrator:
                       frames=totals.frames, virus_frames=totals.virus_frames, viral_chunks=totals.viral_chunks,
                       top_sequences=totals.top_sequences, skipped_shards=job.skipped_shards,
                       seconds=round(time.time() - job.started_at, 3), demo=self.cfg.demo)
+
+    def _assembly_checkpoint(self, records_written: int) -> None:
+        self.faults.in_assembly(records_written, self.stop_requested)
+        if self.stop_requested.is_set():
+            raise StopRequested
 
     def _recompute_after_corruption(self, job: JobState, exc: CorruptShardError) -> None:
         """A shard went bad after it was written: recompute this job's bad shards."""
@@ -414,6 +455,7 @@ class Orchestrator:
     # -- steering (thread-safe: front ends call these from other threads) ---------------------
     def request_stop(self, abandon: bool = False) -> None:
         self.commands.put(("stop", "abandon" if abandon else "graceful"))
+        self.stop_requested.set()  # after the command: whoever sees the flag finds the command
 
     def set_paused(self, paused: bool) -> None:
         self.commands.put(("pause", paused))
@@ -470,13 +512,18 @@ class Orchestrator:
                 self.manifest["inputs"].append(item)
 
 
-def _weights_file(path: Path) -> Path | None:
-    if path.is_file():
-        return path
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return path / name
-    return None
+def model_digest(path: Path) -> dict[str, Any]:
+    """SHA-256 of a model file; for a model directory, of its weights (``sha256``) and of every
+    weights, config and tokenizer file in it (``files``), since each of them changes the scores."""
+    if not path.is_dir():
+        return {"path": str(path), "sha256": sha256_file(path) if path.is_file() else "missing"}
+    files = {f.name: sha256_file(f) for f in sorted(path.iterdir())
+             if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES}
+    weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in files), None)
+    return {"path": str(path), "sha256": files[weights] if weights else "missing", "files": files}
+
+
+_MODEL_DIR_SUFFIXES = (".json", ".txt", ".bin", ".safetensors", ".model")
 
 
 def _dist_version(name: str) -> str | None:

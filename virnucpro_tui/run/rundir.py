@@ -150,6 +150,16 @@ class RunDir:
                               "use --restart to discard it, or choose another --out")
         return old
 
+    def remove_partial_files(self, job_dirs: list[Path]) -> None:
+        """Delete the temporary files of writes that a killed run left behind (we hold the lock,
+        so nobody else is writing them). They never have a final name, so nothing reads them."""
+        for d in {self.root, *job_dirs}:
+            for name in (*OUR_FILES, MANIFEST):
+                for leftover in d.glob(f".{name}.*.partial"):
+                    leftover.unlink(missing_ok=True)
+        for leftover in self.shards.glob("*/.*.partial"):
+            leftover.unlink(missing_ok=True)
+
     def clear(self, job_dirs: list[Path]) -> None:
         """Remove what an earlier run wrote here (and only that)."""
         shutil.rmtree(self.shards, ignore_errors=True)
@@ -180,6 +190,20 @@ def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if old.get("settings", {}).get(key) != value:
             diffs.append(f"{key} was {old.get('settings', {}).get(key)!r}, now {value!r}")
     for name, digest in new.get("models", {}).items():
-        if old.get("models", {}).get(name, {}).get("sha256") != digest.get("sha256"):
-            diffs.append(f"the {name} model file changed")
+        changed = _changed_model_file(old.get("models", {}).get(name, {}), digest)
+        if changed:
+            diffs.append(f"the {name} model file changed ({changed})")
     return diffs
+
+
+def _changed_model_file(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The path of a model file whose checksum differs between two manifests, or None."""
+    if old.get("sha256") != new.get("sha256"):
+        return str(new.get("path"))
+    old_files, new_files = old.get("files"), new.get("files")
+    if old_files is None or new_files is None:  # a manifest from before directories were listed
+        return None
+    for name in sorted(set(old_files) | set(new_files)):
+        if old_files.get(name) != new_files.get(name):
+            return str(Path(str(new.get("path"))) / name)
+    return None

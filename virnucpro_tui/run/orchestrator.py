@@ -215,6 +215,7 @@ class Orchestrator:
                 raise
             raise error from None
         finally:
+            self._abandon_producers()
             if self.pool is not None and self.pool.started:
                 self.pool.stop(graceful=False)
             if self.telemetry is not None:
@@ -222,6 +223,15 @@ class Orchestrator:
             self.rundir.release()
             if writer is not None:
                 writer.close()
+
+    def _abandon_producers(self) -> None:
+        """Close unfinished preparations now, not at interpreter exit: closing flushes their
+        records file, which on a full disk fails (resume rewrites it anyway)."""
+        for job in self.jobs:
+            if job.producer is not None:
+                with contextlib.suppress(OSError):
+                    job.producer.close()  # type: ignore[attr-defined]
+                job.producer = None
 
     def _user_error(self, exc: Exception) -> VirnucproError | None:
         """The error to show for ``exc``: itself, a disk-full message, or None (unexpected)."""

@@ -6,6 +6,7 @@ so the command line can print one line and exit 2.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -28,6 +29,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 _NOT_NUCLEOTIDE = re.compile(r"[^ACGTURYKMSWBDHVNacgturykmswbdhvn\-]")
 _PROTEIN_ONLY = set("EFIJLOPQXZefijlopqxz*")
 _READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
+_CP1252_FALLBACK = "virnucpro-cp1252-fallback"
+
+
+def _decode_as_cp1252(exc: UnicodeError) -> tuple[str, int]:
+    """Bytes that are not UTF-8 (a header typed on Windows) are read as Windows-1252."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start : exc.end].decode("cp1252", errors="replace"), exc.end
+
+
+codecs.register_error(_CP1252_FALLBACK, _decode_as_cp1252)
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,9 @@ def open_fasta(path: str | Path) -> TextIO:
     if size == 0:
         raise InputError(f"{p}: input file is empty (0 bytes)")
     raw = gzip.open(p, "rb") if gz else p.open("rb")  # noqa: SIM115 - returned to the caller
-    # Headers may carry Windows-1252 or other stray bytes: keep going, show them as U+FFFD.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+    # UTF-8; a header with Windows-1252 bytes keeps them as their Windows-1252 characters
+    # (undefined ones become U+FFFD). Universal newlines: CRLF reads exactly like LF.
+    return io.TextIOWrapper(raw, encoding="utf-8", errors=_CP1252_FALLBACK, newline=None)
 
 
 def _first_content_line(handle: TextIO, path: Path) -> str | None:

@@ -194,8 +194,9 @@ class Orchestrator:
         writer = None
         try:
             self._make_jobs(scans, names)
-            self.manifest = self._build_manifest(scans, names)
-            old = self.rundir.check_resume(self.manifest, self.cfg.restart, [j.out_dir for j in self.jobs])
+            manifest = self._build_manifest(scans, names)
+            old = self.rundir.check_resume(manifest, self.cfg.restart, [j.out_dir for j in self.jobs])
+            self.manifest = manifest  # only now is the directory ours: a refused run leaves it alone
             self.rundir.remove_partial_files([j.out_dir for j in self.jobs])
             self._restore_added_jobs(old)
             self.rundir.write_manifest(self.manifest)
@@ -209,8 +210,9 @@ class Orchestrator:
             error = self._user_error(exc)
             if error is None:
                 raise
-            self.emit("error", fatal=True, message=str(error))
-            self._finish("failed", 1, error=str(error))
+            if self.manifest:  # the run had started: its events and manifest record the failure
+                self.emit("error", fatal=True, message=str(error))
+                self._finish("failed", 1, error=str(error))
             if error is exc:
                 raise
             raise error from None

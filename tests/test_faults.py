@@ -242,9 +242,11 @@ def test_ctrl_c_then_kill9_during_assembly_then_resume(
     assert len(skipped) == shard_count(baseline), "nothing finished is recomputed"
 
 
-def test_ctrl_c_mid_shard_finishes_the_shards_in_flight_then_resumes(
-    tmp_path: Path, env, demo_models, small_input, baseline
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_resumes(
+    tmp_path: Path, env, demo_models, small_input, baseline, sig: signal.Signals
 ) -> None:
+    """A terminal's Ctrl-C, or systemd/SLURM stopping the job, signals every process."""
     out = tmp_path / "run"
     proc = start_cli(
         run_args(small_input, out), faulty_env(demo_models, {"sleep_per_batch_s": 0.4})
@@ -253,7 +255,7 @@ def test_ctrl_c_mid_shard_finishes_the_shards_in_flight_then_resumes(
         out, lambda e: e["type"] == "progress" and e.get("stage") == "dnabert", proc=proc
     )
     children = descendants(proc)
-    err = interrupt(proc, signal.SIGINT)
+    err = interrupt(proc, sig)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "stopping after the shards in flight" in err
     ev = events(out)

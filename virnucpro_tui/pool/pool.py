@@ -25,7 +25,7 @@ from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import DiskFullError, WorkerFailure
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import Event, EventSink, make_event
-from virnucpro_tui.pool.worker import WorkerConfig, worker_environment, worker_main
+from virnucpro_tui.pool.worker import STOP_SIGNALS, WorkerConfig, worker_environment, worker_main
 
 _ENV_LOCK = threading.Lock()
 
@@ -88,11 +88,12 @@ class PersistentWorkerPool:
         with _ENV_LOCK:  # the child must see its CUDA settings before it imports torch
             saved = {k: os.environ.get(k) for k in worker_environment(cfg)}
             os.environ.update(worker_environment(cfg))
-            # A Ctrl-C in the terminal reaches the whole process group. A worker ignores it once
-            # it runs, but not while its interpreter starts: it starts with SIGINT blocked. (The
-            # resource tracker, started by the first spawn, would unblock it: start it first.)
+            # A Ctrl-C in the terminal (or a SIGTERM to the job) reaches the whole process group.
+            # A worker ignores them once it runs, but not while its interpreter starts: it starts
+            # with them blocked. (The resource tracker, started by the first spawn, would unblock
+            # them: start it first.)
             resource_tracker.ensure_running()
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 proc = self.ctx.Process(target=worker_main, args=(cfg, child_conn),
                                         name=f"virnucpro-worker-{w.n}")

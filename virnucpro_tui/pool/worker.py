@@ -31,6 +31,7 @@ from virnucpro_tui.pool.events import Event, make_event
 from virnucpro_tui.pool.faults import FaultPlan
 
 HISTOGRAM_BINS = 20
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # ignored by workers; the orchestrator handles them
 
 
 @dataclass
@@ -69,8 +70,12 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     """Process entry point (spawn)."""
     _redirect_output(cfg.log_path)
     os.environ.update(worker_environment(cfg))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when we stop
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the pool until here
+    # The orchestrator decides when we stop: a Ctrl-C, or a SIGTERM sent to the whole process
+    # group (systemd, SLURM), reaches it too and it finishes or abandons our shard. If it dies
+    # instead, the heartbeat thread notices and exits.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the pool until here
     print(f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}", flush=True)
     code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()

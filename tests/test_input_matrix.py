@@ -7,6 +7,8 @@ IUPAC codes, a 10 Mbp sequence."""
 from __future__ import annotations
 
 import gzip
+import io
+import itertools
 import random
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,9 +24,19 @@ from hypothesis import strategies as st
 from tests.helpers import cli_env, events
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.chunking import chunk_sequence
-from virnucpro_tui.core.fasta import iter_records, scan_input
+from virnucpro_tui.core.fasta import FastaRecord, iter_records, scan_input
+from virnucpro_tui.core.outputs import (
+    HIGHESTSCORE_FILE,
+    PREDICTION_FILE,
+    ConsensusBuilder,
+    Prediction,
+    chunk_key,
+    read_prediction_results,
+)
 from virnucpro_tui.core.prepare import intermediate_paths, prepare_records
+from virnucpro_tui.core.shards import ShardResult, shard_path, write_shard_result
 from virnucpro_tui.core.translation import identify_frames_reference
+from virnucpro_tui.run import assemble
 
 ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")  # no stop in frame 1
 HOSTILE_IDS = (
@@ -368,8 +381,6 @@ def test_fasta_round_trip(records, width: int, newline: str, gz: bool) -> None:
     st.integers(min_value=1, max_value=9),
 )
 def test_translation_batches_do_not_change_results(seqs: list[str], batch: int) -> None:
-    from virnucpro_tui.core.fasta import FastaRecord
-
     records = [FastaRecord(i, f"s{i}", f"s{i}", s) for i, s in enumerate(seqs)]
     one_by_one = [
         (r.id, r.chunks, r.frames) for r in prepare_records(records, 300, batch_chunks=batch)
@@ -381,3 +392,91 @@ def test_translation_batches_do_not_change_results(seqs: list[str], batch: int) 
     assert [c for _id, chunks, _f in at_once for c in chunks] == [
         c for r in records for c in chunk_sequence(r.id, r.seq, 300)
     ]
+
+
+# -- assembly of a job with many chunks: bounded memory, same bytes ---------------------------
+
+
+def write_job(shards: Path, preds: list, size: int = 7) -> int:
+    """records.tsv and shard files for ``preds`` (one record per record id, in order)."""
+    (shards / "job").mkdir(parents=True)
+    with (shards / "job" / assemble.RECORDS_FILE).open("w") as fh:
+        for rid, group in itertools.groupby(
+            preds, key=lambda p: chunk_key(p.frame_id).rsplit("_chunk_", 1)[0]
+        ):
+            fh.write(f"{rid}\t500\t1\t1\t{len(list(group))}\n")
+    for index, start in enumerate(range(0, len(preds), size)):
+        part = preds[start : start + size]
+        probs = np.array([[p.p_others, p.p_virus] for p in part], dtype=np.float32)
+        write_shard_result(
+            shard_path(shards, "job", index),
+            ShardResult("job", index, [p.frame_id for p in part], probs),
+        )
+    return -(-len(preds) // size)
+
+
+def random_predictions(records: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    preds = []
+    for r in range(records):
+        for k in range(1, int(rng.integers(1, 14)) + 1):  # chunk_10 sorts before chunk_2
+            for frame in rng.choice(
+                ["F1", "F2", "F3", "R1", "R2", "R3"], int(rng.integers(1, 7)), replace=False
+            ):
+                p_virus = np.float32(rng.random())
+                preds.append(
+                    Prediction(f"rec{r}_chunk_{k}{frame}", np.float32(1) - p_virus, p_virus)
+                )
+    return preds
+
+
+def spy_on_spills(monkeypatch: pytest.MonkeyPatch, run_size: int) -> list[Path]:
+    monkeypatch.setattr(assemble, "CONSENSUS_RUN", run_size)
+    spilled: list[Path] = []
+    real_spill = assemble.SortedVotes._spill
+
+    def spill(self: assemble.SortedVotes) -> None:
+        real_spill(self)
+        spilled.append(self.runs[-1])
+
+    monkeypatch.setattr(assemble.SortedVotes, "_spill", spill)
+    return spilled
+
+
+@pytest.mark.parametrize(
+    "case", ["test_with_orfs_original_outputs", "test_fixed_500bp_original_outputs"]
+)
+def test_assembly_with_spilled_votes_gives_the_published_bytes(
+    tmp_path: Path, reference_dir: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    preds = read_prediction_results(reference_dir / case / PREDICTION_FILE)
+    spilled = spy_on_spills(monkeypatch, run_size=1)
+    assemble.assemble_job(
+        tmp_path / "shards", "job", write_job(tmp_path / "shards", preds), tmp_path / "out"
+    )
+    assert len(spilled) >= 2
+    for name in (PREDICTION_FILE, HIGHESTSCORE_FILE):
+        assert (tmp_path / "out" / name).read_bytes() == (
+            reference_dir / case / name
+        ).read_bytes(), name
+
+
+def test_assembly_of_many_chunks_keeps_votes_in_bounded_sorted_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consensus goes to disk as sorted runs of at most CONSENSUS_RUN votes (here 64) and
+    is merged at the end: memory does not grow with the number of chunks, the bytes are the
+    same as the one-dictionary consensus (checked against the published tool in
+    tests/test_core_golden.py)."""
+    preds = random_predictions(300, seed=9)
+    spilled = spy_on_spills(monkeypatch, run_size=64)
+    assemble.assemble_job(
+        tmp_path / "shards", "job", write_job(tmp_path / "shards", preds), tmp_path / "out"
+    )
+    chunks = len({chunk_key(p.frame_id) for p in preds})
+    assert len(spilled) == chunks // 64 and chunks > 1_000
+    expected = io.StringIO()
+    ConsensusBuilder().add_all(preds).write(expected)
+    assert (tmp_path / "out" / HIGHESTSCORE_FILE).read_text() == expected.getvalue()
+    assert not [p for p in spilled if p.exists()]  # the runs are removed
+    assert not list((tmp_path / "shards").rglob(".*.partial"))

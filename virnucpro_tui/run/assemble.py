@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from virnucpro_tui.core.atomic import atomic_text_writer
 from virnucpro_tui.core.outputs import (
     HIGHESTSCORE_FILE,
+    HIGHESTSCORE_HEADER,
     PREDICTION_FILE,
     PREDICTION_HEADER,
     SUMMARY_FILE,
@@ -18,13 +22,13 @@ from virnucpro_tui.core.outputs import (
     ConsensusBuilder,
     Prediction,
     SequenceSummary,
-    chunk_key,
 )
 from virnucpro_tui.core.shards import read_shard_rows, shard_path
 
 RECORDS_FILE = "records.tsv"
 CHECKPOINT_EVERY = 256  # records between checkpoints (stop requests, fault injection)
 Checkpoint = Callable[[int], None]
+CONSENSUS_RUN = 200_000  # chunk votes held in memory before a sorted run goes to disk
 
 
 @dataclass
@@ -52,11 +56,55 @@ def iter_shard_predictions(shards_dir: Path, job: str, shard_count: int) -> Iter
         yield from read_shard_rows(shard_path(shards_dir, job, index), job, index)
 
 
-def _score_record(summary: SequenceSummary, preds: list[Prediction], consensus: ConsensusBuilder) -> None:
-    chunk_votes: dict[str, bool] = {}
-    for p in preds:
-        chunk_votes[chunk_key(p.frame_id)] = consensus.add(p).is_virus
-    summary.viral_chunks = sum(chunk_votes.values())
+class SortedVotes:
+    """The per-chunk votes of prediction_results_highestscore.csv, written sorted by key, in
+    bounded memory: every ``run_size`` votes are sorted and spilled to a temporary file in
+    ``spill_dir``, and the runs are merged at the end (an input's chunk count is unbounded)."""
+
+    def __init__(self, spill_dir: Path, run_size: int | None = None) -> None:
+        self.spill_dir = spill_dir
+        self.run_size = run_size or CONSENSUS_RUN
+        self.votes: list[tuple[str, str]] = []
+        self.runs: list[Path] = []
+
+    def add(self, key: str, is_virus: bool) -> None:
+        self.votes.append((key, str(is_virus)))
+        if len(self.votes) >= self.run_size:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.votes.sort()
+        path = self.spill_dir / f".consensus-{len(self.runs):05d}.partial"
+        self.runs.append(path)
+        with path.open("w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(f"{key}\t{vote}\n" for key, vote in self.votes)
+        self.votes = []
+
+    def write(self, out: TextIO) -> None:
+        self.votes.sort()
+        out.write(HIGHESTSCORE_HEADER)
+        with contextlib.ExitStack() as stack:
+            runs = [_read_run(stack.enter_context(p.open(encoding="utf-8"))) for p in self.runs]
+            for key, vote in heapq.merge(*runs, self.votes):
+                out.write(f"{key}\t{vote}\n")
+
+    def remove_runs(self) -> None:
+        for path in self.runs:
+            path.unlink(missing_ok=True)
+
+
+def _read_run(fh: TextIO) -> Iterator[tuple[str, str]]:
+    for line in fh:
+        key, vote = line.rstrip("\n").split("\t")
+        yield key, vote
+
+
+def _score_record(summary: SequenceSummary, preds: list[Prediction], votes: SortedVotes) -> None:
+    """The record's chunk votes (a chunk's frames all belong to one record)."""
+    chunks = ConsensusBuilder().add_all(preds).chunks
+    for key, chunk in chunks.items():
+        votes.add(key, chunk.is_virus)
+    summary.viral_chunks = sum(chunk.is_virus for chunk in chunks.values())
     summary.max_virus_score = max((p.p_virus for p in preds), default=None)
 
 
@@ -71,7 +119,19 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
     Raises ``CorruptShardError`` (before anything is renamed into place) if a shard is bad.
     """
     totals = JobTotals()
-    consensus = ConsensusBuilder()
+    votes = SortedVotes(shards_dir / job)
+    try:
+        top = _write_outputs(shards_dir, job, shard_count, out_dir, top_n, checkpoint, votes, totals)
+    finally:
+        votes.remove_runs()
+    totals.top_sequences = [(rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]]
+    totals.outputs = {name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)}
+    return totals
+
+
+def _write_outputs(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int,
+                   checkpoint: Checkpoint | None, votes: SortedVotes,
+                   totals: JobTotals) -> list[tuple[float, str, str]]:
     preds = iter_shard_predictions(shards_dir, job, shard_count)
     top: list[tuple[float, str, str]] = []
     with atomic_text_writer(out_dir / PREDICTION_FILE) as pred_out, \
@@ -83,7 +143,7 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
             mine = [next(preds) for _ in range(summary.frames)]
             for p in mine:
                 pred_out.write(p.row())
-            _score_record(summary, mine, consensus)
+            _score_record(summary, mine, votes)
             summary_out.write(summary.row())
             _add_totals(totals, summary, mine)
             if summary.max_virus_score is not None:
@@ -96,10 +156,8 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
                 checkpoint(n)
         if next(preds, None) is not None:
             raise ValueError(f"job {job}: more scored frames than prepared frames")
-        consensus.write(hs_out)
-    totals.top_sequences = [(rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]]
-    totals.outputs = {name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)}
-    return totals
+        votes.write(hs_out)
+    return top
 
 
 def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Prediction]) -> None:

@@ -71,6 +71,8 @@ def event_line(view: RunView, e: Event) -> str | None:
                 f"{e.get('dtype')})")
     if t == "worker_state" and e.get("state") in ("crashed", "restarting"):
         return f"{who}{e['state']}: {e.get('reason', '')}"
+    if t == "error" and (e.get("disk_full") or (e.get("fatal") and w is None)):
+        return None  # the run stops on these, and the command prints them once as its last line
     if t in ("error", "warning"):
         return f"{who}{t}: {e.get('message')}"
     if t == "oom":

@@ -104,7 +104,7 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
             assert f"{view.workers[0].cache_clears} clears" in w0
             assert f"last freed {fmt_bytes(last_freed)}" in w0
             assert "0 OOM splits" in w0 and "1 OOM split" in w1
-            assert "ESM-2 619 proteins/s" in w0  # 2048 proteins over a 3.31 s ESM stage
+            assert "ESM-2 557 proteins/s" in w0  # 2048 proteins over a 3.68 s ESM stage
             assert f"#{view.workers[0].shard} · esm" in w0 and "1,180/2,048 frames" in w0
             assert f"{view.workers[0].shards_done:,} shards" in w0
             assert "█" in w0 and "▓" in w0  # allocated and reserved segments of the memory bar
@@ -227,7 +227,7 @@ def test_job_table_shows_each_input_with_status_and_progress() -> None:
                 "118,437",
                 f"{app.view.jobs['gut_contigs'].frames_done:,}/3,288,604",
             ]
-            assert "50.8%" in gut[4]
+            assert "47.0%" in gut[4]
             assert table.row_text("phage_reads")[:2] == ["phage_reads", "queued"]
             app.apply_events(
                 [

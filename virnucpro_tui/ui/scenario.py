@@ -164,7 +164,7 @@ def _shards(rng: random.Random, workers: int, start: float, until: float) -> lis
     for n in range(workers):
         ts, done = start + n * 0.7, 0
         while True:
-            seconds = SHARD / rng.uniform(540.0, 600.0)
+            seconds = SHARD / rng.uniform(515.0, 540.0)  # as measured on an H200 (docs/benchmarks.md)
             if ts + seconds > until:
                 break
             ts += seconds
@@ -288,7 +288,7 @@ def _now_state(workers: int, next_shard: int) -> list[Event]:
 def _closed_stages(ts: float, worker: int, shard: int) -> list[Event]:
     """The previous shard's stage ends, which carry the per-model speeds."""
     common = {"shard": shard, "frames_total": SHARD, "stage_total": SHARD, "stage_done": SHARD}
-    dnabert_s, esm_s = 0.09 + 0.01 * worker, 3.4 + 0.15 * worker
+    dnabert_s, esm_s = 0.18 + 0.01 * worker, 3.86 + 0.1 * worker  # ~11,300 and ~557 per s, measured
     return [
         _event(
             ts - esm_s,

@@ -13,8 +13,6 @@ from typing import NamedTuple, TextIO
 
 import numpy as np
 
-from virnucpro_tui.core.atomic import atomic_text_writer
-
 PREDICTION_FILE = "prediction_results.txt"
 HIGHESTSCORE_FILE = "prediction_results_highestscore.csv"
 SUMMARY_FILE = "sequence_summary.tsv"
@@ -110,19 +108,6 @@ class ConsensusBuilder:
             out.write(f"{key}\t{self.chunks[key].is_virus}\n")
 
 
-def write_prediction_results(path: str | Path, preds: Iterable[Prediction]) -> int:
-    n = 0
-    with atomic_text_writer(path) as out:
-        out.write(PREDICTION_HEADER)
-        for p in preds:
-            out.write(p.row())
-            n += 1
-    return n
-
-
-def write_highestscore(path: str | Path, consensus: ConsensusBuilder) -> None:
-    with atomic_text_writer(path) as out:
-        consensus.write(out)
 
 
 @dataclass
@@ -150,10 +135,3 @@ class SequenceSummary:
             f"{self.id}\t{self.length}\t{self.chunks}\t{self.chunks_with_frames}\t{self.frames}\t"
             f"{self.viral_chunks}\t{score}\t{self.call}\n"
         )
-
-
-def write_summary(path: str | Path, rows: Iterable[SequenceSummary]) -> None:
-    with atomic_text_writer(path) as out:
-        out.write(SUMMARY_HEADER)
-        for r in rows:
-            out.write(r.row())

@@ -130,8 +130,17 @@ def check_chunk_length(bundle: ClassifierBundle, length: int, force: bool = Fals
     return f"{message}; used anyway (--force-model-length)"
 
 
+# float64 makes the scores independent of batch size and thread count (see predict_proba).
+SCORING_DTYPE = torch.float64
+
+
 def predict_proba(bundle: ClassifierBundle, features: torch.Tensor) -> torch.Tensor:
-    """Softmax over [others, virus] for features [N, input_dim], float32, on the features' device."""
+    """Softmax over [others, virus] for features [N, input_dim], float32, on the features' device.
+
+    The MLP runs in float64 and rounds to float32 at the end, so a frame's scores do not depend
+    on the batch it came in, the number of CPU threads or the BLAS kernel chosen: a rerun, a
+    resume on another worker count, or the classifier applied to saved features gives the same
+    bytes."""
     if features.ndim != 2 or features.shape[1] != bundle.input_dim:
         raise ModelError(
             f"{bundle.source}: the classifier expects {bundle.input_dim} features per frame, "
@@ -139,12 +148,12 @@ def predict_proba(bundle: ClassifierBundle, features: torch.Tensor) -> torch.Ten
         )
     model = bundle.model
     weight = model.hidden_layer.weight
-    if weight.device != features.device or weight.dtype != torch.float32:
-        model.to(device=features.device, dtype=torch.float32)
+    if weight.device != features.device or weight.dtype != SCORING_DTYPE:
+        model.to(device=features.device, dtype=SCORING_DTYPE)
     model.eval()
     with torch.inference_mode():
-        logits = model(features.to(torch.float32))
-        return torch.softmax(logits, dim=1)
+        logits = model(features.to(torch.float32).to(SCORING_DTYPE))
+        return torch.softmax(logits, dim=1).to(torch.float32)
 
 
 # --- reading files ---------------------------------------------------------------------------

@@ -62,9 +62,6 @@ class Engine:
     def loaded(self) -> bool:
         return self.classifier is not None
 
-    @property
-    def demo(self) -> bool:
-        return any(getattr(m, "demo", False) for m in (self.esm, self.dnabert, self.classifier))
 
     def load(self) -> None:
         """Load all three models once; later calls do nothing (the worker keeps them)."""

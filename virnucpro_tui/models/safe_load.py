@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.errors import ModelError
 
 # A global allowed by name: the class itself, or (replacement class, "module.qualname").
@@ -90,15 +91,6 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str] | None:
         return sorted(scan(str(path)))
     except Exception:
         return None
-
-
-def sha256_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_checksum(path: str | os.PathLike[str]) -> str:

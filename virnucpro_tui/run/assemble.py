@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from virnucpro_tui.core.atomic import atomic_text_writer
 from virnucpro_tui.core.outputs import (
     HIGHESTSCORE_FILE,
@@ -169,6 +167,3 @@ def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Predict
     totals.virus_frames += sum(1 for p in preds if p.label == "virus")
     totals.viral_sequences += summary.call == "virus"
 
-
-def probs_of(preds: list[Prediction]) -> np.ndarray:
-    return np.array([[p.p_others, p.p_virus] for p in preds], dtype=np.float32).reshape(-1, 2)

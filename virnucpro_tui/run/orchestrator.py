@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui import __version__
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.core.fasta import InputScan, scan_input
 from virnucpro_tui.core.prepare import prepare_file
 from virnucpro_tui.core.shards import (
@@ -44,7 +45,7 @@ from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.worker import WorkerConfig
 from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
-from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names, sha256_file
+from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
 

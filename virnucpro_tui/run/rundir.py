@@ -7,7 +7,6 @@ settings differ is refused with the differences named, unless ``--restart`` is g
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -28,18 +27,6 @@ NOTICE = "NOTICE.txt"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
 OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE)
-
-
-def sha256_file(path: str | Path, block: int = 4 * 2**20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fingerprint(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def job_names(paths: list[Path]) -> list[str]:

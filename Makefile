@@ -13,6 +13,7 @@ demo:
 test:
 	@scripts/bootstrap.sh test,ray >/dev/null
 	$(PY) -m ruff check virnucpro_tui tests scripts
+	$(PY) -m ruff format --check virnucpro_tui tests scripts
 	.venv/bin/lint-imports
 	$(PY) -m pytest -q
 

@@ -42,10 +42,20 @@ def breakdown(fn, label: str) -> None:
         if t <= 0 or ev.key.startswith(("cuda", "aten::", "Torch", "ProfilerStep")):
             continue
         k = ev.key.lower()
-        fam = ("gemm" if any(x in k for x in ("gemm", "cutlass", "sm90", "nvjet", "matmul", "xmma")) else
-               "attention" if any(x in k for x in ("flash", "fmha", "attention", "efficient")) else
-               "triton/elementwise" if any(x in k for x in ("triton", "elementwise", "vectorized", "reduce", "layer_norm", "norm")) else
-               "copy" if "copy" in k or "memcpy" in k else "other")
+        fam = (
+            "gemm"
+            if any(x in k for x in ("gemm", "cutlass", "sm90", "nvjet", "matmul", "xmma"))
+            else "attention"
+            if any(x in k for x in ("flash", "fmha", "attention", "efficient"))
+            else "triton/elementwise"
+            if any(
+                x in k
+                for x in ("triton", "elementwise", "vectorized", "reduce", "layer_norm", "norm")
+            )
+            else "copy"
+            if "copy" in k or "memcpy" in k
+            else "other"
+        )
         families[fam] = families.get(fam, 0.0) + t
         top.append((t, ev.key[:90]))
     total = sum(families.values())

@@ -11,7 +11,10 @@ SAMPLE_DATA = ROOT / "sample_data"
 
 def _reference_dir() -> Path:
     env = os.environ.get("VIRNUCPRO_REFERENCE_DATA")
-    for candidate in filter(None, [env, ROOT.parent / "shared" / "reference-data", ROOT / "tests" / "data" / "reference"]):
+    for candidate in filter(
+        None,
+        [env, ROOT.parent / "shared" / "reference-data", ROOT / "tests" / "data" / "reference"],
+    ):
         if (Path(candidate) / "test_with_orfs.fa").exists():
             return Path(candidate)
     raise RuntimeError("reference data not found: set VIRNUCPRO_REFERENCE_DATA")

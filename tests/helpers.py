@@ -18,7 +18,11 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
 SAMPLE_READS = ROOT / "sample_data" / "sample_reads.fa.gz"
-OUTPUT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv")
+OUTPUT_FILES = (
+    "prediction_results.txt",
+    "prediction_results_highestscore.csv",
+    "sequence_summary.tsv",
+)
 
 
 def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
@@ -30,14 +34,29 @@ def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, 
     return env
 
 
-def cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "virnucpro_tui", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def cli(
+    args: list[str], env: dict[str, str], timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "virnucpro_tui", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "virnucpro_tui", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "virnucpro_tui", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
@@ -51,15 +70,21 @@ def events(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def wait_for_event(run_dir: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120,
-                   proc: subprocess.Popen[str] | None = None) -> dict[str, Any]:
+def wait_for_event(
+    run_dir: Path,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 120,
+    proc: subprocess.Popen[str] | None = None,
+) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for e in events(run_dir):
             if predicate(e):
                 return e
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process ended ({proc.returncode}) before the event: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"process ended ({proc.returncode}) before the event: {proc.stderr.read() if proc.stderr else ''}"
+            )
         time.sleep(0.1)
     raise AssertionError("timed out waiting for an event")
 

@@ -16,16 +16,44 @@ CASES = {
     "empty": (b"", "empty.fa", ["empty.fa", "empty"]),
     "blank_lines": (b"\n\n  \n", "blank.fa", ["blank.fa", "no sequences"]),
     "not_fasta": (b"sample\tread_count\nA\t12\n", "table.fa", ["table.fa", "not a FASTA file"]),
-    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image.fa", ["image.fa", "not a FASTA file"]),
-    "protein": (b">p1 kinase\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n", "prot.fa", ["prot.fa", "record 1", "'p1'", "protein"]),
-    "protein_iupac_only": (b">ok\nACGT\n>p2\nMKHHWWYYDDSSRRKK\n", "p2.fa", ["p2.fa", "record 2", "'p2'", "protein"]),
-    "empty_record": (b">a\nACGTACGT\n>b desc\n>c\nACGT\n", "er.fa", ["er.fa", "record 2", "'b'", "empty record"]),
+    "binary": (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        "image.fa",
+        ["image.fa", "not a FASTA file"],
+    ),
+    "protein": (
+        b">p1 kinase\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n",
+        "prot.fa",
+        ["prot.fa", "record 1", "'p1'", "protein"],
+    ),
+    "protein_iupac_only": (
+        b">ok\nACGT\n>p2\nMKHHWWYYDDSSRRKK\n",
+        "p2.fa",
+        ["p2.fa", "record 2", "'p2'", "protein"],
+    ),
+    "empty_record": (
+        b">a\nACGTACGT\n>b desc\n>c\nACGT\n",
+        "er.fa",
+        ["er.fa", "record 2", "'b'", "empty record"],
+    ),
     "no_id": (b">\nACGTACGT\n", "noid.fa", ["noid.fa", "record 1", "no sequence id"]),
-    "duplicate": (b">x\nACGT\n>y\nAAAA\n>x second\nCCCC\n", "dup.fa", ["dup.fa", "record 3", "'x'", "duplicate", "record 1"]),
+    "duplicate": (
+        b">x\nACGT\n>y\nAAAA\n>x second\nCCCC\n",
+        "dup.fa",
+        ["dup.fa", "record 3", "'x'", "duplicate", "record 1"],
+    ),
     "bad_char": (b">a\nACGT1ACGT\n", "char.fa", ["char.fa", "record 1", "'1'", "position 5"]),
     "zero_byte_gz": (b"", "zero.fa.gz", ["zero.fa.gz", "empty"]),
-    "corrupt_gz": (gzip.compress(b">a\n" + b"ACGT" * 5000)[:60] + b"garbage-garbage", "bad.fa.gz", ["bad.fa.gz", "unreadable"]),
-    "gz_of_text": (gzip.compress(b"this is not fasta\n"), "text.fa.gz", ["text.fa.gz", "not a FASTA file"]),
+    "corrupt_gz": (
+        gzip.compress(b">a\n" + b"ACGT" * 5000)[:60] + b"garbage-garbage",
+        "bad.fa.gz",
+        ["bad.fa.gz", "unreadable"],
+    ),
+    "gz_of_text": (
+        gzip.compress(b"this is not fasta\n"),
+        "text.fa.gz",
+        ["text.fa.gz", "not a FASTA file"],
+    ),
 }
 
 
@@ -57,7 +85,9 @@ def test_prepare_rejects(tmp_path: Path, capsys: pytest.CaptureFixture[str], nam
 
 
 @pytest.mark.parametrize("name", ["protein", "duplicate", "corrupt_gz", "missing", "empty_record"])
-def test_run_rejects_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+def test_run_rejects_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     path, words = write_case(tmp_path, name)
     out = tmp_path / "run"
     code = main(["run", str(path), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"])
@@ -66,7 +96,9 @@ def test_run_rejects_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not out.exists()
 
 
-def test_bad_second_input_leaves_earlier_results_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_second_input_leaves_earlier_results_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     out.mkdir()
     earlier = out / "prediction_results.txt"
@@ -80,7 +112,9 @@ def test_bad_second_input_leaves_earlier_results_alone(tmp_path: Path, capsys: p
 
 
 @pytest.mark.parametrize("length", ["250", "0"])
-def test_length_other_than_published(tmp_path: Path, capsys: pytest.CaptureFixture[str], length: str) -> None:
+def test_length_other_than_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], length: str
+) -> None:
     good = tmp_path / "good.fa"
     good.write_text(">g\nACGTACGTAC\n")
     assert main(["prepare", str(good), "--length", length, "--out", str(tmp_path / "o")]) == 2

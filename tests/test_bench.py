@@ -7,14 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-REQUIRED = ("esm_proteins_per_s", "dnabert_frames_per_s", "pipeline_frames_per_s", "baseline_frames_per_s",
-            "speedup_vs_published", "esm_mfu", "model_load_s_first", "model_load_s_warm")
+REQUIRED = (
+    "esm_proteins_per_s",
+    "dnabert_frames_per_s",
+    "pipeline_frames_per_s",
+    "baseline_frames_per_s",
+    "speedup_vs_published",
+    "esm_mfu",
+    "model_load_s_first",
+    "model_load_s_warm",
+)
 
 
 def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "virnucpro_tui", "bench", "--tiny", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "virnucpro_tui", "bench", "--tiny", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
     for key in REQUIRED:
@@ -25,7 +37,13 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     assert data["pipeline_exit_code"] == 0
     assert data["model_load_s_warm"] == 0  # the second job reuses the warm pool
     assert data["model_load_s_first"] > 0
-    assert abs(data["speedup_vs_published"] - data["pipeline_frames_per_s"] / data["baseline_frames_per_s"]) < 1e-9
+    assert (
+        abs(
+            data["speedup_vs_published"]
+            - data["pipeline_frames_per_s"] / data["baseline_frames_per_s"]
+        )
+        < 1e-9
+    )
     assert 0 < data["esm_mfu"] < 1.5
     assert data["prepare_chunks_per_s"] > 1000
     for precision in ("fp16", "bf16"):

@@ -35,13 +35,17 @@ def records(path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("name", "length", "ref_sub"), PREPARE_CASES)
-def test_prepare_matches_published_files(tmp_path: Path, reference_dir: Path, name: str, length: int, ref_sub: str) -> None:
+def test_prepare_matches_published_files(
+    tmp_path: Path, reference_dir: Path, name: str, length: int, ref_sub: str
+) -> None:
     summary = write_intermediate_files(reference_dir / name, tmp_path, length)
     compared = 0
     for ours in summary.files:
         ref = reference_dir / ref_sub / ours.name
         if not ref.exists():
-            assert records(ours) == [], f"{ours.name}: the published tool wrote no such file, we wrote records"
+            assert records(ours) == [], (
+                f"{ours.name}: the published tool wrote no such file, we wrote records"
+            )
             continue
         # record by record: same ids, same sequences, same order
         assert records(ours) == records(ref), ours.name
@@ -109,4 +113,7 @@ def test_consensus_rules() -> None:
     buf = io.StringIO()
     ConsensusBuilder().add_all(preds).write(buf)
     # sorted as strings: "a_chunk_10" < "a_chunk_2"
-    assert buf.getvalue() == "Modified_ID\tIs_Virus\na_chunk_10\tFalse\na_chunk_2\tTrue\nb_chunk_1\tTrue\n"
+    assert (
+        buf.getvalue()
+        == "Modified_ID\tIs_Virus\na_chunk_10\tFalse\na_chunk_2\tTrue\nb_chunk_1\tTrue\n"
+    )

@@ -52,24 +52,37 @@ def test_two_workers_two_inputs_share_one_warm_pool(tmp_path: Path, env, baselin
     assert r.returncode == 0, r.stderr
     ev = events(out)
     assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
-    loads = sorted((e["worker"], e["model"]) for e in ev if e["type"] == "model_load" and e["phase"] == "done")
+    loads = sorted(
+        (e["worker"], e["model"]) for e in ev if e["type"] == "model_load" and e["phase"] == "done"
+    )
     # two inputs, two workers: each worker loads each model exactly once
     assert loads == sorted((w, m) for w in (0, 1) for m in ("classifier", "dnabert", "esm"))
     done = [e for e in ev if e["type"] == "shard_done"]
     assert {e["worker"] for e in done} == {0, 1}
     assert sorted((e["job"], e["shard"]) for e in done) == sorted(
-        [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)])
+        [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
+    )
     mem = [e for e in ev if e["type"] == "gpu_memory"]
-    assert mem and all(e["kind"] == "cpu" and e["total"] > e["free"] > 0 and e["peak"] >= e["allocated"] > 0 for e in mem)
+    assert mem and all(
+        e["kind"] == "cpu" and e["total"] > e["free"] > 0 and e["peak"] >= e["allocated"] > 0
+        for e in mem
+    )
     clears = [e for e in ev if e["type"] == "cache_cleared"]
-    assert clears and all(e["reason"] == "periodic" and e["reserved_before"] >= 0 and e["bytes_freed"] >= 0 for e in clears)
+    assert clears and all(
+        e["reason"] == "periodic" and e["reserved_before"] >= 0 and e["bytes_freed"] >= 0
+        for e in clears
+    )
     assert any(e["type"] == "heartbeat" for e in ev)
     progress = [e for e in ev if e["type"] == "progress" and e["stage"] in ("dnabert", "esm")]
     assert progress and all(0 <= e["frames_done"] <= e["frames_total"] for e in progress)
-    assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS or sorted(e["job"] for e in ev if e["type"] == "job_done") == JOBS
+    assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS or sorted(
+        e["job"] for e in ev if e["type"] == "job_done"
+    ) == JOBS
     assert outputs(out, JOBS) == baseline
     # the per-sequence summary and provenance are there, and say these are demo scores
-    assert "not biological predictions" in (out / "sample_contigs" / "NOTICE.txt").read_text().lower()
+    assert (
+        "not biological predictions" in (out / "sample_contigs" / "NOTICE.txt").read_text().lower()
+    )
     assert '"demo": true' in (out / "sample_contigs" / "provenance.json").read_text()
 
 
@@ -82,13 +95,23 @@ def test_no_persistent_reloads_models_per_input(tmp_path: Path, env, baseline) -
     assert outputs(out, JOBS) == baseline
 
 
-def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(tmp_path: Path, demo_models, baseline) -> None:
+def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
+    tmp_path: Path, demo_models, baseline
+) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"sleep_per_batch_s": 0.3, "workers": [0]})
     proc = start_cli(run_args(out, "--devices", "cpu:2"), env)
     try:
-        busy = wait_for_event(out, lambda e: e["type"] == "progress" and e["worker"] == 0 and e["stage"] == "dnabert", proc=proc)
-        pid = next(e["pid"] for e in events(out) if e["type"] == "worker_state" and e["worker"] == 0 and e.get("pid"))
+        busy = wait_for_event(
+            out,
+            lambda e: e["type"] == "progress" and e["worker"] == 0 and e["stage"] == "dnabert",
+            proc=proc,
+        )
+        pid = next(
+            e["pid"]
+            for e in events(out)
+            if e["type"] == "worker_state" and e["worker"] == 0 and e.get("pid")
+        )
         os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=180)
     finally:
@@ -97,7 +120,9 @@ def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(tmp_path: Path, d
     ev = events(out)
     crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert crashed and crashed[0]["worker"] == 0 and "SIGKILL" in crashed[0]["reason"]
-    assert any(e["type"] == "worker_state" and e["state"] == "restarting" and e["worker"] == 0 for e in ev)
+    assert any(
+        e["type"] == "worker_state" and e["state"] == "restarting" and e["worker"] == 0 for e in ev
+    )
     requeued = {(e["job"], e["shard"]) for e in ev if e["type"] == "shard_requeued"}
     # the shard in progress, plus at most the one prefetched behind it (not started yet)
     assert (busy["job"], busy["shard"]) in requeued and len(requeued) <= 2
@@ -142,9 +167,13 @@ def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, baseline) ->
     np.testing.assert_allclose([p.p_virus for p in ours], [p.p_virus for p in ref], atol=1e-5)
 
 
-def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path: Path, demo_models, env, baseline) -> None:
+def test_sigterm_stops_cleanly_and_the_rerun_resumes(
+    tmp_path: Path, demo_models, env, baseline
+) -> None:
     out = tmp_path / "run"
-    proc = start_cli(run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.2}))
+    proc = start_cli(
+        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.2})
+    )
     try:
         wait_for_event(out, lambda e: e["type"] == "shard_done", proc=proc)
         proc.send_signal(signal.SIGTERM)
@@ -163,13 +192,23 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path: Path, demo_models
 
 
 @pytest.mark.parametrize("after_shards", [0, 3, 14])
-def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(tmp_path: Path, demo_models, env, baseline, after_shards: int) -> None:
+def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
+    tmp_path: Path, demo_models, env, baseline, after_shards: int
+) -> None:
     out = tmp_path / "run"
-    proc = start_cli(run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.05}))
+    proc = start_cli(
+        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.05})
+    )
     try:
         if after_shards:
-            wait_for_event(out, lambda e: e["type"] == "shard_done" and
-                           sum(x["type"] == "shard_done" for x in events(out)) >= after_shards, proc=proc)
+            wait_for_event(
+                out,
+                lambda e: (
+                    e["type"] == "shard_done"
+                    and sum(x["type"] == "shard_done" for x in events(out)) >= after_shards
+                ),
+                proc=proc,
+            )
         else:
             wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
     finally:
@@ -183,7 +222,9 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(tmp_path: Path, dem
 
 def test_orchestrator_killed_alone_leaves_no_orphan_workers(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
-    proc = start_cli(run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.3}))
+    proc = start_cli(
+        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.3})
+    )
     try:
         wait_for_event(out, lambda e: e["type"] == "progress", proc=proc)
         pids = worker_pids(out)
@@ -213,20 +254,54 @@ def test_corrupt_shards_are_detected_and_recomputed(tmp_path: Path, env, baselin
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, env) -> None:
     out = tmp_path / "run"
-    assert cli(["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], env).returncode == 0
+    assert (
+        cli(
+            ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], env
+        ).returncode
+        == 0
+    )
     before = (out / "prediction_results.txt").read_bytes()
-    r = cli(["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1", "--length", "300"], env)
+    r = cli(
+        [
+            "run",
+            str(SAMPLE_READS),
+            "--out",
+            str(out),
+            *BASE,
+            "--devices",
+            "cpu:1",
+            "--length",
+            "300",
+        ],
+        env,
+    )
     assert r.returncode == 2
     assert "different run" in r.stderr and "chunk_length" in r.stderr and "--restart" in r.stderr
     assert (out / "prediction_results.txt").read_bytes() == before
-    r = cli(["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1", "--length", "300", "--restart"], env)
+    r = cli(
+        [
+            "run",
+            str(SAMPLE_READS),
+            "--out",
+            str(out),
+            *BASE,
+            "--devices",
+            "cpu:1",
+            "--length",
+            "300",
+            "--restart",
+        ],
+        env,
+    )
     assert r.returncode == 0, r.stderr
     assert (out / "prediction_results.txt").read_bytes() != before
 
 
 def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models, env) -> None:
     out = tmp_path / "run"
-    first = start_cli(run_args(out, "--devices", "cpu:1"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.1}))
+    first = start_cli(
+        run_args(out, "--devices", "cpu:1"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.1})
+    )
     try:
         wait_for_event(out, lambda e: e["type"] == "run_started", proc=first)
         r = cli(run_args(out, "--devices", "cpu:1"), env)

@@ -19,7 +19,11 @@ from virnucpro_tui.core.translation import (
 DNA = st.text(alphabet="ACGT", min_size=1, max_size=700)
 MESSY = st.text(alphabet="ACGTacgtNnRYKMSWBDHV-U", min_size=1, max_size=400)
 # codons without stops on one strand: many kept frames, the interesting case
-ORFISH = st.lists(st.sampled_from(["GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG"]), min_size=1, max_size=200).map("".join)
+ORFISH = st.lists(
+    st.sampled_from(["GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG"]),
+    min_size=1,
+    max_size=200,
+).map("".join)
 
 
 def published_chunk_starts(length: int, size: int) -> list[int]:

@@ -39,66 +39,174 @@ def _positive_int(text: str) -> int:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
-    g.add_argument("--esm", type=Path, help="ESM-2 3B: a fair-esm .pt checkpoint or a transformers model directory")
+    g.add_argument(
+        "--esm",
+        type=Path,
+        help="ESM-2 3B: a fair-esm .pt checkpoint or a transformers model directory",
+    )
     g.add_argument("--dnabert", type=Path, help="DNABERT-S model directory (or a file inside it)")
-    g.add_argument("--classifier", type=Path, help="VirNucPro classifier (300_model.pth / 500_model.pth, state_dict or safetensors)")
-    g.add_argument("--config", type=Path, help="TOML file naming model paths (keys esm, dnabert, classifier_300, classifier_500)")
-    g.add_argument("--demo", action="store_true", help="use the built-in demo models (random weights: NOT biological predictions)")
-    g.add_argument("--force-model-length", action="store_true", help="accept a classifier trained for another chunk length")
+    g.add_argument(
+        "--classifier",
+        type=Path,
+        help="VirNucPro classifier (300_model.pth / 500_model.pth, state_dict or safetensors)",
+    )
+    g.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file naming model paths (keys esm, dnabert, classifier_300, classifier_500)",
+    )
+    g.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the built-in demo models (random weights: NOT biological predictions)",
+    )
+    g.add_argument(
+        "--force-model-length",
+        action="store_true",
+        help="accept a classifier trained for another chunk length",
+    )
 
 
 def _add_run_parser(sub: Any) -> None:
-    p = sub.add_parser("run", help="score FASTA inputs (live dashboard in a terminal, plain lines otherwise)",
-                       description="Score one or more FASTA files. Each input gets its outputs under --out "
-                                   "(its own subdirectory when there are several). Rerun the same command to resume.")
-    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="FASTA files (plain or gzip)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="run directory (outputs, events.jsonl, logs)")
+    p = sub.add_parser(
+        "run",
+        help="score FASTA inputs (live dashboard in a terminal, plain lines otherwise)",
+        description="Score one or more FASTA files. Each input gets its outputs under --out "
+        "(its own subdirectory when there are several). Rerun the same command to resume.",
+    )
+    p.add_argument(
+        "inputs", nargs="*", type=Path, metavar="INPUT", help="FASTA files (plain or gzip)"
+    )
+    p.add_argument(
+        "--out", "-o", type=Path, required=True, help="run directory (outputs, events.jsonl, logs)"
+    )
     p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500 (default 500)")
     _add_model_options(p)
     g = p.add_argument_group("execution")
-    g.add_argument("--devices", default="auto", help="auto (all visible GPUs, else one CPU worker), cpu:N, or GPU indices like 0,1")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published tool")
-    g.add_argument("--backend", default="local", choices=["local", "ray"], help="local worker pool, or Ray actors")
+    g.add_argument(
+        "--devices",
+        default="auto",
+        help="auto (all visible GPUs, else one CPU worker), cpu:N, or GPU indices like 0,1",
+    )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published tool",
+    )
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="local worker pool, or Ray actors",
+    )
     g.add_argument("--ray-address", help="Ray cluster address (default: start or join a local one)")
-    g.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start over")
-    g.add_argument("--no-persistent", dest="persistent", action="store_false",
-                   help="start a fresh pool (and reload the models) for every input, like the published tool")
-    g.add_argument("--shard-size", type=_positive_int, help="frames per shard (default 2048; 128 with --demo)")
-    g.add_argument("--esm-max-tokens", type=_positive_int, help="token budget of one ESM-2 batch (default: sized from the device)")
-    g.add_argument("--dnabert-max-tokens", type=_positive_int, help="token budget of one DNABERT-S batch")
-    g.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                   help="do not torch.compile the models on GPU (faster start, slower run)")
+    g.add_argument(
+        "--restart", action="store_true", help="discard an earlier run in --out and start over"
+    )
+    g.add_argument(
+        "--no-persistent",
+        dest="persistent",
+        action="store_false",
+        help="start a fresh pool (and reload the models) for every input, like the published tool",
+    )
+    g.add_argument(
+        "--shard-size", type=_positive_int, help="frames per shard (default 2048; 128 with --demo)"
+    )
+    g.add_argument(
+        "--esm-max-tokens",
+        type=_positive_int,
+        help="token budget of one ESM-2 batch (default: sized from the device)",
+    )
+    g.add_argument(
+        "--dnabert-max-tokens", type=_positive_int, help="token budget of one DNABERT-S batch"
+    )
+    g.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        default=None,
+        help="do not torch.compile the models on GPU (faster start, slower run)",
+    )
     g = p.add_argument_group("supervision and memory")
-    g.add_argument("--max-restarts", type=int, default=3, help="respawns per worker before it is retired (default 3)")
-    g.add_argument("--hang-timeout", type=float, default=120.0, help="seconds without a heartbeat before a worker is killed (default 120)")
-    g.add_argument("--memory-fraction", type=float, default=0.9, help="cap on each worker's share of its GPU memory (default 0.9)")
-    g.add_argument("--clear-cache-every", type=int, default=10, help="empty the CUDA cache every N shards (0: never; default 10)")
-    g.add_argument("--alloc-conf", default="expandable_segments:True", help="PYTORCH_CUDA_ALLOC_CONF for the workers")
+    g.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="respawns per worker before it is retired (default 3)",
+    )
+    g.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=120.0,
+        help="seconds without a heartbeat before a worker is killed (default 120)",
+    )
+    g.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.9,
+        help="cap on each worker's share of its GPU memory (default 0.9)",
+    )
+    g.add_argument(
+        "--clear-cache-every",
+        type=int,
+        default=10,
+        help="empty the CUDA cache every N shards (0: never; default 10)",
+    )
+    g.add_argument(
+        "--alloc-conf",
+        default="expandable_segments:True",
+        help="PYTORCH_CUDA_ALLOC_CONF for the workers",
+    )
     g = p.add_argument_group("front end")
-    g.add_argument("--no-ui", action="store_true", help="plain progress lines instead of the dashboard (automatic without a terminal)")
-    g.add_argument("--events-jsonl", metavar="PATH", help="also stream events as JSON Lines to PATH, or '-' for stdout")
-    g.add_argument("--progress-interval", type=float, help="seconds between headless progress lines")
+    g.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="plain progress lines instead of the dashboard (automatic without a terminal)",
+    )
+    g.add_argument(
+        "--events-jsonl",
+        metavar="PATH",
+        help="also stream events as JSON Lines to PATH, or '-' for stdout",
+    )
+    g.add_argument(
+        "--progress-interval", type=float, help="seconds between headless progress lines"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Production orchestrator for the VirNucPro viral-sequence identifier.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Production orchestrator for the VirNucPro viral-sequence identifier.",
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
 
-    p = sub.add_parser("prepare", help="write the published intermediate files (chunks, identified frames)")
+    p = sub.add_parser(
+        "prepare", help="write the published intermediate files (chunks, identified frames)"
+    )
     p.add_argument("input", type=Path, metavar="INPUT")
     p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500")
     p.add_argument("--out", "-o", type=Path, required=True, help="output directory")
 
     p = sub.add_parser("attach", help="watch a running or finished run from its events.jsonl")
     p.add_argument("run_dir", type=Path, metavar="DIR")
-    p.add_argument("--no-ui", action="store_true", help="print plain lines instead of the dashboard")
-    p.add_argument("--follow", action="store_true", help="with --no-ui, keep following until the run ends")
+    p.add_argument(
+        "--no-ui", action="store_true", help="print plain lines instead of the dashboard"
+    )
+    p.add_argument(
+        "--follow", action="store_true", help="with --no-ui, keep following until the run ends"
+    )
 
-    p = sub.add_parser("bench", help="measure the engine and the pipeline (random weights of the real shapes)")
-    p.add_argument("--tiny", action="store_true", help="tiny shapes on the CPU: checks the benchmark itself in seconds")
+    p = sub.add_parser(
+        "bench", help="measure the engine and the pipeline (random weights of the real shapes)"
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny shapes on the CPU: checks the benchmark itself in seconds",
+    )
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true", help="fewer samples (for a first look)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
@@ -115,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_length(length: int, demo: bool) -> None:
     if length not in (300, 500) and not demo:
-        raise InputError(f"--length {length}: the published VirNucPro models exist for 300 and 500 bp only")
+        raise InputError(
+            f"--length {length}: the published VirNucPro models exist for 300 and 500 bp only"
+        )
     if not 30 <= length <= 100_000:
         raise InputError(f"--length {length}: expected 300 or 500")
 
@@ -130,15 +240,28 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
 
         demo = ensure_demo_models()
         classifier = demo.classifier_300 if args.length == 300 else demo.classifier_500
-        files = ModelFiles(Path(args.esm or demo.esm), Path(args.dnabert or demo.dnabert), Path(args.classifier or classifier))
+        files = ModelFiles(
+            Path(args.esm or demo.esm),
+            Path(args.dnabert or demo.dnabert),
+            Path(args.classifier or classifier),
+        )
     else:
         from virnucpro_tui.models.locate import resolve_model_paths
 
-        found = resolve_model_paths(args.length, esm=args.esm, dnabert=args.dnabert,
-                                    classifier=args.classifier, config=args.config)
+        found = resolve_model_paths(
+            args.length,
+            esm=args.esm,
+            dnabert=args.dnabert,
+            classifier=args.classifier,
+            config=args.config,
+        )
         files = ModelFiles(Path(found.esm), Path(found.dnabert), Path(found.classifier))
     bundle = load_classifier(files.classifier)
-    warning = check_chunk_length(bundle, args.length, force=args.force_model_length or (args.demo and args.length not in (300, 500)))
+    warning = check_chunk_length(
+        bundle,
+        args.length,
+        force=args.force_model_length or (args.demo and args.length not in (300, 500)),
+    )
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return files, args.demo or bool(getattr(bundle, "demo", False))
@@ -148,7 +271,11 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     if args.inputs:
         return list(args.inputs)
     if args.demo and REPO_SAMPLE_DATA.is_dir():
-        return sorted(p for p in REPO_SAMPLE_DATA.iterdir() if p.name.startswith("sample_") and ".fa" in p.name)
+        return sorted(
+            p
+            for p in REPO_SAMPLE_DATA.iterdir()
+            if p.name.startswith("sample_") and ".fa" in p.name
+        )
     raise InputError("no INPUT given (FASTA files to score)")
 
 
@@ -170,15 +297,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
     files, demo = resolve_models(args)
-    engine = EngineSettings(precision=args.precision, esm_max_tokens=args.esm_max_tokens,
-                            dnabert_max_tokens=args.dnabert_max_tokens, chunk_length=args.length,
-                            force_model_length=True, compile=args.compile)
-    cfg = RunConfig(inputs=inputs, out=args.out, models=files, chunk_length=args.length, demo=demo,
-                    devices=args.devices, engine=engine, shard_size=args.shard_size, persistent=args.persistent,
-                    restart=args.restart, backend=args.backend, ray_address=args.ray_address,
-                    policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
-                    clear_cache_every=args.clear_cache_every, memory_fraction=args.memory_fraction,
-                    alloc_conf=args.alloc_conf, scans=scans)
+    engine = EngineSettings(
+        precision=args.precision,
+        esm_max_tokens=args.esm_max_tokens,
+        dnabert_max_tokens=args.dnabert_max_tokens,
+        chunk_length=args.length,
+        force_model_length=True,
+        compile=args.compile,
+    )
+    cfg = RunConfig(
+        inputs=inputs,
+        out=args.out,
+        models=files,
+        chunk_length=args.length,
+        demo=demo,
+        devices=args.devices,
+        engine=engine,
+        shard_size=args.shard_size,
+        persistent=args.persistent,
+        restart=args.restart,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
+        clear_cache_every=args.clear_cache_every,
+        memory_fraction=args.memory_fraction,
+        alloc_conf=args.alloc_conf,
+        scans=scans,
+    )
     sinks = _extra_sinks(args)
     pool_factory = _pool_factory(args)
     if wants_ui(args):
@@ -218,7 +363,10 @@ def run_with_signals(orchestrator: Any) -> int:
         hits["n"] += 1
         orchestrator.request_stop(abandon=hits["n"] > 1)
         if hits["n"] == 1:
-            print(f"\n{PROG}: stopping after the shards in flight (again to abandon them)...", file=sys.stderr)
+            print(
+                f"\n{PROG}: stopping after the shards in flight (again to abandon them)...",
+                file=sys.stderr,
+            )
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -238,8 +386,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:
         raise InputError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
-    print(f"{summary.records:,} sequences -> {summary.chunks:,} chunks ({summary.chunks_without_frames:,} "
-          f"without a stop-free frame) -> {summary.frames:,} frames")
+    print(
+        f"{summary.records:,} sequences -> {summary.chunks:,} chunks ({summary.chunks_without_frames:,} "
+        f"without a stop-free frame) -> {summary.frames:,} frames"
+    )
     for path in summary.files:
         print(f"  {path}")
     return 0
@@ -248,7 +398,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from virnucpro_tui.run.attach import attach, check_run_dir
 
-    ui = not args.no_ui and sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+    ui = (
+        not args.no_ui
+        and sys.stdin.isatty()
+        and sys.stdout.isatty()
+        and os.environ.get("TERM", "") != "dumb"
+    )
     if not ui:
         return attach(args.run_dir, follow=args.follow)
     check_run_dir(args.run_dir)
@@ -268,16 +423,27 @@ def cmd_models(args: argparse.Namespace) -> int:
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 
         demo = build_demo_models(args.dir)
-        print(f"demo models written to {demo.root}\n  esm: {demo.esm}\n  dnabert: {demo.dnabert}\n"
-              f"  classifier (300): {demo.classifier_300}\n  classifier (500): {demo.classifier_500}\n{DEMO_NOTICE}")
+        print(
+            f"demo models written to {demo.root}\n  esm: {demo.esm}\n  dnabert: {demo.dnabert}\n"
+            f"  classifier (300): {demo.classifier_300}\n  classifier (500): {demo.classifier_500}\n{DEMO_NOTICE}"
+        )
         return 0
     args.inputs = []
     files, demo = resolve_models(args)
-    print(f"esm: {files.esm}\ndnabert: {files.dnabert}\nclassifier: {files.classifier}" + ("\n(demo models)" if demo else ""))
+    print(
+        f"esm: {files.esm}\ndnabert: {files.dnabert}\nclassifier: {files.classifier}"
+        + ("\n(demo models)" if demo else "")
+    )
     return 0
 
 
-COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "attach": cmd_attach, "bench": cmd_bench, "models": cmd_models}
+COMMANDS = {
+    "run": cmd_run,
+    "prepare": cmd_prepare,
+    "attach": cmd_attach,
+    "bench": cmd_bench,
+    "models": cmd_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,8 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, details on request
         if os.environ.get("VIRNUCPRO_TUI_DEBUG"):
             traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (set VIRNUCPRO_TUI_DEBUG=1 for details)",
-              file=sys.stderr)
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} (set VIRNUCPRO_TUI_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

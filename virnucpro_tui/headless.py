@@ -43,9 +43,11 @@ def progress_line(view: RunView, now: float | None = None) -> str:
         states[w.state] = states.get(w.state, 0) + 1
     workers = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "starting"
     paused = " | PAUSED" if view.paused else ""
-    return (f"{time.strftime('%H:%M:%S', time.localtime(now))} {pct} {done:,}/{total_s} frames | "
-            f"{view.throughput(now=now):,.1f} frames/s | ETA {fmt_duration(view.eta_seconds(now))} | "
-            f"elapsed {fmt_duration(view.elapsed(now))} | jobs {jobs_done}/{len(view.jobs)} | workers: {workers}{paused}")
+    return (
+        f"{time.strftime('%H:%M:%S', time.localtime(now))} {pct} {done:,}/{total_s} frames | "
+        f"{view.throughput(now=now):,.1f} frames/s | ETA {fmt_duration(view.eta_seconds(now))} | "
+        f"elapsed {fmt_duration(view.elapsed(now))} | jobs {jobs_done}/{len(view.jobs)} | workers: {workers}{paused}"
+    )
 
 
 def event_line(view: RunView, e: Event) -> str | None:
@@ -53,8 +55,10 @@ def event_line(view: RunView, e: Event) -> str | None:
     t, w = e["type"], e.get("worker")
     who = f"worker {w}: " if w is not None else ""
     if t == "run_started":
-        lines = [f"virnucpro-tui run -> {e.get('out')} on {', '.join(e.get('devices', []))}"
-                 + (" (resuming)" if e.get("resumed") else "")]
+        lines = [
+            f"virnucpro-tui run -> {e.get('out')} on {', '.join(e.get('devices', []))}"
+            + (" (resuming)" if e.get("resumed") else "")
+        ]
         if e.get("demo"):
             lines.append(f"DEMO: {e.get('notice')}")
         return "\n".join(lines)
@@ -64,11 +68,15 @@ def event_line(view: RunView, e: Event) -> str | None:
         return f"job {e['job']}: prepared {e.get('frames_prepared', 0):,} frames in {e.get('shards_total') or 0} shards"
     if t == "job_done":
         demo = " [DEMO: not biological predictions]" if e.get("demo") else ""
-        return (f"job {e['job']}: done, {e.get('frames', 0):,} frames, {e.get('viral_sequences', 0)}/"
-                f"{e.get('sequences', 0)} sequences called virus{demo} -> {e.get('out_dir')}")
+        return (
+            f"job {e['job']}: done, {e.get('frames', 0):,} frames, {e.get('viral_sequences', 0)}/"
+            f"{e.get('sequences', 0)} sequences called virus{demo} -> {e.get('out_dir')}"
+        )
     if t == "model_load" and e.get("phase") == "done":
-        return (f"{who}{e['model']} loaded in {e.get('seconds', 0):.1f} s ({fmt_bytes(e.get('bytes_on_device'))}, "
-                f"{e.get('dtype')})")
+        return (
+            f"{who}{e['model']} loaded in {e.get('seconds', 0):.1f} s ({fmt_bytes(e.get('bytes_on_device'))}, "
+            f"{e.get('dtype')})"
+        )
     if t == "worker_state" and e.get("state") in ("crashed", "restarting"):
         return f"{who}{e['state']}: {e.get('reason', '')}"
     if t == "error" and (e.get("disk_full") or (e.get("fatal") and w is None)):
@@ -91,9 +99,11 @@ def summary_lines(view: RunView) -> list[str]:
     for job in view.jobs.values():
         r = job.result
         if job.status == "done":
-            lines.append(f"  {job.name}: {r.get('sequences', 0):,} sequences, {r.get('chunks', 0):,} chunks "
-                         f"({r.get('chunks_without_frames', 0):,} without a stop-free frame), {r.get('frames', 0):,} frames, "
-                         f"{r.get('virus_frames', 0):,} virus frames, {r.get('viral_sequences', 0):,} sequences called virus")
+            lines.append(
+                f"  {job.name}: {r.get('sequences', 0):,} sequences, {r.get('chunks', 0):,} chunks "
+                f"({r.get('chunks_without_frames', 0):,} without a stop-free frame), {r.get('frames', 0):,} frames, "
+                f"{r.get('virus_frames', 0):,} virus frames, {r.get('viral_sequences', 0):,} sequences called virus"
+            )
             for name, path in r.get("outputs", {}).items():
                 lines.append(f"    {name}: {path}")
         else:

@@ -21,7 +21,9 @@ class PrepareBench:
         return self.chunks / self.seconds
 
 
-def synthetic_records(n: int, length: int, seed: int = 0, coding_fraction: float = 0.3) -> list[FastaRecord]:
+def synthetic_records(
+    n: int, length: int, seed: int = 0, coding_fraction: float = 0.3
+) -> list[FastaRecord]:
     """Random DNA, with a share of stop-free ORF-like records (more frames to build)."""
     rng = random.Random(seed)
     sense = ["GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG", "GAT", "CGT"]
@@ -35,7 +37,9 @@ def synthetic_records(n: int, length: int, seed: int = 0, coding_fraction: float
     return records
 
 
-def bench_prepare(n_records: int = 20_000, length: int = 500, chunk_length: int = 500, repeats: int = 3) -> PrepareBench:
+def bench_prepare(
+    n_records: int = 20_000, length: int = 500, chunk_length: int = 500, repeats: int = 3
+) -> PrepareBench:
     """Best of ``repeats`` runs of chunk + translate over in-memory records (one core)."""
     records = synthetic_records(n_records, length)
     best: PrepareBench | None = None

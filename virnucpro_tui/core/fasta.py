@@ -175,7 +175,9 @@ def _chain_first(first: str, handle: TextIO) -> Iterator[str]:
 
 
 def _id_digest(rid: str) -> int:
-    return int.from_bytes(hashlib.blake2b(rid.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b(rid.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+    )
 
 
 def scan_input(path: str | Path, chunk_length: int) -> InputScan:

@@ -108,8 +108,6 @@ class ConsensusBuilder:
             out.write(f"{key}\t{self.chunks[key].is_virus}\n")
 
 
-
-
 @dataclass
 class SequenceSummary:
     """One input sequence's result, beyond the published outputs."""

@@ -56,11 +56,17 @@ def _translate_pending(
 ) -> Iterator[PreparedRecord]:
     flat = [chunk for _, chunks in pending for chunk in chunks]
     # at most batch_chunks at a time: one huge record must not make huge NumPy work arrays
-    frames = [f for i in range(0, len(flat), batch_chunks) for f in identify_frames_batch(flat[i : i + batch_chunks])]
+    frames = [
+        f
+        for i in range(0, len(flat), batch_chunks)
+        for f in identify_frames_batch(flat[i : i + batch_chunks])
+    ]
     pos = 0
     for record, chunks in pending:
         n = len(chunks)
-        yield PreparedRecord(record.index, record.id, len(record.seq), chunks, frames[pos : pos + n])
+        yield PreparedRecord(
+            record.index, record.id, len(record.seq), chunks, frames[pos : pos + n]
+        )
         pos += n
 
 
@@ -89,7 +95,9 @@ class PrepareSummary:
         return self.chunks - self.chunks_with_frames
 
 
-def intermediate_paths(input_path: str | Path, out_dir: str | Path, chunk_length: int) -> tuple[Path, Path, Path]:
+def intermediate_paths(
+    input_path: str | Path, out_dir: str | Path, chunk_length: int
+) -> tuple[Path, Path, Path]:
     stem = input_stem(input_path)
     out = Path(out_dir)
     return (
@@ -99,7 +107,9 @@ def intermediate_paths(input_path: str | Path, out_dir: str | Path, chunk_length
     )
 
 
-def write_intermediate_files(input_path: str | Path, out_dir: str | Path, chunk_length: int) -> PrepareSummary:
+def write_intermediate_files(
+    input_path: str | Path, out_dir: str | Path, chunk_length: int
+) -> PrepareSummary:
     """The published tool's three intermediate files, same records in the same order.
 
     Files are written under temporary names and renamed at the end, so an interrupted

@@ -87,7 +87,9 @@ def write_shard_result(path: str | Path, result: ShardResult) -> None:
         out.write(body)
 
 
-def read_shard_rows(path: str | Path, job: str, index: int, expected_ids: list[str] | None = None) -> list[Prediction]:
+def read_shard_rows(
+    path: str | Path, job: str, index: int, expected_ids: list[str] | None = None
+) -> list[Prediction]:
     """Read and verify a shard result; raise :class:`CorruptShardError` if anything is off."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -95,7 +97,11 @@ def read_shard_rows(path: str | Path, job: str, index: int, expected_ids: list[s
         raise CorruptShardError(f"{path}: unreadable ({exc})") from None
     header, _, body = text.partition("\n")
     fields = dict(kv.split("=", 1) for kv in header.removeprefix(SHARD_MAGIC).split() if "=" in kv)
-    if not header.startswith(SHARD_MAGIC) or fields.get("job") != job or fields.get("index") != str(index):
+    if (
+        not header.startswith(SHARD_MAGIC)
+        or fields.get("job") != job
+        or fields.get("index") != str(index)
+    ):
         raise CorruptShardError(f"{path}: not the result of shard {job}/{index}")
     if hashlib.sha256(body.encode("utf-8")).hexdigest() != fields.get("sha256"):
         raise CorruptShardError(f"{path}: checksum mismatch (truncated or altered)")

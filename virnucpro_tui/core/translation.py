@@ -94,7 +94,9 @@ def identify_frames_reference(chunk_id: str, chunk: str) -> list[Frame]:
 
 
 def _offset_bits(width: int) -> np.ndarray:
-    return _OFFSET_BITS[:width] if width <= len(_OFFSET_BITS) else np.resize(_OFFSET_BITS[:3], width)
+    return (
+        _OFFSET_BITS[:width] if width <= len(_OFFSET_BITS) else np.resize(_OFFSET_BITS[:3], width)
+    )
 
 
 def _codon_aa(codes: np.ndarray) -> np.ndarray:
@@ -114,7 +116,9 @@ def _kept_proteins(codes: np.ndarray) -> list[list[str | None]]:
     out: list[list[str | None]] = [[None] * 6 for _ in range(n)]
     if length < 3:
         return out
-    rc_codes = np.frombuffer(codes.tobytes().translate(_RC_CODE), dtype=np.uint8).reshape(n, length)[:, ::-1]
+    rc_codes = np.frombuffer(codes.tobytes().translate(_RC_CODE), dtype=np.uint8).reshape(
+        n, length
+    )[:, ::-1]
     for strand, source in enumerate((codes, rc_codes)):
         aa = _codon_aa(np.ascontiguousarray(source))
         bits = _offset_bits(aa.shape[1])  # bit o marks codons of frame o
@@ -124,7 +128,9 @@ def _kept_proteins(codes: np.ndarray) -> list[list[str | None]]:
         for row in np.flatnonzero(keep):
             for offset in range(3):
                 if keep[row] >> offset & 1:
-                    out[row][strand * 3 + offset] = aa[row, offset::3].tobytes().translate(None, _DROP_BYTES).decode()
+                    out[row][strand * 3 + offset] = (
+                        aa[row, offset::3].tobytes().translate(None, _DROP_BYTES).decode()
+                    )
     return out
 
 

@@ -40,15 +40,17 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> lis
     return batches
 
 
-def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int, pin: bool = False,
-              align: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    token_lists: Sequence[Sequence[int]], pad_id: int, pin: bool = False, align: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [B, T] and lengths [B] as int64 CPU tensors (pinned on request); ``T`` is
     rounded up to a multiple of ``align`` (aligned attention biases need no per-layer copy)."""
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
     width = -(-int(lengths.max()) // align) * align
     ids = np.full((len(token_lists), width), pad_id, dtype=np.int64)
     ids[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(
-        (tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum()))
+        (tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum())
+    )
     ids_t, lengths_t = torch.from_numpy(ids), torch.from_numpy(lengths)
     if pin:
         ids_t, lengths_t = ids_t.pin_memory(), lengths_t.pin_memory()
@@ -86,7 +88,9 @@ def embed_token_lists(
 
     def run(members: list[int]) -> None:
         nonlocal result
-        ids_cpu, lengths_cpu = pad_batch([token_lists[i] for i in members], pad_id, pin=cuda, align=align)
+        ids_cpu, lengths_cpu = pad_batch(
+            [token_lists[i] for i in members], pad_id, pin=cuda, align=align
+        )
         has_padding = bool((lengths_cpu < ids_cpu.shape[1]).any())
         try:
             ids = ids_cpu.to(device, non_blocking=True)
@@ -103,7 +107,9 @@ def embed_token_lists(
             run(members[half:])
             return
         if result is None:
-            result = torch.empty(len(token_lists), pooled.shape[1], dtype=torch.float32, device=pooled.device)
+            result = torch.empty(
+                len(token_lists), pooled.shape[1], dtype=torch.float32, device=pooled.device
+            )
         index = torch.tensor(members, dtype=torch.long).to(pooled.device, non_blocking=True)
         result.index_copy_(0, index, pooled)
         n_tokens = int(lengths_cpu.sum())

@@ -62,7 +62,6 @@ class Engine:
     def loaded(self) -> bool:
         return self.classifier is not None
 
-
     def load(self) -> None:
         """Load all three models once; later calls do nothing (the worker keeps them)."""
         if self.loaded:
@@ -71,16 +70,31 @@ class Engine:
         from virnucpro_tui.models.dnabert import load_dnabert
         from virnucpro_tui.models.esm import load_esm
 
-        self.dnabert = self._load("dnabert", lambda: load_dnabert(self.files.dnabert),
-                                  engine_dtype(self.settings, self.device, "dnabert"))
-        self.esm = self._load("esm", lambda: load_esm(self.files.esm), engine_dtype(self.settings, self.device, "esm"))
-        classifier = self._load("classifier", lambda: load_classifier(self.files.classifier), torch.float32)
-        check_chunk_length(classifier, self.settings.chunk_length, force=self.settings.force_model_length)
+        self.dnabert = self._load(
+            "dnabert",
+            lambda: load_dnabert(self.files.dnabert),
+            engine_dtype(self.settings, self.device, "dnabert"),
+        )
+        self.esm = self._load(
+            "esm", lambda: load_esm(self.files.esm), engine_dtype(self.settings, self.device, "esm")
+        )
+        classifier = self._load(
+            "classifier", lambda: load_classifier(self.files.classifier), torch.float32
+        )
+        check_chunk_length(
+            classifier, self.settings.chunk_length, force=self.settings.force_model_length
+        )
         self.classifier = classifier
 
     def _load(self, name: str, loader: Callable[[], Any], dtype: torch.dtype) -> Any:
         source = str(getattr(self.files, name))
-        self.emit("model_load", model=name, phase="start", source=source, dtype=str(dtype).removeprefix("torch."))
+        self.emit(
+            "model_load",
+            model=name,
+            phase="start",
+            source=source,
+            dtype=str(dtype).removeprefix("torch."),
+        )
         before = _device_bytes(self.device)
         start = time.perf_counter()
         try:
@@ -96,9 +110,18 @@ class Engine:
         compile_s = self._accelerate(name, bundle, dtype)
         record = LoadRecord(name, seconds, size, str(dtype).removeprefix("torch."), source)
         self.loads.append(record)
-        self.emit("model_load", model=name, phase="done", seconds=round(seconds, 3),
-                  bytes_on_device=size, dtype=record.dtype, source=source, compile_seconds=compile_s,
-                  fast_path=compile_s is not None, demo=bool(getattr(bundle, "demo", False)))
+        self.emit(
+            "model_load",
+            model=name,
+            phase="done",
+            seconds=round(seconds, 3),
+            bytes_on_device=size,
+            dtype=record.dtype,
+            source=source,
+            compile_seconds=compile_s,
+            fast_path=compile_s is not None,
+            demo=bool(getattr(bundle, "demo", False)),
+        )
         return bundle
 
     def _accelerate(self, name: str, bundle: Any, dtype: torch.dtype) -> float | None:
@@ -131,7 +154,9 @@ class Engine:
         torch.cuda.synchronize(self.device)
 
     def _budget(self, which: str) -> int:
-        explicit = self.settings.esm_max_tokens if which == "esm" else self.settings.dnabert_max_tokens
+        explicit = (
+            self.settings.esm_max_tokens if which == "esm" else self.settings.dnabert_max_tokens
+        )
         if explicit:
             return explicit
         if self.device.type == "cpu":
@@ -142,11 +167,18 @@ class Engine:
         """Both models' token ids for these frames (CPU work; a worker runs it for the next
         shard while the GPU computes the current one)."""
         self.load()
-        return ShardTokens(self.dnabert.tokenize([f.nucleotide for f in frames]),
-                           self.esm.tokenize([f.protein for f in frames]))
+        return ShardTokens(
+            self.dnabert.tokenize([f.nucleotide for f in frames]),
+            self.esm.tokenize([f.protein for f in frames]),
+        )
 
-    def embed_dna(self, seqs: list[str], stats: BatchStats | None = None,
-                  progress: Progress | None = None, tokens: list[list[int]] | None = None) -> torch.Tensor:
+    def embed_dna(
+        self,
+        seqs: list[str],
+        stats: BatchStats | None = None,
+        progress: Progress | None = None,
+        tokens: list[list[int]] | None = None,
+    ) -> torch.Tensor:
         bundle = self.dnabert
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, _has_padding: bool) -> torch.Tensor:
@@ -155,14 +187,26 @@ class Engine:
             return bundle.forward_pooled(ids, mask)
 
         tokens = tokens if tokens is not None else bundle.tokenize(seqs)
-        return embed_token_lists(tokens, forward, bundle.pad_id, self.device,
-                                 self._budget("dnabert"), self.settings.max_batch,
-                                 on_oom=self._on_oom("dnabert"), stats=stats,
-                                 on_batch=_stage_progress("dnabert", len(seqs), progress),
-                                 align=8 if self.device.type == "cuda" else 1)
+        return embed_token_lists(
+            tokens,
+            forward,
+            bundle.pad_id,
+            self.device,
+            self._budget("dnabert"),
+            self.settings.max_batch,
+            on_oom=self._on_oom("dnabert"),
+            stats=stats,
+            on_batch=_stage_progress("dnabert", len(seqs), progress),
+            align=8 if self.device.type == "cuda" else 1,
+        )
 
-    def embed_proteins(self, seqs: list[str], stats: BatchStats | None = None,
-                       progress: Progress | None = None, tokens: list[list[int]] | None = None) -> torch.Tensor:
+    def embed_proteins(
+        self,
+        seqs: list[str],
+        stats: BatchStats | None = None,
+        progress: Progress | None = None,
+        tokens: list[list[int]] | None = None,
+    ) -> torch.Tensor:
         bundle = self.esm
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
@@ -170,10 +214,17 @@ class Engine:
             return bundle.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
         tokens = tokens if tokens is not None else bundle.tokenize(seqs)
-        return embed_token_lists(tokens, forward, bundle.alphabet.padding_idx,
-                                 self.device, self._budget("esm"), self.settings.max_batch,
-                                 on_oom=self._on_oom("esm"), stats=stats,
-                                 on_batch=_stage_progress("esm", len(seqs), progress))
+        return embed_token_lists(
+            tokens,
+            forward,
+            bundle.alphabet.padding_idx,
+            self.device,
+            self._budget("esm"),
+            self.settings.max_batch,
+            on_oom=self._on_oom("esm"),
+            stats=stats,
+            on_batch=_stage_progress("esm", len(seqs), progress),
+        )
 
     def _before(self, model: str, batch_size: int) -> None:
         if self.before_batch is not None:
@@ -186,8 +237,13 @@ class Engine:
 
         return handler
 
-    def score_frames(self, frames: list[Frame], stats: BatchStats | None = None,
-                     progress: Progress | None = None, tokens: ShardTokens | None = None) -> np.ndarray:
+    def score_frames(
+        self,
+        frames: list[Frame],
+        stats: BatchStats | None = None,
+        progress: Progress | None = None,
+        tokens: ShardTokens | None = None,
+    ) -> np.ndarray:
         """P(others), P(virus) per frame, as float32 (n, 2)."""
         from virnucpro_tui.models.classifier import predict_proba
 
@@ -200,17 +256,26 @@ class Engine:
         features = torch.cat([dna, protein], dim=1).to(self.device)
         return predict_proba(self.classifier, features).float().cpu().numpy()
 
-    def process_shard(self, shard: Shard, progress: Progress | None = None,
-                      tokens: ShardTokens | None = None) -> ShardResult:
+    def process_shard(
+        self, shard: Shard, progress: Progress | None = None, tokens: ShardTokens | None = None
+    ) -> ShardResult:
         """Score one shard end to end. The 3328-value features never leave this function."""
         start = time.perf_counter()
         stats = BatchStats()
         probs = self.score_frames(shard.frames, stats, progress, tokens)
-        return ShardResult(shard.job, shard.index, [f.id for f in shard.frames], probs,
-                           seconds=time.perf_counter() - start, tokens=stats.tokens)
+        return ShardResult(
+            shard.job,
+            shard.index,
+            [f.id for f in shard.frames],
+            probs,
+            seconds=time.perf_counter() - start,
+            tokens=stats.tokens,
+        )
 
 
-def _stage_progress(stage: str, total: int, progress: Progress | None) -> Callable[[int, int], None] | None:
+def _stage_progress(
+    stage: str, total: int, progress: Progress | None
+) -> Callable[[int, int], None] | None:
     if progress is None:
         return None
     done = 0

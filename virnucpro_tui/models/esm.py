@@ -405,7 +405,15 @@ def _build_fair_esm(path: Path) -> esm.model.esm2.ESM2:
 @contextlib.contextmanager
 def _skip_random_init() -> Iterator[None]:
     """Build modules without random initialisation (minutes of CPU for a 3B model)."""
-    names = ("uniform_", "normal_", "kaiming_uniform_", "xavier_uniform_", "zeros_", "ones_", "constant_")
+    names = (
+        "uniform_",
+        "normal_",
+        "kaiming_uniform_",
+        "xavier_uniform_",
+        "zeros_",
+        "ones_",
+        "constant_",
+    )
     saved = {n: getattr(torch.nn.init, n) for n in names}
     try:
         for n in names:

@@ -31,14 +31,20 @@ class _FusedAttention(nn.Module):
         with torch.no_grad():
             weight = torch.cat([attn.q_proj.weight * s, attn.k_proj.weight, attn.v_proj.weight])
             bias = torch.cat([attn.q_proj.bias * s, attn.k_proj.bias, attn.v_proj.bias])
-        self.qkv = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+        self.qkv = nn.Linear(
+            weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype
+        )
         self.qkv.weight = nn.Parameter(weight, requires_grad=False)
         self.qkv.bias = nn.Parameter(bias, requires_grad=False)
         self.out_proj = attn.out_proj
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
@@ -52,7 +58,9 @@ class _FastLayer(nn.Module):
         self.ffn_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         return x + self.fc2(F.gelu(self.fc1(self.ffn_norm(x))))
 
@@ -69,7 +77,9 @@ class FastEsm(nn.Module):
         self.layers = nn.ModuleList(_FastLayer(layer) for layer in encoder.layers)
         self.final_norm = encoder.emb_layer_norm_after
         self.rotary = encoder.rotary
-        self._tables: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[
+            tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]
+        ] = {}
 
     def tables(self, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         key = (t, dtype, self.rotary.inv_freq.device)
@@ -92,7 +102,9 @@ class FastEsm(nn.Module):
         cos, sin = self.tables(tokens.shape[1], x.dtype)
         return self._stack(x, cos, sin, mask)
 
-    def _stack(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _stack(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.final_norm(x)
@@ -111,7 +123,9 @@ class FastDnabert(nn.Module):
             x = layer(x, bias)
         return x
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.inner.embeddings(input_ids)
         bias = self.inner.attention_bias(input_ids.shape[1], attention_mask, x.dtype)
         return self.stack(x, bias)

@@ -25,7 +25,11 @@ class DeviceSlot:
 
     @property
     def label(self) -> str:
-        return f"GPU {self.index} ({self.name})" if self.kind == "cuda" else f"CPU worker {self.worker}"
+        return (
+            f"GPU {self.index} ({self.name})"
+            if self.kind == "cuda"
+            else f"CPU worker {self.worker}"
+        )
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,13 @@ def resolve_devices(spec: str, gpus: list[GpuInfo] | None = None) -> list[Device
         missing = [i for i in wanted if i not in by_index]
         if missing:
             have = ", ".join(f"{g.index} ({g.name})" for g in gpus) or "none"
-            raise InputError(f"--devices {spec}: no GPU {missing[0]} on this machine (GPUs: {have})")
+            raise InputError(
+                f"--devices {spec}: no GPU {missing[0]} on this machine (GPUs: {have})"
+            )
         if len(set(wanted)) != len(wanted):
             raise InputError(f"--devices {spec}: a GPU is listed twice")
-        return [DeviceSlot(w, "cuda", i, by_index[i].uuid, by_index[i].name) for w, i in enumerate(wanted)]
+        return [
+            DeviceSlot(w, "cuda", i, by_index[i].uuid, by_index[i].name)
+            for w, i in enumerate(wanted)
+        ]
     raise InputError(f"--devices {spec!r}: expected auto, cpu:N or GPU indices like 0,1")

@@ -19,7 +19,16 @@ SCHEMA_VERSION = 1
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
-WORKER_STATES = ("starting", "idle", "loading", "busy", "clearing", "stopped", "crashed", "restarting")
+WORKER_STATES = (
+    "starting",
+    "idle",
+    "loading",
+    "busy",
+    "clearing",
+    "stopped",
+    "crashed",
+    "restarting",
+)
 EVENT_TYPES = (
     # DESIGN §4.1
     "worker_state", "model_load", "progress", "gpu_memory", "cache_cleared", "shard_done", "oom",
@@ -30,10 +39,19 @@ EVENT_TYPES = (
 )  # fmt: skip
 
 
-def make_event(type_: str, worker: int | None = None, job: str | None = None, **fields: Any) -> Event:
+def make_event(
+    type_: str, worker: int | None = None, job: str | None = None, **fields: Any
+) -> Event:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    return {"v": SCHEMA_VERSION, "ts": round(time.time(), 3), "type": type_, "worker": worker, "job": job, **fields}
+    return {
+        "v": SCHEMA_VERSION,
+        "ts": round(time.time(), 3),
+        "type": type_,
+        "worker": worker,
+        "job": job,
+        **fields,
+    }
 
 
 class JsonlWriter:

@@ -57,7 +57,9 @@ class FaultPlan:
     def from_env(cls, worker: int, generation: int) -> FaultPlan:
         """The plan for one worker process (empty when it is not targeted)."""
         plan = cls.for_orchestrator()
-        if (plan.workers is not None and worker not in plan.workers) or generation not in plan.generations:
+        if (
+            plan.workers is not None and worker not in plan.workers
+        ) or generation not in plan.generations:
             return cls()
         return plan
 
@@ -69,8 +71,13 @@ class FaultPlan:
 
     @property
     def active(self) -> bool:
-        return bool(self.oom_batches or self.sleep_per_batch_s or self.hang_on_shard or self.exit_on_shard
-                    or self.fail_load)
+        return bool(
+            self.oom_batches
+            or self.sleep_per_batch_s
+            or self.hang_on_shard
+            or self.exit_on_shard
+            or self.fail_load
+        )
 
     def before_batch(self, _model: str, batch_size: int) -> None:
         if self.sleep_per_batch_s:

@@ -62,8 +62,13 @@ class PoolPolicy:
 
 
 class PersistentWorkerPool:
-    def __init__(self, slots: list[DeviceSlot], make_config: Callable[[DeviceSlot, int], WorkerConfig],
-                 emit: EventSink, policy: PoolPolicy | None = None) -> None:
+    def __init__(
+        self,
+        slots: list[DeviceSlot],
+        make_config: Callable[[DeviceSlot, int], WorkerConfig],
+        emit: EventSink,
+        policy: PoolPolicy | None = None,
+    ) -> None:
         self.ctx = mp.get_context("spawn")
         self.make_config = make_config
         self.emit = emit
@@ -95,8 +100,9 @@ class PersistentWorkerPool:
             resource_tracker.ensure_running()
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
-                proc = self.ctx.Process(target=worker_main, args=(cfg, child_conn),
-                                        name=f"virnucpro-worker-{w.n}")
+                proc = self.ctx.Process(
+                    target=worker_main, args=(cfg, child_conn), name=f"virnucpro-worker-{w.n}"
+                )
                 proc.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -129,7 +135,9 @@ class PersistentWorkerPool:
                 w.conn.close()
             if w.state != "stopped":
                 w.state = "stopped"
-                self.emit(make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label))
+                self.emit(
+                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
+                )
         self.started = False
 
     def pids(self) -> list[int]:
@@ -196,12 +204,20 @@ class PersistentWorkerPool:
         kind = event["type"]
         if kind == "worker_state":
             w.state = event["state"]
-        elif kind == "model_load" and event.get("phase") == "done" and event.get("model") == "classifier":
+        elif (
+            kind == "model_load"
+            and event.get("phase") == "done"
+            and event.get("model") == "classifier"
+        ):
             w.models_loaded = True
         elif kind == "shard_done":
             self._finish(w, event["job"], event["shard"])
-        elif kind == "error" and event.get("shard") is not None and not event.get("fatal") \
-                and not event.get("disk_full"):
+        elif (
+            kind == "error"
+            and event.get("shard") is not None
+            and not event.get("fatal")
+            and not event.get("disk_full")
+        ):
             shard = self._finish(w, event["job"], event["shard"])
             if shard is not None:
                 self._retry(shard, event.get("message", "error"))
@@ -209,8 +225,10 @@ class PersistentWorkerPool:
         if kind == "error" and event.get("disk_full"):
             raise DiskFullError(str(event.get("message")))  # every retry would hit the same disk
         if kind == "error" and event.get("fatal"):
-            raise WorkerFailure(f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
-                                f"see logs/worker-{w.n}.log")
+            raise WorkerFailure(
+                f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
+                f"see logs/worker-{w.n}.log"
+            )
         return event
 
     def _finish(self, w: WorkerHandle, job: str, index: int) -> Shard | None:
@@ -224,9 +242,13 @@ class PersistentWorkerPool:
         n = self.attempts[shard.key] = self.attempts.get(shard.key, 0) + 1
         if n >= self.policy.max_shard_attempts:
             first = shard.frames[0].id if shard.frames else "?"
-            raise WorkerFailure(f"shard {shard.key} (frames from {first}) failed {n} times; last error: {reason}")
+            raise WorkerFailure(
+                f"shard {shard.key} (frames from {first}) failed {n} times; last error: {reason}"
+            )
         self.submit(shard, front=True)
-        self.emit(make_event("shard_requeued", job=shard.job, shard=shard.index, attempt=n, reason=reason))
+        self.emit(
+            make_event("shard_requeued", job=shard.job, shard=shard.index, attempt=n, reason=reason)
+        )
 
     def _supervise(self) -> list[Event]:
         now = time.time()
@@ -240,14 +262,22 @@ class PersistentWorkerPool:
             elif now - w.last_heartbeat > self.policy.hang_timeout_s:
                 _kill(w.process)
                 w.process.join(timeout=5)
-                out += self._recover(w, f"hung: no heartbeat for {now - w.last_heartbeat:.0f} s, killed")
+                out += self._recover(
+                    w, f"hung: no heartbeat for {now - w.last_heartbeat:.0f} s, killed"
+                )
         if not self.live_workers():
-            raise WorkerFailure(f"every worker failed past its restart limit ({self.policy.max_restarts} "
-                                f"restarts each); last: {self.last_failure}")
+            raise WorkerFailure(
+                f"every worker failed past its restart limit ({self.policy.max_restarts} "
+                f"restarts each); last: {self.last_failure}"
+            )
         return out
 
     def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
-        events = [make_event("worker_state", worker=w.n, state="crashed", device=w.slot.label, reason=reason)]
+        events = [
+            make_event(
+                "worker_state", worker=w.n, state="crashed", device=w.slot.label, reason=reason
+            )
+        ]
         self.emit(events[-1])
         if w.conn is not None:
             w.conn.close()
@@ -255,9 +285,15 @@ class PersistentWorkerPool:
         if retire:
             w.retired = True
             self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
-            events.append(make_event("error", worker=w.n, fatal=False,
-                                     message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
-                                             f"({self.policy.max_restarts}) reached, retired"))
+            events.append(
+                make_event(
+                    "error",
+                    worker=w.n,
+                    fatal=False,
+                    message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
+                    f"({self.policy.max_restarts}) reached, retired",
+                )
+            )
             self.emit(events[-1])
         while w.assigned:
             shard = w.assigned.pop()
@@ -268,8 +304,16 @@ class PersistentWorkerPool:
         if retire:
             return events
         w.generation += 1
-        events.append(make_event("worker_state", worker=w.n, state="restarting", device=w.slot.label,
-                                 generation=w.generation, reason=reason))
+        events.append(
+            make_event(
+                "worker_state",
+                worker=w.n,
+                state="restarting",
+                device=w.slot.label,
+                generation=w.generation,
+                reason=reason,
+            )
+        )
         self.emit(events[-1])
         self._spawn(w)
         return events

@@ -39,7 +39,9 @@ class NvmlTelemetry:
                     "memory_total": int(mem.total),
                 }
                 try:
-                    reading["temperature_c"] = int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
+                    reading["temperature_c"] = int(
+                        nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)
+                    )
                     reading["power_w"] = round(nv.nvmlDeviceGetPowerUsage(h) / 1000.0, 1)
                 except Exception:  # noqa: BLE001
                     pass

@@ -56,8 +56,11 @@ class WorkerConfig:
 
 def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
     """Variables a worker needs before torch is imported."""
-    env = {"PYTORCH_CUDA_ALLOC_CONF": cfg.alloc_conf, "PYTORCH_ALLOC_CONF": cfg.alloc_conf,
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        "PYTORCH_CUDA_ALLOC_CONF": cfg.alloc_conf,
+        "PYTORCH_ALLOC_CONF": cfg.alloc_conf,
+        "PYTHONUNBUFFERED": "1",
+    }
     env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
     if cfg.torch_threads:
         env["OMP_NUM_THREADS"] = str(cfg.torch_threads)
@@ -76,7 +79,10 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the pool until here
-    print(f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}", flush=True)
+    print(
+        f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}",
+        flush=True,
+    )
     code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()
     os._exit(code)
@@ -131,8 +137,14 @@ class Worker:
 
     def set_state(self, state: str, **fields: Any) -> None:
         self.state = state
-        self.send("worker_state", state=state, device=self.cfg.slot.label, pid=os.getpid(),
-                  generation=self.cfg.generation, **fields)
+        self.send(
+            "worker_state",
+            state=state,
+            device=self.cfg.slot.label,
+            pid=os.getpid(),
+            generation=self.cfg.generation,
+            **fields,
+        )
 
     def emit_engine(self, type_: str, **fields: Any) -> None:
         self.last_progress = time.time()
@@ -155,7 +167,9 @@ class Worker:
         """The worker process's loop: tasks in order from the pipe, until told to stop."""
         self.start()
         tasks: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True).start()
+        threading.Thread(
+            target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True
+        ).start()
         return self.serve(tasks)
 
     def serve(self, tasks: queue.Queue[Any]) -> int:
@@ -172,7 +186,9 @@ class Worker:
                 if not self.handle_task(item, tokens):
                     return 2
 
-    def _look_ahead(self, tasks: queue.Queue[Any], tokenizer: ThreadPoolExecutor) -> tuple[Any, Future[Any] | None] | None:
+    def _look_ahead(
+        self, tasks: queue.Queue[Any], tokenizer: ThreadPoolExecutor
+    ) -> tuple[Any, Future[Any] | None] | None:
         """Take the next queued shard, if any, and tokenize it while the current one computes."""
         try:
             upcoming = tasks.get_nowait()
@@ -223,9 +239,20 @@ class Worker:
                     raise RuntimeError("model loading failed (injected fault)")
                 self.engine.load()
             self.set_state("busy", shard=shard.index, frames=len(shard))
-            self.send("progress", shard=shard.index, stage="start", frames_done=0, frames_total=len(shard), tokens=0, seconds=0.0)
-            result = self.engine.process_shard(shard, progress=self._progress_reporter(shard),
-                                               tokens=tokens.result() if tokens is not None else None)
+            self.send(
+                "progress",
+                shard=shard.index,
+                stage="start",
+                frames_done=0,
+                frames_total=len(shard),
+                tokens=0,
+                seconds=0.0,
+            )
+            result = self.engine.process_shard(
+                shard,
+                progress=self._progress_reporter(shard),
+                tokens=tokens.result() if tokens is not None else None,
+            )
             result.worker = self.n
             self._write_result(shard, result)
         except Exception as exc:  # noqa: BLE001 - reported, then the orchestrator decides
@@ -233,8 +260,13 @@ class Worker:
                 self._report_disk_full(shard)
                 return True
             fatal = not self.engine.loaded
-            self.send("error", shard=shard.index, fatal=fatal, message=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=8)[-4000:])
+            self.send(
+                "error",
+                shard=shard.index,
+                fatal=fatal,
+                message=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(limit=8)[-4000:],
+            )
             traceback.print_exc()
             if fatal:
                 self.set_state("crashed", reason="model load failed")
@@ -242,8 +274,14 @@ class Worker:
             self.set_state("idle")
             return True
         self.shards_done += 1
-        self.send("shard_done", shard=shard.index, frames=len(shard), seconds=round(result.seconds, 4),
-                  tokens=result.tokens, **score_stats(result.frame_ids, result.probs))
+        self.send(
+            "shard_done",
+            shard=shard.index,
+            frames=len(shard),
+            seconds=round(result.seconds, 4),
+            tokens=result.tokens,
+            **score_stats(result.frame_ids, result.probs),
+        )
         if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
             self.clear_cache("periodic")
         self.job = self.shard = None
@@ -258,7 +296,14 @@ class Worker:
         """No retry: every worker writes to the same disk. The orchestrator stops the run."""
         path = shard_path(self.cfg.run_dir / "shards", shard.job, shard.index)
         error = disk_full_error(path, f"writing the result of shard {shard.key}")
-        self.send("error", shard=shard.index, fatal=False, disk_full=True, path=str(path), message=str(error))
+        self.send(
+            "error",
+            shard=shard.index,
+            fatal=False,
+            disk_full=True,
+            path=str(path),
+            message=str(error),
+        )
         self.set_state("idle")
 
     def _progress_reporter(self, shard: Shard):
@@ -275,9 +320,17 @@ class Worker:
             last_sent = now
             # frames count as done once both models have seen them: DNABERT-S is half the way
             frames_done = done // 2 if stage == "dnabert" else n // 2 + done - done // 2
-            self.send("progress", shard=shard.index, stage=stage, frames_done=min(frames_done, n),
-                      frames_total=n, stage_done=done, stage_total=total, tokens=tokens,
-                      seconds=round(now - start, 4))
+            self.send(
+                "progress",
+                shard=shard.index,
+                stage=stage,
+                frames_done=min(frames_done, n),
+                frames_total=n,
+                stage_done=done,
+                stage_total=total,
+                tokens=tokens,
+                seconds=round(now - start, 4),
+            )
 
         return report
 
@@ -287,18 +340,28 @@ class Worker:
             import torch
 
             free, total = torch.cuda.mem_get_info(self.device)
-            return {"kind": "cuda", "allocated": int(torch.cuda.memory_allocated(self.device)),
-                    "reserved": int(torch.cuda.memory_reserved(self.device)),
-                    "peak": int(torch.cuda.max_memory_allocated(self.device)),
-                    "free": int(free), "total": int(total)}
+            return {
+                "kind": "cuda",
+                "allocated": int(torch.cuda.memory_allocated(self.device)),
+                "reserved": int(torch.cuda.memory_reserved(self.device)),
+                "peak": int(torch.cuda.max_memory_allocated(self.device)),
+                "free": int(free),
+                "total": int(total),
+            }
         import psutil
 
         proc = psutil.Process()
         vm = psutil.virtual_memory()
         rss = int(proc.memory_info().rss)
         peak = _peak_rss()
-        return {"kind": "cpu", "allocated": rss, "reserved": rss, "peak": max(peak, rss),
-                "free": int(vm.available), "total": int(vm.total)}
+        return {
+            "kind": "cpu",
+            "allocated": rss,
+            "reserved": rss,
+            "peak": max(peak, rss),
+            "free": int(vm.available),
+            "total": int(vm.total),
+        }
 
     def clear_cache(self, reason: str) -> None:
         prev_state = self.state
@@ -312,8 +375,13 @@ class Worker:
         else:
             _malloc_trim()
         after = self.memory_snapshot()["reserved"]
-        self.send("cache_cleared", reason=reason, bytes_freed=max(before - after, 0),
-                  reserved_before=before, reserved_after=after)
+        self.send(
+            "cache_cleared",
+            reason=reason,
+            bytes_freed=max(before - after, 0),
+            reserved_before=before,
+            reserved_after=after,
+        )
         self.set_state(prev_state if prev_state != "clearing" else "idle")
 
     def _heartbeat_loop(self) -> None:
@@ -323,8 +391,13 @@ class Worker:
             if parent and os.getppid() != parent:
                 os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
-            self.send("heartbeat", state=self.state, shard=self.shard,
-                      since_progress=round(now - self.last_progress, 2), pid=os.getpid())
+            self.send(
+                "heartbeat",
+                state=self.state,
+                shard=self.shard,
+                since_progress=round(now - self.last_progress, 2),
+                pid=os.getpid(),
+            )
             if now - last_memory >= self.cfg.memory_every_s:
                 last_memory = now
                 with contextlib.suppress(Exception):  # telemetry must never kill the worker
@@ -357,6 +430,9 @@ def score_stats(frame_ids: list[str], probs: Any, top: int = 5) -> dict[str, Any
     virus = probs[:, 1] > probs[:, 0]
     hist, _ = np.histogram(probs[:, 1], bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     best = np.argsort(-probs[:, 1], kind="stable")[:top]
-    return {"virus_frames": int(virus.sum()), "others_frames": int((~virus).sum()),
-            "histogram": hist.astype(int).tolist(),
-            "top": [[frame_ids[i], float(probs[i, 1])] for i in best]}
+    return {
+        "virus_frames": int(virus.sum()),
+        "others_frames": int((~virus).sum()),
+        "histogram": hist.astype(int).tolist(),
+        "top": [[frame_ids[i], float(probs[i, 1])] for i in best],
+    }

@@ -106,8 +106,14 @@ def _score_record(summary: SequenceSummary, preds: list[Prediction], votes: Sort
     summary.max_virus_score = max((p.p_virus for p in preds), default=None)
 
 
-def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int = 10,
-                 checkpoint: Checkpoint | None = None) -> JobTotals:
+def assemble_job(
+    shards_dir: Path,
+    job: str,
+    shard_count: int,
+    out_dir: Path,
+    top_n: int = 10,
+    checkpoint: Checkpoint | None = None,
+) -> JobTotals:
     """Write prediction_results.txt, the highest-score consensus and the summary, atomically.
 
     All three are written to temporary files and renamed into place together at the end, so an
@@ -119,22 +125,37 @@ def assemble_job(shards_dir: Path, job: str, shard_count: int, out_dir: Path, to
     totals = JobTotals()
     votes = SortedVotes(shards_dir / job)
     try:
-        top = _write_outputs(shards_dir, job, shard_count, out_dir, top_n, checkpoint, votes, totals)
+        top = _write_outputs(
+            shards_dir, job, shard_count, out_dir, top_n, checkpoint, votes, totals
+        )
     finally:
         votes.remove_runs()
-    totals.top_sequences = [(rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]]
-    totals.outputs = {name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)}
+    totals.top_sequences = [
+        (rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]
+    ]
+    totals.outputs = {
+        name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)
+    }
     return totals
 
 
-def _write_outputs(shards_dir: Path, job: str, shard_count: int, out_dir: Path, top_n: int,
-                   checkpoint: Checkpoint | None, votes: SortedVotes,
-                   totals: JobTotals) -> list[tuple[float, str, str]]:
+def _write_outputs(
+    shards_dir: Path,
+    job: str,
+    shard_count: int,
+    out_dir: Path,
+    top_n: int,
+    checkpoint: Checkpoint | None,
+    votes: SortedVotes,
+    totals: JobTotals,
+) -> list[tuple[float, str, str]]:
     preds = iter_shard_predictions(shards_dir, job, shard_count)
     top: list[tuple[float, str, str]] = []
-    with atomic_text_writer(out_dir / PREDICTION_FILE) as pred_out, \
-            atomic_text_writer(out_dir / SUMMARY_FILE) as summary_out, \
-            atomic_text_writer(out_dir / HIGHESTSCORE_FILE) as hs_out:
+    with (
+        atomic_text_writer(out_dir / PREDICTION_FILE) as pred_out,
+        atomic_text_writer(out_dir / SUMMARY_FILE) as summary_out,
+        atomic_text_writer(out_dir / HIGHESTSCORE_FILE) as hs_out,
+    ):
         pred_out.write(PREDICTION_HEADER)
         summary_out.write(SUMMARY_HEADER)
         for n, summary in enumerate(read_records(shards_dir / job / RECORDS_FILE), start=1):
@@ -166,4 +187,3 @@ def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Predict
     totals.viral_chunks += summary.viral_chunks
     totals.virus_frames += sum(1 for p in preds if p.label == "virus")
     totals.viral_sequences += summary.call == "virus"
-

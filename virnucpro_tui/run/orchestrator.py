@@ -107,8 +107,12 @@ class JobState:
 
 
 class Orchestrator:
-    def __init__(self, cfg: RunConfig, sinks: list[EventSink] | None = None,
-                 pool_factory: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        sinks: list[EventSink] | None = None,
+        pool_factory: Callable[..., Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.rundir = RunDir(cfg.out)
         self.emit_to = Fanout(*(sinks or []))
@@ -127,7 +131,9 @@ class Orchestrator:
         self.stop_requested = threading.Event()  # set at once by request_stop, from any thread
         self.faults = FaultPlan.for_orchestrator()
 
-    def emit(self, type_: str, job: str | None = None, worker: int | None = None, **fields: Any) -> None:
+    def emit(
+        self, type_: str, job: str | None = None, worker: int | None = None, **fields: Any
+    ) -> None:
         self.emit_to(make_event(type_, worker=worker, job=job, **fields))
 
     # -- setup --------------------------------------------------------------------------------
@@ -140,29 +146,56 @@ class Orchestrator:
 
     def _settings(self) -> dict[str, Any]:
         e = self.cfg.engine
-        return {"chunk_length": self.cfg.chunk_length, "shard_size": self.cfg.effective_shard_size,
-                "precision": e.precision, "esm_max_tokens": e.esm_max_tokens,
-                "dnabert_max_tokens": e.dnabert_max_tokens}
+        return {
+            "chunk_length": self.cfg.chunk_length,
+            "shard_size": self.cfg.effective_shard_size,
+            "precision": e.precision,
+            "esm_max_tokens": e.esm_max_tokens,
+            "dnabert_max_tokens": e.dnabert_max_tokens,
+        }
 
     def _model_digests(self) -> dict[str, dict[str, Any]]:
-        return {name: model_digest(Path(getattr(self.cfg.models, name))) for name in ("esm", "dnabert", "classifier")}
+        return {
+            name: model_digest(Path(getattr(self.cfg.models, name)))
+            for name in ("esm", "dnabert", "classifier")
+        }
 
     def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
         import numpy
         import torch
 
-        inputs = [{"job": n, "path": str(s.path.resolve()), "sha256": sha256_file(s.path),
-                   "bytes": s.path.stat().st_size, "records": s.records, "chunks": s.chunks,
-                   "added": False} for n, s in zip(names, scans, strict=False)]
+        inputs = [
+            {
+                "job": n,
+                "path": str(s.path.resolve()),
+                "sha256": sha256_file(s.path),
+                "bytes": s.path.stat().st_size,
+                "records": s.records,
+                "chunks": s.chunks,
+                "added": False,
+            }
+            for n, s in zip(names, scans, strict=False)
+        ]
         return {
-            "format": "virnucpro-tui-run/1", "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": self.cfg.command, "inputs": inputs, "settings": self._settings(),
-            "models": self._model_digests(), "demo": self.cfg.demo,
+            "format": "virnucpro-tui-run/1",
+            "status": "running",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": self.cfg.command,
+            "inputs": inputs,
+            "settings": self._settings(),
+            "models": self._model_digests(),
+            "demo": self.cfg.demo,
             "notice": DEMO_NOTICE if self.cfg.demo else None,
-            "devices": [s.label for s in self.slots], "backend": self.cfg.backend,
-            "versions": {"virnucpro-tui": __version__, "python": platform.python_version(),
-                         "torch": torch.__version__, "numpy": numpy.__version__,
-                         "fair-esm": _dist_version("fair-esm"), "biopython": _dist_version("biopython")},
+            "devices": [s.label for s in self.slots],
+            "backend": self.cfg.backend,
+            "versions": {
+                "virnucpro-tui": __version__,
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "numpy": numpy.__version__,
+                "fair-esm": _dist_version("fair-esm"),
+                "biopython": _dist_version("biopython"),
+            },
             "host": platform.node(),
         }
 
@@ -172,12 +205,22 @@ class Orchestrator:
             self.jobs.append(JobState(name, scan.path, self.rundir.job_dir(name, single), scan))
 
     def _worker_config(self, slot: DeviceSlot, generation: int) -> WorkerConfig:
-        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.slots))) if slot.kind == "cpu" else None
-        return WorkerConfig(slot=slot, run_dir=self.rundir.root, files=self.cfg.models, settings=self.cfg.engine,
-                            heartbeat_s=self.cfg.heartbeat_s, memory_every_s=self.cfg.memory_every_s,
-                            clear_cache_every=self.cfg.clear_cache_every,
-                            memory_fraction=self.cfg.memory_fraction, alloc_conf=self.cfg.alloc_conf,
-                            torch_threads=threads, generation=generation)
+        threads = (
+            max(1, (os.cpu_count() or 1) // max(1, len(self.slots))) if slot.kind == "cpu" else None
+        )
+        return WorkerConfig(
+            slot=slot,
+            run_dir=self.rundir.root,
+            files=self.cfg.models,
+            settings=self.cfg.engine,
+            heartbeat_s=self.cfg.heartbeat_s,
+            memory_every_s=self.cfg.memory_every_s,
+            clear_cache_every=self.cfg.clear_cache_every,
+            memory_fraction=self.cfg.memory_fraction,
+            alloc_conf=self.cfg.alloc_conf,
+            torch_threads=threads,
+            generation=generation,
+        )
 
     def _new_pool(self) -> Any:
         pool = self.pool_factory(self.slots, self._worker_config, self.emit_to, self.cfg.policy)
@@ -196,8 +239,12 @@ class Orchestrator:
         try:
             self._make_jobs(scans, names)
             manifest = self._build_manifest(scans, names)
-            old = self.rundir.check_resume(manifest, self.cfg.restart, [j.out_dir for j in self.jobs])
-            self.manifest = manifest  # only now is the directory ours: a refused run leaves it alone
+            old = self.rundir.check_resume(
+                manifest, self.cfg.restart, [j.out_dir for j in self.jobs]
+            )
+            self.manifest = (
+                manifest  # only now is the directory ours: a refused run leaves it alone
+            )
             self.rundir.remove_partial_files([j.out_dir for j in self.jobs])
             self._restore_added_jobs(old)
             self.rundir.write_manifest(self.manifest)
@@ -241,18 +288,38 @@ class Orchestrator:
         if isinstance(exc, VirnucproError):
             return exc
         if is_disk_full(exc):
-            return disk_full_error(getattr(exc, "filename", None) or self.rundir.root, "writing the run directory")
+            return disk_full_error(
+                getattr(exc, "filename", None) or self.rundir.root, "writing the run directory"
+            )
         return None
 
     def _announce(self, resumed: bool) -> None:
-        self.emit("run_started", out=str(self.rundir.root), inputs=[str(j.path) for j in self.jobs],
-                  jobs=[j.name for j in self.jobs], devices=[s.label for s in self.slots],
-                  workers=[{"worker": s.worker, "kind": s.kind, "index": s.index, "uuid": s.uuid, "name": s.name}
-                           for s in self.slots],
-                  demo=self.cfg.demo, notice=DEMO_NOTICE if self.cfg.demo else None, resumed=resumed,
-                  chunk_length=self.cfg.chunk_length, shard_size=self.cfg.effective_shard_size,
-                  precision=self.cfg.engine.precision, backend=self.cfg.backend, pid=os.getpid(),
-                  persistent=self.cfg.persistent)
+        self.emit(
+            "run_started",
+            out=str(self.rundir.root),
+            inputs=[str(j.path) for j in self.jobs],
+            jobs=[j.name for j in self.jobs],
+            devices=[s.label for s in self.slots],
+            workers=[
+                {
+                    "worker": s.worker,
+                    "kind": s.kind,
+                    "index": s.index,
+                    "uuid": s.uuid,
+                    "name": s.name,
+                }
+                for s in self.slots
+            ],
+            demo=self.cfg.demo,
+            notice=DEMO_NOTICE if self.cfg.demo else None,
+            resumed=resumed,
+            chunk_length=self.cfg.chunk_length,
+            shard_size=self.cfg.effective_shard_size,
+            precision=self.cfg.engine.precision,
+            backend=self.cfg.backend,
+            pid=os.getpid(),
+            persistent=self.cfg.persistent,
+        )
         self.telemetry = NvmlTelemetry([s.uuid for s in self.slots if s.uuid])
 
     def _run_jobs(self) -> int:
@@ -264,7 +331,9 @@ class Orchestrator:
                 return self._stop()
             if not self.paused:
                 try:
-                    while self.pool.backlog < lookahead and (shard := self._next_shard()) is not None:
+                    while (
+                        self.pool.backlog < lookahead and (shard := self._next_shard()) is not None
+                    ):
                         self.pool.submit(shard)
                 except StopRequested:
                     self._handle_commands()
@@ -299,16 +368,26 @@ class Orchestrator:
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with contextlib.suppress(OSError):
             self.rundir.write_manifest(self.manifest)
-        self.emit("run_done", status=status, exit_code=code, seconds=round(time.time() - self.started, 2),
-                  frames=sum(j.frames_done for j in self.jobs), resumable=status != "complete",
-                  jobs={j.name: j.status for j in self.jobs})
+        self.emit(
+            "run_done",
+            status=status,
+            exit_code=code,
+            seconds=round(time.time() - self.started, 2),
+            frames=sum(j.frames_done for j in self.jobs),
+            resumable=status != "complete",
+            jobs={j.name: j.status for j in self.jobs},
+        )
 
     # -- producing shards ---------------------------------------------------------------------
     def _next_shard(self) -> Shard | None:
         for job in self.jobs:
             if job.produced:
                 continue
-            if not self.cfg.persistent and any(j.status in ("running", "assembling") for j in self.jobs if j is not job and j.produced):
+            if not self.cfg.persistent and any(
+                j.status in ("running", "assembling")
+                for j in self.jobs
+                if j is not job and j.produced
+            ):
                 return None  # --no-persistent: one job at a time, each on a fresh pool
             if job.producer is None:
                 self._start_job(job)
@@ -325,19 +404,33 @@ class Orchestrator:
             self.pool = self._new_pool()
         job.status, job.started_at = "running", time.time()
         job.producer = self._produce(job)
-        self.emit("job_started", job=job.name, input=str(job.path), out_dir=str(job.out_dir),
-                  records=job.scan.records, chunks_total=job.scan.chunks, bases=job.scan.bases)
+        self.emit(
+            "job_started",
+            job=job.name,
+            input=str(job.path),
+            out_dir=str(job.out_dir),
+            records=job.scan.records,
+            chunks_total=job.scan.chunks,
+            bases=job.scan.bases,
+        )
         if job.scan.rna_records:
-            self.emit("warning", job=job.name, message=(
-                f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as in the published "
-                "tool, only A/C/G/T codons are translated, so convert RNA to DNA first for meaningful frames"))
+            self.emit(
+                "warning",
+                job=job.name,
+                message=(
+                    f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as in the published "
+                    "tool, only A/C/G/T codons are translated, so convert RNA to DNA first for meaningful frames"
+                ),
+            )
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
         job_dir = self.rundir.shards / job.name
         job_dir.mkdir(parents=True, exist_ok=True)
         records_tmp = job_dir / (RECORDS_FILE + ".partial")
         with records_tmp.open("w", encoding="utf-8") as rec_out:
-            yield from iter_shards(self._frames(job, rec_out), job.name, self.cfg.effective_shard_size)
+            yield from iter_shards(
+                self._frames(job, rec_out), job.name, self.cfg.effective_shard_size
+            )
         os.replace(records_tmp, job_dir / RECORDS_FILE)
 
     def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
@@ -345,7 +438,9 @@ class Orchestrator:
             if self.stop_requested.is_set():
                 raise StopRequested  # the producer is abandoned; a resume prepares the job again
             n_frames = sum(len(f) for f in rec.frames)
-            rec_out.write(f"{rec.id}\t{rec.length}\t{len(rec.chunks)}\t{rec.chunks_with_frames}\t{n_frames}\n")
+            rec_out.write(
+                f"{rec.id}\t{rec.length}\t{len(rec.chunks)}\t{rec.chunks_with_frames}\t{n_frames}\n"
+            )
             job.chunks_prepared += len(rec.chunks)
             job.frames_prepared += n_frames
             self._note_prepare(job)
@@ -355,9 +450,15 @@ class Orchestrator:
         now = time.time()
         if done or now - self._last_prepare_note > 1.0:
             self._last_prepare_note = now
-            self.emit("job_prepared", job=job.name, chunks_prepared=job.chunks_prepared,
-                      chunks_total=job.scan.chunks, frames_prepared=job.frames_prepared, done=done,
-                      shards_total=job.shards_total if done else None)
+            self.emit(
+                "job_prepared",
+                job=job.name,
+                chunks_prepared=job.chunks_prepared,
+                chunks_total=job.scan.chunks,
+                frames_prepared=job.frames_prepared,
+                done=done,
+                shards_total=job.shards_total if done else None,
+            )
 
     def _already_done(self, job: JobState, shard: Shard) -> bool:
         job.shards_total = max(job.shards_total, shard.index + 1)
@@ -399,8 +500,13 @@ class Orchestrator:
                 continue
             job.status = "assembling"
             try:
-                totals = assemble_job(self.rundir.shards, job.name, job.shards_total, job.out_dir,
-                                      checkpoint=self._assembly_checkpoint)
+                totals = assemble_job(
+                    self.rundir.shards,
+                    job.name,
+                    job.shards_total,
+                    job.out_dir,
+                    checkpoint=self._assembly_checkpoint,
+                )
             except CorruptShardError as exc:
                 self._recompute_after_corruption(job, exc)
                 continue
@@ -410,16 +516,29 @@ class Orchestrator:
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise
-                raise disk_full_error(job.out_dir, f"writing the final outputs of job {job.name}") from None
+                raise disk_full_error(
+                    job.out_dir, f"writing the final outputs of job {job.name}"
+                ) from None
             self._write_provenance(job)
             job.status = "done"
-            self.emit("job_done", job=job.name, out_dir=str(job.out_dir), outputs=totals.outputs,
-                      sequences=totals.sequences, viral_sequences=totals.viral_sequences,
-                      chunks=totals.chunks, chunks_with_frames=totals.chunks_with_frames,
-                      chunks_without_frames=totals.chunks - totals.chunks_with_frames,
-                      frames=totals.frames, virus_frames=totals.virus_frames, viral_chunks=totals.viral_chunks,
-                      top_sequences=totals.top_sequences, skipped_shards=job.skipped_shards,
-                      seconds=round(time.time() - job.started_at, 3), demo=self.cfg.demo)
+            self.emit(
+                "job_done",
+                job=job.name,
+                out_dir=str(job.out_dir),
+                outputs=totals.outputs,
+                sequences=totals.sequences,
+                viral_sequences=totals.viral_sequences,
+                chunks=totals.chunks,
+                chunks_with_frames=totals.chunks_with_frames,
+                chunks_without_frames=totals.chunks - totals.chunks_with_frames,
+                frames=totals.frames,
+                virus_frames=totals.virus_frames,
+                viral_chunks=totals.viral_chunks,
+                top_sequences=totals.top_sequences,
+                skipped_shards=job.skipped_shards,
+                seconds=round(time.time() - job.started_at, 3),
+                demo=self.cfg.demo,
+            )
 
     def _assembly_checkpoint(self, records_written: int) -> None:
         self.faults.in_assembly(records_written, self.stop_requested)
@@ -449,11 +568,16 @@ class Orchestrator:
 
         data = {k: v for k, v in self.manifest.items() if k not in ("inputs", "status")}
         data["input"] = next((i for i in self.manifest["inputs"] if i["job"] == job.name), None)
-        data["chunks_without_frames_note"] = "chunks with no stop-free frame produce no rows (DESIGN 2.2)"
+        data["chunks_without_frames_note"] = (
+            "chunks with no stop-free frame produce no rows (DESIGN 2.2)"
+        )
         atomic_write_text(job.out_dir / PROVENANCE, json.dumps(data, indent=2, default=str) + "\n")
         if self.cfg.demo:
-            atomic_write_text(job.out_dir / NOTICE, DEMO_NOTICE + "\nThese files were made with the demo "
-                              "models of virnucpro-tui; use the published models for real predictions.\n")
+            atomic_write_text(
+                job.out_dir / NOTICE,
+                DEMO_NOTICE + "\nThese files were made with the demo "
+                "models of virnucpro-tui; use the published models for real predictions.\n",
+            )
 
     def _sample_telemetry(self) -> None:
         now = time.time()
@@ -463,7 +587,13 @@ class Orchestrator:
         readings = self.telemetry.sample()
         for slot in self.slots:
             if slot.uuid in readings:
-                self.emit("gpu_telemetry", worker=slot.worker, uuid=slot.uuid, index=slot.index, **readings[slot.uuid])
+                self.emit(
+                    "gpu_telemetry",
+                    worker=slot.worker,
+                    uuid=slot.uuid,
+                    index=slot.index,
+                    **readings[slot.uuid],
+                )
 
     # -- steering (thread-safe: front ends call these from other threads) ---------------------
     def request_stop(self, abandon: bool = False) -> None:
@@ -507,11 +637,21 @@ class Orchestrator:
             name = f"{name}-{len(existing) + 1}"
         job = JobState(name, path, self.rundir.root / name, scan, added=True)
         self.jobs.append(job)
-        self.manifest["inputs"].append({"job": name, "path": str(path.resolve()), "sha256": sha256_file(path),
-                                        "bytes": path.stat().st_size, "records": scan.records,
-                                        "chunks": scan.chunks, "added": True})
+        self.manifest["inputs"].append(
+            {
+                "job": name,
+                "path": str(path.resolve()),
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "records": scan.records,
+                "chunks": scan.chunks,
+                "added": True,
+            }
+        )
         self.rundir.write_manifest(self.manifest)
-        self.emit("job_added", job=name, input=str(path), records=scan.records, chunks_total=scan.chunks)
+        self.emit(
+            "job_added", job=name, input=str(path), records=scan.records, chunks_total=scan.chunks
+        )
 
     def _restore_added_jobs(self, old: dict[str, Any] | None) -> None:
         """Inputs added from the UI in an earlier session are resumed too."""
@@ -521,7 +661,15 @@ class Orchestrator:
         for item in old.get("inputs", []):
             if item.get("added") and item["job"] not in known and Path(item["path"]).exists():
                 scan = scan_input(item["path"], self.cfg.chunk_length)
-                self.jobs.append(JobState(item["job"], Path(item["path"]), self.rundir.root / item["job"], scan, added=True))
+                self.jobs.append(
+                    JobState(
+                        item["job"],
+                        Path(item["path"]),
+                        self.rundir.root / item["job"],
+                        scan,
+                        added=True,
+                    )
+                )
                 self.manifest["inputs"].append(item)
 
 
@@ -530,8 +678,11 @@ def model_digest(path: Path) -> dict[str, Any]:
     weights, config and tokenizer file in it (``files``), since each of them changes the scores."""
     if not path.is_dir():
         return {"path": str(path), "sha256": sha256_file(path) if path.is_file() else "missing"}
-    files = {f.name: sha256_file(f) for f in sorted(path.iterdir())
-             if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES}
+    files = {
+        f.name: sha256_file(f)
+        for f in sorted(path.iterdir())
+        if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES
+    }
     weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in files), None)
     return {"path": str(path), "sha256": files[weights] if weights else "missing", "files": files}
 

@@ -77,18 +77,24 @@ class RunDir:
             self.root.mkdir(parents=True, exist_ok=True)
             fh = open(self.root / LOCK, "a+")  # noqa: SIM115 - held for the life of the run
         except OSError as exc:
-            raise RunDirError(f"{self.root}: cannot use the output directory ({exc.strerror or exc})") from None
+            raise RunDirError(
+                f"{self.root}: cannot use the output directory ({exc.strerror or exc})"
+            ) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             owner = fh.read().strip() or "another process"
             fh.close()
-            raise RunDirError(f"{self.root}: in use by another virnucpro-tui run ({owner}); "
-                              "wait for it to finish, watch it with `virnucpro-tui attach`, or use another --out") from None
+            raise RunDirError(
+                f"{self.root}: in use by another virnucpro-tui run ({owner}); "
+                "wait for it to finish, watch it with `virnucpro-tui attach`, or use another --out"
+            ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.write(
+            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
         fh.flush()
         self._lock_fh = fh
         self.check_writable()
@@ -99,7 +105,9 @@ class RunDir:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            raise RunDirError(f"{self.root}: output directory is not writable ({exc.strerror or exc})") from None
+            raise RunDirError(
+                f"{self.root}: output directory is not writable ({exc.strerror or exc})"
+            ) from None
 
     def release(self) -> None:
         if self._lock_fh is not None:
@@ -114,12 +122,16 @@ class RunDir:
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"{self.manifest_path}: unreadable manifest ({exc}); use --restart to start over") from None
+            raise RunDirError(
+                f"{self.manifest_path}: unreadable manifest ({exc}); use --restart to start over"
+            ) from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
 
-    def check_resume(self, fresh: dict[str, Any], restart: bool, job_dirs: list[Path]) -> dict[str, Any] | None:
+    def check_resume(
+        self, fresh: dict[str, Any], restart: bool, job_dirs: list[Path]
+    ) -> dict[str, Any] | None:
         """The previous manifest if this run may resume it; refuse a different run unless restarting."""
         old = self.read_manifest()
         if restart:
@@ -128,13 +140,17 @@ class RunDir:
         if old is None:
             leftovers = [d / PREDICTION_FILE for d in job_dirs if (d / PREDICTION_FILE).exists()]
             if leftovers:
-                raise RunDirError(f"{self.root}: holds results not made by a virnucpro-tui run "
-                                  f"({leftovers[0].name}); use --restart to overwrite or choose another --out")
+                raise RunDirError(
+                    f"{self.root}: holds results not made by a virnucpro-tui run "
+                    f"({leftovers[0].name}); use --restart to overwrite or choose another --out"
+                )
             return None
         diffs = manifest_differences(old, fresh)
         if diffs:
-            raise RunDirError(f"{self.root}: holds a different run ({'; '.join(diffs)}); "
-                              "use --restart to discard it, or choose another --out")
+            raise RunDirError(
+                f"{self.root}: holds a different run ({'; '.join(diffs)}); "
+                "use --restart to discard it, or choose another --out"
+            )
         return old
 
     def remove_partial_files(self, job_dirs: list[Path]) -> None:
@@ -170,7 +186,9 @@ def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         elif prev.get("sha256") != item.get("sha256"):
             diffs.append(f"input {item['path']} changed")
     new_jobs = {i["job"] for i in new.get("inputs", [])}
-    missing = [i["path"] for i in old.get("inputs", []) if i["job"] not in new_jobs and not i.get("added")]
+    missing = [
+        i["path"] for i in old.get("inputs", []) if i["job"] not in new_jobs and not i.get("added")
+    ]
     if missing:
         diffs.append(f"input {missing[0]} is no longer given")
     for key, value in new.get("settings", {}).items():

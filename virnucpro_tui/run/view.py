@@ -144,7 +144,10 @@ class RunView:
     def _on_run_started(self, e: Event) -> None:
         self.out, self.demo, self.notice = e.get("out", ""), bool(e.get("demo")), e.get("notice")
         self.status, self.started, self.resumed = "running", e["ts"], bool(e.get("resumed"))
-        self.settings = {k: e.get(k) for k in ("chunk_length", "shard_size", "precision", "backend", "persistent")}
+        self.settings = {
+            k: e.get(k)
+            for k in ("chunk_length", "shard_size", "precision", "backend", "persistent")
+        }
         for info in e.get("workers", []):
             w = self.workers.setdefault(info["worker"], WorkerView(info["worker"]))
             w.kind, w.uuid = info.get("kind", "cpu"), info.get("uuid")
@@ -155,7 +158,11 @@ class RunView:
             self._job(name)
 
     def _on_run_done(self, e: Event) -> None:
-        self.status, self.exit_code, self.finished = e.get("status", "done"), e.get("exit_code"), e["ts"]
+        self.status, self.exit_code, self.finished = (
+            e.get("status", "done"),
+            e.get("exit_code"),
+            e["ts"],
+        )
 
     def _on_run_paused(self, _e: Event) -> None:
         self.paused = True
@@ -190,9 +197,15 @@ class RunView:
         phase = e.get("phase")
         m.state = {"start": "loading", "done": "loaded", "error": "error"}.get(phase, m.state)
         if phase == "done":
-            m.seconds, m.bytes_on_device, m.dtype = e.get("seconds"), e.get("bytes_on_device"), e.get("dtype")
+            m.seconds, m.bytes_on_device, m.dtype = (
+                e.get("seconds"),
+                e.get("bytes_on_device"),
+                e.get("dtype"),
+            )
         if phase == "error":
-            self.errors.append(f"worker {w.worker}: {e['model']} failed to load: {e.get('message')}")
+            self.errors.append(
+                f"worker {w.worker}: {e['model']} failed to load: {e.get('message')}"
+            )
 
     def _on_progress(self, e: Event) -> None:
         w = self._worker(e)
@@ -240,7 +253,9 @@ class RunView:
         self.others_frames += int(e.get("others_frames", 0))
         for i, c in enumerate(e.get("histogram", [])[:HISTOGRAM_BINS]):
             self.histogram[i] += int(c)
-        self.top_frames = sorted(self.top_frames + [tuple(t) for t in e.get("top", [])], key=lambda t: -t[1])[:10]
+        self.top_frames = sorted(
+            self.top_frames + [tuple(t) for t in e.get("top", [])], key=lambda t: -t[1]
+        )[:10]
 
     def _on_shard_skipped(self, e: Event) -> None:
         job = self._job(e.get("job"))
@@ -250,13 +265,24 @@ class RunView:
     def _on_gpu_memory(self, e: Event) -> None:
         w = self._worker(e)
         if w is not None:
-            w.memory = {k: e.get(k) for k in ("kind", "allocated", "reserved", "peak", "free", "total")}
+            w.memory = {
+                k: e.get(k) for k in ("kind", "allocated", "reserved", "peak", "free", "total")
+            }
 
     def _on_gpu_telemetry(self, e: Event) -> None:
         w = self._worker(e)
         if w is not None:
-            w.telemetry = {k: e.get(k) for k in ("gpu_util", "mem_util", "memory_used", "memory_total",
-                                                 "temperature_c", "power_w")}
+            w.telemetry = {
+                k: e.get(k)
+                for k in (
+                    "gpu_util",
+                    "mem_util",
+                    "memory_used",
+                    "memory_total",
+                    "temperature_c",
+                    "power_w",
+                )
+            }
 
     def _on_cache_cleared(self, e: Event) -> None:
         w = self._worker(e)
@@ -288,13 +314,20 @@ class RunView:
     def _on_job_added(self, e: Event) -> None:
         job = self._job(e["job"])
         if job is not None:
-            job.input, job.records, job.chunks_total = e.get("input", ""), e.get("records", 0), e.get("chunks_total", 0)
+            job.input, job.records, job.chunks_total = (
+                e.get("input", ""),
+                e.get("records", 0),
+                e.get("chunks_total", 0),
+            )
             job.added = True
 
     def _on_job_prepared(self, e: Event) -> None:
         job = self._job(e["job"])
         if job is not None:
-            job.chunks_prepared, job.frames_prepared = e.get("chunks_prepared", 0), e.get("frames_prepared", 0)
+            job.chunks_prepared, job.frames_prepared = (
+                e.get("chunks_prepared", 0),
+                e.get("frames_prepared", 0),
+            )
             job.prepared = bool(e.get("done"))
 
     def _on_job_done(self, e: Event) -> None:
@@ -304,8 +337,9 @@ class RunView:
         job.status, job.result = "done", dict(e)
         job.frames_done = e.get("frames", job.frames_done)
         job.frames_prepared, job.prepared = e.get("frames", job.frames_prepared), True
-        self.top_sequences = sorted(self.top_sequences + [tuple(t) for t in e.get("top_sequences", [])],
-                                    key=lambda t: -t[1])[:10]
+        self.top_sequences = sorted(
+            self.top_sequences + [tuple(t) for t in e.get("top_sequences", [])], key=lambda t: -t[1]
+        )[:10]
 
     # -- derived figures ----------------------------------------------------------------------
     @property
@@ -329,7 +363,11 @@ class RunView:
         recent = [(t, n) for t, n in self._done_marks if now - t <= window_s]
         if not recent:
             return 0.0
-        span = max(now - recent[0][0], 1e-9) if len(recent) > 1 else max(now - (self.started or now), 1.0)
+        span = (
+            max(now - recent[0][0], 1e-9)
+            if len(recent) > 1
+            else max(now - (self.started or now), 1.0)
+        )
         span = min(max(span, 1.0), window_s)
         return sum(n for _, n in recent) / span
 

@@ -164,7 +164,9 @@ def _shards(rng: random.Random, workers: int, start: float, until: float) -> lis
     for n in range(workers):
         ts, done = start + n * 0.7, 0
         while True:
-            seconds = SHARD / rng.uniform(515.0, 540.0)  # as measured on an H200 (docs/benchmarks.md)
+            seconds = SHARD / rng.uniform(
+                515.0, 540.0
+            )  # as measured on an H200 (docs/benchmarks.md)
             if ts + seconds > until:
                 break
             ts += seconds

@@ -1,4 +1,4 @@
-"""Bad input (DESIGN §5): exit code 2, one line naming the file, the record and the problem,
+"""Bad input (docs/reliability.md#bad-input): exit code 2, one line naming the file, the record and the problem,
 no traceback, and nothing already computed is lost."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Golden tests: the scientific core against the published tool's own files (DESIGN §2)."""
+"""Golden tests: the scientific core against the published tool's own files (docs/architecture.md#the-scientific-contract)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """events.jsonl is bounded: JsonlWriter rotates it to events.jsonl.1..N past max_bytes and keeps
-N old files (DESIGN §4.1, docs/events.md). Nothing is lost or repeated at a rotation boundary,
+N old files (docs/events.md). Nothing is lost or repeated at a rotation boundary,
 and ``read_events`` reads the current file."""
 
 from __future__ import annotations

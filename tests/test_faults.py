@@ -1,4 +1,4 @@
-"""Fault injection (DESIGN §7, issue #7): kills, Ctrl-C, a full disk and an unusable output
+"""Fault injection (docs/reliability.md): kills, Ctrl-C, a full disk and an unusable output
 directory, each at a named stage of a real run (real processes, demo models).
 
 Every test checks what the user sees (exit code, one clear last line, no traceback) and what is

@@ -1,4 +1,4 @@
-"""The bad- and odd-input matrix of docs/reliability.md (DESIGN §5, §7): what the user gets for
+"""The bad- and odd-input matrix of docs/reliability.md (docs/reliability.md): what the user gets for
 each case. tests/test_bad_input.py covers the rejected files (missing, empty, not FASTA, protein,
 empty record, duplicate ids, unreadable gzip, ...); this file adds the cases below, and the
 inputs that must work: CRLF, Windows-1252 headers, huge headers, hostile ids, RNA, lower case,
@@ -159,7 +159,7 @@ def test_utf8_header_stays_utf8(tmp_path: Path) -> None:
 
 def test_rna_and_lower_case_follow_the_published_rules(tmp_path: Path) -> None:
     """Case is kept in the chunks and upper-cased for translation; U is not T: codons with U
-    translate to nothing (DESIGN §2.1, §2.2)."""
+    translate to nothing (docs/architecture.md#the-scientific-contract)."""
     rng = random.Random(2)
     dna = orf(600, rng)
     rna = dna.replace("T", "U")

@@ -1,4 +1,4 @@
-"""Model files are data, not code (DESIGN §2.6, §3, issue #7).
+"""Model files are data, not code (docs/reliability.md#model-files-are-data-not-code).
 
 Pickles are loaded with ``weights_only=True`` and an allow-list: a file that carries code is
 refused before the code can run, on every path that reads one (the classifier in

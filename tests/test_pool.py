@@ -1,5 +1,5 @@
 """The persistent pool, its events, supervision and the resumable run directory, with real
-worker processes on CPU and the demo models (DESIGN §4, §4.1, §7)."""
+worker processes on CPU and the demo models (docs/architecture.md, docs/events.md, docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Property tests: the vectorised translation equals the published per-codon rules, and the
-chunking keeps its invariants, on any input (DESIGN §2.1–2.3)."""
+chunking keeps its invariants, on any input (docs/architecture.md#the-scientific-contract)."""
 
 from __future__ import annotations
 

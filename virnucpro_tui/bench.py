@@ -1,6 +1,6 @@
 """``virnucpro-tui bench``: the engine and the pipeline on random weights of the real shapes.
 
-Sections (DESIGN §6, issue #5): the device's bf16 matmul peak; preparation on one CPU core;
+Sections (targets in docs/benchmarks.md): the device's bf16 matmul peak; preparation on one CPU core;
 ESM-2 and DNABERT-S alone through the engine the workers run; half-precision fidelity against
 fp32; the published tool's settings on a subsample; and the whole pipeline through the real
 pool and run directory, with the model-load time of a first job against a warm later one.

@@ -1,4 +1,4 @@
-"""Command line: ``virnucpro-tui run | prepare | attach | bench | models`` (DESIGN §5).
+"""Command line: ``virnucpro-tui run | prepare | attach | bench | models`` (exit codes: README, docs/reliability.md).
 
 Exit codes: 0 success; 1 error; 2 usage or bad input (one clear line, no traceback);
 130 interrupted (resumable).

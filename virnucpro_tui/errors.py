@@ -1,4 +1,4 @@
-"""Errors the user sees as one clear line. Exit codes follow DESIGN §5."""
+"""Errors the user sees as one clear line. Exit codes: see the README and docs/reliability.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fixed-length chunking, exactly as the published tool's ``split_fasta_chunk`` (DESIGN §2.1)."""
+"""Fixed-length chunking, exactly as the published tool's ``split_fasta_chunk`` (docs/architecture.md#the-scientific-contract)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Output files in the published formats (DESIGN §2.7), plus the per-sequence summary.
+"""Output files in the published formats (docs/architecture.md#the-scientific-contract), plus the per-sequence summary.
 
 Scores are float32 and printed as ``str(numpy.float32(p))``: the shortest text that reads back
 to the same float32, so comparisons on the printed values equal comparisons on the floats.

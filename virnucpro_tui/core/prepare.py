@@ -1,4 +1,4 @@
-"""Preparation: FASTA -> chunks -> kept frames, streamed in input order (DESIGN §2.1–2.3, §2.7)."""
+"""Preparation: FASTA -> chunks -> kept frames, streamed in input order (docs/architecture.md#the-scientific-contract)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Six-frame translation and frame selection, exactly as the published tool (DESIGN §2.2–2.3).
+"""Six-frame translation and frame selection, exactly as the published tool (docs/architecture.md#the-scientific-contract).
 
 The per-codon rules are the published ones; the work is vectorised with NumPy over many
 chunks at once, which is what makes preparation fast enough to feed several GPUs.

@@ -1,4 +1,4 @@
-"""The VirNucPro MLP classifier (DESIGN §2.6): the published architecture, a loader for the
+"""The VirNucPro MLP classifier (docs/architecture.md#the-scientific-contract): the published architecture, a loader for the
 published whole-module pickles (allow-listed, no pickle code runs), plain state dicts and
 safetensors files, chunk-length checks and class probabilities."""
 

@@ -1,4 +1,4 @@
-"""Demo models (DESIGN §3): tiny, random, in the real architectures and on-disk formats.
+"""Demo models (docs/architecture.md#demo-models): tiny, random, in the real architectures and on-disk formats.
 
 ``build_demo_models`` writes a fair-esm ESM-2 checkpoint, a DNABERT-S-style directory (with a
 BPE tokenizer trained on generated DNA) and two classifiers pickled the way the published ones
@@ -102,7 +102,7 @@ def _corpus(rng: random.Random, n: int = 300) -> list[str]:
 
 
 def _calibration_frames(rng: random.Random, n: int = 96) -> list[tuple[str, str]]:
-    """(nucleotide slice, protein) pairs like the pipeline's kept frames (DESIGN §2.3)."""
+    """(nucleotide slice, protein) pairs like the pipeline's kept frames (docs/architecture.md#the-scientific-contract)."""
     frames = []
     for _ in range(n):
         dna = _orf(rng, rng.randint(30, 166)) + rng.choice("ACGT")

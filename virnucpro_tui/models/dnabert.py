@@ -1,4 +1,4 @@
-"""DNABERT-S (DNABERT-2 / MosaicBERT) in plain PyTorch, and its loader (DESIGN §2.4, §3).
+"""DNABERT-S (DNABERT-2 / MosaicBERT) in plain PyTorch, and its loader (docs/architecture.md#the-scientific-contract).
 
 The module names mirror the upstream ``bert_layers.BertModel`` so that its state dict loads
 as is: ALiBi attention through ``scaled_dot_product_attention`` with a float bias, a gated
@@ -231,7 +231,7 @@ class DnabertBundle:
         return self
 
     def tokenize(self, seqs: Sequence[str]) -> list[list[int]]:
-        """Token ids with [CLS] ... [SEP], no truncation (DESIGN §2.4)."""
+        """Token ids with [CLS] ... [SEP], no truncation (docs/architecture.md#the-scientific-contract)."""
         return [enc.ids for enc in self.tokenizer.encode_batch(list(seqs))]
 
     def collate(self, token_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

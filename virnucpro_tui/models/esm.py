@@ -1,4 +1,4 @@
-"""ESM-2 protein embeddings (DESIGN §2.5, §3).
+"""ESM-2 protein embeddings (docs/architecture.md#the-scientific-contract).
 
 ``EsmEncoder`` is a compact ESM-2 whose parameter names equal fair-esm's ``ESM2``, so it loads
 fair-esm weights directly. It runs attention through ``scaled_dot_product_attention`` (a

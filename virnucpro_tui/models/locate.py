@@ -1,4 +1,4 @@
-"""Where the real model files are (DESIGN §3): explicit paths, then a TOML config file, then
+"""Where the real model files are (README: Running on real data): explicit paths, then a TOML config file, then
 the standard caches. Only resolves paths; loads nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The event stream (DESIGN §4.1), versioned and stable as JSON Lines. See docs/events.md.
+"""The event stream (docs/events.md), versioned and stable as JSON Lines. See docs/events.md.
 
 Events are plain dicts so they pickle cheaply across processes and serialise to JSON as is.
 Every event has ``v`` (schema version), ``ts`` (Unix time), ``type``, ``worker`` and ``job``.
@@ -30,7 +30,7 @@ WORKER_STATES = (
     "restarting",
 )
 EVENT_TYPES = (
-    # DESIGN §4.1
+    # the minimum set (docs/events.md)
     "worker_state", "model_load", "progress", "gpu_memory", "cache_cleared", "shard_done", "oom",
     "error", "heartbeat", "job_started", "job_done",
     # beyond the minimum

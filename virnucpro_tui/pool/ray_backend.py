@@ -1,5 +1,5 @@
 """The Ray backend: one persistent actor per GPU of a Ray cluster, running the local pool's
-``Worker`` (DESIGN §1, §4). See docs/ray.md.
+``Worker`` (docs/architecture.md). See docs/ray.md.
 
 Transport. Each actor is a threaded actor with four single-thread concurrency groups:
 

@@ -569,7 +569,7 @@ class Orchestrator:
         data = {k: v for k, v in self.manifest.items() if k not in ("inputs", "status")}
         data["input"] = next((i for i in self.manifest["inputs"] if i["job"] == job.name), None)
         data["chunks_without_frames_note"] = (
-            "chunks with no stop-free frame produce no rows (DESIGN 2.2)"
+            "chunks with no stop-free frame produce no rows (docs/architecture.md#the-scientific-contract)"
         )
         atomic_write_text(job.out_dir / PROVENANCE, json.dumps(data, indent=2, default=str) + "\n")
         if self.cfg.demo:

@@ -10,7 +10,28 @@ import sys
 import time
 from typing import TextIO
 
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.events import (
+    CacheCleared,
+    ErrorEvent,
+    Event,
+    JobDone,
+    JobPrepared,
+    JobStarted,
+    JobStatus,
+    ModelLoad,
+    ModelPhase,
+    OutOfMemory,
+    RunDone,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    ShardRequeued,
+    WarningEvent,
+    WorkerState,
+    WorkerStateChanged,
+    present,
+)
 from virnucpro_tui.run.view import RunView
 
 
@@ -37,7 +58,7 @@ def progress_line(view: RunView, now: float | None = None) -> str:
     done, total = view.frames_done, view.frames_total
     pct = f"{100 * done / total:5.1f}%" if total else "  ?  %"
     total_s = f"{total:,}" if total is not None else "?"
-    jobs_done = sum(1 for j in view.jobs.values() if j.status == "done")
+    jobs_done = sum(1 for j in view.jobs.values() if j.status == JobStatus.DONE)
     states: dict[str, int] = {}
     for w in view.workers.values():
         states[w.state] = states.get(w.state, 0) + 1
@@ -52,45 +73,47 @@ def progress_line(view: RunView, now: float | None = None) -> str:
 
 def event_line(view: RunView, e: Event) -> str | None:
     """A line for a notable event, or None."""
-    t, w = e["type"], e.get("worker")
-    who = f"worker {w}: " if w is not None else ""
-    if t == "run_started":
+    who = f"worker {e.worker}: " if e.worker is not None else ""
+    if isinstance(e, RunStarted):
         lines = [
-            f"virnucpro-tui run -> {e.get('out')} on {', '.join(e.get('devices', []))}"
-            + (" (resuming)" if e.get("resumed") else "")
+            f"virnucpro-tui run -> {e.out} on {', '.join(e.devices)}"
+            + (" (resuming)" if e.resumed else "")
         ]
-        if e.get("demo"):
-            lines.append(f"DEMO: {e.get('notice')}")
+        if e.demo:
+            lines.append(f"DEMO: {e.notice}")
         return "\n".join(lines)
-    if t == "job_started":
-        return f"job {e['job']}: {e.get('records', 0):,} sequences, {e.get('chunks_total', 0):,} chunks from {e.get('input')}"
-    if t == "job_prepared" and e.get("done"):
-        return f"job {e['job']}: prepared {e.get('frames_prepared', 0):,} frames in {e.get('shards_total') or 0} shards"
-    if t == "job_done":
-        demo = " [DEMO: not biological predictions]" if e.get("demo") else ""
+    if isinstance(e, JobStarted):
+        return f"job {e.job}: {e.records:,} sequences, {e.chunks_total:,} chunks from {e.input}"
+    if isinstance(e, JobPrepared) and e.done:
+        return f"job {e.job}: prepared {e.frames_prepared:,} frames in {e.shards_total or 0} shards"
+    if isinstance(e, JobDone):
+        demo = " [DEMO: not biological predictions]" if e.demo else ""
         return (
-            f"job {e['job']}: done, {e.get('frames', 0):,} frames, {e.get('viral_sequences', 0)}/"
-            f"{e.get('sequences', 0)} sequences called virus{demo} -> {e.get('out_dir')}"
+            f"job {e.job}: done, {e.frames:,} frames, {e.viral_sequences}/"
+            f"{e.sequences} sequences called virus{demo} -> {e.out_dir}"
         )
-    if t == "model_load" and e.get("phase") == "done":
+    if isinstance(e, ModelLoad) and e.phase == ModelPhase.DONE:
         return (
-            f"{who}{e['model']} loaded in {e.get('seconds', 0):.1f} s ({fmt_bytes(e.get('bytes_on_device'))}, "
-            f"{e.get('dtype')})"
+            f"{who}{e.model} loaded in {e.seconds or 0:.1f} s "
+            f"({fmt_bytes(present(e.bytes_on_device))}, {present(e.dtype)})"
         )
-    if t == "worker_state" and e.get("state") in ("crashed", "restarting"):
-        return f"{who}{e['state']}: {e.get('reason', '')}"
-    if t == "error" and (e.get("disk_full") or (e.get("fatal") and w is None)):
+    if isinstance(e, WorkerStateChanged) and e.state in (
+        WorkerState.CRASHED,
+        WorkerState.RESTARTING,
+    ):
+        return f"{who}{e.state}: {e.reason or ''}"
+    if isinstance(e, ErrorEvent) and (e.disk_full or (e.fatal and e.worker is None)):
         return None  # the run stops on these, and the command prints them once as its last line
-    if t in ("error", "warning"):
-        return f"{who}{t}: {e.get('message')}"
-    if t == "oom":
-        return f"{who}out of memory on a batch of {e.get('batch_size')}, retrying in halves"
-    if t == "shard_requeued":
-        return f"shard {e.get('job')}/{e.get('shard')} requeued (attempt {e.get('attempt')}): {e.get('reason')}"
-    if t == "cache_cleared" and e.get("reason") == "manual":
-        return f"{who}cache cleared, {fmt_bytes(e.get('bytes_freed'))} freed"
-    if t in ("run_paused", "run_resumed"):
-        return "dispatch paused" if t == "run_paused" else "dispatch resumed"
+    if isinstance(e, ErrorEvent | WarningEvent):
+        return f"{who}{e.type}: {e.message}"
+    if isinstance(e, OutOfMemory):
+        return f"{who}out of memory on a batch of {e.batch_size}, retrying in halves"
+    if isinstance(e, ShardRequeued):
+        return f"shard {e.job}/{e.shard} requeued (attempt {e.attempt}): {e.reason}"
+    if isinstance(e, CacheCleared) and e.reason == "manual":
+        return f"{who}cache cleared, {fmt_bytes(e.bytes_freed)} freed"
+    if isinstance(e, RunPaused | RunResumed):
+        return "dispatch paused" if isinstance(e, RunPaused) else "dispatch resumed"
     return None
 
 
@@ -98,17 +121,17 @@ def summary_lines(view: RunView) -> list[str]:
     lines = [f"run {view.status}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
     for job in view.jobs.values():
         r = job.result
-        if job.status == "done":
+        if job.status == JobStatus.DONE and r is not None:
             lines.append(
-                f"  {job.name}: {r.get('sequences', 0):,} sequences, {r.get('chunks', 0):,} chunks "
-                f"({r.get('chunks_without_frames', 0):,} without a stop-free frame), {r.get('frames', 0):,} frames, "
-                f"{r.get('virus_frames', 0):,} virus frames, {r.get('viral_sequences', 0):,} sequences called virus"
+                f"  {job.name}: {r.sequences:,} sequences, {r.chunks:,} chunks "
+                f"({r.chunks_without_frames:,} without a stop-free frame), {r.frames:,} frames, "
+                f"{r.virus_frames:,} virus frames, {r.viral_sequences:,} sequences called virus"
             )
-            for name, path in r.get("outputs", {}).items():
+            for name, path in r.outputs.items():
                 lines.append(f"    {name}: {path}")
         else:
             lines.append(f"  {job.name}: {job.status}, {job.frames_done:,} frames done")
-    if view.status != "complete":
+    if view.status != RunStatus.COMPLETE:
         lines.append(f"resumable: rerun the same command (same --out {view.out}) to continue")
     if view.demo:
         lines.append(f"DEMO: {view.notice}")
@@ -138,10 +161,10 @@ class HeadlessReporter:
         if line:
             self.print(line)
         now = time.time()
-        if event["type"] == "run_done":
+        if isinstance(event, RunDone):
             self.print(progress_line(self.view, now))
             for text in summary_lines(self.view):
                 self.print(text)
-        elif now - self._last_line >= self.interval_s and self.view.status == "running":
+        elif now - self._last_line >= self.interval_s and self.view.status == RunStatus.RUNNING:
             self._last_line = now
             self.print(progress_line(self.view, now))

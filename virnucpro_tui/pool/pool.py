@@ -24,7 +24,17 @@ from typing import Any
 from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import DiskFullError, WorkerFailure
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import Event, EventSink, make_event
+from virnucpro_tui.pool.events import (
+    ErrorEvent,
+    Event,
+    EventSink,
+    ModelLoad,
+    ModelPhase,
+    ShardDone,
+    ShardRequeued,
+    WorkerState,
+    WorkerStateChanged,
+)
 from virnucpro_tui.pool.worker import STOP_SIGNALS, WorkerConfig, worker_environment, worker_main
 
 _ENV_LOCK = threading.Lock()
@@ -36,7 +46,7 @@ class WorkerHandle:
     process: Any = None
     conn: Connection | None = None
     generation: int = 0
-    state: str = "starting"
+    state: WorkerState = WorkerState.STARTING
     assigned: deque[Shard] = field(default_factory=deque)
     last_heartbeat: float = 0.0
     retired: bool = False
@@ -112,7 +122,7 @@ class PersistentWorkerPool:
                     else:
                         os.environ[k] = v
         child_conn.close()
-        w.process, w.conn, w.state = proc, parent_conn, "starting"
+        w.process, w.conn, w.state = proc, parent_conn, WorkerState.STARTING
         w.last_heartbeat = time.time()
         w.models_loaded = False
 
@@ -133,10 +143,10 @@ class PersistentWorkerPool:
                 w.process.join(timeout=5)
             if w.conn is not None:
                 w.conn.close()
-            if w.state != "stopped":
-                w.state = "stopped"
+            if w.state != WorkerState.STOPPED:
+                w.state = WorkerState.STOPPED
                 self.emit(
-                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
+                    WorkerStateChanged(worker=w.n, state=WorkerState.STOPPED, device=w.slot.label)
                 )
         self.started = False
 
@@ -201,37 +211,33 @@ class PersistentWorkerPool:
 
     def _on_event(self, w: WorkerHandle, event: Event) -> Event:
         w.last_heartbeat = time.time()
-        kind = event["type"]
-        if kind == "worker_state":
-            w.state = event["state"]
+        if isinstance(event, WorkerStateChanged):
+            w.state = event.state
+        elif isinstance(event, ModelLoad):
+            if event.phase == ModelPhase.DONE and event.model == "classifier":
+                w.models_loaded = True
+        elif isinstance(event, ShardDone):
+            self._finish(w, event.job, event.shard)
         elif (
-            kind == "model_load"
-            and event.get("phase") == "done"
-            and event.get("model") == "classifier"
+            isinstance(event, ErrorEvent)
+            and isinstance(event.shard, int)
+            and not event.fatal
+            and not event.disk_full
         ):
-            w.models_loaded = True
-        elif kind == "shard_done":
-            self._finish(w, event["job"], event["shard"])
-        elif (
-            kind == "error"
-            and event.get("shard") is not None
-            and not event.get("fatal")
-            and not event.get("disk_full")
-        ):
-            shard = self._finish(w, event["job"], event["shard"])
+            shard = self._finish(w, event.job, event.shard)
             if shard is not None:
-                self._retry(shard, event.get("message", "error"))
+                self._retry(shard, event.message)
         self.emit(event)
-        if kind == "error" and event.get("disk_full"):
-            raise DiskFullError(str(event.get("message")))  # every retry would hit the same disk
-        if kind == "error" and event.get("fatal"):
+        if isinstance(event, ErrorEvent) and event.disk_full:
+            raise DiskFullError(event.message)  # every retry would hit the same disk
+        if isinstance(event, ErrorEvent) and event.fatal:
             raise WorkerFailure(
-                f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
+                f"worker {w.n} ({w.slot.label}) cannot run: {event.message}; "
                 f"see logs/worker-{w.n}.log"
             )
         return event
 
-    def _finish(self, w: WorkerHandle, job: str, index: int) -> Shard | None:
+    def _finish(self, w: WorkerHandle, job: str | None, index: int) -> Shard | None:
         for shard in list(w.assigned):
             if shard.job == job and shard.index == index:
                 w.assigned.remove(shard)
@@ -246,9 +252,7 @@ class PersistentWorkerPool:
                 f"shard {shard.key} (frames from {first}) failed {n} times; last error: {reason}"
             )
         self.submit(shard, front=True)
-        self.emit(
-            make_event("shard_requeued", job=shard.job, shard=shard.index, attempt=n, reason=reason)
-        )
+        self.emit(ShardRequeued(job=shard.job, shard=shard.index, attempt=n, reason=reason))
 
     def _supervise(self) -> list[Event]:
         now = time.time()
@@ -273,9 +277,9 @@ class PersistentWorkerPool:
         return out
 
     def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
-        events = [
-            make_event(
-                "worker_state", worker=w.n, state="crashed", device=w.slot.label, reason=reason
+        events: list[Event] = [
+            WorkerStateChanged(
+                worker=w.n, state=WorkerState.CRASHED, device=w.slot.label, reason=reason
             )
         ]
         self.emit(events[-1])
@@ -286,8 +290,7 @@ class PersistentWorkerPool:
             w.retired = True
             self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
             events.append(
-                make_event(
-                    "error",
+                ErrorEvent(
                     worker=w.n,
                     fatal=False,
                     message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
@@ -305,10 +308,9 @@ class PersistentWorkerPool:
             return events
         w.generation += 1
         events.append(
-            make_event(
-                "worker_state",
+            WorkerStateChanged(
                 worker=w.n,
-                state="restarting",
+                state=WorkerState.RESTARTING,
                 device=w.slot.label,
                 generation=w.generation,
                 reason=reason,

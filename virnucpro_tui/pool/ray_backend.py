@@ -42,7 +42,12 @@ from typing import Any
 from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import InputError, VirnucproError, WorkerFailure
 from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
-from virnucpro_tui.pool.events import Event, EventSink, make_event
+from virnucpro_tui.pool.events import (
+    Event,
+    EventSink,
+    WorkerState,
+    WorkerStateChanged,
+)
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy, WorkerHandle
 from virnucpro_tui.pool.worker import Worker, WorkerConfig, _redirect_output, worker_environment
 
@@ -54,7 +59,6 @@ CONCURRENCY_GROUPS = {"run": 1, "mailbox": 1, "events": 1, "control": 1}
 EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
 EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
 BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
-DROPPABLE = frozenset({"heartbeat", "gpu_memory", "progress"})
 FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
 DRIVER_LOG = "ray-driver.log"
 
@@ -84,7 +88,7 @@ class EventBuffer:
 
     def put(self, event: Event) -> None:
         with self._cv:
-            if len(self._events) >= self.limit and event.get("type") in DROPPABLE:
+            if len(self._events) >= self.limit and event.TELEMETRY:
                 return  # nobody is draining: keep what matters, drop telemetry
             self._events.append(event)
             self._cv.notify_all()
@@ -381,7 +385,7 @@ class RayWorkerPool(PersistentWorkerPool):
         w.info_ref = _call(w.actor, "info", "control")
         w.run_ref = _call(w.actor, "run", "run")
         w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
-        w.exit_reason, w.pid, w.state, w.models_loaded = None, None, "starting", False
+        w.exit_reason, w.pid, w.state, w.models_loaded = None, None, WorkerState.STARTING, False
         w.last_heartbeat = time.time()
 
     def stop(self, graceful: bool = True) -> None:
@@ -395,10 +399,10 @@ class RayWorkerPool(PersistentWorkerPool):
             self.poll(0.2, supervise=False)
         for w in self._handles():
             self._terminate(w)
-            if w.state != "stopped":
-                w.state = "stopped"
+            if w.state != WorkerState.STOPPED:
+                w.state = WorkerState.STOPPED
                 self.emit(
-                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
+                    WorkerStateChanged(worker=w.n, state=WorkerState.STOPPED, device=w.slot.label)
                 )
         self.started = False
 
@@ -532,8 +536,9 @@ class RayWorkerPool(PersistentWorkerPool):
         return events
 
     def _on_event(self, w: WorkerHandle, event: Event) -> Event:
-        if event.get("pid") and isinstance(w, RayWorkerHandle):
-            w.pid = event["pid"]
+        pid = getattr(event, "pid", None)
+        if isinstance(pid, int) and isinstance(w, RayWorkerHandle):
+            w.pid = pid
         return super()._on_event(w, event)
 
     def _supervise(self) -> list[Event]:

@@ -27,7 +27,18 @@ from virnucpro_tui.core.shards import Shard, shard_path, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import Event, make_event
+from virnucpro_tui.pool.events import (
+    CacheCleared,
+    ErrorEvent,
+    Event,
+    GpuMemory,
+    Heartbeat,
+    Progress,
+    ShardDone,
+    WorkerState,
+    WorkerStateChanged,
+    make_event,
+)
 from virnucpro_tui.pool.faults import FaultPlan
 
 HISTOGRAM_BINS = 20
@@ -120,7 +131,7 @@ class Worker:
         self.send_event = send_event
         self.n = cfg.slot.worker
         self._send_lock = threading.Lock()
-        self.state = "starting"
+        self.state = WorkerState.STARTING
         self.job: str | None = None
         self.shard: int | None = None
         self.last_progress = time.time()
@@ -130,30 +141,38 @@ class Worker:
         self.device: Any = None
 
     # -- events ---------------------------------------------------------------------------
-    def send(self, type_: str, **fields: Any) -> None:
-        event = make_event(type_, worker=self.n, job=fields.pop("job", self.job), **fields)
+    def send(self, event: Event) -> None:
         with self._send_lock:
             self.send_event(event)
 
-    def set_state(self, state: str, **fields: Any) -> None:
+    def set_state(self, state: WorkerState, **fields: Any) -> None:
         self.state = state
         self.send(
-            "worker_state",
-            state=state,
-            device=self.cfg.slot.label,
-            pid=os.getpid(),
-            generation=self.cfg.generation,
-            **fields,
+            WorkerStateChanged(
+                worker=self.n,
+                job=self.job,
+                state=state,
+                device=self.cfg.slot.label,
+                pid=os.getpid(),
+                generation=self.cfg.generation,
+                **fields,
+            )
         )
 
     def emit_engine(self, type_: str, **fields: Any) -> None:
+        """The engine's ``emit(type, **fields)`` (model loads, OOM splits) as typed events."""
         self.last_progress = time.time()
-        self.send(type_, shard=self.shard, **fields)
+        try:
+            event = make_event(type_, worker=self.n, job=self.job, shard=self.shard, **fields)
+        except ValueError as exc:  # a schema mismatch must not kill the worker: log it
+            print(f"engine event dropped: {exc}", file=sys.stderr, flush=True)
+            return
+        self.send(event)
 
     # -- main loop ------------------------------------------------------------------------
     def start(self) -> None:
         """Set up torch on the device and start heartbeats; models load on the first task."""
-        self.set_state("starting", uuid=self.cfg.slot.uuid)
+        self.set_state(WorkerState.STARTING, uuid=self.cfg.slot.uuid)
         self._setup_torch()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         from virnucpro_tui.models.engine import Engine
@@ -161,7 +180,7 @@ class Worker:
         self.engine = Engine(self.cfg.files, self.device, self.cfg.settings, emit=self.emit_engine)
         if self.faults.active:
             self.engine.before_batch = self.faults.before_batch
-        self.set_state("idle")
+        self.set_state(WorkerState.IDLE)
 
     def run_process(self, conn: Connection) -> int:
         """The worker process's loop: tasks in order from the pipe, until told to stop."""
@@ -181,7 +200,7 @@ class Worker:
                 item, tokens = lookahead or (tasks.get(), None)
                 lookahead = self._look_ahead(tasks, tokenizer) if item is not None else None
                 if item is None:
-                    self.set_state("stopped")
+                    self.set_state(WorkerState.STOPPED)
                     return 0
                 if not self.handle_task(item, tokens):
                     return 2
@@ -234,19 +253,22 @@ class Worker:
         self.faults.on_shard_start(self.shards_done + 1)
         try:
             if not self.engine.loaded:
-                self.set_state("loading")
+                self.set_state(WorkerState.LOADING)
                 if self.faults.fail_load:
                     raise RuntimeError("model loading failed (injected fault)")
                 self.engine.load()
-            self.set_state("busy", shard=shard.index, frames=len(shard))
+            self.set_state(WorkerState.BUSY, shard=shard.index, frames=len(shard))
             self.send(
-                "progress",
-                shard=shard.index,
-                stage="start",
-                frames_done=0,
-                frames_total=len(shard),
-                tokens=0,
-                seconds=0.0,
+                Progress(
+                    worker=self.n,
+                    job=shard.job,
+                    shard=shard.index,
+                    stage="start",
+                    frames_done=0,
+                    frames_total=len(shard),
+                    tokens=0,
+                    seconds=0.0,
+                )
             )
             result = self.engine.process_shard(
                 shard,
@@ -261,31 +283,37 @@ class Worker:
                 return True
             fatal = not self.engine.loaded
             self.send(
-                "error",
-                shard=shard.index,
-                fatal=fatal,
-                message=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(limit=8)[-4000:],
+                ErrorEvent(
+                    worker=self.n,
+                    job=shard.job,
+                    shard=shard.index,
+                    fatal=fatal,
+                    message=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(limit=8)[-4000:],
+                )
             )
             traceback.print_exc()
             if fatal:
-                self.set_state("crashed", reason="model load failed")
+                self.set_state(WorkerState.CRASHED, reason="model load failed")
                 return False
-            self.set_state("idle")
+            self.set_state(WorkerState.IDLE)
             return True
         self.shards_done += 1
         self.send(
-            "shard_done",
-            shard=shard.index,
-            frames=len(shard),
-            seconds=round(result.seconds, 4),
-            tokens=result.tokens,
-            **score_stats(result.frame_ids, result.probs),
+            ShardDone(
+                worker=self.n,
+                job=shard.job,
+                shard=shard.index,
+                frames=len(shard),
+                seconds=round(result.seconds, 4),
+                tokens=result.tokens,
+                **score_stats(result.frame_ids, result.probs),
+            )
         )
         if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
             self.clear_cache("periodic")
         self.job = self.shard = None
-        self.set_state("idle")
+        self.set_state(WorkerState.IDLE)
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
@@ -297,14 +325,17 @@ class Worker:
         path = shard_path(self.cfg.run_dir / "shards", shard.job, shard.index)
         error = disk_full_error(path, f"writing the result of shard {shard.key}")
         self.send(
-            "error",
-            shard=shard.index,
-            fatal=False,
-            disk_full=True,
-            path=str(path),
-            message=str(error),
+            ErrorEvent(
+                worker=self.n,
+                job=shard.job,
+                shard=shard.index,
+                fatal=False,
+                disk_full=True,
+                path=str(path),
+                message=str(error),
+            )
         )
-        self.set_state("idle")
+        self.set_state(WorkerState.IDLE)
 
     def _progress_reporter(self, shard: Shard):
         start = time.perf_counter()
@@ -321,52 +352,57 @@ class Worker:
             # frames count as done once both models have seen them: DNABERT-S is half the way
             frames_done = done // 2 if stage == "dnabert" else n // 2 + done - done // 2
             self.send(
-                "progress",
-                shard=shard.index,
-                stage=stage,
-                frames_done=min(frames_done, n),
-                frames_total=n,
-                stage_done=done,
-                stage_total=total,
-                tokens=tokens,
-                seconds=round(now - start, 4),
+                Progress(
+                    worker=self.n,
+                    job=shard.job,
+                    shard=shard.index,
+                    stage=stage,
+                    frames_done=min(frames_done, n),
+                    frames_total=n,
+                    stage_done=done,
+                    stage_total=total,
+                    tokens=tokens,
+                    seconds=round(now - start, 4),
+                )
             )
 
         return report
 
     # -- memory -----------------------------------------------------------------------------
-    def memory_snapshot(self) -> dict[str, Any]:
+    def memory_snapshot(self) -> GpuMemory:
         if self.device is not None and self.device.type == "cuda":
             import torch
 
             free, total = torch.cuda.mem_get_info(self.device)
-            return {
-                "kind": "cuda",
-                "allocated": int(torch.cuda.memory_allocated(self.device)),
-                "reserved": int(torch.cuda.memory_reserved(self.device)),
-                "peak": int(torch.cuda.max_memory_allocated(self.device)),
-                "free": int(free),
-                "total": int(total),
-            }
+            return GpuMemory(
+                worker=self.n,
+                job=self.job,
+                kind="cuda",
+                allocated=int(torch.cuda.memory_allocated(self.device)),
+                reserved=int(torch.cuda.memory_reserved(self.device)),
+                peak=int(torch.cuda.max_memory_allocated(self.device)),
+                free=int(free),
+                total=int(total),
+            )
         import psutil
 
-        proc = psutil.Process()
         vm = psutil.virtual_memory()
-        rss = int(proc.memory_info().rss)
-        peak = _peak_rss()
-        return {
-            "kind": "cpu",
-            "allocated": rss,
-            "reserved": rss,
-            "peak": max(peak, rss),
-            "free": int(vm.available),
-            "total": int(vm.total),
-        }
+        rss = int(psutil.Process().memory_info().rss)
+        return GpuMemory(
+            worker=self.n,
+            job=self.job,
+            kind="cpu",
+            allocated=rss,
+            reserved=rss,
+            peak=max(_peak_rss(), rss),
+            free=int(vm.available),
+            total=int(vm.total),
+        )
 
     def clear_cache(self, reason: str) -> None:
         prev_state = self.state
-        self.set_state("clearing", reason=reason)
-        before = self.memory_snapshot()["reserved"]
+        self.set_state(WorkerState.CLEARING, reason=reason)
+        before = self.memory_snapshot().reserved
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
             import torch
@@ -374,15 +410,18 @@ class Worker:
             torch.cuda.empty_cache()
         else:
             _malloc_trim()
-        after = self.memory_snapshot()["reserved"]
+        after = self.memory_snapshot().reserved
         self.send(
-            "cache_cleared",
-            reason=reason,
-            bytes_freed=max(before - after, 0),
-            reserved_before=before,
-            reserved_after=after,
+            CacheCleared(
+                worker=self.n,
+                job=self.job,
+                reason=reason,
+                bytes_freed=max(before - after, 0),
+                reserved_before=before,
+                reserved_after=after,
+            )
         )
-        self.set_state(prev_state if prev_state != "clearing" else "idle")
+        self.set_state(prev_state if prev_state != WorkerState.CLEARING else WorkerState.IDLE)
 
     def _heartbeat_loop(self) -> None:
         last_memory = 0.0
@@ -392,16 +431,19 @@ class Worker:
                 os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send(
-                "heartbeat",
-                state=self.state,
-                shard=self.shard,
-                since_progress=round(now - self.last_progress, 2),
-                pid=os.getpid(),
+                Heartbeat(
+                    worker=self.n,
+                    job=self.job,
+                    state=self.state,
+                    shard=self.shard,
+                    since_progress=round(now - self.last_progress, 2),
+                    pid=os.getpid(),
+                )
             )
             if now - last_memory >= self.cfg.memory_every_s:
                 last_memory = now
                 with contextlib.suppress(Exception):  # telemetry must never kill the worker
-                    self.send("gpu_memory", **self.memory_snapshot())
+                    self.send(self.memory_snapshot())
             time.sleep(self.cfg.heartbeat_s)
 
 
@@ -426,13 +468,18 @@ def score_stats(frame_ids: list[str], probs: Any, top: int = 5) -> dict[str, Any
 
     probs = np.asarray(probs, dtype=np.float32)
     if not len(probs):
-        return {"virus_frames": 0, "others_frames": 0, "histogram": [0] * HISTOGRAM_BINS, "top": []}
+        return {
+            "virus_frames": 0,
+            "others_frames": 0,
+            "histogram": (0,) * HISTOGRAM_BINS,
+            "top": (),
+        }
     virus = probs[:, 1] > probs[:, 0]
     hist, _ = np.histogram(probs[:, 1], bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     best = np.argsort(-probs[:, 1], kind="stable")[:top]
     return {
         "virus_frames": int(virus.sum()),
         "others_frames": int((~virus).sum()),
-        "histogram": hist.astype(int).tolist(),
-        "top": [[frame_ids[i], float(probs[i, 1])] for i in best],
+        "histogram": tuple(hist.astype(int).tolist()),
+        "top": tuple((frame_ids[i], float(probs[i, 1])) for i in best),
     }

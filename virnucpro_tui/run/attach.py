@@ -21,13 +21,12 @@ from typing import BinaryIO, TextIO
 
 from virnucpro_tui.errors import EXIT_OK, InputError
 from virnucpro_tui.headless import event_line, progress_line, summary_lines
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.events import Event, RunDone, RunStatus, decode_event
 from virnucpro_tui.run.rundir import EVENTS, LOCK, MANIFEST
 from virnucpro_tui.run.view import RunView
 
 PROG = "virnucpro-tui"
 ROTATED_KEPT = 3
-FINISHED = ("complete", "interrupted", "failed")
 
 
 class EventTail:
@@ -119,14 +118,12 @@ def _parse_complete_lines(data: bytes) -> list[Event]:
 
 
 def _parse_lines(lines: list[bytes]) -> list[Event]:
+    """The valid events among ``lines``; anything else (another tool's writing, a hostile edit,
+    a type this version does not know) is skipped."""
     events = []
     for line in lines:
-        if not line.strip():
-            continue
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if isinstance(event, dict) and "type" in event:
-                events.append(event)
+        if line.strip() and (event := decode_event(line)) is not None:
+            events.append(event)
     return events
 
 
@@ -180,7 +177,7 @@ def manifest_status(run_dir: Path) -> str | None:
 
 def run_is_over(view: RunView, run_dir: Path) -> bool:
     """The run finished (its run_done is the newest event) or its process is gone."""
-    return view.status in FINISHED or owner_alive(run_dir) is False
+    return view.status.finished or owner_alive(run_dir) is False
 
 
 # -- headless attach ----------------------------------------------------------------------------
@@ -203,14 +200,14 @@ class AttachPrinter:
         line = event_line(self.view, event)
         if line:
             self.print(line)
-        if event["type"] == "run_done":
-            self.print(progress_line(self.view, event.get("ts")))
+        if isinstance(event, RunDone):
+            self.print(progress_line(self.view, event.ts))
             for text in summary_lines(self.view):
                 self.print(text)
 
     def progress(self, now: float | None = None, force: bool = False) -> None:
         now = now or time.time()
-        if self.view.status != "running":
+        if self.view.status != RunStatus.RUNNING:
             return
         if force or now - self._last_progress >= self.interval_s:
             self._last_progress = now
@@ -233,7 +230,7 @@ def attach_headless(
             printer.feed(event)
         printer.progress(force=True)
         if not follow:
-            if printer.view.status not in FINISHED:
+            if not printer.view.status.finished:
                 printer.print(
                     f"(the run is still going: `{PROG} attach --follow {run_dir}` keeps watching)"
                 )
@@ -248,7 +245,7 @@ def _follow(run_dir: Path, tail: EventTail, printer: AttachPrinter, poll_s: floa
     if not tail.path.exists():
         printer.print(f"waiting for {tail.path} ...")
     quiet_polls = 0
-    while printer.view.status not in FINISHED:
+    while not printer.view.status.finished:
         events = tail.poll()
         for event in events:
             printer.feed(event)
@@ -261,7 +258,7 @@ def _follow(run_dir: Path, tail: EventTail, printer: AttachPrinter, poll_s: floa
             )
             return
         printer.progress()
-        if printer.view.status not in FINISHED:
+        if not printer.view.status.finished:
             time.sleep(poll_s)
 
 

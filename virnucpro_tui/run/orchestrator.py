@@ -13,7 +13,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from virnucpro_tui.errors import (
     is_disk_full,
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
+from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import (
     ErrorEvent,
     Event,
@@ -62,8 +62,10 @@ from virnucpro_tui.pool.events import (
     WarningEvent,
 )
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.local import LocalBackend
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
+from virnucpro_tui.pool.transport import Backend
 from virnucpro_tui.pool.worker import WorkerConfig
 from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
@@ -132,7 +134,7 @@ class Orchestrator:
         self,
         cfg: RunConfig,
         sinks: list[EventSink] | None = None,
-        pool_factory: Callable[..., Any] | None = None,
+        backend: Backend[Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.rundir = RunDir(cfg.out)
@@ -141,8 +143,8 @@ class Orchestrator:
         self.jobs: list[JobState] = []
         self.stop_mode: str | None = None
         self.paused = False
-        self.pool: Any = None
-        self.pool_factory = pool_factory or PersistentWorkerPool
+        self.pool: PersistentWorkerPool[Any] | None = None
+        self.backend: Backend[Any] = backend or LocalBackend()
         self.slots: list[DeviceSlot] = []
         self.telemetry: NvmlTelemetry | None = None
         self._last_telemetry = 0.0
@@ -241,9 +243,12 @@ class Orchestrator:
             generation=generation,
         )
 
-    def _new_pool(self) -> Any:
-        pool = self.pool_factory(self.slots, self._worker_config, self.emit_to, self.cfg.policy)
-        pool.paused = self.paused
+    def _new_pool(self) -> PersistentWorkerPool[Any]:
+        pool = PersistentWorkerPool(
+            self.backend, self.slots, self._worker_config, self.emit_to, self.cfg.policy
+        )
+        if self.paused:
+            pool.pause()
         pool.start()
         return pool
 
@@ -251,7 +256,7 @@ class Orchestrator:
     def execute(self) -> int:
         """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
         scans = self._scan_inputs()
-        self.slots = getattr(self.pool_factory, "resolve_slots", resolve_devices)(self.cfg.devices)
+        self.slots = self.backend.resolve_slots(self.cfg.devices)
         names = job_names([s.path for s in scans])
         self.rundir.acquire()
         writer = None
@@ -363,8 +368,7 @@ class Orchestrator:
                 return EXIT_OK
 
     def _stop(self) -> int:
-        self.pool.paused = True
-        self.pool.queue.clear()
+        self.pool.drain()
         if self.stop_mode == "graceful":
             deadline = time.time() + self.cfg.policy.stop_timeout_s
             while self.pool.in_flight and time.time() < deadline and self.stop_mode == "graceful":
@@ -639,9 +643,13 @@ class Orchestrator:
                 return
             if kind == "stop":
                 self.stop_mode = "abandon" if "abandon" in (arg, self.stop_mode) else arg
-            elif kind == "pause":
-                self.paused = self.pool.paused = bool(arg)
-                self.emit(RunPaused() if arg else RunResumed())
+            elif kind == "pause" and bool(arg) != self.paused:
+                self.paused = bool(arg)
+                if self.paused:  # no new shard starts; those running finish
+                    self.emit(RunPaused(shards_running=self.pool.pause()))
+                else:
+                    self.pool.resume()
+                    self.emit(RunResumed())
             elif kind == "clear":
                 self.pool.clear_caches("manual")
             elif kind == "add":

@@ -413,12 +413,12 @@ def _stop_on_signals(app: VirnucproApp) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def live_app(cfg: Any, sinks: list[Any], pool_factory: Any, **options: Any) -> VirnucproApp:
+def live_app(cfg: Any, sinks: list[Any], backend: Any, **options: Any) -> VirnucproApp:
     """The dashboard wired to a new Orchestrator for ``cfg`` (its events also go to ``sinks``)."""
     from virnucpro_tui.run.orchestrator import Orchestrator
 
     start_resource_tracker()
-    controller = LiveRun(lambda sink: Orchestrator(cfg, [sink, *sinks], pool_factory=pool_factory))
+    controller = LiveRun(lambda sink: Orchestrator(cfg, [sink, *sinks], backend=backend))
     return VirnucproApp(controller, demo=cfg.demo, **options)
 
 
@@ -433,9 +433,9 @@ def start_resource_tracker() -> None:
     resource_tracker.ensure_running()
 
 
-def run_dashboard(cfg: Any, sinks: list[Any], pool_factory: Any) -> int:
+def run_dashboard(cfg: Any, sinks: list[Any], backend: Any) -> int:
     """``virnucpro-tui run`` in a terminal. Returns the run's exit code (0, 1, 2 or 130)."""
-    app = live_app(cfg, sinks, pool_factory, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
+    app = live_app(cfg, sinks, backend, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
     controller = app.controller
     with _stop_on_signals(app):
         app.run()

@@ -20,8 +20,9 @@ from tests.ui.helpers import (
     settle,
     wait_for,
 )
+from virnucpro_tui.headless import attach, attach_headless
 from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
-from virnucpro_tui.run.attach import EventTail, attach, attach_headless
+from virnucpro_tui.run.attach import EventTail
 from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import AttachedRun

@@ -396,7 +396,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.run.attach import attach, check_run_dir
+    from virnucpro_tui.headless import attach
+    from virnucpro_tui.run.attach import check_run_dir
 
     ui = (
         not args.no_ui

@@ -12,8 +12,8 @@ from tests.helpers import SAMPLE_READS
 from tests.ui.helpers import ev as event
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
-from virnucpro_tui.headless import fmt_bytes
 from virnucpro_tui.pool.events import CacheCleared, Event, ShardDone
+from virnucpro_tui.run.describe import fmt_bytes
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp, _print_outcome

@@ -27,7 +27,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from virnucpro_tui.errors import EXIT_INTERRUPTED, EXIT_OK
-from virnucpro_tui.headless import summary_lines
 from virnucpro_tui.pool.events import (
     ErrorEvent,
     Event,
@@ -37,6 +36,7 @@ from virnucpro_tui.pool.events import (
     RunStatus,
     WarningEvent,
 )
+from virnucpro_tui.run.describe import summary_lines
 from virnucpro_tui.run.rundir import MANIFEST
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render

@@ -7,7 +7,6 @@ rests on colour alone (NO_COLOR, 256-colour terminals): states are words, bars u
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,24 +14,26 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from virnucpro_tui.headless import event_line, fmt_bytes, fmt_duration, summary_lines
 from virnucpro_tui.pool.events import (
-    CacheCleared,
     Event,
-    JobAdded,
-    JobPrepared,
     JobStatus,
-    ModelLoad,
-    RunDone,
-    ShardDone,
-    ShardSkipped,
     WorkerState,
-    WorkerStateChanged,
     present,
+)
+from virnucpro_tui.run.describe import (
+    MODEL_LABELS,
+    fmt_bytes,
+    fmt_clock,
+    fmt_count,
+    fmt_duration,
+    fmt_rate,
+    log_description,
+    percent,
+    plural,
+    summary_lines,
 )
 from virnucpro_tui.run.view import MODELS, JobView, RunView, WorkerView
 
-MODEL_LABELS = {"dnabert": "DNABERT-S", "esm": "ESM-2", "classifier": "MLP"}
 SPARKS = "▁▂▃▄▅▆▇█"
 DEMO_BANNER = "DEMO MODELS — scores are not biological predictions"
 STATE_STYLES = {
@@ -122,26 +123,6 @@ def sparkline(values: Sequence[float], width: int) -> Text:
     top_level = len(SPARKS) - 1
     marks = "".join(SPARKS[min(round((v - floor) / span * top_level), top_level)] for v in values)
     return Text(marks, style="cyan")
-
-
-def fmt_rate(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def fmt_count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def fmt_clock(ts: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "--:--:--"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
 # -- header and overall progress ------------------------------------------------------------------
@@ -536,7 +517,7 @@ def log_matches(event: Event, worker: object, group: object) -> bool:
     return not (isinstance(group, str) and event.type not in LOG_GROUPS.get(group, ()))
 
 
-def log_text(view: RunView, event: Event) -> Text:
+def log_text(event: Event) -> Text:
     who = f"w{event.worker}" if event.worker is not None else "run"
     kind = event.type
     return Text.assemble(
@@ -546,53 +527,8 @@ def log_text(view: RunView, event: Event) -> Text:
         " ",
         (f"{kind:<14}", EVENT_STYLES.get(kind, "")),
         " ",
-        describe(view, event),
+        log_description(event),
     )
-
-
-def describe(view: RunView, e: Event) -> str:
-    """One line about an event: the headless wording where it has one."""
-    line = event_line(view, e)
-    if line:
-        prefix = f"worker {e.worker}: "
-        return " · ".join(line.split("\n")).removeprefix(prefix)
-    return _describe_quiet(e)
-
-
-def _describe_quiet(e: Event) -> str:
-    if isinstance(e, WorkerStateChanged):
-        text = str(e.state)
-        if e.state == WorkerState.BUSY:
-            text += f" on {e.job} #{present(e.shard)} ({e.frames or 0:,} frames)"
-        if e.reason:
-            text += f": {e.reason}"
-        return text + (f" (pid {e.pid})" if e.state == WorkerState.STARTING and e.pid else "")
-    if isinstance(e, ModelLoad):
-        label = MODEL_LABELS.get(e.model, e.model)
-        return f"{label} {e.phase} ({present(e.dtype)}) from {e.source}"
-    if isinstance(e, ShardDone):
-        rate = e.frames / max(e.seconds or 1e-9, 1e-9)
-        return (
-            f"{e.job} #{e.shard}: {e.frames:,} frames in {e.seconds:.1f} s "
-            f"({fmt_rate(rate)}/s), {e.virus_frames:,} virus"
-        )
-    if isinstance(e, CacheCleared):
-        return (
-            f"cache cleared ({e.reason}): {fmt_bytes(e.bytes_freed)} freed, reserved "
-            f"{fmt_bytes(e.reserved_before)} -> {fmt_bytes(e.reserved_after)}"
-        )
-    if isinstance(e, ShardSkipped):
-        return f"{e.job} #{e.shard} already done ({e.frames:,} frames): skipped"
-    if isinstance(e, JobAdded):
-        return f"added {e.input}: {e.records:,} sequences, {e.chunks_total:,} chunks"
-    if isinstance(e, JobPrepared):
-        return (
-            f"{e.job}: prepared {e.chunks_prepared:,}/{e.chunks_total:,} chunks, "
-            f"{e.frames_prepared:,} frames"
-        )
-    if isinstance(e, RunDone):
-        return f"run {e.status} (exit {e.exit_code}) after {fmt_duration(e.seconds)}"
-    return ""
 
 
 # -- completion -----------------------------------------------------------------------------------

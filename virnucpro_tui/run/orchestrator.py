@@ -583,9 +583,8 @@ class Orchestrator:
                 read_shard_rows(path, job.name, index)
             except CorruptShardError:
                 path.unlink(missing_ok=True)
-                job.done.discard(index)
         job.produced, job.producer = False, None
-        job.chunks_prepared = job.frames_prepared = job.frames_done = 0
+        job.chunks_prepared = job.frames_prepared = job.frames_done = job.skipped_shards = 0
         job.done.clear()
         job.shards_total = 0
 

@@ -13,19 +13,11 @@ from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.core.translation import Frame
 from virnucpro_tui.errors import DiskFullError, WorkerFailure
 from virnucpro_tui.models.settings import ModelFiles
+from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import (
-    ErrorEvent,
-    Event,
-    ModelLoad,
-    ModelPhase,
-    ShardDone,
-    ShardRequeued,
-    WorkerState,
-    WorkerStateChanged,
-)
 from virnucpro_tui.pool.fake import FakeBackend, FakeWorkerPlan
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.worker import WorkerConfig
 
@@ -41,17 +33,19 @@ def shards(count: int, frames: int = 4, job: str = "j") -> list[Shard]:
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[ev.Event] = []
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: ev.Event) -> None:
         self.events.append(event)
 
     def states(self, worker: int) -> list[str]:
         return [
-            e.state for e in self.events if isinstance(e, WorkerStateChanged) and e.worker == worker
+            e.state
+            for e in self.events
+            if isinstance(e, ev.WorkerStateChanged) and e.worker == worker
         ]
 
-    def of(self, cls: type[Event]) -> list[Event]:
+    def of(self, cls: type[ev.Event]) -> list[ev.Event]:
         return [e for e in self.events if isinstance(e, cls)]
 
 
@@ -63,7 +57,7 @@ def make_pool(
 
     def config(slot: DeviceSlot, generation: int) -> WorkerConfig:
         return WorkerConfig(
-            slot=slot, run_dir=Path("/nonexistent"), files=FILES, generation=generation
+            slot=slot, layout=RunLayout(Path("/nonexistent")), files=FILES, generation=generation
         )
 
     pool = PersistentWorkerPool(backend, slots, config, recorder, PoolPolicy(**policy))  # type: ignore[arg-type]
@@ -73,24 +67,32 @@ def make_pool(
 
 def run_all(
     pool: PersistentWorkerPool[object], work: list[Shard], limit: int = 10_000
-) -> list[Event]:
+) -> list[ev.Event]:
     """Submit ``work`` and poll until every shard is done; the events the pool returned."""
     for shard in work:
         pool.submit(shard)
-    returned: list[Event] = []
+    returned: list[ev.Event] = []
     for _ in range(limit):
         returned += pool.poll(0.2)
-        done = {e.shard for e in returned if isinstance(e, ShardDone)}
+        done = {e.shard for e in returned if isinstance(e, ev.ShardDone)}
         if done >= {s.index for s in work} and not pool.in_flight:
             return returned
     raise AssertionError(f"not done after {limit} polls: {pool.backlog} queued")
 
 
-def done_by(events: list[Event]) -> dict[int, int]:
+def start_all(pool: PersistentWorkerPool[object], backend: FakeBackend, work: list[Shard]) -> None:
+    """Submit ``work`` and poll until every worker runs a shard."""
+    for shard in work:
+        pool.submit(shard)
+    while not all(t.current for t in backend.spawned):
+        pool.poll(0.2)
+
+
+def done_by(events: list[ev.Event]) -> dict[int, int]:
     """Shard index -> the worker that finished it (each shard at most once)."""
     out: dict[int, int] = {}
     for e in events:
-        if isinstance(e, ShardDone):
+        if isinstance(e, ev.ShardDone):
             assert e.shard not in out, f"shard {e.shard} finished twice"
             assert e.worker is not None
             out[e.shard] = e.worker
@@ -104,14 +106,18 @@ def test_instant_workers_share_the_work_and_load_once() -> None:
     assert sorted(done_by(returned)) == list(range(10))
     assert set(done_by(returned).values()) == {0, 1}
     loads = [
-        e for e in rec.of(ModelLoad) if isinstance(e, ModelLoad) and e.phase == ModelPhase.DONE
+        e
+        for e in rec.of(ev.ModelLoad)
+        if isinstance(e, ev.ModelLoad) and e.phase == ev.ModelPhase.DONE
     ]
     assert sorted((e.worker, e.model) for e in loads) == sorted(
         (w, m) for w in (0, 1) for m in ("classifier", "dnabert", "esm")
     )
     assert all(w.models_loaded for w in pool.workers)
     pool.stop(graceful=True)
-    assert rec.states(0)[-1] == WorkerState.STOPPED and rec.states(1)[-1] == WorkerState.STOPPED
+    assert (
+        rec.states(0)[-1] == ev.WorkerState.STOPPED and rec.states(1)[-1] == ev.WorkerState.STOPPED
+    )
     assert [t.exit_reason() for t in backend.spawned] == ["exited with code 0"] * 2
 
 
@@ -121,12 +127,12 @@ def test_a_killed_worker_is_respawned_and_its_shards_requeued() -> None:
     pool, rec = make_pool(backend)
     returned = run_all(pool, shards(8))
     assert sorted(done_by(returned)) == list(range(8))  # every shard once
-    assert rec.states(0).count(WorkerState.CRASHED) == 1
-    crashed = next(e for e in rec.of(WorkerStateChanged) if e.state == WorkerState.CRASHED)
+    assert rec.states(0).count(ev.WorkerState.CRASHED) == 1
+    crashed = next(e for e in rec.of(ev.WorkerStateChanged) if e.state == ev.WorkerState.CRASHED)
     assert crashed.reason == "exited with code 9"
-    restarting = [e for e in rec.of(WorkerStateChanged) if e.state == WorkerState.RESTARTING]
+    restarting = [e for e in rec.of(ev.WorkerStateChanged) if e.state == ev.WorkerState.RESTARTING]
     assert [(e.worker, e.generation) for e in restarting] == [(0, 1)]
-    requeued = rec.of(ShardRequeued)
+    requeued = rec.of(ev.ShardRequeued)
     died_on = backend.workers(0)[0].started[-1]
     assert died_on in {f"j/{e.shard:06d}" for e in requeued}  # the shard it died on came back
     assert all(e.attempt == 1 and "exited with code 9" in e.reason for e in requeued)
@@ -140,7 +146,7 @@ def test_a_hung_worker_is_killed_after_the_timeout() -> None:
     start = backend.now()
     returned = run_all(pool, shards(4))
     assert sorted(done_by(returned)) == [0, 1, 2, 3]
-    crashed = [e for e in rec.of(WorkerStateChanged) if e.state == WorkerState.CRASHED]
+    crashed = [e for e in rec.of(ev.WorkerStateChanged) if e.state == ev.WorkerState.CRASHED]
     assert len(crashed) == 1 and crashed[0].reason == "hung: no heartbeat for 120 s, killed"
     assert backend.workers(0)[0].exit_reason() == "exited with signal SIGKILL"
     assert backend.now() - start > 120  # the timeout passed, in virtual time
@@ -163,13 +169,13 @@ def test_a_failure_on_the_nth_shard_is_retried_elsewhere() -> None:
     returned = run_all(pool, shards(6))
     assert sorted(done_by(returned)) == list(range(6))
     failed_key = backend.workers(1)[0].started[2]
-    (requeued,) = rec.of(ShardRequeued)
-    assert isinstance(requeued, ShardRequeued)
+    (requeued,) = rec.of(ev.ShardRequeued)
+    assert isinstance(requeued, ev.ShardRequeued)
     assert f"j/{requeued.shard:06d}" == failed_key and requeued.attempt == 1
     assert "failed (injected fault)" in requeued.reason
-    errors = [e for e in rec.of(ErrorEvent) if isinstance(e, ErrorEvent)]
+    errors = [e for e in rec.of(ev.ErrorEvent) if isinstance(e, ev.ErrorEvent)]
     assert len(errors) == 1 and not errors[0].fatal
-    assert not rec.of(WorkerStateChanged) or WorkerState.CRASHED not in rec.states(1)
+    assert not rec.of(ev.WorkerStateChanged) or ev.WorkerState.CRASHED not in rec.states(1)
 
 
 def test_a_worker_is_retired_after_its_restart_limit() -> None:
@@ -180,8 +186,10 @@ def test_a_worker_is_retired_after_its_restart_limit() -> None:
         run_all(pool, shards(3))
     assert "exited with code 9" in str(err.value) and "logs/worker-0.log" in str(err.value)
     states = rec.states(0)
-    assert states.count(WorkerState.CRASHED) == 3 and states.count(WorkerState.RESTARTING) == 2
-    retired = [e for e in rec.of(ErrorEvent) if isinstance(e, ErrorEvent)]
+    assert (
+        states.count(ev.WorkerState.CRASHED) == 3 and states.count(ev.WorkerState.RESTARTING) == 2
+    )
+    retired = [e for e in rec.of(ev.ErrorEvent) if isinstance(e, ev.ErrorEvent)]
     assert len(retired) == 1 and "restart limit (2) reached, retired" in retired[0].message
     assert pool.backlog == 3  # nothing lost: the shards wait for a resume
 
@@ -213,10 +221,7 @@ def test_no_prefetch_when_the_backlog_is_short() -> None:
 def test_pause_takes_back_the_shards_not_started() -> None:
     backend = FakeBackend(default=FakeWorkerPlan(seconds_per_shard=5.0))
     pool, rec = make_pool(backend, workers=2)
-    for shard in shards(10):
-        pool.submit(shard)
-    while not all(t.current for t in backend.spawned):
-        pool.poll(0.2)
+    start_all(pool, backend, shards(10))
     assert pool.in_flight == 4  # two running, two prefetched
     running = pool.pause()
     assert running == 2 and pool.in_flight == 2 and pool.backlog == 8
@@ -226,12 +231,12 @@ def test_pause_takes_back_the_shards_not_started() -> None:
     for _ in range(200):  # long enough for the running shards to finish
         pool.poll(0.2)
     after = rec.events[paused_at:]
-    assert sorted(e.shard for e in after if isinstance(e, ShardDone)) == [0, 2]
-    assert not [e for e in after if isinstance(e, WorkerStateChanged) and e.state == "busy"]
+    assert sorted(e.shard for e in after if isinstance(e, ev.ShardDone)) == [0, 2]
+    assert not [e for e in after if isinstance(e, ev.WorkerStateChanged) and e.state == "busy"]
     assert pool.running == 0 and pool.backlog == 8
     pool.resume()
     returned = run_all(pool, [])
-    finished = {e.shard for e in rec.of(ShardDone) if isinstance(e, ShardDone)}
+    finished = {e.shard for e in rec.of(ev.ShardDone) if isinstance(e, ev.ShardDone)}
     assert finished == set(range(10)) and returned is not None
 
 
@@ -243,7 +248,7 @@ def test_pause_before_the_first_shard_starts_nothing() -> None:
         pool.submit(shard)
     for _ in range(20):
         pool.poll(0.2)
-    assert not rec.of(ShardDone) and pool.backlog == 3
+    assert not rec.of(ev.ShardDone) and pool.backlog == 3
     pool.resume()
     assert sorted(done_by(run_all(pool, []))) == [0, 1, 2]
 
@@ -251,29 +256,28 @@ def test_pause_before_the_first_shard_starts_nothing() -> None:
 def test_graceful_stop_finishes_what_workers_hold() -> None:
     backend = FakeBackend(default=FakeWorkerPlan(seconds_per_shard=5.0))
     pool, rec = make_pool(backend, workers=2)
-    for shard in shards(10):
-        pool.submit(shard)
-    while not all(t.current for t in backend.spawned):
-        pool.poll(0.2)
+    start_all(pool, backend, shards(10))
     pool.drain()
     pool.stop(graceful=True)
-    assert sorted(e.shard for e in rec.of(ShardDone) if isinstance(e, ShardDone)) == [0, 1, 2, 3]
-    assert not rec.of(ShardRequeued) and pool.backlog == 0
+    assert sorted(e.shard for e in rec.of(ev.ShardDone) if isinstance(e, ev.ShardDone)) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert not rec.of(ev.ShardRequeued) and pool.backlog == 0
     assert [t.exit_reason() for t in backend.spawned] == ["exited with code 0"] * 2
-    assert rec.states(0)[-1] == rec.states(1)[-1] == WorkerState.STOPPED
+    assert rec.states(0)[-1] == rec.states(1)[-1] == ev.WorkerState.STOPPED
 
 
 def test_abandoning_kills_at_once() -> None:
     backend = FakeBackend(default=FakeWorkerPlan(seconds_per_shard=5.0))
     pool, rec = make_pool(backend, workers=2)
-    for shard in shards(4):
-        pool.submit(shard)
-    while not all(t.current for t in backend.spawned):
-        pool.poll(0.2)
+    start_all(pool, backend, shards(4))
     pool.stop(graceful=False)
-    assert not rec.of(ShardDone)
+    assert not rec.of(ev.ShardDone)
     assert [t.exit_reason() for t in backend.spawned] == ["exited with signal SIGKILL"] * 2
-    assert rec.states(0)[-1] == WorkerState.STOPPED
+    assert rec.states(0)[-1] == ev.WorkerState.STOPPED
 
 
 def test_a_worker_that_cannot_load_its_models_fails_the_run() -> None:
@@ -288,7 +292,7 @@ def test_a_full_disk_stops_at_once() -> None:
     pool, rec = make_pool(backend, workers=1)
     with pytest.raises(DiskFullError, match="No space left"):
         run_all(pool, shards(4))
-    assert not rec.of(ShardRequeued)
+    assert not rec.of(ev.ShardRequeued)
 
 
 def test_many_instant_workers() -> None:

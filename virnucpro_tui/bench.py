@@ -404,7 +404,6 @@ def pipeline(
     cfg = RunConfig(
         inputs=[warm, main],
         out=out_dir,
-        chunk_length=500,
         devices=devices,
         restart=True,
         models=ModelFiles(Path(files["esm"]), Path(files["dnabert"]), Path(files["classifier"])),

@@ -128,35 +128,40 @@ def _add_run_parser(sub: Any) -> None:
         default=None,
         help="do not torch.compile the models on GPU (faster start, slower run)",
     )
+    from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
+
+    policy, worker = PoolPolicy(), WorkerSettings()  # the defaults live there
     g = p.add_argument_group("supervision and memory")
     g.add_argument(
         "--max-restarts",
         type=int,
-        default=3,
-        help="respawns per worker before it is retired (default 3)",
+        default=policy.max_restarts,
+        help=f"respawns per worker before it is retired (default {policy.max_restarts})",
     )
     g.add_argument(
         "--hang-timeout",
         type=float,
-        default=120.0,
-        help="seconds without a heartbeat before a worker is killed (default 120)",
+        default=policy.hang_timeout_s,
+        help="seconds without a heartbeat before a worker is killed "
+        f"(default {policy.hang_timeout_s:g})",
     )
     g.add_argument(
         "--memory-fraction",
         type=float,
-        default=0.9,
-        help="cap on each worker's share of its GPU memory (default 0.9)",
+        default=worker.memory_fraction,
+        help=f"cap on each worker's share of its GPU memory (default {worker.memory_fraction})",
     )
     g.add_argument(
         "--clear-cache-every",
         type=int,
-        default=10,
-        help="empty the CUDA cache every N shards (0: never; default 10)",
+        default=worker.clear_cache_every,
+        help=f"empty the CUDA cache every N shards (0: never; default {worker.clear_cache_every})",
     )
     g.add_argument(
         "--alloc-conf",
-        default="expandable_segments:True",
-        help="PYTORCH_CUDA_ALLOC_CONF for the workers",
+        default=worker.alloc_conf,
+        help=f"PYTORCH_CUDA_ALLOC_CONF for the workers (default {worker.alloc_conf})",
     )
     g = p.add_argument_group("front end")
     g.add_argument(
@@ -291,6 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     _check_length(args.length, args.demo)
@@ -309,7 +315,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         inputs=inputs,
         out=args.out,
         models=files,
-        chunk_length=args.length,
         demo=demo,
         devices=args.devices,
         engine=engine,
@@ -317,11 +322,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         persistent=args.persistent,
         restart=args.restart,
         backend=args.backend,
-        ray_address=args.ray_address,
         policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
-        clear_cache_every=args.clear_cache_every,
-        memory_fraction=args.memory_fraction,
-        alloc_conf=args.alloc_conf,
+        worker=WorkerSettings(
+            clear_cache_every=args.clear_cache_every,
+            memory_fraction=args.memory_fraction,
+            alloc_conf=args.alloc_conf,
+        ),
         scans=scans,
     )
     sinks = _extra_sinks(args)

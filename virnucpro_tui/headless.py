@@ -15,9 +15,9 @@ from typing import TextIO
 
 from virnucpro_tui.errors import EXIT_OK, InputError
 from virnucpro_tui.pool.events import Event, RunDone, RunStatus
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.run.attach import EventTail, check_run_dir, owner_alive, run_owner
 from virnucpro_tui.run.describe import event_line, progress_line, summary_lines
-from virnucpro_tui.run.rundir import EVENTS
 from virnucpro_tui.run.view import RunView
 
 PROG = "virnucpro-tui"
@@ -78,7 +78,7 @@ def attach_headless(
 ) -> int:
     """Print the events so far; with ``follow``, keep printing until the run ends."""
     reporter = HeadlessReporter(stream or sys.stdout, interval_s)
-    tail = EventTail(run_dir / EVENTS)
+    tail = EventTail(RunLayout(run_dir).events)
     try:
         for event in tail.backlog():
             reporter.feed(event)
@@ -105,9 +105,9 @@ def _follow(run_dir: Path, tail: EventTail, reporter: HeadlessReporter, poll_s: 
             reporter.feed(event)
         quiet_polls = 0 if events or owner_alive(run_dir) is not False else quiet_polls + 1
         if quiet_polls >= 2:  # the owner is gone and nothing more came: killed, not finished
-            pid, _host = run_owner(run_dir)
+            owner = run_owner(run_dir)
             reporter.print(
-                f"the run's process ({pid}) ended without finishing; "
+                f"the run's process ({owner.pid if owner else None}) ended without finishing; "
                 "rerun the same command to resume"
             )
             return

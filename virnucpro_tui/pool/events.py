@@ -27,6 +27,8 @@ import msgspec
 from msgspec import UNSET, UnsetType, field
 
 SCHEMA_VERSION = 1
+MODELS = ("dnabert", "esm", "classifier")  # ``model_load``'s ``model``, in load order
+HISTOGRAM_BINS = 20  # ``shard_done``'s ``histogram``: P(virus) over 0..1
 T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
@@ -157,6 +159,20 @@ class Progress(Event, frozen=True, kw_only=True, tag="progress"):
     seconds: float
     stage_done: int | UnsetType = UNSET
     stage_total: int | UnsetType = UNSET
+
+    @classmethod
+    def shard_started(cls, worker: int, job: str, shard: int, frames: int) -> Progress:
+        """The first progress event of a shard (stage ``start``, nothing done yet)."""
+        return cls(
+            worker=worker,
+            job=job,
+            shard=shard,
+            stage="start",
+            frames_done=0,
+            frames_total=frames,
+            tokens=0,
+            seconds=0.0,
+        )
 
     @property
     def closes_stage(self) -> bool:

@@ -14,36 +14,18 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
-from virnucpro_tui.core.shards import Shard, ShardResult, shard_path, write_shard_result
+from virnucpro_tui.core.shards import Shard, ShardResult, write_shard_result
+from virnucpro_tui.pool import events as ev
+from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
-from virnucpro_tui.pool.events import (
-    CacheCleared,
-    ErrorEvent,
-    Heartbeat,
-    ModelLoad,
-    ModelPhase,
-    Progress,
-    ShardDone,
-    WorkerState,
-    WorkerStateChanged,
-)
 from virnucpro_tui.pool.faults import FaultPlan
-from virnucpro_tui.pool.transport import (
-    ClearCache,
-    Command,
-    Recall,
-    Recalled,
-    RunShard,
-    Stop,
-    WorkerMessage,
-)
-from virnucpro_tui.pool.worker import HISTOGRAM_BINS, WorkerConfig
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.worker import WorkerConfig
 
-MODELS = ("dnabert", "esm", "classifier")
 P_VIRUS = 0.25  # every frame's score: a fake run's outputs are valid files, not predictions
 
 
@@ -70,7 +52,7 @@ class FakeTransport:
         self.write_results = write_results
         self.pid = 100_000 + 100 * self.n + config.generation
         self.inbox: deque[Shard] = deque()
-        self.outbox: list[WorkerMessage] = []
+        self.outbox: list[tp.WorkerMessage] = []
         self.current: Shard | None = None
         self.current_ends = math.inf
         self.started: list[str] = []  # keys of the shards started, in order
@@ -78,37 +60,37 @@ class FakeTransport:
         self.loaded = False
         self.stopping = False
         self.hung = False
-        self.state = WorkerState.STARTING
+        self.state = ev.WorkerState.STARTING
         self._exit: str | None = None
         self._now = now
-        self._next_heartbeat = now + config.heartbeat_s
-        self._set_state(now, WorkerState.STARTING, uuid=config.slot.uuid)
-        self._set_state(now, WorkerState.IDLE)
+        self._next_heartbeat = now + config.settings.heartbeat_s
+        self._set_state(now, ev.WorkerState.STARTING, uuid=config.slot.uuid)
+        self._set_state(now, ev.WorkerState.IDLE)
 
     # -- the transport protocol ---------------------------------------------------------------
     @property
     def alive(self) -> bool:
         return self._exit is None
 
-    def send(self, command: Command) -> bool:
+    def send(self, command: tp.Command) -> bool:
         if not self.alive:
             return False
         if self.hung:
             return True  # a stopped process's pipe still takes bytes
-        if isinstance(command, RunShard):
+        if isinstance(command, tp.RunShard):
             self.inbox.append(command.shard)
             self.most_held = max(self.most_held, len(self.inbox) + (self.current is not None))
-        elif isinstance(command, Recall):
+        elif isinstance(command, tp.Recall):
             recalled, self.inbox = tuple(s.key for s in self.inbox), deque()
             running = self.current.key if self.current is not None else None
-            self.outbox.append(Recalled(recalled, running))
-        elif isinstance(command, ClearCache):
+            self.outbox.append(tp.Recalled(recalled, running))
+        elif isinstance(command, tp.ClearCache):
             self._clear_cache(command.reason)
-        elif isinstance(command, Stop):
+        elif isinstance(command, tp.Stop):
             self.stopping = True
         return True
 
-    def receive(self) -> list[WorkerMessage]:
+    def receive(self) -> list[tp.WorkerMessage]:
         messages, self.outbox = self.outbox, []
         return messages
 
@@ -137,13 +119,13 @@ class FakeTransport:
             elif self.current is None and self.inbox:
                 self._start(now, self.inbox.popleft())
             elif self.current is None and self.stopping:
-                self._set_state(now, WorkerState.STOPPED)
+                self._set_state(now, ev.WorkerState.STOPPED)
                 self._exit = "exited with code 0"
             else:
                 break
         while self.alive and not self.hung and self._next_heartbeat <= now:
             self._heartbeat(self._next_heartbeat)
-            self._next_heartbeat += self.config.heartbeat_s
+            self._next_heartbeat += self.config.settings.heartbeat_s
 
     def _start(self, now: float, shard: Shard) -> None:
         number = len(self.started) + 1
@@ -156,33 +138,24 @@ class FakeTransport:
             return
         self.current, self.current_ends = shard, now + self.plan.seconds_per_shard
         if not self.loaded:
-            self._set_state(now, WorkerState.LOADING, job=shard.job)
+            self._set_state(now, ev.WorkerState.LOADING, job=shard.job)
             if self.faults.fail_load:
                 self._fail_load(now, shard)
                 return
             self._load(now, shard)
             self.current_ends += self.plan.load_seconds
-        self._set_state(now, WorkerState.BUSY, job=shard.job, shard=shard.index, frames=len(shard))
-        self.outbox.append(
-            Progress(
-                ts=now,
-                worker=self.n,
-                job=shard.job,
-                shard=shard.index,
-                stage="start",
-                frames_done=0,
-                frames_total=len(shard),
-                tokens=0,
-                seconds=0.0,
-            )
+        self._set_state(
+            now, ev.WorkerState.BUSY, job=shard.job, shard=shard.index, frames=len(shard)
         )
+        started = ev.Progress.shard_started(self.n, shard.job, shard.index, len(shard))
+        self.outbox.append(msgspec.structs.replace(started, ts=now))
 
     def _load(self, now: float, shard: Shard) -> None:
-        for model in MODELS:
-            for phase in (ModelPhase.START, ModelPhase.DONE):
-                done = phase == ModelPhase.DONE
+        for model in ev.MODELS:
+            for phase in (ev.ModelPhase.START, ev.ModelPhase.DONE):
+                done = phase == ev.ModelPhase.DONE
                 self.outbox.append(
-                    ModelLoad(
+                    ev.ModelLoad(
                         ts=now,
                         worker=self.n,
                         job=shard.job,
@@ -191,24 +164,15 @@ class FakeTransport:
                         source="fake",
                         shard=shard.index,
                         dtype="float32",
-                        seconds=self.plan.load_seconds / len(MODELS) if done else UNSET,
+                        seconds=self.plan.load_seconds / len(ev.MODELS) if done else UNSET,
                         bytes_on_device=0 if done else UNSET,
                     )
                 )
         self.loaded = True
 
     def _fail_load(self, now: float, shard: Shard) -> None:
-        self.outbox.append(
-            ErrorEvent(
-                ts=now,
-                worker=self.n,
-                job=shard.job,
-                shard=shard.index,
-                fatal=True,
-                message="RuntimeError: model loading failed (injected fault)",
-            )
-        )
-        self._set_state(now, WorkerState.CRASHED, reason="model load failed")
+        self._error(now, shard, "RuntimeError: model loading failed (injected fault)", fatal=True)
+        self._set_state(now, ev.WorkerState.CRASHED, reason="model load failed")
         self._exit = "exited with code 2"
 
     def _finish(self, now: float) -> None:
@@ -216,34 +180,16 @@ class FakeTransport:
         assert shard is not None
         self.current, self.current_ends = None, math.inf
         if self.faults.fail_on_shard == number:
-            self.outbox.append(
-                ErrorEvent(
-                    ts=now,
-                    worker=self.n,
-                    job=shard.job,
-                    shard=shard.index,
-                    fatal=False,
-                    message=f"RuntimeError: shard {shard.key} failed (injected fault)",
-                )
-            )
+            self._error(now, shard, f"RuntimeError: shard {shard.key} failed (injected fault)")
         elif self.faults.enospc_on_shard_write == number:
-            self.outbox.append(
-                ErrorEvent(
-                    ts=now,
-                    worker=self.n,
-                    job=shard.job,
-                    shard=shard.index,
-                    fatal=False,
-                    disk_full=True,
-                    message="[Errno 28] No space left on device (injected fault)",
-                )
-            )
+            message = "[Errno 28] No space left on device (injected fault)"
+            self._error(now, shard, message, disk_full=True)
         else:
             self._write(shard)
-            histogram = [0] * HISTOGRAM_BINS
-            histogram[int(P_VIRUS * HISTOGRAM_BINS)] = len(shard)
+            histogram = [0] * ev.HISTOGRAM_BINS
+            histogram[int(P_VIRUS * ev.HISTOGRAM_BINS)] = len(shard)
             self.outbox.append(
-                ShardDone(
+                ev.ShardDone(
                     ts=now,
                     worker=self.n,
                     job=shard.job,
@@ -257,7 +203,27 @@ class FakeTransport:
                     top=tuple((f.id, P_VIRUS) for f in shard.frames[:5]),
                 )
             )
-        self._set_state(now, WorkerState.IDLE)
+        self._set_state(now, ev.WorkerState.IDLE)
+
+    def _error(
+        self,
+        now: float,
+        shard: Shard,
+        message: str,
+        fatal: bool = False,
+        disk_full: bool | UnsetType = UNSET,
+    ) -> None:
+        self.outbox.append(
+            ev.ErrorEvent(
+                ts=now,
+                worker=self.n,
+                job=shard.job,
+                shard=shard.index,
+                fatal=fatal,
+                disk_full=disk_full,
+                message=message,
+            )
+        )
 
     def _write(self, shard: Shard) -> None:
         if not self.write_results:
@@ -266,15 +232,13 @@ class FakeTransport:
 
         probs = np.tile(np.array([1 - P_VIRUS, P_VIRUS], dtype=np.float32), (len(shard), 1))
         result = ShardResult(shard.job, shard.index, [f.id for f in shard.frames], probs)
-        write_shard_result(
-            shard_path(self.config.run_dir / "shards", shard.job, shard.index), result
-        )
+        write_shard_result(self.config.layout.shard_result(shard.job, shard.index), result)
 
     def _clear_cache(self, reason: str) -> None:
         now, before = self._now, self.state
-        self._set_state(now, WorkerState.CLEARING, reason=reason)
+        self._set_state(now, ev.WorkerState.CLEARING, reason=reason)
         self.outbox.append(
-            CacheCleared(
+            ev.CacheCleared(
                 ts=now,
                 worker=self.n,
                 reason=reason,
@@ -287,7 +251,7 @@ class FakeTransport:
 
     def _heartbeat(self, now: float) -> None:
         self.outbox.append(
-            Heartbeat(
+            ev.Heartbeat(
                 ts=now,
                 worker=self.n,
                 state=self.state,
@@ -300,7 +264,7 @@ class FakeTransport:
     def _set_state(
         self,
         now: float,
-        state: WorkerState,
+        state: ev.WorkerState,
         job: str | None = None,
         shard: int | UnsetType = UNSET,
         frames: int | UnsetType = UNSET,
@@ -309,7 +273,7 @@ class FakeTransport:
     ) -> None:
         self.state = state
         self.outbox.append(
-            WorkerStateChanged(
+            ev.WorkerStateChanged(
                 ts=now,
                 worker=self.n,
                 job=job,
@@ -347,7 +311,7 @@ class FakeBackend:
         self.virtual_time = virtual_time
         self.write_results = write_results
         self.spawned: list[FakeTransport] = []
-        self.opened: list[tuple[list[DeviceSlot], Path]] = []
+        self.opened: list[tuple[list[DeviceSlot], RunLayout]] = []
         self._now = 1_000.0
 
     def now(self) -> float:
@@ -356,8 +320,8 @@ class FakeBackend:
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
         return resolve_devices(spec, gpus=[])
 
-    def open(self, slots: Sequence[DeviceSlot], run_dir: Path) -> None:
-        self.opened.append((list(slots), run_dir))
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
+        self.opened.append((list(slots), layout))
 
     def spawn(self, config: WorkerConfig) -> FakeTransport:
         plan = self.plans.get(config.slot.worker, self.default)

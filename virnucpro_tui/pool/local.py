@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import Command, WorkerMessage
 from virnucpro_tui.pool.worker import STOP_SIGNALS, WorkerConfig, worker_environment, worker_main
 
@@ -85,7 +85,7 @@ class LocalBackend:
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
         return resolve_devices(spec)
 
-    def open(self, slots: Sequence[DeviceSlot], run_dir: Path) -> None:
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
         pass
 
     def spawn(self, config: WorkerConfig) -> ProcessTransport:

@@ -19,55 +19,34 @@ from typing import Generic
 
 from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import DiskFullError, WorkerFailure
+from virnucpro_tui.pool import events as ev
+from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import (
-    ErrorEvent,
-    Event,
-    EventSink,
-    ModelLoad,
-    ModelPhase,
-    ShardDone,
-    ShardRequeued,
-    WorkerState,
-    WorkerStateChanged,
-)
-from virnucpro_tui.pool.transport import (
-    Backend,
-    ClearCache,
-    Recall,
-    Recalled,
-    RunShard,
-    ShardKey,
-    Stop,
-    T,
-    WorkerMessage,
-    shard_key,
-)
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.worker import WorkerConfig
+
+RECALL_TIMEOUT_S = 10.0  # how long pause() waits for the workers to give back their shards
 
 
 @dataclass
-class PoolPolicy:
-    """Supervision settings (``run --max-restarts``, ``--hang-timeout``)."""
-
+class PoolPolicy:  # supervision settings (run --max-restarts, --hang-timeout)
     max_restarts: int = 3
     hang_timeout_s: float = 120.0
     max_shard_attempts: int = 3
     prefetch: int = 1
     stop_timeout_s: float = 30.0
-    recall_timeout_s: float = 10.0
 
 
 @dataclass
-class WorkerHandle(Generic[T]):
+class WorkerHandle(Generic[tp.T]):
     """The pool's record of one slot's worker (across its restarts)."""
 
     slot: DeviceSlot
-    transport: T | None = None
+    transport: tp.T | None = None
     generation: int = 0
-    state: WorkerState = WorkerState.STARTING
+    state: ev.WorkerState = ev.WorkerState.STARTING
     assigned: deque[Shard] = field(default_factory=deque)  # sent, not finished, in order
-    running: ShardKey | None = None  # the assigned shard it has started
+    running: tp.ShardKey | None = None  # the assigned shard it has started
     recalling: bool = False  # a Recall is out, unanswered
     last_message: float = 0.0
     retired: bool = False
@@ -82,7 +61,7 @@ class WorkerHandle(Generic[T]):
     def alive(self) -> bool:
         return self.transport is not None and self.transport.alive
 
-    def take(self, key: ShardKey) -> Shard | None:
+    def take(self, key: tp.ShardKey) -> Shard | None:
         """Remove the assigned shard ``key`` (finished, failed or recalled)."""
         for shard in self.assigned:
             if shard.key == key:
@@ -93,13 +72,13 @@ class WorkerHandle(Generic[T]):
         return None
 
 
-class PersistentWorkerPool(Generic[T]):
+class PersistentWorkerPool(Generic[tp.T]):
     def __init__(
         self,
-        backend: Backend[T],
+        backend: tp.Backend[tp.T],
         slots: list[DeviceSlot],
         make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
+        emit: ev.EventSink,
         policy: PoolPolicy | None = None,
     ) -> None:
         self.backend = backend
@@ -107,27 +86,34 @@ class PersistentWorkerPool(Generic[T]):
         self.emit = emit
         self.policy = policy or PoolPolicy()
         self.clock = backend.now
-        self.workers: list[WorkerHandle[T]] = [WorkerHandle(slot) for slot in slots]
+        self.workers: list[WorkerHandle[tp.T]] = [WorkerHandle(slot) for slot in slots]
         self.queue: deque[Shard] = deque()
-        self.attempts: dict[ShardKey, int] = {}
+        self.attempts: dict[tp.ShardKey, int] = {}
         self.started = False
         self.last_failure = ""
         self._paused = False
         self._draining = False
-        self._unreported: list[Event] = []  # events handled outside ``poll``, returned by it next
+        self._unreported: list[
+            ev.Event
+        ] = []  # events handled outside ``poll``, returned by it next
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         if self.workers:
             config = self.make_config(self.workers[0].slot, 0)
-            self.backend.open([w.slot for w in self.workers], config.run_dir)
+            self.backend.open([w.slot for w in self.workers], config.layout)
         for w in self.workers:
             self._spawn(w)
         self.started = True
 
-    def _spawn(self, w: WorkerHandle[T]) -> None:
+    def _spawn(self, w: WorkerHandle[tp.T]) -> None:
         w.transport = self.backend.spawn(self.make_config(w.slot, w.generation))
-        w.state, w.models_loaded, w.running, w.recalling = WorkerState.STARTING, False, None, False
+        w.state, w.models_loaded, w.running, w.recalling = (
+            ev.WorkerState.STARTING,
+            False,
+            None,
+            False,
+        )
         w.last_message = self.clock()
 
     def stop(self, graceful: bool = True) -> None:
@@ -135,7 +121,7 @@ class PersistentWorkerPool(Generic[T]):
         for w in self.workers:
             w.stopping = True
             if w.alive and graceful and w.transport is not None:
-                w.transport.send(Stop())
+                w.transport.send(tp.Stop())
         deadline = self.clock() + (self.policy.stop_timeout_s if graceful else 0)
         while graceful and self.clock() < deadline and any(w.alive for w in self.workers):
             self._unreported += self._receive(0.2)
@@ -144,10 +130,12 @@ class PersistentWorkerPool(Generic[T]):
                 if w.alive:
                     w.transport.kill()
                 w.transport.close()
-            if w.state != WorkerState.STOPPED:
-                w.state = WorkerState.STOPPED
+            if w.state != ev.WorkerState.STOPPED:
+                w.state = ev.WorkerState.STOPPED
                 self.emit(
-                    WorkerStateChanged(worker=w.n, state=WorkerState.STOPPED, device=w.slot.label)
+                    ev.WorkerStateChanged(
+                        worker=w.n, state=ev.WorkerState.STOPPED, device=w.slot.label
+                    )
                 )
         self.started = False
 
@@ -172,13 +160,13 @@ class PersistentWorkerPool(Generic[T]):
     def paused(self) -> bool:
         return self._paused
 
-    def live_workers(self) -> list[WorkerHandle[T]]:
+    def live_workers(self) -> list[WorkerHandle[tp.T]]:
         return [w for w in self.workers if not w.retired]
 
     def clear_caches(self, reason: str = "manual") -> None:
         for w in self.workers:
             if w.alive and w.transport is not None:
-                w.transport.send(ClearCache(reason))
+                w.transport.send(tp.ClearCache(reason))
 
     def pause(self) -> int:
         """No new shard starts from now on: the shards sent but not started come back to the
@@ -186,8 +174,8 @@ class PersistentWorkerPool(Generic[T]):
         self._paused = True
         asked = [w for w in self.workers if w.alive and w.assigned and w.transport is not None]
         for w in asked:
-            w.recalling = w.transport is not None and w.transport.send(Recall())
-        deadline = self.clock() + self.policy.recall_timeout_s
+            w.recalling = w.transport is not None and w.transport.send(tp.Recall())
+        deadline = self.clock() + RECALL_TIMEOUT_S
         while any(w.recalling and w.alive for w in asked) and self.clock() < deadline:
             self._unreported += self._receive(0.05)
         return self.running
@@ -211,13 +199,13 @@ class PersistentWorkerPool(Generic[T]):
             depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
             while self.queue and len(w.assigned) < depth:
                 shard = self.queue.popleft()
-                if not w.transport.send(RunShard(shard)):
+                if not w.transport.send(tp.RunShard(shard)):
                     self.queue.appendleft(shard)
                     break
                 w.assigned.append(shard)
 
     # -- messages and supervision -------------------------------------------------------------
-    def poll(self, timeout: float, supervise: bool = True) -> list[Event]:
+    def poll(self, timeout: float, supervise: bool = True) -> list[ev.Event]:
         """Dispatch, wait up to ``timeout`` for worker messages, supervise. Returns the events."""
         self._dispatch()
         events, self._unreported = self._unreported, []
@@ -227,11 +215,11 @@ class PersistentWorkerPool(Generic[T]):
         self._dispatch()
         return events
 
-    def _receive(self, timeout: float) -> list[Event]:
+    def _receive(self, timeout: float) -> list[ev.Event]:
         watched = [w.transport for w in self.workers if w.alive and w.transport is not None]
         if watched:
             self.backend.wait(watched, timeout)
-        events: list[Event] = []
+        events: list[ev.Event] = []
         for w in self.workers:
             if w.transport is None:
                 continue
@@ -241,41 +229,41 @@ class PersistentWorkerPool(Generic[T]):
                     events.append(event)
         return events
 
-    def _on_message(self, w: WorkerHandle[T], message: WorkerMessage) -> Event | None:
+    def _on_message(self, w: WorkerHandle[tp.T], message: tp.WorkerMessage) -> ev.Event | None:
         w.last_message = self.clock()
-        if isinstance(message, Recalled):
+        if isinstance(message, tp.Recalled):
             self._on_recalled(w, message)
             return None
         event = message
-        if isinstance(event, WorkerStateChanged):
+        if isinstance(event, ev.WorkerStateChanged):
             w.state = event.state
-            if event.state == WorkerState.BUSY and isinstance(event.shard, int):
-                w.running = shard_key(event.job, event.shard)
-        elif isinstance(event, ModelLoad):
-            if event.phase == ModelPhase.DONE and event.model == "classifier":
+            if event.state == ev.WorkerState.BUSY and isinstance(event.shard, int):
+                w.running = tp.shard_key(event.job, event.shard)
+        elif isinstance(event, ev.ModelLoad):
+            if event.phase == ev.ModelPhase.DONE and event.model == "classifier":
                 w.models_loaded = True
-        elif isinstance(event, ShardDone):
-            w.take(shard_key(event.job, event.shard))
+        elif isinstance(event, ev.ShardDone):
+            w.take(tp.shard_key(event.job, event.shard))
         elif (
-            isinstance(event, ErrorEvent)
+            isinstance(event, ev.ErrorEvent)
             and isinstance(event.shard, int)
             and not event.fatal
             and not event.disk_full
         ):
-            shard = w.take(shard_key(event.job, event.shard))
+            shard = w.take(tp.shard_key(event.job, event.shard))
             if shard is not None:
                 self._retry(shard, event.message)
         self.emit(event)
-        if isinstance(event, ErrorEvent) and event.disk_full:
+        if isinstance(event, ev.ErrorEvent) and event.disk_full:
             raise DiskFullError(event.message)  # every retry would hit the same disk
-        if isinstance(event, ErrorEvent) and event.fatal:
+        if isinstance(event, ev.ErrorEvent) and event.fatal:
             raise WorkerFailure(
                 f"worker {w.n} ({w.slot.label}) cannot run: {event.message}; "
-                f"see logs/worker-{w.n}.log"
+                f"see {RunLayout.worker_log_name(w.n)}"
             )
         return event
 
-    def _on_recalled(self, w: WorkerHandle[T], reply: Recalled) -> None:
+    def _on_recalled(self, w: WorkerHandle[tp.T], reply: tp.Recalled) -> None:
         w.recalling = False
         if reply.running is not None:
             w.running = reply.running
@@ -290,11 +278,11 @@ class PersistentWorkerPool(Generic[T]):
                 f"shard {shard.key} (frames from {first}) failed {n} times; last error: {reason}"
             )
         self.submit(shard, front=True)
-        self.emit(ShardRequeued(job=shard.job, shard=shard.index, attempt=n, reason=reason))
+        self.emit(ev.ShardRequeued(job=shard.job, shard=shard.index, attempt=n, reason=reason))
 
-    def _supervise(self) -> list[Event]:
+    def _supervise(self) -> list[ev.Event]:
         now = self.clock()
-        out: list[Event] = []
+        out: list[ev.Event] = []
         for w in self.workers:
             if w.retired or w.stopping or w.transport is None:
                 continue
@@ -312,10 +300,10 @@ class PersistentWorkerPool(Generic[T]):
             )
         return out
 
-    def _recover(self, w: WorkerHandle[T], reason: str) -> list[Event]:
-        events: list[Event] = [
-            WorkerStateChanged(
-                worker=w.n, state=WorkerState.CRASHED, device=w.slot.label, reason=reason
+    def _recover(self, w: WorkerHandle[tp.T], reason: str) -> list[ev.Event]:
+        events: list[ev.Event] = [
+            ev.WorkerStateChanged(
+                worker=w.n, state=ev.WorkerState.CRASHED, device=w.slot.label, reason=reason
             )
         ]
         self.emit(events[-1])
@@ -325,9 +313,10 @@ class PersistentWorkerPool(Generic[T]):
         retire = w.generation >= self.policy.max_restarts
         if retire:
             w.retired = True
-            self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
+            log = RunLayout.worker_log_name(w.n)
+            self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see {log}"
             events.append(
-                ErrorEvent(
+                ev.ErrorEvent(
                     worker=w.n,
                     fatal=False,
                     message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
@@ -345,9 +334,9 @@ class PersistentWorkerPool(Generic[T]):
             return events
         w.generation += 1
         events.append(
-            WorkerStateChanged(
+            ev.WorkerStateChanged(
                 worker=w.n,
-                state=WorkerState.RESTARTING,
+                state=ev.WorkerState.RESTARTING,
                 device=w.slot.label,
                 generation=w.generation,
                 reason=reason,

@@ -41,6 +41,7 @@ from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import InputError, VirnucproError
 from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
 from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import (
     ClearCache,
     Command,
@@ -67,7 +68,6 @@ EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
 EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
 BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
 FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
-DRIVER_LOG = "ray-driver.log"
 
 
 def import_ray() -> Any:
@@ -488,13 +488,13 @@ class RayBackend:
         slots, self._placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
         return slots
 
-    def open(self, slots: Sequence[DeviceSlot], run_dir: Path) -> None:
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
         ray = self.connect()
         self._check_capacity(slots, ray.cluster_resources())
         self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
         self._local_node = ray.get_runtime_context().get_node_id()
         if slots:
-            _driver_messages_to(run_dir / "logs" / DRIVER_LOG)
+            _driver_messages_to(layout.ray_driver_log)
 
     def _check_capacity(self, slots: Sequence[DeviceSlot], resources: dict[str, float]) -> None:
         gpus_needed = sum(s.kind == "cuda" for s in slots)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.layout import RunLayout
 
 if TYPE_CHECKING:
     from virnucpro_tui.pool.worker import WorkerConfig
@@ -114,7 +114,7 @@ class Backend(Protocol[T]):
         """The worker slots for ``--devices SPEC``."""
         ...
 
-    def open(self, slots: Sequence[DeviceSlot], run_dir: Path) -> None:
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
         """Get ready to start workers for ``slots`` (checks capacity; may raise InputError)."""
         ...
 

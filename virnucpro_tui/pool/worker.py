@@ -23,22 +23,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from virnucpro_tui.core.shards import Shard, shard_path, write_shard_result
+from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import (
-    CacheCleared,
-    ErrorEvent,
-    GpuMemory,
-    Heartbeat,
-    Progress,
-    ShardDone,
-    WorkerState,
-    WorkerStateChanged,
-    make_event,
-)
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import (
     ClearCache,
     Command,
@@ -51,35 +42,44 @@ from virnucpro_tui.pool.transport import (
     shard_key,
 )
 
-HISTOGRAM_BINS = 20
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # ignored by workers; the orchestrator handles them
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker uses its device and reports (``run --clear-cache-every``,
+    ``--memory-fraction``, ``--alloc-conf``); the one place their defaults live."""
+
+    heartbeat_s: float = 1.0
+    memory_every_s: float = 2.0
+    clear_cache_every: int = 10  # shards between cache clears (0: never)
+    memory_fraction: float = 0.9  # cap on the worker's share of its GPU's memory
+    alloc_conf: str = "expandable_segments:True"  # PYTORCH_CUDA_ALLOC_CONF
 
 
 @dataclass
 class WorkerConfig:
+    """Everything one worker process (or actor) needs, pickled to it when it starts."""
+
     slot: DeviceSlot
-    run_dir: Path
+    layout: RunLayout
     files: ModelFiles
-    settings: EngineSettings = field(default_factory=EngineSettings)
-    heartbeat_s: float = 1.0
-    memory_every_s: float = 2.0
-    clear_cache_every: int = 10
-    memory_fraction: float = 0.9
-    alloc_conf: str = "expandable_segments:True"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    settings: WorkerSettings = field(default_factory=WorkerSettings)
     torch_threads: int | None = None
     generation: int = 0
     parent_pid: int = 0
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / "logs" / f"worker-{self.slot.worker}.log"
+        return self.layout.worker_log(self.slot.worker)
 
 
 def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
     """Variables a worker needs before torch is imported."""
     env = {
-        "PYTORCH_CUDA_ALLOC_CONF": cfg.alloc_conf,
-        "PYTORCH_ALLOC_CONF": cfg.alloc_conf,
+        "PYTORCH_CUDA_ALLOC_CONF": cfg.settings.alloc_conf,
+        "PYTORCH_ALLOC_CONF": cfg.settings.alloc_conf,
         "PYTHONUNBUFFERED": "1",
     }
     env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
@@ -194,7 +194,7 @@ class Worker:
         self.send_event = send_event
         self.n = cfg.slot.worker
         self._send_lock = threading.Lock()
-        self.state = WorkerState.STARTING
+        self.state = ev.WorkerState.STARTING
         self.job: str | None = None
         self.shard: int | None = None
         self.last_progress = time.time()
@@ -208,10 +208,10 @@ class Worker:
         with self._send_lock:
             self.send_event(message)
 
-    def set_state(self, state: WorkerState, **fields: Any) -> None:
+    def set_state(self, state: ev.WorkerState, **fields: Any) -> None:
         self.state = state
         self.send(
-            WorkerStateChanged(
+            ev.WorkerStateChanged(
                 worker=self.n,
                 job=self.job,
                 state=state,
@@ -226,7 +226,7 @@ class Worker:
         """The engine's ``emit(type, **fields)`` (model loads, OOM splits) as typed events."""
         self.last_progress = time.time()
         try:
-            event = make_event(type_, worker=self.n, job=self.job, shard=self.shard, **fields)
+            event = ev.make_event(type_, worker=self.n, job=self.job, shard=self.shard, **fields)
         except ValueError as exc:  # a schema mismatch must not kill the worker: log it
             print(f"engine event dropped: {exc}", file=sys.stderr, flush=True)
             return
@@ -235,15 +235,15 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------
     def start(self) -> None:
         """Set up torch on the device and start heartbeats; models load on the first task."""
-        self.set_state(WorkerState.STARTING, uuid=self.cfg.slot.uuid)
+        self.set_state(ev.WorkerState.STARTING, uuid=self.cfg.slot.uuid)
         self._setup_torch()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         from virnucpro_tui.models.engine import Engine
 
-        self.engine = Engine(self.cfg.files, self.device, self.cfg.settings, emit=self.emit_engine)
+        self.engine = Engine(self.cfg.files, self.device, self.cfg.engine, emit=self.emit_engine)
         if self.faults.active:
             self.engine.before_batch = self.faults.before_batch
-        self.set_state(WorkerState.IDLE)
+        self.set_state(ev.WorkerState.IDLE)
 
     def run_process(self, conn: Connection) -> int:
         """The worker process's loop: shards in order from the pipe, until told to stop."""
@@ -262,7 +262,7 @@ class Worker:
             while True:
                 shard = inbox.take(self._start_shard)
                 if shard is None:
-                    self.set_state(WorkerState.STOPPED)
+                    self.set_state(ev.WorkerState.STOPPED)
                     return 0
                 tokens = ahead.pop(shard.key, None)
                 ahead = self._tokenize_ahead(inbox.peek(), ahead, tokenizer)
@@ -313,7 +313,9 @@ class Worker:
         if self.cfg.slot.kind == "cuda":
             self.device = torch.device("cuda", 0)
             torch.cuda.set_device(self.device)
-            torch.cuda.set_per_process_memory_fraction(self.cfg.memory_fraction, self.device)
+            torch.cuda.set_per_process_memory_fraction(
+                self.cfg.settings.memory_fraction, self.device
+            )
         else:
             self.device = torch.device("cpu")
 
@@ -323,33 +325,22 @@ class Worker:
         self.last_progress = time.time()
         self.faults.on_shard_start(self.shards_done + 1)
         if self.engine.loaded:
-            self.set_state(WorkerState.BUSY, shard=shard.index, frames=len(shard))
+            self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
         else:
-            self.set_state(WorkerState.LOADING)
+            self.set_state(ev.WorkerState.LOADING)
 
     def handle_task(self, shard: Shard, tokens: Future[Any] | None = None) -> bool:
         """Score one shard (started by ``_start_shard``) and write its result; False when this
         worker cannot go on. ``tokens``: its token ids, computed ahead in another thread."""
         try:
-            if self.state == WorkerState.LOADING:
+            if self.state == ev.WorkerState.LOADING:
                 if self.faults.fail_load:
                     raise RuntimeError("model loading failed (injected fault)")
                 self.engine.load()
-                self.set_state(WorkerState.BUSY, shard=shard.index, frames=len(shard))
+                self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
             if self.faults.fail_on_shard == self.shards_done + 1:
                 raise RuntimeError(f"shard {shard.key} failed (injected fault)")
-            self.send(
-                Progress(
-                    worker=self.n,
-                    job=shard.job,
-                    shard=shard.index,
-                    stage="start",
-                    frames_done=0,
-                    frames_total=len(shard),
-                    tokens=0,
-                    seconds=0.0,
-                )
-            )
+            self.send(ev.Progress.shard_started(self.n, shard.job, shard.index, len(shard)))
             result = self.engine.process_shard(
                 shard,
                 progress=self._progress_reporter(shard),
@@ -363,7 +354,7 @@ class Worker:
                 return True
             fatal = not self.engine.loaded
             self.send(
-                ErrorEvent(
+                ev.ErrorEvent(
                     worker=self.n,
                     job=shard.job,
                     shard=shard.index,
@@ -374,13 +365,13 @@ class Worker:
             )
             traceback.print_exc()
             if fatal:
-                self.set_state(WorkerState.CRASHED, reason="model load failed")
+                self.set_state(ev.WorkerState.CRASHED, reason="model load failed")
                 return False
-            self.set_state(WorkerState.IDLE)
+            self.set_state(ev.WorkerState.IDLE)
             return True
         self.shards_done += 1
         self.send(
-            ShardDone(
+            ev.ShardDone(
                 worker=self.n,
                 job=shard.job,
                 shard=shard.index,
@@ -390,22 +381,23 @@ class Worker:
                 **score_stats(result.frame_ids, result.probs),
             )
         )
-        if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
+        every = self.cfg.settings.clear_cache_every
+        if every and self.shards_done % every == 0:
             self.clear_cache("periodic")
         self.job = self.shard = None
-        self.set_state(WorkerState.IDLE)
+        self.set_state(ev.WorkerState.IDLE)
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
         self.faults.before_shard_write(self.shards_done + 1)
-        write_shard_result(shard_path(self.cfg.run_dir / "shards", shard.job, shard.index), result)
+        write_shard_result(self.cfg.layout.shard_result(shard.job, shard.index), result)
 
     def _report_disk_full(self, shard: Shard) -> None:
         """No retry: every worker writes to the same disk. The orchestrator stops the run."""
-        path = shard_path(self.cfg.run_dir / "shards", shard.job, shard.index)
+        path = self.cfg.layout.shard_result(shard.job, shard.index)
         error = disk_full_error(path, f"writing the result of shard {shard.key}")
         self.send(
-            ErrorEvent(
+            ev.ErrorEvent(
                 worker=self.n,
                 job=shard.job,
                 shard=shard.index,
@@ -415,7 +407,7 @@ class Worker:
                 message=str(error),
             )
         )
-        self.set_state(WorkerState.IDLE)
+        self.set_state(ev.WorkerState.IDLE)
 
     def _progress_reporter(self, shard: Shard) -> Callable[[str, int, int, int], None]:
         start = time.perf_counter()
@@ -432,7 +424,7 @@ class Worker:
             # frames count as done once both models have seen them: DNABERT-S is half the way
             frames_done = done // 2 if stage == "dnabert" else n // 2 + done - done // 2
             self.send(
-                Progress(
+                ev.Progress(
                     worker=self.n,
                     job=shard.job,
                     shard=shard.index,
@@ -449,12 +441,12 @@ class Worker:
         return report
 
     # -- memory -----------------------------------------------------------------------------
-    def memory_snapshot(self) -> GpuMemory:
+    def memory_snapshot(self) -> ev.GpuMemory:
         if self.device is not None and self.device.type == "cuda":
             import torch
 
             free, total = torch.cuda.mem_get_info(self.device)
-            return GpuMemory(
+            return ev.GpuMemory(
                 worker=self.n,
                 job=self.job,
                 kind="cuda",
@@ -468,7 +460,7 @@ class Worker:
 
         vm = psutil.virtual_memory()
         rss = int(psutil.Process().memory_info().rss)
-        return GpuMemory(
+        return ev.GpuMemory(
             worker=self.n,
             job=self.job,
             kind="cpu",
@@ -481,7 +473,7 @@ class Worker:
 
     def clear_cache(self, reason: str) -> None:
         prev_state = self.state
-        self.set_state(WorkerState.CLEARING, reason=reason)
+        self.set_state(ev.WorkerState.CLEARING, reason=reason)
         before = self.memory_snapshot().reserved
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
@@ -492,7 +484,7 @@ class Worker:
             _malloc_trim()
         after = self.memory_snapshot().reserved
         self.send(
-            CacheCleared(
+            ev.CacheCleared(
                 worker=self.n,
                 job=self.job,
                 reason=reason,
@@ -501,7 +493,7 @@ class Worker:
                 reserved_after=after,
             )
         )
-        self.set_state(prev_state if prev_state != WorkerState.CLEARING else WorkerState.IDLE)
+        self.set_state(prev_state if prev_state != ev.WorkerState.CLEARING else ev.WorkerState.IDLE)
 
     def _heartbeat_loop(self) -> None:
         last_memory = 0.0
@@ -511,7 +503,7 @@ class Worker:
                 os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send(
-                Heartbeat(
+                ev.Heartbeat(
                     worker=self.n,
                     job=self.job,
                     state=self.state,
@@ -520,11 +512,11 @@ class Worker:
                     pid=os.getpid(),
                 )
             )
-            if now - last_memory >= self.cfg.memory_every_s:
+            if now - last_memory >= self.cfg.settings.memory_every_s:
                 last_memory = now
                 with contextlib.suppress(Exception):  # telemetry must never kill the worker
                     self.send(self.memory_snapshot())
-            time.sleep(self.cfg.heartbeat_s)
+            time.sleep(self.cfg.settings.heartbeat_s)
 
 
 def _peak_rss() -> int:
@@ -551,11 +543,11 @@ def score_stats(frame_ids: list[str], probs: Any, top: int = 5) -> dict[str, Any
         return {
             "virus_frames": 0,
             "others_frames": 0,
-            "histogram": (0,) * HISTOGRAM_BINS,
+            "histogram": (0,) * ev.HISTOGRAM_BINS,
             "top": (),
         }
     virus = probs[:, 1] > probs[:, 0]
-    hist, _ = np.histogram(probs[:, 1], bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    hist, _ = np.histogram(probs[:, 1], bins=ev.HISTOGRAM_BINS, range=(0.0, 1.0))
     best = np.argsort(-probs[:, 1], kind="stable")[:top]
     return {
         "virus_frames": int(virus.sum()),

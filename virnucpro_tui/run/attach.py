@@ -9,13 +9,13 @@ front ends use this module: ``headless.attach`` (plain lines) and the dashboard'
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.events import Event, decode_event
-from virnucpro_tui.run.rundir import EVENTS, LOCK, MANIFEST
+from virnucpro_tui.pool.layout import EVENTS, LOCK, MANIFEST, RunLayout
+from virnucpro_tui.run.rundir import LockRecord
 
 ROTATED_KEPT = 3
 
@@ -132,28 +132,13 @@ def check_run_dir(run_dir: Path) -> None:
         )
 
 
-def run_owner(run_dir: Path) -> tuple[int | None, str | None]:
-    """The pid and host that last held the run directory's lock."""
-    try:
-        words = (run_dir / LOCK).read_text().split()
-    except OSError:
-        return None, None
-    pid = int(words[1]) if len(words) > 1 and words[0] == "pid" and words[1].isdigit() else None
-    host = words[3] if len(words) > 3 and words[2] == "on" else None
-    return pid, host
+def run_owner(run_dir: Path) -> LockRecord | None:
+    """Who last held the run directory's lock (pid, host, process start time)."""
+    return LockRecord.read(RunLayout(run_dir).lock)
 
 
 def owner_alive(run_dir: Path) -> bool | None:
-    """Whether the process running ``run_dir`` is alive: None when it runs on another host."""
-    pid, host = run_owner(run_dir)
-    if pid is None:
-        return None
-    if host and host != socket.gethostname():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the process running ``run_dir`` is alive: None when it runs on another host
+    or nobody is named."""
+    owner = run_owner(run_dir)
+    return owner.alive() if owner is not None else None

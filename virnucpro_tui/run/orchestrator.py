@@ -27,7 +27,6 @@ from virnucpro_tui.core.shards import (
     Shard,
     iter_shards,
     read_shard_rows,
-    shard_path,
 )
 from virnucpro_tui.errors import (
     EXIT_INTERRUPTED,
@@ -38,36 +37,15 @@ from virnucpro_tui.errors import (
     is_disk_full,
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import (
-    ErrorEvent,
-    Event,
-    EventSink,
-    Fanout,
-    GpuTelemetry,
-    JobAdded,
-    JobDone,
-    JobPrepared,
-    JobStarted,
-    JobStatus,
-    JsonlWriter,
-    RunDone,
-    RunPaused,
-    RunResumed,
-    RunStarted,
-    RunStatus,
-    ShardDone,
-    ShardSkipped,
-    SlotInfo,
-    WarningEvent,
-)
 from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.pool.local import LocalBackend
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.transport import Backend
-from virnucpro_tui.pool.worker import WorkerConfig
-from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
+from virnucpro_tui.pool.worker import WorkerConfig, WorkerSettings
+from virnucpro_tui.run.assemble import assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -82,7 +60,6 @@ class RunConfig:
     inputs: list[Path]
     out: Path
     models: ModelFiles
-    chunk_length: int = 500
     demo: bool = False
     devices: str = "auto"
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -90,16 +67,15 @@ class RunConfig:
     persistent: bool = True
     restart: bool = False
     backend: str = "local"
-    ray_address: str | None = None
     policy: PoolPolicy = field(default_factory=PoolPolicy)
-    heartbeat_s: float = 1.0
-    memory_every_s: float = 2.0
-    clear_cache_every: int = 10
-    memory_fraction: float = 0.9
-    alloc_conf: str = "expandable_segments:True"
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     telemetry_every_s: float = 2.0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scans: list[InputScan] | None = None  # validation already done by the caller
+
+    @property
+    def chunk_length(self) -> int:
+        return self.engine.chunk_length
 
     @property
     def effective_shard_size(self) -> int:
@@ -113,7 +89,7 @@ class JobState:
     out_dir: Path
     scan: InputScan
     added: bool = False
-    status: JobStatus = JobStatus.QUEUED
+    status: ev.JobStatus = ev.JobStatus.QUEUED
     produced: bool = False
     shards_total: int = 0
     done: set[int] = field(default_factory=set)
@@ -133,12 +109,12 @@ class Orchestrator:
     def __init__(
         self,
         cfg: RunConfig,
-        sinks: list[EventSink] | None = None,
+        sinks: list[ev.EventSink] | None = None,
         backend: Backend[Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.rundir = RunDir(cfg.out)
-        self.emit_to = Fanout(*(sinks or []))
+        self.emit_to = ev.Fanout(*(sinks or []))
         self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.jobs: list[JobState] = []
         self.stop_mode: str | None = None
@@ -154,7 +130,7 @@ class Orchestrator:
         self.stop_requested = threading.Event()  # set at once by request_stop, from any thread
         self.faults = FaultPlan.for_orchestrator()
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: ev.Event) -> None:
         self.emit_to(event)
 
     # -- setup --------------------------------------------------------------------------------
@@ -199,7 +175,7 @@ class Orchestrator:
         ]
         return {
             "format": "virnucpro-tui-run/1",
-            "status": RunStatus.RUNNING,
+            "status": ev.RunStatus.RUNNING,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.cfg.command,
             "inputs": inputs,
@@ -231,17 +207,18 @@ class Orchestrator:
         )
         return WorkerConfig(
             slot=slot,
-            run_dir=self.rundir.root,
+            layout=self.rundir.layout,
             files=self.cfg.models,
-            settings=self.cfg.engine,
-            heartbeat_s=self.cfg.heartbeat_s,
-            memory_every_s=self.cfg.memory_every_s,
-            clear_cache_every=self.cfg.clear_cache_every,
-            memory_fraction=self.cfg.memory_fraction,
-            alloc_conf=self.cfg.alloc_conf,
+            engine=self.cfg.engine,
+            settings=self.cfg.worker,
             torch_threads=threads,
             generation=generation,
         )
+
+    def _pool(self) -> PersistentWorkerPool[Any]:
+        if self.pool is None:
+            raise RuntimeError("the pool is not started yet")
+        return self.pool
 
     def _new_pool(self) -> PersistentWorkerPool[Any]:
         pool = PersistentWorkerPool(
@@ -272,19 +249,21 @@ class Orchestrator:
             self.rundir.remove_partial_files([j.out_dir for j in self.jobs])
             self._restore_added_jobs(old)
             self.rundir.write_manifest(self.manifest)
-            writer = JsonlWriter(self.rundir.events)
+            writer = ev.JsonlWriter(self.rundir.events)
             self.emit_to.add(writer)
             self._announce(resumed=old is not None)
             code = self._run_jobs()
-            self._finish(RunStatus.COMPLETE if code == EXIT_OK else RunStatus.INTERRUPTED, code)
+            self._finish(
+                ev.RunStatus.COMPLETE if code == EXIT_OK else ev.RunStatus.INTERRUPTED, code
+            )
             return code
         except (VirnucproError, OSError) as exc:
             error = self._user_error(exc)
             if error is None:
                 raise
             if self.manifest:  # the run had started: its events and manifest record the failure
-                self.emit(ErrorEvent(fatal=True, message=str(error)))
-                self._finish(RunStatus.FAILED, 1, error=str(error))
+                self.emit(ev.ErrorEvent(fatal=True, message=str(error)))
+                self._finish(ev.RunStatus.FAILED, 1, error=str(error))
             if error is exc:
                 raise
             raise error from None
@@ -319,13 +298,13 @@ class Orchestrator:
 
     def _announce(self, resumed: bool) -> None:
         self.emit(
-            RunStarted(
+            ev.RunStarted(
                 out=str(self.rundir.root),
                 inputs=tuple(str(j.path) for j in self.jobs),
                 jobs=tuple(j.name for j in self.jobs),
                 devices=tuple(s.label for s in self.slots),
                 workers=tuple(
-                    SlotInfo(s.worker, s.kind, s.index, s.uuid, s.name) for s in self.slots
+                    ev.SlotInfo(s.worker, s.kind, s.index, s.uuid, s.name) for s in self.slots
                 ),
                 demo=self.cfg.demo,
                 notice=DEMO_NOTICE if self.cfg.demo else None,
@@ -361,40 +340,42 @@ class Orchestrator:
             self._assemble_finished()
             self._sample_telemetry()
             if (
-                all(j.status in (JobStatus.DONE, JobStatus.FAILED) for j in self.jobs)
+                all(j.status in (ev.JobStatus.DONE, ev.JobStatus.FAILED) for j in self.jobs)
                 and self.commands.empty()
             ):
                 self.pool.stop(graceful=True)
                 return EXIT_OK
 
     def _stop(self) -> int:
-        self.pool.drain()
+        self._pool().drain()
         if self.stop_mode == "graceful":
             deadline = time.time() + self.cfg.policy.stop_timeout_s
-            while self.pool.in_flight and time.time() < deadline and self.stop_mode == "graceful":
-                for event in self.pool.poll(0.2):
+            while (
+                self._pool().in_flight and time.time() < deadline and self.stop_mode == "graceful"
+            ):
+                for event in self._pool().poll(0.2):
                     self._on_pool_event(event)
                 self._handle_commands()
-        self.pool.stop(graceful=self.stop_mode == "graceful")
+        self._pool().stop(graceful=self.stop_mode == "graceful")
         return EXIT_INTERRUPTED
 
-    def _finish(self, status: RunStatus, code: int, error: str | None = None) -> None:
+    def _finish(self, status: ev.RunStatus, code: int, error: str | None = None) -> None:
         if not self.manifest:
             return
         self.manifest["status"] = status
-        self.manifest["resumable"] = status != RunStatus.COMPLETE
+        self.manifest["resumable"] = status != ev.RunStatus.COMPLETE
         if error is not None:
             self.manifest["error"] = error
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with contextlib.suppress(OSError):
             self.rundir.write_manifest(self.manifest)
         self.emit(
-            RunDone(
+            ev.RunDone(
                 status=status,
                 exit_code=code,
                 seconds=round(time.time() - self.started, 2),
                 frames=sum(j.frames_done for j in self.jobs),
-                resumable=status != RunStatus.COMPLETE,
+                resumable=status != ev.RunStatus.COMPLETE,
                 jobs={j.name: j.status for j in self.jobs},
             )
         )
@@ -405,7 +386,7 @@ class Orchestrator:
             if job.produced:
                 continue
             if not self.cfg.persistent and any(
-                j.status in (JobStatus.RUNNING, JobStatus.ASSEMBLING)
+                j.status in (ev.JobStatus.RUNNING, ev.JobStatus.ASSEMBLING)
                 for j in self.jobs
                 if j is not job and j.produced
             ):
@@ -420,13 +401,13 @@ class Orchestrator:
         return None
 
     def _start_job(self, job: JobState) -> None:
-        if not self.cfg.persistent and any(j.status == JobStatus.DONE for j in self.jobs):
-            self.pool.stop(graceful=True)
+        if not self.cfg.persistent and any(j.status == ev.JobStatus.DONE for j in self.jobs):
+            self._pool().stop(graceful=True)
             self.pool = self._new_pool()
-        job.status, job.started_at = JobStatus.RUNNING, time.time()
+        job.status, job.started_at = ev.JobStatus.RUNNING, time.time()
         job.producer = self._produce(job)
         self.emit(
-            JobStarted(
+            ev.JobStarted(
                 job=job.name,
                 input=str(job.path),
                 out_dir=str(job.out_dir),
@@ -437,7 +418,7 @@ class Orchestrator:
         )
         if job.scan.rna_records:
             self.emit(
-                WarningEvent(
+                ev.WarningEvent(
                     job=job.name,
                     message=(
                         f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as "
@@ -448,14 +429,14 @@ class Orchestrator:
             )
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
-        job_dir = self.rundir.shards / job.name
-        job_dir.mkdir(parents=True, exist_ok=True)
-        records_tmp = job_dir / (RECORDS_FILE + ".partial")
+        records = self.rundir.layout.records(job.name)
+        records.parent.mkdir(parents=True, exist_ok=True)
+        records_tmp = records.with_name(records.name + ".partial")
         with records_tmp.open("w", encoding="utf-8") as rec_out:
             yield from iter_shards(
                 self._frames(job, rec_out), job.name, self.cfg.effective_shard_size
             )
-        os.replace(records_tmp, job_dir / RECORDS_FILE)
+        os.replace(records_tmp, records)
 
     def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
         for rec in prepare_file(job.path, self.cfg.chunk_length):
@@ -475,7 +456,7 @@ class Orchestrator:
         if done or now - self._last_prepare_note > 1.0:
             self._last_prepare_note = now
             self.emit(
-                JobPrepared(
+                ev.JobPrepared(
                     job=job.name,
                     chunks_prepared=job.chunks_prepared,
                     chunks_total=job.scan.chunks,
@@ -487,19 +468,21 @@ class Orchestrator:
 
     def _already_done(self, job: JobState, shard: Shard) -> bool:
         job.shards_total = max(job.shards_total, shard.index + 1)
-        path = shard_path(self.rundir.shards, job.name, shard.index)
+        path = self.rundir.layout.shard_result(job.name, shard.index)
         if not path.exists():
             return False
         try:
             read_shard_rows(path, job.name, shard.index, [f.id for f in shard.frames])
         except CorruptShardError as exc:
             path.unlink(missing_ok=True)
-            self.emit(WarningEvent(job=job.name, shard=shard.index, message=f"recomputing: {exc}"))
+            self.emit(
+                ev.WarningEvent(job=job.name, shard=shard.index, message=f"recomputing: {exc}")
+            )
             return False
         job.done.add(shard.index)
         job.frames_done += len(shard)
         job.skipped_shards += 1
-        self.emit(ShardSkipped(job=job.name, shard=shard.index, frames=len(shard)))
+        self.emit(ev.ShardSkipped(job=job.name, shard=shard.index, frames=len(shard)))
         return True
 
     def _job_produced(self, job: JobState) -> None:
@@ -508,8 +491,8 @@ class Orchestrator:
         self._note_prepare(job, done=True)
 
     # -- pool events and assembly -------------------------------------------------------------
-    def _on_pool_event(self, event: Event) -> None:
-        if not isinstance(event, ShardDone):
+    def _on_pool_event(self, event: ev.Event) -> None:
+        if not isinstance(event, ev.ShardDone):
             return
         job = self._job(event.job)
         if job is not None and event.shard not in job.done:
@@ -521,9 +504,9 @@ class Orchestrator:
 
     def _assemble_finished(self) -> None:
         for job in self.jobs:
-            if job.status != JobStatus.RUNNING or not job.complete:
+            if job.status != ev.JobStatus.RUNNING or not job.complete:
                 continue
-            job.status = JobStatus.ASSEMBLING
+            job.status = ev.JobStatus.ASSEMBLING
             try:
                 totals = assemble_job(
                     self.rundir.shards,
@@ -537,7 +520,7 @@ class Orchestrator:
                 continue
             except StopRequested:
                 job.status = (
-                    JobStatus.RUNNING
+                    ev.JobStatus.RUNNING
                 )  # nothing was renamed into place; a resume assembles again
                 return
             except OSError as exc:
@@ -547,9 +530,9 @@ class Orchestrator:
                     job.out_dir, f"writing the final outputs of job {job.name}"
                 ) from None
             self._write_provenance(job)
-            job.status = JobStatus.DONE
+            job.status = ev.JobStatus.DONE
             self.emit(
-                JobDone(
+                ev.JobDone(
                     job=job.name,
                     out_dir=str(job.out_dir),
                     outputs=totals.outputs,
@@ -575,10 +558,10 @@ class Orchestrator:
 
     def _recompute_after_corruption(self, job: JobState, exc: CorruptShardError) -> None:
         """A shard went bad after it was written: recompute this job's bad shards."""
-        self.emit(WarningEvent(job=job.name, message=f"{exc}; recomputing"))
-        job.status = JobStatus.RUNNING
+        self.emit(ev.WarningEvent(job=job.name, message=f"{exc}; recomputing"))
+        job.status = ev.JobStatus.RUNNING
         for index in sorted(job.done):
-            path = shard_path(self.rundir.shards, job.name, index)
+            path = self.rundir.layout.shard_result(job.name, index)
             try:
                 read_shard_rows(path, job.name, index)
             except CorruptShardError:
@@ -615,7 +598,7 @@ class Orchestrator:
         for slot in self.slots:
             if slot.uuid in readings:
                 self.emit(
-                    GpuTelemetry(
+                    ev.GpuTelemetry(
                         worker=slot.worker, uuid=slot.uuid, index=slot.index, **readings[slot.uuid]
                     )
                 )
@@ -645,12 +628,12 @@ class Orchestrator:
             elif kind == "pause" and bool(arg) != self.paused:
                 self.paused = bool(arg)
                 if self.paused:  # no new shard starts; those running finish
-                    self.emit(RunPaused(shards_running=self.pool.pause()))
+                    self.emit(ev.RunPaused(shards_running=self._pool().pause()))
                 else:
-                    self.pool.resume()
-                    self.emit(RunResumed())
+                    self._pool().resume()
+                    self.emit(ev.RunResumed())
             elif kind == "clear":
-                self.pool.clear_caches("manual")
+                self._pool().clear_caches("manual")
             elif kind == "add":
                 self._add_job(arg)
 
@@ -658,13 +641,13 @@ class Orchestrator:
         try:
             scan = scan_input(path, self.cfg.chunk_length)
         except InputError as exc:
-            self.emit(WarningEvent(message=f"not added: {exc}"))
+            self.emit(ev.WarningEvent(message=f"not added: {exc}"))
             return
         existing = [j.name for j in self.jobs]
         name = job_names([*[j.path for j in self.jobs], path])[-1]
         if name in existing:
             name = f"{name}-{len(existing) + 1}"
-        job = JobState(name, path, self.rundir.root / name, scan, added=True)
+        job = JobState(name, path, self.rundir.job_dir(name, single=False), scan, added=True)
         self.jobs.append(job)
         self.manifest["inputs"].append(
             {
@@ -679,7 +662,7 @@ class Orchestrator:
         )
         self.rundir.write_manifest(self.manifest)
         self.emit(
-            JobAdded(job=name, input=str(path), records=scan.records, chunks_total=scan.chunks)
+            ev.JobAdded(job=name, input=str(path), records=scan.records, chunks_total=scan.chunks)
         )
 
     def _restore_added_jobs(self, old: dict[str, Any] | None) -> None:
@@ -694,7 +677,7 @@ class Orchestrator:
                     JobState(
                         item["job"],
                         Path(item["path"]),
-                        self.rundir.root / item["job"],
+                        self.rundir.job_dir(item["job"], single=False),
                         scan,
                         added=True,
                     )

@@ -10,36 +10,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from virnucpro_tui.pool.events import (
-    CacheCleared,
-    ErrorEvent,
-    Event,
-    GpuMemory,
-    GpuTelemetry,
-    JobAdded,
-    JobDone,
-    JobPrepared,
-    JobStarted,
-    JobStatus,
-    ModelLoad,
-    ModelPhase,
-    OutOfMemory,
-    Progress,
-    RunDone,
-    RunPaused,
-    RunResumed,
-    RunStarted,
-    RunStatus,
-    ShardDone,
-    ShardSkipped,
-    WarningEvent,
-    WorkerState,
-    WorkerStateChanged,
-    present,
-)
-
-HISTOGRAM_BINS = 20
-MODELS = ("dnabert", "esm", "classifier")
+from virnucpro_tui.pool import events as ev
 
 
 @dataclass
@@ -56,12 +27,14 @@ class WorkerView:
     device: str = ""
     kind: str = "cpu"
     uuid: str | None = None
-    state: WorkerState = WorkerState.STARTING
+    state: ev.WorkerState = ev.WorkerState.STARTING
     pid: int | None = None
     generation: int = 0
-    models: dict[str, ModelView] = field(default_factory=lambda: {m: ModelView() for m in MODELS})
-    memory: GpuMemory | None = None  # the latest reading
-    telemetry: GpuTelemetry | None = None  # the latest NVML reading (GPU workers)
+    models: dict[str, ModelView] = field(
+        default_factory=lambda: {m: ModelView() for m in ev.MODELS}
+    )
+    memory: ev.GpuMemory | None = None  # the latest reading
+    telemetry: ev.GpuTelemetry | None = None  # the latest NVML reading (GPU workers)
     job: str | None = None
     shard: int | None = None
     shard_done: int = 0
@@ -86,7 +59,7 @@ class WorkerView:
 class JobView:
     name: str
     input: str = ""
-    status: JobStatus = JobStatus.QUEUED
+    status: ev.JobStatus = ev.JobStatus.QUEUED
     records: int = 0
     chunks_total: int = 0
     chunks_prepared: int = 0
@@ -94,7 +67,7 @@ class JobView:
     prepared: bool = False
     frames_done: int = 0
     out_dir: str = ""
-    result: JobDone | None = None
+    result: ev.JobDone | None = None
     added: bool = False  # added while the run was going (UI `a`)
 
     @property
@@ -108,7 +81,7 @@ class JobView:
 
     @property
     def fraction(self) -> float:
-        if self.status == JobStatus.DONE:
+        if self.status == ev.JobStatus.DONE:
             return 1.0
         total = self.frames_total
         return min(self.frames_done / total, 1.0) if total else 0.0
@@ -119,19 +92,19 @@ class RunView:
         self.out = ""
         self.demo = False
         self.notice: str | None = None
-        self.status = RunStatus.STARTING
+        self.status = ev.RunStatus.STARTING
         self.exit_code: int | None = None
         self.started: float | None = None
         self.finished: float | None = None
         self.paused = False
         self.resumed = False
-        self.run_started: RunStarted | None = None  # the settings the run announced
+        self.run_started: ev.RunStarted | None = None  # the settings the run announced
         self.workers: dict[int, WorkerView] = {}
         self.jobs: dict[str, JobView] = {}
-        self.log: deque[Event] = deque(maxlen=log_size)
+        self.log: deque[ev.Event] = deque(maxlen=log_size)
         self.virus_frames = 0
         self.others_frames = 0
-        self.histogram = [0] * HISTOGRAM_BINS
+        self.histogram = [0] * ev.HISTOGRAM_BINS
         self.top_frames: list[tuple[str, float]] = []
         self.top_sequences: list[tuple[str, float, str]] = []
         self.errors: list[str] = []
@@ -142,7 +115,7 @@ class RunView:
         self.events_seen = 0
 
     # -- folding ------------------------------------------------------------------------------
-    def apply(self, event: Event) -> None:
+    def apply(self, event: ev.Event) -> None:
         self.events_seen += 1
         self.last_ts = event.ts
         if not event.TELEMETRY:
@@ -164,63 +137,63 @@ class RunView:
             return None
         return self.jobs.setdefault(name, JobView(name))
 
-    def _apply_worker(self, w: WorkerView, e: Event) -> None:
+    def _apply_worker(self, w: WorkerView, e: ev.Event) -> None:
         """What a worker's own event changes in its panel."""
-        if isinstance(e, WorkerStateChanged):
+        if isinstance(e, ev.WorkerStateChanged):
             self._on_worker_state(w, e)
-        elif isinstance(e, ModelLoad):
+        elif isinstance(e, ev.ModelLoad):
             self._on_model_load(w, e)
-        elif isinstance(e, Progress):
+        elif isinstance(e, ev.Progress):
             w.job, w.shard, w.stage = e.job, e.shard, e.stage
             w.shard_done, w.shard_total = e.frames_done, e.frames_total
             self._partial[w.worker] = w.shard_done
             _note_stage_rate(w, e)
-        elif isinstance(e, ShardDone):
+        elif isinstance(e, ev.ShardDone):
             w.shards_done += 1
             w.frames_done += e.frames
             w.shard_done = w.shard_total = e.frames
             if e.seconds:
                 w.throughput.append(e.frames / max(e.seconds, 1e-9))
             self._partial.pop(w.worker, None)
-        elif isinstance(e, GpuMemory):
+        elif isinstance(e, ev.GpuMemory):
             w.memory = e
-        elif isinstance(e, GpuTelemetry):
+        elif isinstance(e, ev.GpuTelemetry):
             w.telemetry = e
-        elif isinstance(e, CacheCleared):
+        elif isinstance(e, ev.CacheCleared):
             w.cache_clears += 1
             w.last_freed = e.bytes_freed
-        elif isinstance(e, OutOfMemory):
+        elif isinstance(e, ev.OutOfMemory):
             w.ooms += 1
-        elif isinstance(e, ErrorEvent):
+        elif isinstance(e, ev.ErrorEvent):
             w.last_error = e.message
 
-    def _apply_run(self, e: Event) -> None:
+    def _apply_run(self, e: ev.Event) -> None:
         """What an event changes in the run, its jobs and its results."""
-        if isinstance(e, RunStarted):
+        if isinstance(e, ev.RunStarted):
             self._on_run_started(e)
-        elif isinstance(e, RunDone):
+        elif isinstance(e, ev.RunDone):
             self.status, self.exit_code, self.finished = e.status, e.exit_code, e.ts
-        elif isinstance(e, RunPaused | RunResumed):
-            self.paused = isinstance(e, RunPaused)
-        elif isinstance(e, ShardDone):
+        elif isinstance(e, ev.RunPaused | ev.RunResumed):
+            self.paused = isinstance(e, ev.RunPaused)
+        elif isinstance(e, ev.ShardDone):
             self._on_shard_done(e)
-        elif isinstance(e, ShardSkipped):
+        elif isinstance(e, ev.ShardSkipped):
             job = self._job(e.job)
             if job is not None:
                 job.frames_done += e.frames
-        elif isinstance(e, ErrorEvent):
+        elif isinstance(e, ev.ErrorEvent):
             who = f"worker {e.worker}: " if e.worker is not None else ""
             self.errors.append(f"{who}{e.message}")
-        elif isinstance(e, WarningEvent):
+        elif isinstance(e, ev.WarningEvent):
             self.warnings.append(e.message)
-        elif isinstance(e, JobStarted | JobAdded | JobPrepared | JobDone):
+        elif isinstance(e, ev.JobStarted | ev.JobAdded | ev.JobPrepared | ev.JobDone):
             job = self._job(e.job)
             if job is not None:
                 self._on_job_event(job, e)
 
-    def _on_run_started(self, e: RunStarted) -> None:
+    def _on_run_started(self, e: ev.RunStarted) -> None:
         self.out, self.demo, self.notice = e.out, e.demo, e.notice
-        self.status, self.started, self.resumed = RunStatus.RUNNING, e.ts, e.resumed
+        self.status, self.started, self.resumed = ev.RunStatus.RUNNING, e.ts, e.resumed
         self.run_started = e
         for info in e.workers:
             w = self._worker(info.worker)
@@ -229,58 +202,62 @@ class RunView:
         for name in e.jobs:
             self._job(name)
 
-    def _on_worker_state(self, w: WorkerView, e: WorkerStateChanged) -> None:
+    def _on_worker_state(self, w: WorkerView, e: ev.WorkerStateChanged) -> None:
         w.state = e.state
         w.pid = e.pid or w.pid
         if e.device and w.kind == "cpu" and not w.device:
             w.device = e.device
-        if e.state in (WorkerState.CRASHED, WorkerState.RESTARTING) and e.reason:
+        if e.state in (ev.WorkerState.CRASHED, ev.WorkerState.RESTARTING) and e.reason:
             w.last_error = f"{e.state}: {e.reason}"
-        if e.state == WorkerState.RESTARTING:
+        if e.state == ev.WorkerState.RESTARTING:
             w.restarts += 1
-            w.generation = present(e.generation) or w.generation
-            w.models = {m: ModelView() for m in MODELS}
+            w.generation = ev.present(e.generation) or w.generation
+            w.models = {m: ModelView() for m in ev.MODELS}
             w.shard = None
-        if e.state in (WorkerState.IDLE, WorkerState.CRASHED, WorkerState.STOPPED):
+        if e.state in (ev.WorkerState.IDLE, ev.WorkerState.CRASHED, ev.WorkerState.STOPPED):
             self._partial.pop(w.worker, None)
-            w.shard = None if e.state != WorkerState.IDLE else w.shard
+            w.shard = None if e.state != ev.WorkerState.IDLE else w.shard
 
-    def _on_model_load(self, w: WorkerView, e: ModelLoad) -> None:
+    def _on_model_load(self, w: WorkerView, e: ev.ModelLoad) -> None:
         m = w.models.setdefault(e.model, ModelView())
         m.state = {
-            ModelPhase.START: "loading",
-            ModelPhase.DONE: "loaded",
-            ModelPhase.ERROR: "error",
+            ev.ModelPhase.START: "loading",
+            ev.ModelPhase.DONE: "loaded",
+            ev.ModelPhase.ERROR: "error",
         }[e.phase]
-        if e.phase == ModelPhase.DONE:
-            m.seconds, m.dtype = present(e.seconds), present(e.dtype)
-            m.bytes_on_device = present(e.bytes_on_device)
-        if e.phase == ModelPhase.ERROR:
-            self.errors.append(f"worker {w.worker}: {e.model} failed to load: {present(e.message)}")
+        if e.phase == ev.ModelPhase.DONE:
+            m.seconds, m.dtype = ev.present(e.seconds), ev.present(e.dtype)
+            m.bytes_on_device = ev.present(e.bytes_on_device)
+        if e.phase == ev.ModelPhase.ERROR:
+            self.errors.append(
+                f"worker {w.worker}: {e.model} failed to load: {ev.present(e.message)}"
+            )
 
-    def _on_shard_done(self, e: ShardDone) -> None:
+    def _on_shard_done(self, e: ev.ShardDone) -> None:
         job = self._job(e.job)
         if job is not None:
             job.frames_done += e.frames
         self._done_marks.append((e.ts, e.frames))
         self.virus_frames += e.virus_frames
         self.others_frames += e.others_frames
-        for i, c in enumerate(e.histogram[:HISTOGRAM_BINS]):
+        for i, c in enumerate(e.histogram[: ev.HISTOGRAM_BINS]):
             self.histogram[i] += c
         self.top_frames = sorted([*self.top_frames, *e.top], key=lambda t: -t[1])[:10]
 
-    def _on_job_event(self, job: JobView, e: JobStarted | JobAdded | JobPrepared | JobDone) -> None:
-        if isinstance(e, JobStarted):
-            job.status, job.input, job.out_dir = JobStatus.RUNNING, e.input, e.out_dir
+    def _on_job_event(
+        self, job: JobView, e: ev.JobStarted | ev.JobAdded | ev.JobPrepared | ev.JobDone
+    ) -> None:
+        if isinstance(e, ev.JobStarted):
+            job.status, job.input, job.out_dir = ev.JobStatus.RUNNING, e.input, e.out_dir
             job.records, job.chunks_total = e.records, e.chunks_total
-        elif isinstance(e, JobAdded):
+        elif isinstance(e, ev.JobAdded):
             job.input, job.records, job.chunks_total = e.input, e.records, e.chunks_total
             job.added = True
-        elif isinstance(e, JobPrepared):
+        elif isinstance(e, ev.JobPrepared):
             job.chunks_prepared, job.frames_prepared = e.chunks_prepared, e.frames_prepared
             job.prepared = e.done
         else:
-            job.status, job.result = JobStatus.DONE, e
+            job.status, job.result = ev.JobStatus.DONE, e
             job.frames_done = e.frames
             job.frames_prepared, job.prepared = e.frames, True
             self.top_sequences = sorted(
@@ -338,7 +315,7 @@ class RunView:
         return (self.finished or now or time.time()) - self.started
 
 
-def _note_stage_rate(w: WorkerView, e: Progress) -> None:
+def _note_stage_rate(w: WorkerView, e: ev.Progress) -> None:
     """Per-model speed from the progress event that closes a stage."""
     if e.stage == "start":
         w.stage_end_s = 0.0

@@ -36,8 +36,8 @@ from virnucpro_tui.pool.events import (
     RunStatus,
     WarningEvent,
 )
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.run.describe import summary_lines
-from virnucpro_tui.run.rundir import MANIFEST
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
 from virnucpro_tui.ui.controllers import AttachedRun, LiveRun
@@ -472,6 +472,6 @@ def attach_dashboard(run_dir: Path) -> int:
 
 def _manifest_demo(run_dir: Path) -> bool:
     try:
-        return bool(json.loads((Path(run_dir) / MANIFEST).read_text()).get("demo"))
+        return bool(json.loads(RunLayout(Path(run_dir)).manifest.read_text()).get("demo"))
     except (OSError, ValueError, AttributeError):
         return False

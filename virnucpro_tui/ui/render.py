@@ -14,12 +14,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from virnucpro_tui.pool.events import (
-    Event,
-    JobStatus,
-    WorkerState,
-    present,
-)
+from virnucpro_tui.pool import events as ev
 from virnucpro_tui.run.describe import (
     MODEL_LABELS,
     fmt_bytes,
@@ -32,7 +27,7 @@ from virnucpro_tui.run.describe import (
     plural,
     summary_lines,
 )
-from virnucpro_tui.run.view import MODELS, JobView, RunView, WorkerView
+from virnucpro_tui.run.view import JobView, RunView, WorkerView
 
 SPARKS = "▁▂▃▄▅▆▇█"
 DEMO_BANNER = "DEMO MODELS — scores are not biological predictions"
@@ -204,7 +199,7 @@ def _speed_segments(view: RunView, now: float) -> list[Text]:
 def progress_text(view: RunView, width: int) -> Text:
     done, total, in_flight = view.frames_done, view.frames_total, view.frames_in_flight
     complete = view.status == "complete"
-    jobs_done = sum(1 for j in view.jobs.values() if j.status == JobStatus.DONE)
+    jobs_done = sum(1 for j in view.jobs.values() if j.status == ev.JobStatus.DONE)
     known, unknown = known_totals(view)
     if total:
         label = f" {100 * done / total:5.1f}%  {done:,}/{total:,} frames"
@@ -266,16 +261,16 @@ def _utilisation_segments(w: WorkerView) -> list[Text]:
         Text(f"GPU util {t.gpu_util:.0f}%", style="bold"),
         Text(f"mem util {t.mem_util:.0f}%"),
     ]
-    if (temperature := present(t.temperature_c)) is not None:
+    if (temperature := ev.present(t.temperature_c)) is not None:
         segments.append(Text(f"{temperature:.0f} °C"))
-    if (power := present(t.power_w)) is not None:
+    if (power := ev.present(t.power_w)) is not None:
         segments.append(Text(f"{power:.0f} W"))
     return segments
 
 
 def _model_segments(w: WorkerView) -> list[Text]:
     segments = []
-    for name in MODELS:
+    for name in ev.MODELS:
         m = w.models.get(name)
         label = MODEL_LABELS.get(name, name)
         if m is None or m.state == "not loaded":
@@ -334,7 +329,7 @@ def _shard_segments(w: WorkerView, width: int) -> list[Text]:
     if w.shard is None:
         return [Text("none", style="dim")]
     name = Text(f"{w.job or '?'} #{w.shard}")
-    if w.state != WorkerState.BUSY:
+    if w.state != ev.WorkerState.BUSY:
         return [name, Text("done", style="dim")]
     fraction = w.shard_done / w.shard_total if w.shard_total else 0.0
     gauge = bar(fraction, max(min(width // 6, 20), 8))
@@ -358,9 +353,9 @@ JOB_COLUMNS = ("Job", "Status", "Seqs", "Frames", "Progress", "Virus", "Outputs"
 
 
 def job_status(job: JobView, view: RunView) -> str:
-    if job.status == JobStatus.RUNNING and not job.prepared:
+    if job.status == ev.JobStatus.RUNNING and not job.prepared:
         status = "preparing"
-    elif job.status != JobStatus.DONE and view.status.finished:
+    elif job.status != ev.JobStatus.DONE and view.status.finished:
         status = "stopped"
     else:
         status = str(job.status)
@@ -467,6 +462,7 @@ def histogram_text(counts: Sequence[int], width: int, height: int) -> Text:
 
 def top_rows(view: RunView) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]]:
     """The best-scoring input sequences (once a job is done), else the best frames so far."""
+    rows: list[tuple[str, ...]]
     if view.top_sequences:
         rows = [
             (str(i + 1), sid, f"{score:.4f}", str(call))
@@ -508,7 +504,7 @@ EVENT_STYLES = {
 }
 
 
-def log_matches(event: Event, worker: object, group: object) -> bool:
+def log_matches(event: ev.Event, worker: object, group: object) -> bool:
     """Does ``event`` pass the log filters (worker: None/'run'/int; group: None/LOG_GROUPS key)?"""
     if worker == "run" and event.worker is not None:
         return False
@@ -517,7 +513,7 @@ def log_matches(event: Event, worker: object, group: object) -> bool:
     return not (isinstance(group, str) and event.type not in LOG_GROUPS.get(group, ()))
 
 
-def log_text(event: Event) -> Text:
+def log_text(event: ev.Event) -> Text:
     who = f"w{event.worker}" if event.worker is not None else "run"
     kind = event.type
     return Text.assemble(

@@ -218,8 +218,8 @@ def _shards(rng: random.Random, workers: int, start: float, until: float) -> lis
                     )
                 )
     events.sort(key=lambda e: e["ts"])
-    done = [e for e in events if e["type"] == "shard_done"]
-    for index, event in enumerate(done):  # shards are handed out in order
+    finished = [e for e in events if e["type"] == "shard_done"]
+    for index, event in enumerate(finished):  # shards are handed out in order
         event["shard"] = index
     return events
 

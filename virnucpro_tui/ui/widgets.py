@@ -14,14 +14,13 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Select, Static
 
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.events import Event, WorkerState
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
 
 if TYPE_CHECKING:
     from virnucpro_tui.ui.app import VirnucproApp
 
-WORKER_STATES = tuple(render.STATE_STYLES)
 LOG_LINES_KEPT = 10_000
 
 
@@ -100,7 +99,7 @@ class WorkerPanel(ViewWidget):
         w = app.view.workers[self.worker]
         self.title_text = render.worker_title(w)
         self.border_title = self.title_text
-        for state in WORKER_STATES:
+        for state in WorkerState:
             self.set_class(w.state == state, f"-{state}")
         return render.worker_text(w, width, app.clock(), app.run_is_live)
 

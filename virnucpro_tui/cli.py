@@ -218,7 +218,40 @@ def build_parser() -> argparse.ArgumentParser:
     d = msub.add_parser("locate", help="show which model files a run would use")
     d.add_argument("--length", type=int, default=500)
     _add_model_options(d)
+    _add_models_download_parser(msub)
     return parser
+
+
+def _add_models_download_parser(msub: Any) -> None:
+    d = msub.add_parser(
+        "download",
+        help="download the published models (ESM-2 3B, DNABERT-S, the classifiers)",
+        description="Download, verify and place the published models where `run` finds them "
+        "(the standard caches, or --dest DIR with a models.toml). Interrupted downloads resume.",
+    )
+    d.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="esm, dnabert and/or classifier (default: all three)",
+    )
+    d.add_argument(
+        "--dest",
+        type=Path,
+        help="put every file in DIR and write DIR/models.toml (default: the standard caches)",
+    )
+    d.add_argument(
+        "--offline",
+        action="store_true",
+        help="never use the network: verify what is there, name what is missing "
+        "(also when HF_HUB_OFFLINE=1)",
+    )
+    d.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="fetch the plain-HTTP files from URL/<host>/<path> ($VIRNUCPRO_TUI_MIRROR); "
+        "DNABERT-S follows $HF_ENDPOINT",
+    )
 
 
 def _check_length(length: int, demo: bool) -> None:
@@ -419,6 +452,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "download":
+        from virnucpro_tui.download_view import main as download_main
+
+        return download_main(args)
     if args.models_command == "demo":
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 

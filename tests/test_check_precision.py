@@ -104,8 +104,8 @@ def test_demo_models_within_the_thresholds(
         "fp32 against DNABERT-S fp16, ESM-2 fp16; demo models (random weights)"
     )
     assert out[-1] == (
-        "verdict: within the thresholds (docs/precision.md#thresholds): DNABERT-S fp16, "
-        "ESM-2 fp16 keeps fp32's predictions on this sample"
+        "verdict: within the thresholds (docs/precision.md#thresholds): on this sample, "
+        "DNABERT-S fp16, ESM-2 fp16 give fp32's predictions"
     )
     assert "check-precision: fp16: 101 frames in" in "\n".join(err)
     data = figures(tmp_path / "fp16.json")

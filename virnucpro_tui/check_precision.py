@@ -264,7 +264,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
 
 def report(comparison: Comparison, limits: Thresholds, target: Target) -> tuple[list[str], bool]:
     rows = comparison.checks(limits)
-    lines = [f"{'measure':26} {'value':>16}  {'threshold':<12}"]
+    lines = [f"{'measure':26} {'value':>16}  threshold"]
     lines += [
         f"{name:26} {value:>16}  {limit:<12} {'ok' if ok else 'OUTSIDE'}"
         for name, value, limit, ok in rows
@@ -279,8 +279,8 @@ def report(comparison: Comparison, limits: Thresholds, target: Target) -> tuple[
     within = all(ok for *_, ok in rows)
     if within:
         lines.append(
-            f"verdict: within the thresholds (docs/precision.md#thresholds): {describe(target)} "
-            "keeps fp32's predictions on this sample"
+            "verdict: within the thresholds (docs/precision.md#thresholds): on this sample, "
+            f"{describe(target)} give fp32's predictions"
         )
     else:
         failed = ", ".join(name for name, *_, ok in rows if not ok)

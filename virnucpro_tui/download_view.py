@@ -49,9 +49,13 @@ class RichTransferProgress:
         _exc: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
-        if self.started:
-            self.progress.live.transient = not self.tasks  # only checksum passes: draw nothing
+        if not self.started:
+            return
+        if self.tasks:
             self.progress.stop()
+        else:  # only checksum passes, all gone: leave no trace (not even a blank line)
+            self.progress.live.transient = True
+            self.progress.live.stop()
 
     def begin(self, task: str, total: int | None, done: int) -> None:
         if not self.started:  # nothing is drawn when nothing is transferred or verified

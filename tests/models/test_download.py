@@ -311,6 +311,22 @@ def test_interrupted_download_resumes_on_the_next_run(
     assert leftovers(home) == []
 
 
+def test_hub_file_resumes_though_its_signed_cdn_url_changed(
+    home: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdn = published.cdn_path("pytorch_model.bin")
+    body = published.files["pytorch_model.bin"]
+    published.mirror.drops[cdn] = [100_000, 0, 0, 0]
+    assert run_cli(capsys, "dnabert")[0] == 1
+    resolve = f"/zhihan1996/DNABERT-S/resolve/{DNABERT_REVISION}/pytorch_model.bin"
+    published.hub.resources[resolve].redirect += "?X-Amz-Signature=another"
+    code, out, err = run_cli(capsys, "dnabert")
+    assert code == 0, err
+    assert published.mirror.gets(cdn)[-1].headers.get("Range") == "bytes=100000-"
+    assert (cache_paths(home)["dnabert"] / "pytorch_model.bin").read_bytes() == body
+    assert " resumed " in out.split("pytorch_model.bin", 1)[1].splitlines()[0]
+
+
 def test_changed_remote_file_restarts_the_partial(
     home: Path, published: Published, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,3 +526,13 @@ def test_partial_files_are_never_located(home: Path) -> None:
     with pytest.raises(ModelError, match="model files not found: ESM-2 3B, DNABERT-S, classifier"):
         resolve_model_paths(500)
     assert os.listdir(checkpoints) == [".esm2_t36_3B_UR50D.pt.partial"]
+
+
+def test_a_second_download_of_the_same_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "model.pt"
+    with serving() as server, transfer._locked(transfer.partial_path(target), "model.pt"):
+        server.add("/model.pt", b"x" * 100)
+        with pytest.raises(transfer.DownloadError, match="another virnucpro-tui process"):
+            transfer.fetch(f"{server.url}/model.pt", target, task="model.pt")
+        assert server.gets() == [] and not target.exists()
+        assert transfer.partial_path(target).with_name(".model.pt.partial.lock").exists()  # kept

@@ -334,6 +334,7 @@ def _process(item: PlannedFile, ctx: _Context) -> FileOutcome:
         size=size,
         progress=ctx.progress,
         retry_delay_s=ctx.retry_delay_s,
+        source_id=f"{source} {expected.value}" if item.hub_file and expected else None,
     )
     return _fetched(item, result.digests, result.resumed_from, expected, source, ctx)
 
@@ -364,6 +365,7 @@ def _process_hub_cache(item: PlannedFile, hub_repo: Path, ctx: _Context) -> File
             size=meta.size,
             progress=ctx.progress,
             retry_delay_s=ctx.retry_delay_s,
+            source_id=f"{source} {expected.value}",  # the CDN URL may be signed per request
         )
         outcome = _fetched(item, result.digests, result.resumed_from, expected, source, ctx)
     link(item.target, blob)

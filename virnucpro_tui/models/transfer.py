@@ -143,17 +143,22 @@ def fetch(
     retries: int = 3,
     retry_delay_s: float = 2.0,
     timeout_s: float = 60.0,
+    source_id: str | None = None,
 ) -> FetchResult:
-    """Download ``url`` to ``target`` (resuming, verifying, atomically placed)."""
+    """Download ``url`` to ``target`` (resuming, verifying, atomically placed).
+
+    ``source_id`` names the content when the URL changes between runs (a signed CDN URL): a
+    partial is resumed only for the same source."""
     progress = progress or NoProgress()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(target)
+    source = source_id or url
     with _locked(partial, task):
-        resumed_from = _usable_partial(partial, url)
+        resumed_from = _usable_partial(partial, source)
         failures = 0
         while True:
             try:
-                _transfer(url, partial, task, size, progress, timeout_s)
+                _transfer(url, source, partial, task, size, progress, timeout_s)
                 break
             except _Transient as exc:
                 failures += 1
@@ -175,6 +180,7 @@ def fetch(
 
 def _transfer(
     url: str,
+    source: str,
     partial: Path,
     task: str,
     size: int | None,
@@ -192,7 +198,7 @@ def _transfer(
         raise
     with response:
         offset, total = _resume_point(response, offset, size, task)
-        _write_sidecar(partial, url, response)
+        _write_sidecar(partial, source, response)
         _check_space(partial, task, None if total is None else total - offset)
         progress.begin(task, total, offset)
         try:
@@ -344,16 +350,16 @@ def _read_sidecar(partial: Path) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_sidecar(partial: Path, url: str, response: http.client.HTTPResponse) -> None:
+def _write_sidecar(partial: Path, source: str, response: http.client.HTTPResponse) -> None:
     validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-    _sidecar(partial).write_text(json.dumps({"url": url, "validator": validator}))
+    _sidecar(partial).write_text(json.dumps({"source": source, "validator": validator}))
 
 
-def _usable_partial(partial: Path, url: str) -> int:
-    """Bytes of an earlier attempt at the same URL; another URL's partial is dropped."""
+def _usable_partial(partial: Path, source: str) -> int:
+    """Bytes of an earlier attempt at the same source; another source's partial is dropped."""
     if not partial.is_file():
         return 0
-    if _read_sidecar(partial).get("url") != url:
+    if _read_sidecar(partial).get("source") != source:
         _discard(partial)
         return 0
     return partial.stat().st_size
@@ -371,13 +377,14 @@ def _locked(partial: Path, task: str) -> Iterator[None]:
     lock = partial.with_name(partial.name + ".lock")
     fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DownloadError(
-                f"{task}: another virnucpro-tui process is downloading it ({lock}); "
-                "wait for it to finish"
-            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DownloadError(
+            f"{task}: another virnucpro-tui process is downloading it ({lock}); "
+            "wait for it to finish"
+        ) from None
+    try:
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -197,6 +197,7 @@ def _score_twice(job: dict[str, Any]) -> dict[str, Any]:
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 
     device = torch.device("cuda" if job["device"] == "cuda" else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = False  # the reference is fp32, not TF32
     files = ModelFiles(*(Path(job["files"][k]) for k in ("esm", "dnabert", "classifier")))
     frames = [Frame(*f) for f in job["frames"]]
     runs = {}

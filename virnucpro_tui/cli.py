@@ -406,24 +406,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         scans=scans,
     )
     sinks = _extra_sinks(args)
-    pool_factory = _pool_factory(args)
+    backend = _backend(args)
     if wants_ui(args):
         from virnucpro_tui.ui.app import run_dashboard
 
-        return run_dashboard(cfg, sinks, pool_factory)
+        return run_dashboard(cfg, sinks, backend)
     from virnucpro_tui.headless import HeadlessReporter
 
     reporter = HeadlessReporter(interval_s=args.progress_interval)
-    orchestrator = Orchestrator(cfg, [reporter, *sinks], pool_factory=pool_factory)
+    orchestrator = Orchestrator(cfg, [reporter, *sinks], backend=backend)
     return run_with_signals(orchestrator)
 
 
-def _pool_factory(args: argparse.Namespace) -> Any:
+def _backend(args: argparse.Namespace) -> Any:
     if args.backend != "ray":
         return None
-    from virnucpro_tui.pool.ray_backend import ray_pool_factory
+    from virnucpro_tui.pool.ray_backend import ray_backend
 
-    return ray_pool_factory(args.ray_address)
+    return ray_backend(args.ray_address)
 
 
 def _extra_sinks(args: argparse.Namespace) -> list[Any]:
@@ -477,7 +477,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.run.attach import attach, check_run_dir
+    from virnucpro_tui.headless import attach
+    from virnucpro_tui.run.attach import check_run_dir
 
     ui = (
         not args.no_ui

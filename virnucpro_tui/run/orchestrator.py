@@ -37,6 +37,7 @@ from virnucpro_tui.errors import (
     disk_full_error,
     is_disk_full,
 )
+from virnucpro_tui.models.identity import model_identities
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
 from virnucpro_tui.pool.events import Event, EventSink, Fanout, JsonlWriter, make_event
@@ -155,10 +156,7 @@ class Orchestrator:
         }
 
     def _model_digests(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: model_digest(Path(getattr(self.cfg.models, name)))
-            for name in ("esm", "dnabert", "classifier")
-        }
+        return model_identities(self.cfg.models)
 
     def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
         import numpy
@@ -231,7 +229,10 @@ class Orchestrator:
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> int:
         """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
+        from virnucpro_tui.models.preflight import check_model_files
+
         scans = self._scan_inputs()
+        check_model_files(self.cfg.models)  # every model file, before any worker starts
         self.slots = getattr(self.pool_factory, "resolve_slots", resolve_devices)(self.cfg.devices)
         names = job_names([s.path for s in scans])
         self.rundir.acquire()
@@ -671,23 +672,6 @@ class Orchestrator:
                     )
                 )
                 self.manifest["inputs"].append(item)
-
-
-def model_digest(path: Path) -> dict[str, Any]:
-    """SHA-256 of a model file; for a model directory, of its weights (``sha256``) and of every
-    weights, config and tokenizer file in it (``files``), since each of them changes the scores."""
-    if not path.is_dir():
-        return {"path": str(path), "sha256": sha256_file(path) if path.is_file() else "missing"}
-    files = {
-        f.name: sha256_file(f)
-        for f in sorted(path.iterdir())
-        if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES
-    }
-    weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in files), None)
-    return {"path": str(path), "sha256": files[weights] if weights else "missing", "files": files}
-
-
-_MODEL_DIR_SUFFIXES = (".json", ".txt", ".bin", ".safetensors", ".model")
 
 
 def _dist_version(name: str) -> str | None:

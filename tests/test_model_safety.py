@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import cli, cli_env, outputs
+from tests.helpers import (
+    assert_no_live_processes,
+    cli,
+    cli_env,
+    events,
+    outputs,
+    worker_pids,
+)
 from virnucpro_tui.cli import main
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.esm import load_esm
@@ -245,6 +252,37 @@ def test_preflight_reads_no_tensor_data_and_never_initialises_cuda(demo_models) 
     }
     assert report.classifier.chunk_length == 500 and report.classifier.demo
     assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.slow
+def test_models_that_pass_preflight_but_fail_in_the_worker_end_the_run_honestly(
+    tmp_path: Path, demo_models
+) -> None:
+    """Exit 1; the message does not claim that running the command again will help; once the
+    cause is gone, the same command runs the same directory to the end."""
+    out = tmp_path / "run"
+    command = ["run", str(INPUT), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
+    r = cli(command, cli_env(demo_models.root, {"fail_load": True}))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "virnucpro-tui: error: worker 0 (CPU worker 0) could not load the models (RuntimeError: "
+        "model loading failed (injected fault)); see logs/worker-0.log: running the same command "
+        "again will fail the same way until that is fixed"
+    )
+    assert not any("rerun" in line or "resumable" in line for line in lines), lines
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["resumable"] is False
+    (done,) = [e for e in events(out) if e["type"] == "run_done"]
+    assert done["exit_code"] == 1 and done["resumable"] is False
+    assert "model loading failed (injected fault)" in (out / "logs" / "worker-0.log").read_text()
+    assert not (out / "prediction_results.txt").exists()
+    assert_no_live_processes(worker_pids(out))
+
+    r = cli(command, cli_env(demo_models.root))
+    assert r.returncode == 0, r.stderr
+    assert (out / "prediction_results.txt").is_file()
 
 
 def test_a_run_with_a_code_carrying_classifier_is_refused_before_any_work(

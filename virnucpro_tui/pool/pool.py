@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import DiskFullError, WorkerFailure
+from virnucpro_tui.errors import DiskFullError, ModelLoadFailure, WorkerFailure
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.events import Event, EventSink, make_event
 from virnucpro_tui.pool.worker import STOP_SIGNALS, WorkerConfig, worker_environment, worker_main
@@ -224,10 +224,11 @@ class PersistentWorkerPool:
         self.emit(event)
         if kind == "error" and event.get("disk_full"):
             raise DiskFullError(str(event.get("message")))  # every retry would hit the same disk
-        if kind == "error" and event.get("fatal"):
-            raise WorkerFailure(
-                f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
-                f"see logs/worker-{w.n}.log"
+        if kind == "error" and event.get("fatal"):  # a worker sends these when loading fails
+            raise ModelLoadFailure(
+                f"worker {w.n} ({w.slot.label}) could not load the models "
+                f"({event.get('message')}); see logs/worker-{w.n}.log: running the same "
+                "command again will fail the same way until that is fixed"
             )
         return event
 

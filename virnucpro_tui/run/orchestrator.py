@@ -261,7 +261,7 @@ class Orchestrator:
                 raise
             if self.manifest:  # the run had started: its events and manifest record the failure
                 self.emit("error", fatal=True, message=str(error))
-                self._finish("failed", 1, error=str(error))
+                self._finish("failed", 1, error=str(error), resumable=error.resumable)
             if error is exc:
                 raise
             raise error from None
@@ -359,11 +359,14 @@ class Orchestrator:
         self.pool.stop(graceful=self.stop_mode == "graceful")
         return EXIT_INTERRUPTED
 
-    def _finish(self, status: str, code: int, error: str | None = None) -> None:
+    def _finish(
+        self, status: str, code: int, error: str | None = None, resumable: bool = True
+    ) -> None:
         if not self.manifest:
             return
+        resumable = resumable and status != "complete"
         self.manifest["status"] = status
-        self.manifest["resumable"] = status != "complete"
+        self.manifest["resumable"] = resumable
         if error is not None:
             self.manifest["error"] = error
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -375,7 +378,7 @@ class Orchestrator:
             exit_code=code,
             seconds=round(time.time() - self.started, 2),
             frames=sum(j.frames_done for j in self.jobs),
-            resumable=status != "complete",
+            resumable=resumable,
             jobs={j.name: j.status for j in self.jobs},
         )
 

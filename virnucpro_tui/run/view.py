@@ -96,6 +96,7 @@ class RunView:
         self.notice: str | None = None
         self.status = "starting"
         self.exit_code: int | None = None
+        self.resumable = True  # run_done says whether running the same command again continues
         self.started: float | None = None
         self.finished: float | None = None
         self.paused = False
@@ -163,6 +164,7 @@ class RunView:
             e.get("exit_code"),
             e["ts"],
         )
+        self.resumable = bool(e.get("resumable", True))
 
     def _on_run_paused(self, _e: Event) -> None:
         self.paused = True

@@ -383,7 +383,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.prepare import write_intermediate_files
 
     _check_length(args.length, demo=False)
-    scan_input(args.input, args.length)
+    for warning in scan_input(args.input, args.length).warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:

@@ -426,6 +426,8 @@ class Orchestrator:
                     "tool, only A/C/G/T codons are translated, so convert RNA to DNA first for meaningful frames"
                 ),
             )
+        for message in job.scan.warnings:
+            self.emit("warning", job=job.name, message=message)
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
         job_dir = self.rundir.shards / job.name

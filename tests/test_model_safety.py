@@ -153,6 +153,11 @@ def bad_model(case: str, demo, tmp: Path, marker: Path) -> tuple[str, Path, Path
         return "--esm", esm, with_code(tmp / "esm2_t2_copy-contact-regression.pt", {}, marker)
     if case == "esm checkpoint truncated":
         return "--esm", esm, truncated(esm)
+    if case == "esm transformers directory, pytorch_model.bin with code":
+        directory = tmp / "esm2_hf"
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps(esm_hf_config()))
+        return "--esm", directory, with_code(directory / "pytorch_model.bin", {}, marker)
     if case == "dnabert pytorch_model.bin with code":
         directory = evil_dnabert(demo, tmp, marker)
         return "--dnabert", directory, directory / "pytorch_model.bin"
@@ -165,6 +170,11 @@ def bad_model(case: str, demo, tmp: Path, marker: Path) -> tuple[str, Path, Path
         return "--dnabert", directory, truncated(as_safetensors(directory))
     if case == "classifier with code":
         return "--classifier", *[with_code(tmp / "500_model.pth", {}, marker)] * 2
+    if case == "classifier truncated":
+        return "--classifier", *[truncated(tmp / "500_model.pth", demo.classifier_500)] * 2
+    if case == "dnabert tokenizer.json missing":
+        (directory / "tokenizer.json").unlink()
+        return "--dnabert", directory, directory
     raise AssertionError(case)
 
 
@@ -174,13 +184,16 @@ BAD_MODELS = {
     "esm checkpoint with code": CODE,
     "esm checkpoint, a plain pickle with code": CODE,
     "esm contact-regression file with code": CODE,
+    "esm transformers directory, pytorch_model.bin with code": CODE,
     "esm checkpoint truncated": r"corrupt or truncated model file \(PytorchStreamReader failed "
     r"reading zip archive: failed finding central directory\)",
     "dnabert pytorch_model.bin with code": CODE,
     "dnabert model.safetensors with wrong shapes": r"encoder\.layer\.0\.attention\.self\.Wqkv\."
     r"weight has shape \(192, 32\), DNABERT-S expects \(192, 64\)",
     "dnabert model.safetensors truncated": r"not a readable safetensors file \(.+\)",
+    "dnabert tokenizer.json missing": "no tokenizer.json next to the DNABERT-S weights",
     "classifier with code": CODE,
+    "classifier truncated": r"corrupt or truncated model file \(incomplete zip archive\)",
 }
 
 

@@ -5,6 +5,7 @@ the file and the problem; none passes on torch's advice to load a file unsafely.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import pickle
@@ -94,7 +95,13 @@ def torch_load_safely(
             f"tensors ({_unpickler_reason(exc)}); refusing to load it"
         ) from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError) as exc:
-        raise ModelError(f"{path}: corrupt or truncated model file ({first_line(exc)})") from None
+        # torch's zip reader reports a file cut short before its directory as EINVAL
+        detail = "incomplete zip archive" if _is_einval(exc) else first_line(exc)
+        raise ModelError(f"{path}: corrupt or truncated model file ({detail})") from None
+
+
+def _is_einval(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EINVAL
 
 
 def unsafe_globals(path: str | os.PathLike[str]) -> list[str] | None:

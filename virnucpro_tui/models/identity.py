@@ -1,5 +1,5 @@
 """Which model a run used: the SHA-256 of its files, as the run manifest records them and a
-resume compares them (docs/reliability.md#model-files-are-data-not-code).
+resume compares them (docs/reliability.md#model-identity).
 
 A file's hash is cached in the user's cache directory under its real path, keyed by size,
 modification time, change time and inode, so a 5.7 GB ESM-2 file is hashed once, not at every

@@ -9,7 +9,6 @@ from virnucpro_tui.models.esm.encoder import (
     EsmEncoder,
     apply_rotary,
     mean_pool,
-    rotary_inv_freq,
 )
 from virnucpro_tui.models.esm.fair import (
     embed_proteins_published,
@@ -17,7 +16,6 @@ from virnucpro_tui.models.esm.fair import (
     save_fair_esm_checkpoint,
     write_fair_esm_checkpoint,
 )
-from virnucpro_tui.models.esm.hf import hf_to_fair_name
 from virnucpro_tui.models.esm.load import EsmBundle, check_esm, load_esm
 
 __all__ = [
@@ -29,11 +27,9 @@ __all__ = [
     "apply_rotary",
     "check_esm",
     "embed_proteins_published",
-    "hf_to_fair_name",
     "load_esm",
     "load_fair_esm_reference",
     "mean_pool",
-    "rotary_inv_freq",
     "save_fair_esm_checkpoint",
     "write_fair_esm_checkpoint",
 ]

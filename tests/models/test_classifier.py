@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.classifier import (
     MLPClassifier,
@@ -21,7 +22,6 @@ from virnucpro_tui.models.classifier import (
     load_classifier,
     predict_proba,
 )
-from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.models.identity import HashCache, model_identity
 from virnucpro_tui.models.safe_load import torch_load_safely
 

@@ -190,9 +190,7 @@ def test_demo_scores_spread(built: DemoModels) -> None:
 
 
 def _all_tensors(models: DemoModels) -> dict[str, torch.Tensor]:
-    out = {
-        f"dnabert.{k}": v for k, v in read_tensors(models.dnabert / "pytorch_model.bin").items()
-    }
+    out = {f"dnabert.{k}": v for k, v in read_tensors(models.dnabert / "pytorch_model.bin").items()}
     out |= {f"esm.{k}": v for k, v in load_esm_checkpoint(models.esm)["model"].items()}
     for name in ("classifier_300", "classifier_500"):
         state = load_classifier_module(getattr(models, name)).state_dict()

@@ -18,7 +18,6 @@ from tokenizers.processors import TemplateProcessing
 from tokenizers.trainers import BpeTrainer
 
 from virnucpro_tui.errors import ModelError
-from virnucpro_tui.models.identity import HashCache, model_identity
 from virnucpro_tui.models.dnabert import (
     DnabertBundle,
     DnabertConfig,
@@ -27,6 +26,7 @@ from virnucpro_tui.models.dnabert import (
     embed_dna_published,
     load_dnabert,
 )
+from virnucpro_tui.models.identity import HashCache, model_identity
 
 # 12 heads: the 8-head power-of-two series, then every other slope of the 16-head series.
 SLOPES_12 = [

@@ -16,7 +16,6 @@ from esm.model.esm2 import ESM2
 
 from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.errors import ModelError
-from virnucpro_tui.models.esm import encoder as esm_mod
 from virnucpro_tui.models.esm import (
     EsmEncoder,
     embed_proteins_published,
@@ -25,6 +24,7 @@ from virnucpro_tui.models.esm import (
     mean_pool,
     save_fair_esm_checkpoint,
 )
+from virnucpro_tui.models.esm import encoder as esm_mod
 from virnucpro_tui.models.identity import HashCache, model_identity
 
 FP32_TOL = 1e-5

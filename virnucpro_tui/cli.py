@@ -218,7 +218,88 @@ def build_parser() -> argparse.ArgumentParser:
     d = msub.add_parser("locate", help="show which model files a run would use")
     d.add_argument("--length", type=int, default=500)
     _add_model_options(d)
+    _add_models_download_parser(msub)
+    _add_check_precision_parser(sub)
     return parser
+
+
+def _add_check_precision_parser(sub: Any) -> None:
+    from virnucpro_tui.check_precision import DEFAULT_FRAMES, Thresholds
+
+    limits = Thresholds()
+    p = sub.add_parser(
+        "check-precision",
+        help="judge a precision on your own models and data (fp32 against it, on a sample)",
+        description="Score a sample of INPUT's frames (drawn evenly) at fp32 and at --precision, "
+        "compare scores and embeddings, and give a verdict against the thresholds of "
+        "docs/precision.md. Exit 0 within them, 1 outside them.",
+    )
+    p.add_argument("input", type=Path, metavar="INPUT", help="FASTA file (plain or gzip)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp8", "bf16", "fp16"],
+        help="the precision to judge (default: what `run --precision auto` uses on this device)",
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        default=DEFAULT_FRAMES,
+        help=f"frames in the sample (default {DEFAULT_FRAMES:,})",
+    )
+    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500")
+    _add_model_options(p)
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--device", default="auto", help="auto (first GPU, else CPU), cpu, or a GPU index"
+    )
+    g.add_argument(
+        "--no-compile", dest="compile", action="store_false", default=None, help="as for run"
+    )
+    g.add_argument("--esm-max-tokens", type=_positive_int, help="as for run")
+    g.add_argument("--dnabert-max-tokens", type=_positive_int, help="as for run")
+    g.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    g = p.add_argument_group("thresholds (docs/precision.md#thresholds)")
+    for option, field, meaning in (
+        ("--max-flip-fraction", "max_flip_fraction", "largest share of frames whose label changes"),
+        ("--max-delta", "max_delta", "largest |ΔP(virus)|"),
+        ("--max-delta-p99", "max_delta_p99", "largest 99th percentile of |ΔP(virus)|"),
+        ("--min-cosine", "min_cosine", "smallest cosine of an embedding to fp32's, per model"),
+    ):
+        default = getattr(limits, field)
+        g.add_argument(option, type=float, default=default, help=f"{meaning} (default {default})")
+
+
+def _add_models_download_parser(msub: Any) -> None:
+    d = msub.add_parser(
+        "download",
+        help="download the published models (ESM-2 3B, DNABERT-S, the classifiers)",
+        description="Download, verify and place the published models where `run` finds them "
+        "(the standard caches, or --dest DIR with a models.toml). Interrupted downloads resume.",
+    )
+    d.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="esm, dnabert and/or classifier (default: all three)",
+    )
+    d.add_argument(
+        "--dest",
+        type=Path,
+        help="put every file in DIR and write DIR/models.toml (default: the standard caches)",
+    )
+    d.add_argument(
+        "--offline",
+        action="store_true",
+        help="never use the network: verify what is there, name what is missing "
+        "(also when HF_HUB_OFFLINE=1)",
+    )
+    d.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="fetch the plain-HTTP files from URL/<host>/<path> ($VIRNUCPRO_TUI_MIRROR); "
+        "DNABERT-S follows $HF_ENDPOINT",
+    )
 
 
 def _check_length(length: int, demo: bool) -> None:
@@ -422,6 +503,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "download":
+        from virnucpro_tui.download_view import main as download_main
+
+        return download_main(args)
     if args.models_command == "demo":
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 
@@ -440,7 +525,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_precision(args: argparse.Namespace) -> int:
+    from virnucpro_tui.check_precision import choose_target
+    from virnucpro_tui.check_precision import main as check_main
+    from virnucpro_tui.core.fasta import scan_input
+
+    _check_length(args.length, args.demo)
+    scan_input(args.input, args.length)
+    target = choose_target(args.device, args.precision)  # fp8 on a CPU stops here
+    files, demo = resolve_models(args)
+    return check_main(args, target, files, demo)
+
+
 COMMANDS = {
+    "check-precision": cmd_check_precision,
     "run": cmd_run,
     "prepare": cmd_prepare,
     "attach": cmd_attach,

@@ -44,7 +44,8 @@ _WEIGHT_FILLS = frozenset(
 
 class SkipWeightInit(TorchFunctionMode):
     """Within this mode (this thread only) new parameters keep whatever memory they get: the
-    initialisers return their tensor untouched. For modules whose weights are loaded next."""
+    initialisers and in-place fills above return their tensor untouched. For constructing
+    modules whose weights are loaded next; nothing global is patched."""
 
     def __torch_function__(
         self,
@@ -75,7 +76,7 @@ def shapes_of(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> Shapes
 
 def check_state(
     found: Mapping[str, Shape], expected: Mapping[str, Shape], source: Path, model: str
-):
+) -> None:
     """Refuse a state dict whose keys or shapes differ from the module's (one line)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))

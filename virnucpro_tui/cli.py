@@ -317,8 +317,10 @@ def _check_length(length: int, demo: bool) -> None:
 
 
 def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Model files for this run (demo or real), with the classifier checked against --length."""
-    from virnucpro_tui.models.classifier import check_chunk_length, load_classifier
+    """Model files for this run (demo or real), all checked (pre-flight, before the dashboard
+    opens), with the classifier checked against --length."""
+    from virnucpro_tui.models.classifier import check_chunk_length
+    from virnucpro_tui.models.preflight import check_model_files
     from virnucpro_tui.models.settings import ModelFiles
 
     if args.demo:
@@ -342,7 +344,7 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
             config=args.config,
         )
         files = ModelFiles(Path(found.esm), Path(found.dnabert), Path(found.classifier))
-    bundle = load_classifier(files.classifier)
+    bundle = check_model_files(files).classifier
     warning = check_chunk_length(
         bundle,
         args.length,
@@ -468,7 +470,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.prepare import write_intermediate_files
 
     _check_length(args.length, demo=False)
-    scan_input(args.input, args.length)
+    for warning in scan_input(args.input, args.length).warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Generic
 
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import DiskFullError, WorkerFailure
+from virnucpro_tui.errors import DiskFullError, ModelLoadFailure, WorkerFailure
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
@@ -256,10 +256,11 @@ class PersistentWorkerPool(Generic[tp.T]):
         self.emit(event)
         if isinstance(event, ev.ErrorEvent) and event.disk_full:
             raise DiskFullError(event.message)  # every retry would hit the same disk
-        if isinstance(event, ev.ErrorEvent) and event.fatal:
-            raise WorkerFailure(
-                f"worker {w.n} ({w.slot.label}) cannot run: {event.message}; "
-                f"see {RunLayout.worker_log_name(w.n)}"
+        if isinstance(event, ev.ErrorEvent) and event.fatal:  # sent when loading fails
+            raise ModelLoadFailure(
+                f"worker {w.n} ({w.slot.label}) could not load the models ({event.message}); "
+                f"see {RunLayout.worker_log_name(w.n)}: running the same command again will "
+                "fail the same way until that is fixed"
             )
         return event
 

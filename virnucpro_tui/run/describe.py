@@ -185,7 +185,7 @@ def summary_lines(view: RunView) -> list[str]:
                 lines.append(f"    {name}: {path}")
         else:
             lines.append(f"  {job.name}: {job.status}, {job.frames_done:,} frames done")
-    if view.status != ev.RunStatus.COMPLETE:
+    if view.status != ev.RunStatus.COMPLETE and view.resumable:
         lines.append(f"resumable: rerun the same command (same --out {view.out}) to continue")
     if view.demo:
         lines.append(f"DEMO: {view.notice}")

@@ -36,6 +36,7 @@ from virnucpro_tui.errors import (
     disk_full_error,
     is_disk_full,
 )
+from virnucpro_tui.models.identity import model_identities
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
@@ -152,10 +153,7 @@ class Orchestrator:
         }
 
     def _model_digests(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: model_digest(Path(getattr(self.cfg.models, name)))
-            for name in ("esm", "dnabert", "classifier")
-        }
+        return model_identities(self.cfg.models)
 
     def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
         import numpy
@@ -232,7 +230,10 @@ class Orchestrator:
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> int:
         """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
+        from virnucpro_tui.models.preflight import check_model_files
+
         scans = self._scan_inputs()
+        check_model_files(self.cfg.models)  # every model file, before any worker starts
         self.slots = self.backend.resolve_slots(self.cfg.devices)
         names = job_names([s.path for s in scans])
         self.rundir.acquire()
@@ -263,7 +264,7 @@ class Orchestrator:
                 raise
             if self.manifest:  # the run had started: its events and manifest record the failure
                 self.emit(ev.ErrorEvent(fatal=True, message=str(error)))
-                self._finish(ev.RunStatus.FAILED, 1, error=str(error))
+                self._finish(ev.RunStatus.FAILED, 1, error=str(error), resumable=error.resumable)
             if error is exc:
                 raise
             raise error from None
@@ -359,11 +360,14 @@ class Orchestrator:
         self._pool().stop(graceful=self.stop_mode == "graceful")
         return EXIT_INTERRUPTED
 
-    def _finish(self, status: ev.RunStatus, code: int, error: str | None = None) -> None:
+    def _finish(
+        self, status: ev.RunStatus, code: int, error: str | None = None, resumable: bool = True
+    ) -> None:
         if not self.manifest:
             return
+        resumable = resumable and status != ev.RunStatus.COMPLETE
         self.manifest["status"] = status
-        self.manifest["resumable"] = status != ev.RunStatus.COMPLETE
+        self.manifest["resumable"] = resumable
         if error is not None:
             self.manifest["error"] = error
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -375,7 +379,7 @@ class Orchestrator:
                 exit_code=code,
                 seconds=round(time.time() - self.started, 2),
                 frames=sum(j.frames_done for j in self.jobs),
-                resumable=status != ev.RunStatus.COMPLETE,
+                resumable=resumable,
                 jobs={j.name: j.status for j in self.jobs},
             )
         )
@@ -427,6 +431,8 @@ class Orchestrator:
                     ),
                 )
             )
+        for message in job.scan.warnings:
+            self.emit(ev.WarningEvent(job=job.name, message=message))
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
         records = self.rundir.layout.records(job.name)
@@ -683,23 +689,6 @@ class Orchestrator:
                     )
                 )
                 self.manifest["inputs"].append(item)
-
-
-def model_digest(path: Path) -> dict[str, Any]:
-    """SHA-256 of a model file; for a model directory, of its weights (``sha256``) and of every
-    weights, config and tokenizer file in it (``files``), since each of them changes the scores."""
-    if not path.is_dir():
-        return {"path": str(path), "sha256": sha256_file(path) if path.is_file() else "missing"}
-    files = {
-        f.name: sha256_file(f)
-        for f in sorted(path.iterdir())
-        if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES
-    }
-    weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in files), None)
-    return {"path": str(path), "sha256": files[weights] if weights else "missing", "files": files}
-
-
-_MODEL_DIR_SUFFIXES = (".json", ".txt", ".bin", ".safetensors", ".model")
 
 
 def _dist_version(name: str) -> str | None:

@@ -94,6 +94,7 @@ class RunView:
         self.notice: str | None = None
         self.status = ev.RunStatus.STARTING
         self.exit_code: int | None = None
+        self.resumable = True  # run_done says whether running the same command again continues
         self.started: float | None = None
         self.finished: float | None = None
         self.paused = False
@@ -173,6 +174,7 @@ class RunView:
             self._on_run_started(e)
         elif isinstance(e, ev.RunDone):
             self.status, self.exit_code, self.finished = e.status, e.exit_code, e.ts
+            self.resumable = e.resumable
         elif isinstance(e, ev.RunPaused | ev.RunResumed):
             self.paused = isinstance(e, ev.RunPaused)
         elif isinstance(e, ev.ShardDone):

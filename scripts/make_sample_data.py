@@ -66,10 +66,13 @@ def wrap(seq: str, width: int = 70) -> str:
     return "\n".join(seq[i : i + width] for i in range(0, len(seq), width))
 
 
-def records(rng: random.Random, n: int, lengths: tuple[int, int], prefix: str) -> list[str]:
+def records(
+    rng: random.Random, n: int, lengths: tuple[int, int], prefix: str, coding: float = 0.45
+) -> list[str]:
+    """``n`` FASTA records; a share ``coding`` of them ORF-rich, the others noncoding."""
     out = []
     for i in range(1, n + 1):
-        kind = "orf_rich" if rng.random() < 0.45 else "noncoding"
+        kind = "orf_rich" if rng.random() < coding else "noncoding"
         length = rng.randint(*lengths)
         seq = decorate(rng, orf_rich(rng, length) if kind == "orf_rich" else noncoding(rng, length))
         out.append(f">{prefix}_{i:04d} synthetic {kind} length={len(seq)}\n{wrap(seq)}\n")

@@ -202,6 +202,10 @@ def run_child(args: argparse.Namespace, mode: int, inputs: list[Path], n: int) -
     cmd += [str(args.shard_size), "--inputs", *map(str, inputs)]
     if args.profile and n == 0:
         cmd += ["--profile-to", str(args.workdir / f"profile-{mode}.pstats")]
+    if args.py_spy and n == 0:  # sampled stacks of every thread, collapsed (flame graph input)
+        stacks = args.workdir / f"py-spy-{mode}.txt"
+        spy = [args.py_spy, "record", "-r", "200", "-f", "raw", "--threads", "-o", str(stacks)]
+        cmd = [*spy, "--", *cmd]
     load = os.getloadavg()[0]
     if mode == "ui":
         rc, tail = _in_terminal(cmd)
@@ -229,7 +233,7 @@ def _in_terminal(cmd: list[str]) -> tuple[int, str]:
         rows, cols = TERMINAL
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         os.environ["TERM"] = "xterm-256color"
-        os.execv(sys.executable, cmd)
+        os.execv(cmd[0], cmd)
     tail = b""
     while True:
         ready, _, _ = select.select([fd], [], [], 1.0)
@@ -354,6 +358,7 @@ def main() -> int:
     p.add_argument("--cpu", type=int, default=0, help="the core every measured run is pinned to")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/virnucpro-capacity"))
     p.add_argument("--profile", action="store_true", help="cProfile the first run of each mode")
+    p.add_argument("--py-spy", help="path of py-spy: record the first run of each mode")
     p.add_argument("--json", type=Path, help="write the figures here")
     # the measured child process
     p.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
@@ -368,15 +373,21 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %z")
     inputs, info = make_inputs(args.workdir, args.frames, args.coding)
-    print(f"input: {info['frames']:,} frames, {info['chunks']:,} chunks, {info['records']:,} "
-          f"records, {info['bases']:,} bases ({inputs[0].parent})", file=sys.stderr)
+    print(
+        f"input: {info['frames']:,} frames, {info['chunks']:,} chunks, {info['records']:,} "
+        f"records, {info['bases']:,} bases ({inputs[0].parent})",
+        file=sys.stderr,
+    )
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.modes}
     for n in range(args.repeat):
         for mode in args.modes:  # interleaved, so the machine's load falls on both alike
             runs[mode].append(run_child(args, mode, inputs, n))
             fig = figures(runs[mode][-1])
-            print(f"{mode} run {n + 1}: {fig['frames_per_s']:,.0f} frames/s, "
-                  f"{fig['frames_per_cpu_s']:,.0f} per CPU-s", file=sys.stderr)
+            print(
+                f"{mode} run {n + 1}: {fig['frames_per_s']:,.0f} frames/s, "
+                f"{fig['frames_per_cpu_s']:,.0f} per CPU-s",
+                file=sys.stderr,
+            )
     summary = {m: summarise(r) for m, r in runs.items()}
     print_table(summary)
     report = {

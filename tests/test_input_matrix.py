@@ -538,3 +538,26 @@ def test_assembly_of_many_chunks_keeps_votes_in_bounded_sorted_runs(
     assert (tmp_path / "out" / HIGHESTSCORE_FILE).read_text() == expected.getvalue()
     assert not [p for p in spilled if p.exists()]  # the runs are removed
     assert not list((tmp_path / "shards").rglob(".*.partial"))
+
+
+def _looks_like_protein_by_counting(seq: str) -> bool:
+    """The protein rule as first written: count A/C/G/T/U/N in the upper-cased first 10 kB."""
+    if len(seq) < 8:
+        return False
+    head = seq[:10_000].upper()
+    return sum(head.count(c) for c in "ACGTUN") < 0.5 * len(head)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ACGTUNacgtunRYKMSWBDHVEFILPQXZ*-ßſıﬀé"), max_size=60),
+    st.integers(min_value=0, max_value=400),
+)
+def test_the_one_pass_protein_rule_agrees_with_counting(text: str, repeat: int) -> None:
+    """Validation decides "protein" in one pass over the bytes (it runs on every record, twice
+    per run: docs/benchmarks.md#issue-16); the answer is the counting rule's, non-ASCII
+    letters (whose upper case may be longer) and the 10 kB cut included."""
+    from virnucpro_tui.core.fasta import _looks_like_protein
+
+    seq = text * repeat
+    assert _looks_like_protein(seq) == _looks_like_protein_by_counting(seq)

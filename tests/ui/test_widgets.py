@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
@@ -602,5 +603,39 @@ def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
             assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
             app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
             assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
+
+    asyncio.run(scenario_run())
+
+
+def test_worker_panels_repaint_only_when_their_text_changes() -> None:
+    """A tick that changes nothing on a panel does not render it again (eight panels re-rendered
+    four times a second were most of the dashboard's CPU time: docs/benchmarks.md#issue-16);
+    a change does."""
+    events = scenario.mid_run_events(workers=3)
+    renders: dict[int, int] = {}
+
+    class CountingPanel(WorkerPanel):
+        def render_lines(self, crop: Any) -> Any:
+            renders[self.worker] = renders.get(self.worker, 0) + 1
+            return super().render_lines(crop)
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot, app)
+            grid = app.query_one("#workers")
+            await grid.remove_children()
+            await grid.mount_all([CountingPanel(n, id=f"worker-{n}") for n in range(3)])
+            await settle(pilot, app)
+            assert set(renders) == {0, 1, 2}
+            before = dict(renders)
+            for _ in range(3):
+                await settle(pilot, app)
+            assert renders == before  # nothing changed: nothing rendered
+            shards = app.view.workers[1].shards_done
+            done = next(e for e in reversed(events) if isinstance(e, ShardDone) and e.worker == 1)
+            app.apply_events([msgspec.structs.replace(done, ts=done.ts + 1, shard=99_999)])
+            await settle(pilot, app)
+            assert renders[1] > before[1] and f"{shards + 1:,} shards" in panel_text(app, 1)
 
     asyncio.run(scenario_run())

@@ -97,8 +97,10 @@ class WorkerPanel(ViewWidget):
     def build(self, width: int) -> Text:
         app = self.dashboard
         w = app.view.workers[self.worker]
-        self.title_text = render.worker_title(w)
-        self.border_title = self.title_text
+        title = render.worker_title(w)
+        if title != self.title_text:  # setting a border title repaints, even the same one
+            self.title_text = title
+            self.border_title = title
         for state in WorkerState:
             self.set_class(w.state == state, f"-{state}")
         return render.worker_text(w, width, app.clock(), app.run_is_live)

@@ -193,24 +193,29 @@ def _profiler(path: str | None) -> Any:
 
 
 # -- the parent: runs, table, JSON ----------------------------------------------------------------
-def run_child(args: argparse.Namespace, mode: int, inputs: list[Path], n: int) -> dict[str, Any]:
-    out = args.workdir / f"run-{mode}-{n}"
-    result = args.workdir / f"result-{mode}-{n}.json"
+def run_child(
+    args: argparse.Namespace, mode: str, inputs: list[Path], n: int, tree: Path = ROOT
+) -> dict[str, Any]:
+    """One measured run of ``mode`` by the code of ``tree`` (this checkout, or --baseline)."""
+    name = f"{mode}-{n}" + ("-baseline" if tree != ROOT else "")
+    out = args.workdir / f"run-{name}"
+    result = args.workdir / f"result-{name}.json"
     result.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--child", mode, "--out", str(out), "--result", str(result)]
+    script = str(tree / "scripts" / "capacity.py")
+    cmd = [sys.executable, script, "--child", mode, "--out", str(out), "--result", str(result)]
     cmd += ["--cpu", str(args.cpu), "--slots", str(args.slots), "--shard-size"]
     cmd += [str(args.shard_size), "--inputs", *map(str, inputs)]
     if args.profile and n == 0:
-        cmd += ["--profile-to", str(args.workdir / f"profile-{mode}.pstats")]
+        cmd += ["--profile-to", str(args.workdir / f"profile-{name}.pstats")]
     if args.py_spy and n == 0:  # sampled stacks of every thread, collapsed (flame graph input)
-        stacks = args.workdir / f"py-spy-{mode}.txt"
+        stacks = args.workdir / f"py-spy-{name}.txt"
         spy = [args.py_spy, "record", "-r", "200", "-f", "raw", "--threads", "-o", str(stacks)]
         cmd = [*spy, "--", *cmd]
     load = os.getloadavg()[0]
     if mode == "ui":
         rc, tail = _in_terminal(cmd)
     else:
-        log = args.workdir / f"headless-{n}.log"
+        log = args.workdir / f"headless-{name}.log"
         with log.open("w") as err:
             rc = subprocess.call(cmd, stderr=err, stdout=subprocess.DEVNULL)
         tail = log.read_text()[-2000:]
@@ -359,6 +364,12 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/virnucpro-capacity"))
     p.add_argument("--profile", action="store_true", help="cProfile the first run of each mode")
     p.add_argument("--py-spy", help="path of py-spy: record the first run of each mode")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit: its runs alternate with this one's (A/B on a busy "
+        "machine)",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     # the measured child process
     p.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
@@ -378,16 +389,19 @@ def main() -> int:
         f"records, {info['bases']:,} bases ({inputs[0].parent})",
         file=sys.stderr,
     )
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.modes}
+    trees = [(f" ({args.baseline.name})", args.baseline)] if args.baseline else []
+    trees.append(("", ROOT))
+    runs: dict[str, list[dict[str, Any]]] = {m + t: [] for m in args.modes for t, _ in trees}
     for n in range(args.repeat):
-        for mode in args.modes:  # interleaved, so the machine's load falls on both alike
-            runs[mode].append(run_child(args, mode, inputs, n))
-            fig = figures(runs[mode][-1])
-            print(
-                f"{mode} run {n + 1}: {fig['frames_per_s']:,.0f} frames/s, "
-                f"{fig['frames_per_cpu_s']:,.0f} per CPU-s",
-                file=sys.stderr,
-            )
+        for mode in args.modes:  # interleaved, so the machine's load falls on all alike
+            for label, tree in trees:
+                runs[mode + label].append(run_child(args, mode, inputs, n, tree))
+                fig = figures(runs[mode + label][-1])
+                print(
+                    f"{mode + label} run {n + 1}: {fig['frames_per_s']:,.0f} frames/s, "
+                    f"{fig['frames_per_cpu_s']:,.0f} per CPU-s",
+                    file=sys.stderr,
+                )
     summary = {m: summarise(r) for m, r in runs.items()}
     print_table(summary)
     report = {

@@ -88,3 +88,26 @@ def test_ambiguous_codons_are_dropped_not_rejected() -> None:
     assert six_frames_reference("ATGNNNGCT")[0] == "MA"
     assert six_frames_reference("atgaaa".upper())[0] == "MK"
     assert reverse_complement("ACGTNRU") == "URNACGT"
+
+
+UNICODE = st.text(alphabet="ACGTacgtNn-ßéſı", min_size=0, max_size=90)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(DNA, MESSY, ORFISH, UNICODE), min_size=1, max_size=40))
+def test_chunks_of_many_lengths_share_padded_arrays_exactly(seqs: list[str]) -> None:
+    """Chunks are padded to a shared width (docs/benchmarks.md#issue-16): empty, one- and
+    two-base chunks, non-ASCII letters (whose upper case may be longer) and every length in a
+    width step give the reference's frames, in order."""
+    chunks = [(f"c{i}", s) for i, s in enumerate(seqs)]
+    assert identify_frames_batch(chunks) == [identify_frames_reference(cid, s) for cid, s in chunks]
+
+
+def test_padding_never_makes_or_hides_a_frame() -> None:
+    """A 31-base ORF padded to 32 and a 33-base ORF padded to 64 in one batch, both strands."""
+    orf = "ATG" + "GCT" * 10  # 33 bases, no stop on the forward strand
+    chunks = [("a", orf[:31]), ("b", orf), ("c", reverse_complement(orf)), ("d", "AT")]
+    got = identify_frames_batch(chunks)
+    assert got == [identify_frames_reference(cid, s) for cid, s in chunks]
+    assert [f.id for f in got[1]][:1] == ["bF1"] and got[1][0].protein == "MAAAAAAAAAA"
+    assert "cR1" in [f.id for f in got[2]] and got[3] == []

@@ -29,6 +29,8 @@ _DROP = 0  # amino-acid byte of a codon that translates to nothing
 _STOP = ord("*")
 _DROP_BYTES = bytes([_DROP])
 _OFFSET_BITS = np.tile(np.array([1, 2, 4], dtype=np.uint8), 40_000)
+_PAD = "-"  # pads chunks to a shared width: not a base, so its codons translate to nothing
+_WIDTH_STEP = 32  # chunks are padded to a multiple of this: a batch has few distinct widths
 
 
 def _byte_table(mapping: dict[int, int], default: int) -> bytes:
@@ -37,7 +39,7 @@ def _byte_table(mapping: dict[int, int], default: int) -> bytes:
 
 # bytes.translate tables: byte -> byte lookups at memcpy speed, no index arrays
 _BASE_CODE = _byte_table({b: i for i, b in enumerate(b"ACGT")}, _INVALID)
-_RC_CODE = _byte_table({0: 3, 1: 2, 2: 1, 3: 0}, _INVALID)
+_RC_BASE_CODE = _byte_table({b: 3 - i for i, b in enumerate(b"ACGT")}, _INVALID)  # complement
 _CODON_AA = _byte_table(
     {
         a * 25 + b * 5 + c: ord(CODON_TABLE["ACGT"[a] + "ACGT"[b] + "ACGT"[c]])
@@ -106,47 +108,49 @@ def _codon_aa(codes: np.ndarray) -> np.ndarray:
     return np.frombuffer(idx.tobytes().translate(_CODON_AA), dtype=np.uint8).reshape(n, width)
 
 
-def _kept_proteins(codes: np.ndarray) -> list[list[str | None]]:
-    """For an (n, L) array of base codes, the six proteins per row, ``None`` where not kept.
+def _kept_proteins(uppers: Sequence[str], width: int) -> dict[int, list[str | None]]:
+    """The six proteins of each row with a kept frame (``None`` where not kept), by row.
 
-    Frame ``o`` (0..2) of a strand is every third codon from position ``o``; weighting codon
-    flags by 1, 2, 4 per position turns the per-frame checks into one fast row reduction.
+    Every chunk is padded to ``width`` with a non-base, whose codons translate to nothing, so
+    chunks of many lengths share one array. Frame ``o`` (0..2) of a strand is every third codon
+    from position ``o``; weighting codon flags by 1, 2, 4 per position turns the per-frame
+    checks into one fast row reduction.
     """
-    n, length = codes.shape
-    out: list[list[str | None]] = [[None] * 6 for _ in range(n)]
-    if length < 3:
-        return out
-    rc_codes = np.frombuffer(codes.tobytes().translate(_RC_CODE), dtype=np.uint8).reshape(
-        n, length
-    )[:, ::-1]
-    for strand, source in enumerate((codes, rc_codes)):
-        aa = _codon_aa(np.ascontiguousarray(source))
+    n = len(uppers)
+    forward = "".join(u.ljust(width, _PAD) for u in uppers).encode("ascii", "replace")
+    # reversing the left-padded rows reverses each chunk and the row order; complemented, they
+    # are the reverse strands padded on the right, last row first
+    backward = "".join(u.rjust(width, _PAD) for u in uppers).encode("ascii", "replace")[::-1]
+    strands = (forward.translate(_BASE_CODE), backward.translate(_RC_BASE_CODE))
+    kept: dict[int, list[str | None]] = {}
+    for strand, blob in enumerate(strands):
+        aa = _codon_aa(np.frombuffer(blob, dtype=np.uint8).reshape(n, width))
         bits = _offset_bits(aa.shape[1])  # bit o marks codons of frame o
         stops = np.bitwise_or.reduce((aa == _STOP).view(np.uint8) * bits, axis=1)
         coding = np.bitwise_or.reduce((aa != _DROP).view(np.uint8) * bits, axis=1)
         keep = coding & ~stops
-        for row in np.flatnonzero(keep):
+        flags = keep.tolist()
+        for row in np.flatnonzero(keep).tolist():
+            acids = aa[row].tobytes()
+            proteins = kept.setdefault(row if strand == 0 else n - 1 - row, [None] * 6)
             for offset in range(3):
-                if keep[row] >> offset & 1:
-                    out[row][strand * 3 + offset] = (
-                        aa[row, offset::3].tobytes().translate(None, _DROP_BYTES).decode()
-                    )
-    return out
+                if flags[row] >> offset & 1:
+                    protein = acids[offset::3].translate(None, _DROP_BYTES).decode()
+                    proteins[strand * 3 + offset] = protein
+    return kept
 
 
 def identify_frames_batch(chunks: Sequence[tuple[str, str]]) -> list[list[Frame]]:
-    """Kept frames for many ``(chunk_id, chunk_seq)`` pairs, in order; vectorised by length."""
+    """Kept frames for many ``(chunk_id, chunk_seq)`` pairs, in order; vectorised by width."""
     uppers = [seq.upper() for _, seq in chunks]
-    by_length: dict[int, list[int]] = {}
+    by_width: dict[int, list[int]] = {}
     for i, u in enumerate(uppers):
-        by_length.setdefault(len(u), []).append(i)
+        if len(u) >= 3:  # shorter: no codon
+            by_width.setdefault(-(-len(u) // _WIDTH_STEP) * _WIDTH_STEP, []).append(i)
     result: list[list[Frame]] = [[] for _ in chunks]
-    for length, members in by_length.items():
-        if length == 0:
-            continue
-        blob = "".join(uppers[i] for i in members).encode("ascii", "replace").translate(_BASE_CODE)
-        codes = np.frombuffer(blob, dtype=np.uint8).reshape(len(members), length)
-        for i, proteins in zip(members, _kept_proteins(codes), strict=False):
-            if any(proteins):
-                result[i] = _frames_from_proteins(chunks[i][0], uppers[i], proteins)
+    for width, members in by_width.items():
+        kept = _kept_proteins([uppers[i] for i in members], width)
+        for row, proteins in kept.items():
+            i = members[row]
+            result[i] = _frames_from_proteins(chunks[i][0], uppers[i], proteins)
     return result

@@ -212,8 +212,9 @@ def run_child(
         spy = [args.py_spy, "record", "-r", "200", "-f", "raw", "--threads", "-o", str(stacks)]
         cmd = [*spy, "--", *cmd]
     load = os.getloadavg()[0]
+    drawn = 0
     if mode == "ui":
-        rc, tail = _in_terminal(cmd)
+        rc, tail, drawn = _in_terminal(cmd)
     else:
         log = args.workdir / f"headless-{name}.log"
         with log.open("w") as err:
@@ -223,13 +224,15 @@ def run_child(
         raise SystemExit(f"{mode} run {n} failed (exit {rc}):\n{tail}")
     data: dict[str, Any] = json.loads(result.read_text())
     data["loadavg_1m_before"] = load
+    data["terminal_bytes"] = drawn  # what the dashboard drew (0 with --no-ui)
     data["outputs_ok"] = _check_outputs(out, data["frames"])
     return data
 
 
-def _in_terminal(cmd: list[str]) -> tuple[int, str]:
+def _in_terminal(cmd: list[str]) -> tuple[int, str, int]:
     """Run ``cmd`` with a pseudo-terminal as its controlling terminal; read (and drop) what it
-    draws, as a terminal emulator would. Returns its exit code and the last bytes it drew."""
+    draws, as a terminal emulator would. Returns its exit code, the end of what it drew and
+    how many bytes it drew."""
     import fcntl
     import termios
 
@@ -239,7 +242,7 @@ def _in_terminal(cmd: list[str]) -> tuple[int, str]:
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         os.environ["TERM"] = "xterm-256color"
         os.execv(cmd[0], cmd)
-    tail = b""
+    tail, drawn = b"", 0
     while True:
         ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
@@ -250,9 +253,9 @@ def _in_terminal(cmd: list[str]) -> tuple[int, str]:
             break
         if not data:
             break
-        tail = (tail + data)[-4000:]
+        tail, drawn = (tail + data)[-4000:], drawn + len(data)
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), tail.decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), tail.decode(errors="replace"), drawn
 
 
 def _check_outputs(out: Path, frames: int) -> bool:
@@ -288,6 +291,7 @@ def figures(run: dict[str, Any]) -> dict[str, float]:
         "rss_at_run_done_mib": done["rss_mib"],
         "events": sum(run["events"].values()),
         "events_jsonl_bytes": run["events_jsonl_bytes"],
+        "terminal_bytes": run.get("terminal_bytes", 0),
     }
 
 
@@ -316,6 +320,7 @@ ROWS = (
     ("rss_at_run_done_mib", "RSS at run_done, MiB", "{:.0f}"),
     ("events", "events", "{:,.0f}"),
     ("events_jsonl_bytes", "events.jsonl, bytes", "{:,.0f}"),
+    ("terminal_bytes", "drawn on the terminal, bytes", "{:,.0f}"),
 )
 
 

@@ -5,12 +5,21 @@ bookkeeping checked from the events it emits."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
 
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-from virnucpro_tui.pool.events import Event, JobDone, JobPrepared, RunDone, ShardSkipped
+from virnucpro_tui.pool.events import (
+    Event,
+    JobDone,
+    JobPrepared,
+    RunDone,
+    ShardDone,
+    ShardSkipped,
+    WorkerStateChanged,
+)
 from virnucpro_tui.pool.fake import FakeBackend
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
@@ -87,3 +96,24 @@ def test_skipped_shards_are_counted_once_when_a_corrupt_shard_is_recomputed(
     assert done.skipped_shards == reused
     skipped = [e for e in events if isinstance(e, ShardSkipped)]
     assert len(skipped) == len(shards) + reused  # checked twice: before and after the recompute
+
+
+def test_fake_workers_in_real_time_stamp_their_events_in_unix_time(
+    small_input: Path, tmp_path: Path, models: ModelFiles
+) -> None:
+    """In real time the fake backend's clock is monotonic; its workers' events still carry Unix
+    time, like a real worker's, so the dashboard's rates and "silent for" ages are right
+    (scripts/capacity.py drives the dashboard with them)."""
+    seen: list[Event] = []
+    backend = FakeBackend(virtual_time=False, write_results=True)
+    start = time.time()
+    code = Orchestrator(
+        config(small_input, tmp_path / "run", models), [seen.append], backend=backend
+    ).execute()  # type: ignore[list-item]
+    end = time.time()
+    assert code == 0
+    from_workers = [
+        e for e in seen if isinstance(e, ShardDone) or (isinstance(e, WorkerStateChanged) and e.pid)
+    ]
+    assert len(from_workers) > 4
+    assert all(start - 0.01 <= e.ts <= end + 0.01 for e in from_workers), [e.ts for e in seen]

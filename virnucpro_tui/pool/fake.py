@@ -43,9 +43,15 @@ class FakeTransport:
     """One fake worker. ``advance(now)`` plays what it does up to ``now``."""
 
     def __init__(
-        self, config: WorkerConfig, plan: FakeWorkerPlan, now: float, write_results: bool
+        self,
+        config: WorkerConfig,
+        plan: FakeWorkerPlan,
+        now: float,
+        write_results: bool,
+        wall_offset: float = 0.0,
     ) -> None:
         self.config = config
+        self.wall_offset = wall_offset  # clock -> Unix time, for the events' ``ts``
         self.n = config.slot.worker
         self.plan = plan
         self.faults = plan.faults.for_worker(self.n, config.generation)
@@ -104,6 +110,10 @@ class FakeTransport:
         pass
 
     # -- the simulation -----------------------------------------------------------------------
+    def _stamp(self, now: float) -> float:
+        """An event's ``ts`` (Unix time, as a real worker's) at clock time ``now``."""
+        return round(now + self.wall_offset, 3) if self.wall_offset else now
+
     def next_due(self) -> float:
         if not self.alive or self.hung:
             return math.inf
@@ -148,7 +158,7 @@ class FakeTransport:
             now, ev.WorkerState.BUSY, job=shard.job, shard=shard.index, frames=len(shard)
         )
         started = ev.Progress.shard_started(self.n, shard.job, shard.index, len(shard))
-        self.outbox.append(msgspec.structs.replace(started, ts=now))
+        self.outbox.append(msgspec.structs.replace(started, ts=self._stamp(now)))
 
     def _load(self, now: float, shard: Shard) -> None:
         for model in ev.MODELS:
@@ -156,7 +166,7 @@ class FakeTransport:
                 done = phase == ev.ModelPhase.DONE
                 self.outbox.append(
                     ev.ModelLoad(
-                        ts=now,
+                        ts=self._stamp(now),
                         worker=self.n,
                         job=shard.job,
                         model=model,
@@ -190,7 +200,7 @@ class FakeTransport:
             histogram[int(P_VIRUS * ev.HISTOGRAM_BINS)] = len(shard)
             self.outbox.append(
                 ev.ShardDone(
-                    ts=now,
+                    ts=self._stamp(now),
                     worker=self.n,
                     job=shard.job,
                     shard=shard.index,
@@ -215,7 +225,7 @@ class FakeTransport:
     ) -> None:
         self.outbox.append(
             ev.ErrorEvent(
-                ts=now,
+                ts=self._stamp(now),
                 worker=self.n,
                 job=shard.job,
                 shard=shard.index,
@@ -239,7 +249,7 @@ class FakeTransport:
         self._set_state(now, ev.WorkerState.CLEARING, reason=reason)
         self.outbox.append(
             ev.CacheCleared(
-                ts=now,
+                ts=self._stamp(now),
                 worker=self.n,
                 reason=reason,
                 bytes_freed=0,
@@ -252,7 +262,7 @@ class FakeTransport:
     def _heartbeat(self, now: float) -> None:
         self.outbox.append(
             ev.Heartbeat(
-                ts=now,
+                ts=self._stamp(now),
                 worker=self.n,
                 state=self.state,
                 shard=self.current.index if self.current is not None else None,
@@ -274,7 +284,7 @@ class FakeTransport:
         self.state = state
         self.outbox.append(
             ev.WorkerStateChanged(
-                ts=now,
+                ts=self._stamp(now),
                 worker=self.n,
                 job=job,
                 state=state,
@@ -325,7 +335,9 @@ class FakeBackend:
 
     def spawn(self, config: WorkerConfig) -> FakeTransport:
         plan = self.plans.get(config.slot.worker, self.default)
-        transport = FakeTransport(config, plan, self.now(), self.write_results)
+        # in real time the clock is monotonic; events carry Unix time like a real worker's
+        offset = 0.0 if self.virtual_time else time.time() - time.monotonic()
+        transport = FakeTransport(config, plan, self.now(), self.write_results, offset)
         self.spawned.append(transport)
         return transport
 

@@ -286,6 +286,7 @@ def figures(run: dict[str, Any]) -> dict[str, float]:
         "run_frames_per_s": frames / run_wall,
         "run_frames_per_cpu_s": frames / run_cpu,
         "setup_cpu_s": began["cpu"] - start["cpu"],
+        "core_share": cpu / wall,  # below 1: others ran on the pinned core too
         "peak_rss_mib": end["peak_rss_mib"],
         "rss_at_run_start_mib": began["rss_mib"],
         "rss_at_run_done_mib": done["rss_mib"],
@@ -316,6 +317,7 @@ ROWS = (
     ("wall_s", "wall time, s", "{:.2f}"),
     ("cpu_s", "CPU time (user+sys), s", "{:.2f}"),
     ("setup_cpu_s", "of which before run_started, s", "{:.2f}"),
+    ("core_share", "share of the pinned core it got", "{:.2f}"),
     ("peak_rss_mib", "peak RSS, MiB", "{:.0f}"),
     ("rss_at_run_done_mib", "RSS at run_done, MiB", "{:.0f}"),
     ("events", "events", "{:,.0f}"),

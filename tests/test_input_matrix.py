@@ -555,8 +555,8 @@ def _looks_like_protein_by_counting(seq: str) -> bool:
 )
 def test_the_one_pass_protein_rule_agrees_with_counting(text: str, repeat: int) -> None:
     """Validation decides "protein" in one pass over the bytes (it runs on every record, twice
-    per run: docs/benchmarks.md#issue-16); the answer is the counting rule's, non-ASCII
-    letters (whose upper case may be longer) and the 10 kB cut included."""
+    per run: docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16); the answer is the counting
+    rule's, non-ASCII letters (whose upper case may be longer) and the 10 kB cut included."""
     from virnucpro_tui.core.fasta import _looks_like_protein
 
     seq = text * repeat

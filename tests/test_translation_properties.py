@@ -96,9 +96,9 @@ UNICODE = st.text(alphabet="ACGTacgtNn-ßéſı", min_size=0, max_size=90)
 @settings(max_examples=200)
 @given(st.lists(st.one_of(DNA, MESSY, ORFISH, UNICODE), min_size=1, max_size=40))
 def test_chunks_of_many_lengths_share_padded_arrays_exactly(seqs: list[str]) -> None:
-    """Chunks are padded to a shared width (docs/benchmarks.md#issue-16): empty, one- and
-    two-base chunks, non-ASCII letters (whose upper case may be longer) and every length in a
-    width step give the reference's frames, in order."""
+    """Chunks are padded to a shared width (docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16):
+    empty, one- and two-base chunks, non-ASCII letters (whose upper case may be longer) and
+    every length in a width step give the reference's frames, in order."""
     chunks = [(f"c{i}", s) for i, s in enumerate(seqs)]
     assert identify_frames_batch(chunks) == [identify_frames_reference(cid, s) for cid, s in chunks]
 

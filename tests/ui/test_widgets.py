@@ -609,8 +609,8 @@ def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
 
 def test_worker_panels_repaint_only_when_their_text_changes() -> None:
     """A tick that changes nothing on a panel does not render it again (eight panels re-rendered
-    four times a second were most of the dashboard's CPU time: docs/benchmarks.md#issue-16);
-    a change does."""
+    four times a second were most of the dashboard's CPU time:
+    docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16); a change does."""
     events = scenario.mid_run_events(workers=3)
     renders: dict[int, int] = {}
 

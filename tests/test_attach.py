@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli, cli_env, kill_tree, start_cli
+from tests.ui import scenario
 from tests.ui.helpers import (
     first_reads,
     headless_run,
@@ -23,7 +24,6 @@ from tests.ui.helpers import (
 from virnucpro_tui.headless import attach, attach_headless
 from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
 from virnucpro_tui.run.attach import EventTail
-from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import AttachedRun
 from virnucpro_tui.ui.screens import CompletionScreen
@@ -185,8 +185,9 @@ async def watch_live(out: Path) -> None:
     app = VirnucproApp(AttachedRun(out, poll_s=0.1), demo=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "first progress")
-        first = app.view.frames_done
         await settle(pilot, app)
+        app.refresh_dashboard()  # synchronous: the widgets show the view as it is now
+        first = app.view.frames_done
         assert "RUNNING" in app.query_one(HeaderBar).shown
         assert f"{first:,}/" in app.query_one(OverallProgress).shown
         await pilot.press("p")

@@ -3,6 +3,7 @@ what the headless lines, attach and the dashboard's log say about each event."""
 
 from __future__ import annotations
 
+from tests.ui import scenario
 from tests.ui.helpers import ev
 from virnucpro_tui.pool.events import RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
@@ -15,7 +16,6 @@ from virnucpro_tui.run.describe import (
     summary_lines,
 )
 from virnucpro_tui.run.view import RunView
-from virnucpro_tui.ui import scenario
 
 T = 1_000.0
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli_env
+from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
 from virnucpro_tui.headless import HeadlessReporter
-from virnucpro_tui.ui import scenario
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
-PROGRESS = re.compile(
-    r"^\d\d:\d\d:\d\d +(\d+\.\d|  \?  )% [\d,]+/[\d,?]+ frames \| [\d,.]+ frames/s \| ETA "
+PROGRESS = re.compile(  # a percentage and a total (``~``: an estimate) on every line, never "?"
+    r"^\d\d:\d\d:\d\d +\d+\.\d% [\d,]+/~?[\d,]+ frames \| [\d,.]+ frames/s"
+    r"( average)? \| ETA "
 )
 
 
@@ -54,7 +55,9 @@ def test_reporter_off_a_tty_writes_plain_lines_every_interval() -> None:
     progress = [line for line in lines if PROGRESS.match(line)]
     assert len(progress) >= 4  # one per interval, not one per event
     assert lines[0] == f"virnucpro-tui run -> {scenario.OUT} on cuda:0, cuda:1"
-    assert "worker 0: esm loaded in 38.4 s (5.3 GiB, bfloat16)" in lines
+    assert "worker 0: esm compiling and warming up (the first shard waits for it)" in lines
+    assert "worker 0: esm warmed up in 23.9 s" in lines
+    assert "worker 0: esm loaded in 7.7 s (5.3 GiB, bfloat16), then warm-up 23.9 s" in lines
     assert "worker 1: out of memory on a batch of 512, retrying in halves" in lines
     assert progress[-1].split(" ", 1)[1].startswith("100.0% 3,349,116/3,349,116 frames")
     assert "run complete: 3,349,116 frames in 35:21" in lines

@@ -416,7 +416,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks = _extra_sinks(args)
     backend = _backend(args)
     if wants_ui(args):
-        from virnucpro_tui.ui.app import run_dashboard
+        from virnucpro_tui.ui.launch import run_dashboard
 
         return run_dashboard(cfg, sinks, backend)
     from virnucpro_tui.headless import HeadlessReporter
@@ -498,7 +498,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if not ui:
         return attach(args.run_dir, follow=args.follow)
     check_run_dir(args.run_dir)
-    from virnucpro_tui.ui.app import attach_dashboard
+    from virnucpro_tui.ui.launch import attach_dashboard
 
     return int(attach_dashboard(args.run_dir))
 

@@ -9,15 +9,16 @@ from typing import Any
 from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
+from tests.ui import scenario
 from tests.ui.helpers import ev as event
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.pool.events import CacheCleared, Event, ShardDone
 from virnucpro_tui.run.describe import fmt_bytes
 from virnucpro_tui.run.view import RunView
-from virnucpro_tui.ui import scenario
-from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp, _print_outcome
+from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import LiveRun
+from virnucpro_tui.ui.launch import print_outcome
 from virnucpro_tui.ui.messages import EventMessage, RunFinished
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
@@ -86,10 +87,10 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
             await settle(pilot, app)
             w0, w1 = panel_text(app, 0), panel_text(app, 1)
             assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in w0
-            assert "DNABERT-S loaded 3.1 s, 358.0 MiB" in w0
-            assert "ESM-2 loaded 38.4 s, 5.3 GiB" in w0
+            assert "DNABERT-S loaded 3.1 s + warm-up 14.2 s, 358.0 MiB" in w0
+            assert "ESM-2 loaded 7.7 s + warm-up 23.9 s, 5.3 GiB" in w0
             assert "MLP loaded 0.0 s, 6.5 MiB" in w0
-            assert "ESM-2 loaded 39.4 s, 5.3 GiB" in w1
+            assert "ESM-2 loaded 8.7 s + warm-up 23.9 s, 5.3 GiB" in w1
             for text in (
                 "alloc 61.2 GiB",
                 "reserved 72.0 GiB",
@@ -284,15 +285,15 @@ def test_results_counts_histogram_and_top_scores() -> None:
             assert (
                 top_row[bins.index(max(bins)) * cell] == "█"
             )  # the tallest bin reaches the top row
-            top = app.query_one(TopTable)
-            assert str(app.query_one("#top-title").render()) == "Top-scoring frames so far"
-            assert float(top.get_row_at(0)[2]) == max(s for e in done for _, s in e.top)
+            top = app.query_one("#top", TopTable)
+            assert str(app.query_one("#top-title").render()).startswith("Top-scoring frames so far")
+            assert float(top.row_text(0)[2]) == max(s for e in done for _, s in e.top)
             app.apply_events(scenario.finished_events()[len(events) :])
             await settle(pilot, app)
             summary = app.query_one("#results-summary", ResultsSummary).shown
             assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
-            assert str(app.query_one("#top-title").render()) == "Top-scoring input sequences"
-            assert top.get_row_at(0)[1:] == ["contig_00001", "0.9998", "virus"]
+            assert str(app.query_one("#top-title").render()).startswith("Top input sequences")
+            assert top.row_text(0)[1:] == ["contig_00001", "virus", "0.9998"]
 
     asyncio.run(scenario_run())
 
@@ -391,7 +392,7 @@ def test_event_log_filters_by_worker_and_kind() -> None:
             )
             app.query_one("#log-group", Select).value = "models"
             await settle(pilot, app)
-            assert len(log.shown_lines()) == 12 and all(
+            assert len(log.shown_lines()) == 20 and all(  # 2 workers: 4 + 4 + 2 phases
                 "model_load" in line for line in log.shown_lines()
             )
 
@@ -570,7 +571,7 @@ def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
 
     asyncio.run(scenario_run())
     assert app.return_code == 2 and controller.exit_code == 2
-    _print_outcome(app.view, controller.error)
+    print_outcome(app.view, controller.error)
     assert capsys.readouterr().err == (
         "virnucpro-tui: error: /data/run: in use by another virnucpro-tui run (pid 7 on gpu01)\n"
     )

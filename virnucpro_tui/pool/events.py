@@ -88,7 +88,11 @@ class JobStatus(StrEnum):
 
 
 class ModelPhase(StrEnum):
+    """A model load's phases, in order: start, (warmup_start, warmup_done,) done; or error."""
+
     START = "start"
+    WARMUP_START = "warmup_start"  # compilation and warm-up batches (half precision on a GPU)
+    WARMUP_DONE = "warmup_done"
     DONE = "done"
     ERROR = "error"
 
@@ -140,9 +144,10 @@ class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
     source: str
     shard: int | None | UnsetType = UNSET
     dtype: str | UnsetType = UNSET
-    seconds: float | UnsetType = UNSET  # on done
+    seconds: float | UnsetType = UNSET  # on done (reading and moving); on warmup_done (warm-up)
     bytes_on_device: int | UnsetType = UNSET
     compile_seconds: float | None | UnsetType = UNSET
+    compile: bool | UnsetType = UNSET  # on warmup_start: whether torch.compile runs
     fast_path: bool | UnsetType = UNSET
     demo: bool | UnsetType = UNSET
     message: str | UnsetType = UNSET  # on error
@@ -159,6 +164,7 @@ class Progress(Event, frozen=True, kw_only=True, tag="progress"):
     seconds: float
     stage_done: int | UnsetType = UNSET
     stage_total: int | UnsetType = UNSET
+    stage_seconds: float | UnsetType = UNSET  # on a stage's last event: device-synchronised
 
     @classmethod
     def shard_started(cls, worker: int, job: str, shard: int, frames: int) -> Progress:
@@ -207,6 +213,7 @@ class ShardDone(Event, frozen=True, kw_only=True, tag="shard_done"):
     others_frames: int
     histogram: tuple[int, ...]
     top: tuple[tuple[str, float], ...]
+    stage_seconds: dict[str, float] | UnsetType = UNSET  # per stage, device-synchronised
 
 
 class OutOfMemory(Event, frozen=True, kw_only=True, tag="oom"):
@@ -246,6 +253,15 @@ class SlotInfo(msgspec.Struct, frozen=True, gc=False):
     name: str = "CPU"
 
 
+class JobSize(msgspec.Struct, frozen=True, gc=False):
+    """One input's size, as ``run_started`` lists it (known before preparation starts)."""
+
+    job: str
+    bytes: int  # the file on disk (compressed, for gzip)
+    records: int
+    chunks: int
+
+
 class RunStarted(Event, frozen=True, kw_only=True, tag="run_started"):
     out: str
     inputs: tuple[str, ...] = ()
@@ -261,6 +277,7 @@ class RunStarted(Event, frozen=True, kw_only=True, tag="run_started"):
     backend: str | None = None
     pid: int | None = None
     persistent: bool | None = None
+    sizes: tuple[JobSize, ...] = ()  # every job's input, to estimate totals from the start
 
 
 class JobStarted(Event, frozen=True, kw_only=True, tag="job_started"):
@@ -283,6 +300,8 @@ class JobPrepared(Event, frozen=True, kw_only=True, tag="job_prepared"):
     frames_prepared: int
     done: bool
     shards_total: int | None
+    bytes_read: int | UnsetType = UNSET  # of the input file (compressed bytes, for gzip)
+    bytes_total: int | UnsetType = UNSET
 
 
 class ShardSkipped(Event, frozen=True, kw_only=True, tag="shard_skipped"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env
+from tests.helpers import cli, cli_env
 from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
@@ -177,3 +177,17 @@ def test_events_jsonl_dash_streams_json_lines_on_stdout(
     on_disk = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert on_disk == events  # the same stream as the run directory's events.jsonl
     assert_plain_run_output(captured.err, out)  # the progress lines stay on stderr
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_python_warning(tmp_path: Path, demo_models, small_input: Path) -> None:
+    """A worker that holds a multiprocessing lock (tqdm makes one under torch.compile on a GPU)
+    must release it when it exits: the run's resource tracker would otherwise print
+    "There appear to be 1 leaked semaphore objects" once the run is over."""
+    out = tmp_path / "run"
+    env = cli_env(demo_models.root, faults={"named_semaphore": True})
+    args = ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:2"]
+    result = cli([*args, "--no-ui"], env)
+    assert result.returncode == 0, result.stderr
+    assert "run complete:" in result.stderr
+    assert "leaked" not in result.stderr and "Warning" not in result.stderr, result.stderr

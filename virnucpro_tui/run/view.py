@@ -498,9 +498,7 @@ class RunView:
         if total is None or rate <= 0:
             return None
         left = max(total - self.frames_done - self.frames_in_flight, self._unfinished())
-        if left <= 0:
-            return None
-        return max(left / rate, 1.0)
+        return max(left / rate, 1.0)  # the last shard is still being written: not zero
 
     def proteins_per_s(self) -> float:
         """ESM-2 speed summed over the live workers (each worker's last shard), proteins/s."""

@@ -547,6 +547,7 @@ def test_the_top_sequences_are_those_called_virus_first_then_by_max_score(
 ) -> None:
     """A sequence with the highest P(virus) of one frame can still be called others (fewer than
     half its chunks viral): the top list ranks the calls first, so it never contradicts them."""
+
     def frame(fid: str, p_virus: float) -> Prediction:
         return Prediction(fid, np.float32(1 - p_virus), np.float32(p_virus))
 

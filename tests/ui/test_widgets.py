@@ -28,6 +28,7 @@ from virnucpro_tui.ui.widgets import (
     EventLog,
     HeaderBar,
     JobTable,
+    OverallProgress,
     ResultsSummary,
     TopTable,
     WorkerPanel,
@@ -603,5 +604,157 @@ def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
             assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
             app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
             assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
+
+    asyncio.run(scenario_run())
+
+
+# -- issue 12: what the dashboard shows is true, and explained -------------------------------------
+def footer(app: VirnucproApp) -> str:
+    return screen_text(app).rstrip("\n").split("\n")[-1]
+
+
+def test_the_footer_offers_only_the_keys_that_work() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events(), read_only=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "q Quit" in keys and "l Log" in keys and "? Help" in keys
+            for gone in ("Pause", "Clear caches", "Add input", "Summary"):
+                assert gone not in keys, keys
+            await pilot.press("p")  # pressed anyway: says why it does nothing
+            assert READ_ONLY_NOTICE in notifications(app) and app.controller.calls == []
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "p Pause/resume" in keys and "c Clear caches" in keys and "a Add input" in keys
+            assert "Summary" not in keys  # nothing to summarise yet
+        app = scripted_app(scenario.finished_events())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("escape")  # from the completion view to the dashboard
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "s Summary" in keys and "q Quit" in keys
+            assert "Pause" not in keys and "Add input" not in keys  # the run is over
+
+    asyncio.run(scenario_run())
+
+
+def test_the_help_legend_shows_the_glyphs_the_bars_are_drawn_with() -> None:
+    cpu_memory = ev(
+        "gpu_memory",
+        T + 2,
+        0,
+        kind="cpu",
+        allocated=300 * 2**20,
+        reserved=300 * 2**20,
+        peak=310 * 2**20,
+        free=20 * 2**30,
+        total=32 * 2**30,
+    )
+
+    async def scenario_run() -> tuple[set[str], set[str], str]:
+        drawn: set[str] = set()
+        for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory]):
+            app = scripted_app(events)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(pilot, app)
+                memory = [
+                    line for line in panel_text(app, 0).splitlines() if line.startswith("memory")
+                ][0]
+                drawn |= set(memory.split(" · ")[0].removeprefix("memory").strip())
+                progress = app.query_one(OverallProgress).shown
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(120, 50)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("question_mark")
+            await settle(pilot, app)
+            shown = str(app.screen.query_one("#help-text").render())
+        return drawn, set(progress.split(" ")[0]), shown
+
+    drawn, progress, shown = asyncio.run(scenario_run())
+    assert {"█", "▓", "▒", "░"} <= drawn  # GPU: allocated, reserved; CPU: other processes
+    for glyph in drawn | progress:
+        assert f"{glyph} " in shown, glyph  # each glyph drawn is explained
+    assert "▒ other processes" in shown and "▓ reserved (cache)" in shown
+    assert "at least half of its chunks with frames are viral" in shown  # the call rule
+
+
+def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
+    gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "NVIDIA H200"}]
+    events = [
+        ev("run_started", T, out="/r", jobs=["a"], devices=["cuda:0"], workers=gpu),
+        ev("worker_state", T, 0, state="loading", device="cuda:0", pid=7),
+        ev("model_load", T + 1, 0, model="dnabert", phase="start", source="/m/d"),
+        ev("model_load", T + 4, 0, model="dnabert", phase="warmup_start", source="", compile=True),
+    ]
+
+    async def scenario_run() -> None:
+        now = {"t": T + 46}
+        app = scripted_app(events, clock=lambda: now["t"])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            panel = panel_text(app, 0)
+            assert "DNABERT-S compiling… 00:42" in panel and "ESM-2 not loaded" in panel
+            now["t"] = T + 50
+            await settle(pilot, app)
+            assert "DNABERT-S compiling… 00:46" in panel_text(app, 0)  # the time goes on
+            app.apply_events(
+                [
+                    ev(
+                        "model_load",
+                        T + 51,
+                        0,
+                        model="dnabert",
+                        phase="warmup_done",
+                        source="",
+                        seconds=47.0,
+                    ),
+                    ev(
+                        "model_load",
+                        T + 51,
+                        0,
+                        model="dnabert",
+                        phase="done",
+                        source="/m/d",
+                        seconds=3.0,
+                        compile_seconds=47.0,
+                        bytes_on_device=358 * 2**20,
+                    ),
+                    ev("model_load", T + 51, 0, model="esm", phase="start", source="/m/e"),
+                ]
+            )
+            now["t"] = T + 63
+            await settle(pilot, app)
+            panel = panel_text(app, 0)
+            assert "DNABERT-S loaded 3.0 s + warm-up 47.0 s, 358.0 MiB" in panel
+            assert "ESM-2 loading… 00:12" in panel
+
+    asyncio.run(scenario_run())
+
+
+def test_a_pause_says_how_many_shards_are_still_finishing() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events(), toasts=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            app.apply_events([ev("run_paused", scenario.NOW, shards_running=2)])
+            await settle(pilot, app)
+            header = " ".join(app.query_one(HeaderBar).shown.split())
+            assert "PAUSED" in header and "ETA paused" in header
+            assert "no new shard starts; 2 shards still finishing (p resumes)" in header
+            assert "Paused: no new shard starts; 2 shards still finishing. p resumes." in (
+                notifications(app)
+            )
+            done = [e for e in scenario.mid_run_events() if isinstance(e, ShardDone)][-1]
+            app.apply_events([done])
+            await settle(pilot, app)
+            assert "1 shard still finishing" in app.query_one(HeaderBar).shown
+            app.apply_events([done, ev("run_resumed", scenario.NOW + 1)])
+            await settle(pilot, app)
+            assert "PAUSED" not in app.query_one(HeaderBar).shown
+            assert "Resumed: shards start again." in notifications(app)
 
     asyncio.run(scenario_run())

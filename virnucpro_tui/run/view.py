@@ -102,6 +102,7 @@ class JobView:
     out_dir: str = ""
     result: ev.JobDone | None = None
     added: bool = False  # added while the run was going (UI `a`)
+    earlier_total: int | None = None  # exact in an earlier segment: a resume prepares the same
 
     @property
     def frames_done(self) -> int:
@@ -115,21 +116,25 @@ class JobView:
         return self.frames_prepared if self.prepared else None
 
     def frames_estimate(self, frames_per_chunk: float | None) -> int | None:
-        """The job's frames: exact once prepared, else extrapolated from what was prepared per
-        chunk (or per byte read), else from its chunk count at ``frames_per_chunk``."""
-        exact = self.frames_total
+        """The job's frames: exact once prepared (or in an earlier segment: a resume prepares the
+        same), else extrapolated from what was prepared per chunk (or per byte read), else from
+        its chunk count at ``frames_per_chunk``."""
+        exact = self.frames_total if self.frames_total is not None else self.earlier_total
         if exact is not None:
             return exact
-        estimate: float | None = None
-        if self.chunks_prepared and self.chunks_total:
-            estimate = self.frames_prepared / self.chunks_prepared * self.chunks_total
-        elif self.frames_prepared and self.bytes_read and self.bytes_total:
-            estimate = self.frames_prepared / self.bytes_read * self.bytes_total
-        elif self.chunks_total and frames_per_chunk is not None:
-            estimate = self.chunks_total * frames_per_chunk
+        estimate = self._extrapolate(frames_per_chunk)
         if estimate is None:
             return None
         return max(round(estimate), self.frames_prepared, self.frames_done)
+
+    def _extrapolate(self, frames_per_chunk: float | None) -> float | None:
+        if self.chunks_prepared and self.chunks_total:
+            return self.frames_prepared / self.chunks_prepared * self.chunks_total
+        if self.frames_prepared and self.bytes_read and self.bytes_total:
+            return self.frames_prepared / self.bytes_read * self.bytes_total
+        if self.chunks_total and frames_per_chunk is not None:
+            return self.chunks_total * frames_per_chunk
+        return None
 
     @property
     def fraction_read(self) -> float | None:
@@ -318,6 +323,8 @@ class RunView:
             self._job(name)
         sizes = {s.job: s for s in e.sizes}
         for job in self.jobs.values():
+            if job.frames_total is not None:
+                job.earlier_total = job.frames_total
             job.status = ev.JobStatus.DONE if job.result is not None else ev.JobStatus.QUEUED
             job.chunks_prepared = job.frames_prepared = job.bytes_read = 0
             job.prepared = job.result is not None
@@ -375,6 +382,8 @@ class RunView:
             job.shards[e.shard] = e.frames
         self._work += e.frames
         self._mark_work(e.ts)
+        if self.paused and self.shards_finishing:
+            self.shards_finishing -= 1  # one of those still running at the pause has finished
         old = self._scored.get((e.job, e.shard))  # recomputed (a corrupt result): replace it
         if old is not None:
             self._add_scores(old, -1)

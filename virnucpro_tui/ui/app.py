@@ -117,6 +117,7 @@ class VirnucproApp(App[int]):
         self.view.demo = demo  # known before the first event, so the banner shows from the start
         self.mode = Mode(read_only=controller.read_only)
         self.mode.resume_command = controller.resume_command
+        self.view.resume_command = controller.resume_command
         self.state = DashboardState(self.view, self.mode, clock)
         self.exit_on_done = exit_on_done
         self.clock = clock

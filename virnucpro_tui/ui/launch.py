@@ -120,6 +120,8 @@ def attach_dashboard(run_dir: Path) -> int:
     with stop_on_signals(app):
         app.run()
     controller.close()
+    if app.view.dead:  # the command that resumes it, where it can be copied
+        print_outcome(app.view, None)
     return app.return_code or 0
 
 

@@ -200,7 +200,7 @@ def header_text(view: RunView, width: int, now: float, mode: Mode) -> Text:
     figures = [Text(f"inputs {inputs}"), *_timing_segments(view, now), *_speed_segments(view, now)]
     lines = pack(first, width) + pack(figures, width)
     if view.dead:
-        lines += pack(_dead_segments(view, mode), width)
+        lines += _dead_lines(view, mode, width)
     elif view.paused and not view.status.finished:
         lines += pack([Text(f"paused: {pause_text(view)} (p resumes)", "bold yellow")], width)
     if mode.stopping and not view.status.finished and not view.dead:
@@ -208,10 +208,32 @@ def header_text(view: RunView, width: int, now: float, mode: Mode) -> Text:
     return join_lines(lines)
 
 
-def _dead_segments(view: RunView, mode: Mode) -> list[Text]:
+def _dead_lines(view: RunView, mode: Mode, width: int) -> list[Text]:
+    """Why the run is not running, and the whole command that resumes it (wrapped, never cut:
+    it is there to be copied)."""
     command = mode.resume_command or view.resume_command
     how = f"resume: {command}" if command else f"resume: rerun the same command (--out {view.out})"
-    return [Text(dead_text(view), style="bold red"), Text(how, style="bold")]
+    lines = pack([Text(dead_text(view), style="bold red")], width)
+    return lines + [Text(line, style="bold") for line in wrap_words(how, width)]
+
+
+def wrap_words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces (a longer word is split)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        while cell_len(word) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:width])
+            word = word[width:]
+        if line and cell_len(line) + 1 + cell_len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
 
 
 def _timing_segments(view: RunView, now: float) -> list[Text]:

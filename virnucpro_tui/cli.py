@@ -563,10 +563,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "demo":
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 
-        demo = build_demo_models(args.dir)
+        built = build_demo_models(args.dir)
         print(
-            f"demo models written to {demo.root}\n  esm: {demo.esm}\n  dnabert: {demo.dnabert}\n"
-            f"  classifier (300): {demo.classifier_300}\n  classifier (500): {demo.classifier_500}\n{DEMO_NOTICE}"
+            f"demo models written to {built.root}\n  esm: {built.esm}\n"
+            f"  dnabert: {built.dnabert}\n  classifier (300): {built.classifier_300}\n"
+            f"  classifier (500): {built.classifier_500}\n{DEMO_NOTICE}"
         )
         return 0
     args.inputs = []

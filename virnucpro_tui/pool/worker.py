@@ -117,7 +117,7 @@ def leave(code: int) -> NoReturn:
     leaked semaphore objects" when the run ends. ``os._exit`` skips the interpreter's slow,
     thread-joining shutdown (and CUDA's teardown), which is why it is used at all."""
     with contextlib.suppress(Exception):
-        multiprocessing.util._exit_function()  # what a returning Process target runs
+        multiprocessing.util._exit_function()  # type: ignore[attr-defined]  # as a Process's end
     os._exit(code)
 
 

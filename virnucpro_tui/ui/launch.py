@@ -40,7 +40,9 @@ def stop_on_signals(app: VirnucproApp) -> Iterator[None]:
     """SIGTERM/SIGHUP/SIGINT (the ssh session died, a scheduler's kill): act like ctrl+c, and exit
     once the run has stopped. The handler only schedules that on the app's loop."""
 
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            terminal_gone()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # the app is not running (yet, or any more)
@@ -56,6 +58,17 @@ def stop_on_signals(app: VirnucproApp) -> Iterator[None]:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def terminal_gone() -> None:
+    """The terminal hung up (the ssh session or the tmux pane died): what is still written goes
+    to /dev/null. Writing to the dead terminal fails (EIO), which ends Textual's output thread;
+    the app's shutdown would then wait forever for that thread to take its last write."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def live_app(

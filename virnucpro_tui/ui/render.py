@@ -465,10 +465,10 @@ JOB_COLUMNS = (
 
 
 def job_status(job: JobView, view: RunView) -> str:
-    if job.status == ev.JobStatus.RUNNING and not job.prepared:
-        status = "preparing"
-    elif job.status != ev.JobStatus.DONE and (view.status.finished or view.dead):
+    if job.status != ev.JobStatus.DONE and (view.status.finished or view.dead):
         status = "stopped"
+    elif job.status == ev.JobStatus.RUNNING and not job.prepared:
+        status = "preparing"
     else:
         status = str(job.status)
     return f"{status} (added)" if job.added else status

@@ -56,12 +56,19 @@ def help_text(read_only: bool = False) -> str:
   shard    the shard in progress and its frames
   cache    clears (periodic, on OOM, or c) and what the last one freed
 
-[b]Progress[/b]  {_legend(render.PROGRESS_LEGEND)}; a total with ~ is an estimate
-  (from the input read so far) until every input is prepared
+[b]Progress[/b]  {_legend(render.PROGRESS_LEGEND)}; {PROGRESS_NOTE}
 
-[b]Calls[/b]  {render.CALL_RULE}. max P(virus) is the best single frame's score, so a
-  sequence can score high and still be called others (docs/outputs.md).
+[b]Calls[/b]  {render.CALL_RULE}. {CALL_NOTE}
 """
+
+
+PROGRESS_NOTE = (
+    "a total with ~ is an estimate (from the input read so far) until every input is prepared"
+)
+CALL_NOTE = (
+    "max P(virus) is the best single frame's score, so a sequence can score high and still be "
+    "called others (docs/outputs.md)."
+)
 
 
 class ConfirmQuitScreen(ModalScreen[bool]):

@@ -170,6 +170,7 @@ class Worker:
         threading.Thread(
             target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True
         ).start()
+        self.load_eagerly()  # while the orchestrator prepares the inputs
         return self.serve(tasks)
 
     def serve(self, tasks: queue.Queue[Any]) -> int:
@@ -185,6 +186,21 @@ class Worker:
                     return 0
                 if not self.handle_task(item, tokens):
                     return 2
+
+    def load_eagerly(self) -> None:
+        """Load and compile the models now instead of at the first task (``eager_load``;
+        default: on GPUs). A failure is left to the first task, which reports it as usual."""
+        eager = self.cfg.settings.eager_load
+        if eager is False or (eager is None and self.cfg.slot.kind != "cuda"):
+            return
+        if self.faults.fail_load:
+            return
+        self.set_state("loading")
+        try:
+            self.engine.load()
+        except Exception:  # noqa: BLE001 - the first task loads again and reports the error
+            traceback.print_exc()
+        self.set_state("idle")
 
     def _look_ahead(
         self, tasks: queue.Queue[Any], tokenizer: ThreadPoolExecutor
@@ -280,6 +296,7 @@ class Worker:
             frames=len(shard),
             seconds=round(result.seconds, 4),
             tokens=result.tokens,
+            stage_seconds=result.stage_seconds,
             **score_stats(result.frame_ids, result.probs),
         )
         if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
@@ -311,7 +328,9 @@ class Worker:
         last_sent = 0.0
         n = len(shard)
 
-        def report(stage: str, done: int, total: int, tokens: int) -> None:
+        def report(
+            stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
+        ) -> None:
             nonlocal last_sent
             self.last_progress = time.time()
             now = time.perf_counter()
@@ -330,6 +349,7 @@ class Worker:
                 stage_total=total,
                 tokens=tokens,
                 seconds=round(now - start, 4),
+                **({} if stage_seconds is None else {"stage_seconds": stage_seconds}),
             )
 
         return report

@@ -120,7 +120,7 @@ def run(work: Path) -> None:
         eng = engine_with(files, esm=esm)
         t, ref["esm"] = timed(lambda: eng.embed_proteins(fid_p), DEV)
         R["esm_fp32_reference_proteins_per_s"] = N_FID / t
-        del eng, esm
+        eng.esm = esm = None
         dnab = load_dnabert(files.dnabert).to(DEV, torch.float32)
         ref["dna"] = engine_with(files, dna=dnab).embed_dna(fid_d)
         torch.cuda.empty_cache()
@@ -140,7 +140,7 @@ def run(work: Path) -> None:
         R[f"{name}_max_abs"] = float((got - ref["esm"]).abs().max())
         if name == "esm_fp16_regional":
             profile(eng, proteins[:429], "esm_fp16_regional")
-        del eng, esm
+        eng.esm = esm = None
         torch.cuda.empty_cache()
         log(f"{name}: {R[f'{name}_proteins_per_s']} cos {R[f'{name}_cos_min']:.6f}")
 
@@ -166,7 +166,7 @@ def run(work: Path) -> None:
         R[f"{name}_cos_min"] = cos_min(got, ref["dna"])
         if flex:
             profile(eng, dna[:2400], name, dna_stage=True)
-        del eng, b
+        eng.dnabert = b = None
         torch.cuda.empty_cache()
         log(f"{name}: {R[f'{name}_frames_per_s']} cos {R[f'{name}_cos_min']:.6f}")
 
@@ -199,7 +199,9 @@ def warm_start(files: ModelFiles, work: Path) -> None:
     args = [sys.executable, "-c", code, str(files.esm), str(files.dnabert), str(files.classifier)]
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
     t = time.time()
-    out = subprocess.run([*args, cache, DEV.type], capture_output=True, text=True, env=env, timeout=200)
+    out = subprocess.run(
+        [*args, cache, DEV.type], capture_output=True, text=True, env=env, timeout=200
+    )
     R["warm_start_wall_s"] = time.time() - t
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
     R["warm_start"] = json.loads(lines[-1]) if lines else out.stderr[-2000:]
@@ -259,9 +261,7 @@ def profile(eng: Engine, items: list[str], label: str, dna_stage: bool = False) 
     R[f"{label}_profile_ms"] = {k: round(v / 1e3, 2) for k, v in fams.items()}
     R[f"{label}_gpu_busy_fraction"] = total / 1e6 / wall
     R[f"{label}_wall_ms"] = wall * 1e3
-    R[f"{label}_top"] = sorted(((round(v / 1e3, 2), k) for k, v in top.items()), reverse=True)[
-        :10
-    ]
+    R[f"{label}_top"] = sorted(((round(v / 1e3, 2), k) for k, v in top.items()), reverse=True)[:10]
 
 
 if __name__ == "__main__":

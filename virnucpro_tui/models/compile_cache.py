@@ -1,6 +1,6 @@
 """A persistent ``torch.compile`` cache in the user's cache directory (docs/benchmarks.md#start).
 
-Inductor's FX graph cache and the AOTAutograd cache (with Triton's kernels under them) live in
+Inductor's FX graph cache and the AOTAutograd cache (Triton's kernels under them) live in
 ``$VIRNUCPRO_TUI_COMPILE_CACHE``, else ``$XDG_CACHE_HOME/virnucpro-tui/compile``, else
 ``~/.cache/virnucpro-tui/compile``: a later run (or a restarted worker) reuses the compiled
 graphs instead of compiling again. Torch's default lives in ``/tmp``, which many systems clear.
@@ -29,8 +29,7 @@ def configure(directory: Path | None = None) -> Path:
     if "TORCHINDUCTOR_CACHE_DIR" in os.environ and directory is None:
         return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     path.mkdir(parents=True, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
-    os.environ["TRITON_CACHE_DIR"] = str(path / "triton")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # Triton's kernels go under it
     os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "1"
     os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "1"
     _enable_in_loaded_configs()

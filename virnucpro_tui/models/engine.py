@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,7 +81,8 @@ class Engine:
         return self.classifier is not None
 
     def load(self) -> None:
-        """Load all three models once; later calls do nothing (the worker keeps them)."""
+        """Load all three models once; later calls do nothing (the worker keeps them). ESM-2's
+        file is read in a thread while DNABERT-S loads and compiles."""
         if self.loaded:
             return
         self.check_precision()
@@ -88,16 +90,19 @@ class Engine:
         from virnucpro_tui.models.dnabert import load_dnabert
         from virnucpro_tui.models.esm import load_esm
 
-        self.dnabert = self._load(
-            "dnabert",
-            lambda: load_dnabert(self.files.dnabert),
-            engine_dtype(self.settings, self.device, "dnabert"),
-        )
-        self.esm = self._load(
-            "esm", lambda: load_esm(self.files.esm), engine_dtype(self.settings, self.device, "esm")
-        )
+        esm_dtype = engine_dtype(self.settings, self.device, "esm")
+        dna_dtype = engine_dtype(self.settings, self.device, "dnabert")
+        # One file read at a time (torch.load's allow-list is process-wide state), but ESM-2's
+        # 5.7 GB read overlaps DNABERT-S's compilation.
+        self._announce("dnabert", dna_dtype)
+        dna_read = _read_now(load_dnabert, self.files.dnabert)
+        with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
+            self._announce("esm", esm_dtype)
+            esm_read = reader.submit(_timed, load_esm, self.files.esm)
+            self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
+            self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
         classifier = self._load(
-            "classifier", lambda: load_classifier(self.files.classifier), torch.float32
+            "classifier", lambda: _timed(load_classifier, self.files.classifier), torch.float32
         )
         check_chunk_length(
             classifier, self.settings.chunk_length, force=self.settings.force_model_length
@@ -120,21 +125,36 @@ class Engine:
         fp8 = self.settings.precision == "fp8" and name == "esm" and self.device.type == "cuda"
         return f"float8_e4m3fn+{label}" if fp8 else label
 
-    def _load(self, name: str, loader: Callable[[], Any], dtype: torch.dtype) -> Any:
+    def _announce(self, name: str, dtype: torch.dtype) -> None:
         source = str(getattr(self.files, name))
         label = self._dtype_label(name, dtype)
         self.emit("model_load", model=name, phase="start", source=source, dtype=label)
+
+    def _load(
+        self,
+        name: str,
+        loader: Callable[[], tuple[Any, float]],
+        dtype: torch.dtype,
+        announced: bool = False,
+    ) -> Any:
+        """Read (``loader`` returns the bundle and its reading seconds; ``announced``: its
+        ``start`` event went out when the reading began), move to the device, accelerate.
+        Events: ``start``, ``warmup_start``, ``warmup_done``, ``done``."""
+        source = str(getattr(self.files, name))
+        label = self._dtype_label(name, dtype)
+        if not announced:
+            self._announce(name, dtype)
         before = _device_bytes(self.device)
-        start = time.perf_counter()
         try:
-            bundle = loader()
+            bundle, read_seconds = loader()
+            start = time.perf_counter()
             bundle = bundle.to(self.device, dtype) if hasattr(bundle, "to") else bundle
+            if name == "classifier":
+                bundle.model.to(self.device)
         except Exception as exc:
             self.emit("model_load", model=name, phase="error", source=source, message=str(exc))
             raise
-        if name == "classifier":
-            bundle.model.to(self.device)
-        seconds = time.perf_counter() - start
+        seconds = read_seconds + time.perf_counter() - start
         size = max(_device_bytes(self.device) - before, 0) or _param_bytes(bundle)
         compile_s = self._accelerate(name, bundle, dtype)
         record = LoadRecord(name, seconds, size, label, source)
@@ -170,9 +190,11 @@ class Engine:
         start = time.perf_counter()
         self.emit("model_load", model=name, phase="warmup_start", compile=compile_)
         if name == "esm":
-            accelerate_esm(bundle, compile_, fp8=self.settings.precision == "fp8")
+            fp8 = self.settings.precision == "fp8"
+            epilogue = not fp8 and not self.settings.exact_gelu
+            accelerate_esm(bundle, compile_, fp8=fp8, gelu_epilogue=epilogue)
         else:
-            accelerate_dnabert(bundle, compile_)
+            accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
         if compile_:
             self._warm_up(name, bundle)
         seconds = round(time.perf_counter() - start, 3)
@@ -351,6 +373,25 @@ class StageClock:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
+
+
+def _read_now(fn: Callable[..., Any], *args: Any) -> Callable[[], tuple[Any, float]]:
+    """Read now; the returned loader gives the result (or raises the error) later."""
+    try:
+        result = _timed(fn, *args)
+    except Exception as exc:  # noqa: BLE001 - raised again where the load reports errors
+        error = exc
+
+        def fail() -> tuple[Any, float]:
+            raise error
+
+        return fail
+    return lambda: result
 
 
 def _stage_done(progress: Progress | None, stage: str, n: int, clock: StageClock) -> None:

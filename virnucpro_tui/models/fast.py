@@ -6,10 +6,11 @@
   next layer adds it in the kernel that computes its LayerNorm (one pass over the hidden state
   instead of two). ``torch.compile`` compiles one layer and reuses it for all 36 ("regional"
   compilation: a fraction of the whole-stack compile time, docs/benchmarks.md#start).
-- DNABERT-S: ALiBi and the padding mask are computed inside the attention kernel (FlexAttention
-  ``score_mod``), so no ``[B, heads, T, T]`` bias is built or read; layers compiled regionally.
-  Without ``torch.compile`` (FlexAttention would then build the scores densely) the reference
-  bias path is kept.
+- DNABERT-S: layers compiled regionally; attention either with the reference's ALiBi+padding
+  bias tensor (the default: measured faster at DNABERT-S's ~112 tokens, where the bias is
+  small) or with ALiBi and the padding mask inside FlexAttention's ``score_mod`` (no
+  ``[B, heads, T, T]`` tensor; only when compiled, since eager FlexAttention builds the scores
+  densely).
 
 Both keep the reference call signatures, so ``EsmBundle.forward_pooled`` and
 ``DnabertBundle.forward_pooled`` (masked means in fp32 on the device) work unchanged. Exactness
@@ -277,13 +278,16 @@ def accelerate_esm(
     bundle.encoder = fast
 
 
-def accelerate_dnabert(bundle: Any, compile_: bool, *, mode: str = "regional") -> None:
-    """FlexAttention (ALiBi in the kernel) when compiled; the reference bias otherwise."""
-    fast = FastDnabert(bundle.model, flex=compile_)
+def accelerate_dnabert(
+    bundle: Any, compile_: bool, *, mode: str = "regional", attention: str = "bias"
+) -> None:
+    """ALiBi as a bias tensor, or inside FlexAttention (``attention="flex"``, compiled only)."""
+    flex = compile_ and attention == "flex"
+    fast = FastDnabert(bundle.model, flex=flex)
     if compile_:
         raise_recompile_limit()
-        if mode == "regional":
-            compile_layers(fast.layers)
+        if mode == "stack":
+            compile_module(fast, "forward" if flex else "stack")
         else:
-            compile_module(fast, "forward")
+            compile_layers(fast.layers if flex else bundle.model.encoder.layer)
     bundle.model = fast

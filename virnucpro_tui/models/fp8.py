@@ -26,8 +26,8 @@ def quantize_linears(module: nn.Module) -> None:
         )
     except ImportError as exc:
         raise ModelError(f"--precision fp8 needs torchao ({exc}): {FP8_EXTRA}") from None
-    # set_inductor_config=False: its coordinate-descent tuning lengthens every compile in the
-    # process (measured: docs/benchmarks.md) and would also apply to the fp16 models.
+    # set_inductor_config=False: it turns on coordinate-descent tuning for every later compile
+    # in the process (the fp16 models too), which lengthens compiles.
     config = Float8DynamicActivationFloat8WeightConfig(
         granularity=PerRow(), set_inductor_config=False
     )

@@ -33,9 +33,16 @@ class EngineSettings:
     compile: bool | None = None  # None: compile on GPU (half precision), never on CPU
     eager_load: bool | None = None  # None: load at worker start on a GPU, at the first task on CPU
     compile_cache: Path | None = None  # None: the user's cache dir (models/compile_cache.py)
+    # GPU fast paths (docs/benchmarks.md#what-was-tried): ESM-2's fc1 GELU in the cuBLASLt
+    # epilogue (tanh approximation, measured as faithful as the exact GELU) unless exact_gelu;
+    # DNABERT-S attention with the ALiBi bias tensor ("bias") or inside FlexAttention ("flex").
+    exact_gelu: bool = False
+    dnabert_attention: str = "bias"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise InputError(
                 f"--precision {self.precision}: expected one of {', '.join(PRECISIONS)}"
             )
+        if self.dnabert_attention not in ("bias", "flex"):
+            raise InputError(f"dnabert_attention {self.dnabert_attention!r}: expected bias or flex")

@@ -210,9 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tiny shapes on the CPU: checks the benchmark itself in seconds",
     )
-    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the results as JSON to PATH ('-': to stdout, the table then goes to stderr)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer samples (for a first look)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip")
+    p.add_argument(
+        "--precision",
+        metavar="LIST",
+        help="comma-separated precisions to measure (default: auto, plus fp8 on a GPU of "
+        "compute capability 8.9+ with torchao installed)",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        metavar="SECTIONS",
+        help="comma-separated sections to skip: prepare, stages, fidelity, baseline, pipeline, "
+        "scaling",
+    )
 
     p = sub.add_parser("models", help="demo models and model lookup")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")

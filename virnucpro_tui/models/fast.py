@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +105,9 @@ class FastEsm(nn.Module):
         self.padding_idx, self.mask_idx = encoder.padding_idx, encoder.mask_idx
         self.token_dropout = encoder.token_dropout
         self.embed_tokens = encoder.embed_tokens
-        self.layers = nn.ModuleList(_FastLayer(layer, gelu_epilogue) for layer in encoder.layers)
+        self.layers = nn.ModuleList(
+            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue) for layer in encoder.layers
+        )
         self.final_norm = encoder.emb_layer_norm_after
         self.rotary = encoder.rotary
         self._tables: dict[
@@ -182,6 +184,8 @@ class _FlexLayer(nn.Module):
 
 class FastDnabert(nn.Module):
     """DNABERT-S with ALiBi in the attention kernel (``flex``) or the reference bias."""
+
+    slopes: torch.Tensor
 
     def __init__(self, model: Any, flex: bool) -> None:
         super().__init__()

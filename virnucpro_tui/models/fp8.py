@@ -19,7 +19,7 @@ from virnucpro_tui.models.precision import FP8_EXTRA
 def quantize_linears(module: nn.Module) -> None:
     """Quantise every ``nn.Linear`` under ``module`` in place (GPU of compute capability 8.9+)."""
     try:
-        from torchao.quantization import (
+        from torchao.quantization import (  # type: ignore[import-not-found,unused-ignore]
             Float8DynamicActivationFloat8WeightConfig,
             PerRow,
             quantize_,

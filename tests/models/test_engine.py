@@ -179,3 +179,29 @@ def test_pool_reports_stage_seconds_and_loads_eagerly(tmp_path: Path, demo_model
     assert loads and all(e["job"] is None and e["ts"] <= first_task for e in loads)
     lazy = _pipeline_events(tmp_path / "lazy", demo_models, eager=None)  # CPU default: lazy
     assert all(e["job"] is not None for e in lazy if e["type"] == "model_load")
+
+
+def test_view_takes_stage_rates_from_synchronised_seconds() -> None:
+    """Batch events are counted when queued on the GPU: the stage rate comes from the
+    stage-end event's ``stage_seconds`` (the dashboard once showed ESM-2 above its peak)."""
+    from virnucpro_tui.run.view import RunView
+
+    view = RunView()
+
+    def progress(stage: str, done: int, seconds: float, **extra: Any) -> None:
+        view.apply(
+            {"v": 1, "ts": 1.0, "type": "progress", "worker": 0, "job": "j", "shard": 0,
+             "stage": stage, "frames_done": done, "frames_total": 2048, "stage_done": done,
+             "stage_total": 2048, "tokens": 0, "seconds": seconds, **extra}
+        )  # fmt: skip
+
+    progress("start", 0, 0.0)
+    progress("dnabert", 2048, 0.05)  # queued
+    progress("dnabert", 2048, 0.15, stage_seconds=0.15)
+    progress("esm", 2048, 0.9)  # queued ahead of the GPU: 2048 / 0.75 s would be 2,731/s
+    progress("esm", 2048, 3.85, stage_seconds=3.7)
+    w = view.workers[0]
+    assert w.esm_rate == pytest.approx(2048 / 3.7)
+    assert w.dnabert_rate == pytest.approx(2048 / 0.15)
+    progress("esm", 2048, 0.5)  # a later queued close does not override it
+    assert w.esm_rate == pytest.approx(2048 / 3.7)

@@ -54,6 +54,7 @@ class WorkerView:
     esm_rate: float | None = None  # ESM-2 proteins/s over the last shard's ESM stage
     dnabert_rate: float | None = None  # DNABERT-S frames/s over the last shard's DNABERT stage
     stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
+    synced_stages: bool = False  # the worker reports GPU-synchronised ``stage_seconds``
     last_error: str | None = None
 
 
@@ -218,11 +219,23 @@ class RunView:
 
     @staticmethod
     def _note_stage_rate(w: WorkerView, e: Event) -> None:
-        """Per-model speed from the progress event that closes a stage (``stage_done == stage_total``)."""
+        """Per-model speed from the stage's GPU-synchronised ``stage_seconds``; for event logs
+        without it, from the progress event that closes a stage (``stage_done == stage_total``)."""
         stage, seconds = e.get("stage"), e.get("seconds")
+        total = e.get("stage_total")
+        synced = e.get("stage_seconds")
+        if synced is not None:
+            w.synced_stages = True
+            if stage in ("dnabert", "esm") and total and synced > 0:
+                rate = total / synced
+                w.esm_rate, w.dnabert_rate = (
+                    (rate, w.dnabert_rate) if stage == "esm" else (w.esm_rate, rate)
+                )
+            return
+        if w.synced_stages:  # batch events are counted when queued, not when computed
+            return
         if stage == "start":
             w.stage_end_s = 0.0
-        total = e.get("stage_total")
         closes_stage = bool(total) and e.get("stage_done") == total
         if stage not in ("dnabert", "esm") or not closes_stage or seconds is None:
             return

@@ -64,6 +64,9 @@ class JsonlWriter:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
+        if _ends_torn(self.path):  # e.g. a write cut by a full disk: start on a line of our own
+            self._fh.write("\n")
+            self._fh.flush()
 
     def __call__(self, event: Event) -> None:
         line = json.dumps(event, separators=(",", ":"), default=str) + "\n"
@@ -85,8 +88,17 @@ class JsonlWriter:
         self._fh = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a full disk: the run reports it already
             self._fh.close()
+
+
+def _ends_torn(path: Path) -> bool:
+    """True when the file's last line lacks its newline."""
+    with path.open("rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
 
 
 def read_events(path: str | Path) -> list[Event]:

@@ -31,6 +31,7 @@ from tests.helpers import (
 )
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
+from virnucpro_tui.pool.events import Event, Heartbeat, WarningEvent, WorkerState
 from virnucpro_tui.pool.ray_backend import (
     ClusterNode,
     EventBuffer,
@@ -271,13 +272,20 @@ def test_actor_death_reasons_are_short() -> None:
     assert describe_death(RuntimeError(killed)) == "actor died (it was killed by ray.kill)"
 
 
+def numbered(i: int, telemetry: bool) -> Event:
+    """Event ``i`` (its ``shard``): a heartbeat (telemetry) or a warning (kept)."""
+    if telemetry:
+        return Heartbeat(worker=0, state=WorkerState.BUSY, shard=i, since_progress=0.0, pid=1)
+    return WarningEvent(worker=0, shard=i, message="kept")
+
+
 def test_event_buffer_long_polls_and_confirms_delivery() -> None:
     buf = EventBuffer(limit=3)
     assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
     for i in range(5):
-        buf.put({"type": "heartbeat" if i else "shard_done", "i": i})
-    buf.put({"type": "shard_done", "i": 5})  # telemetry is dropped past the limit, never results
-    assert [e["i"] for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
+        buf.put(numbered(i, telemetry=i > 0))
+    buf.put(numbered(5, telemetry=False))  # telemetry is dropped past the limit, never the rest
+    assert [getattr(e, "shard", None) for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
     assert not buf.wait_delivered(0.01)  # handed out, but the pool has not asked again yet
     assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
 

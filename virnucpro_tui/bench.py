@@ -162,7 +162,6 @@ def run_pipeline(
     cfg = RunConfig(
         inputs=inputs,
         out=out_dir,
-        chunk_length=500,
         devices=devices,
         restart=True,
         models=ModelFiles(Path(files["esm"]), Path(files["dnabert"]), Path(files["classifier"])),

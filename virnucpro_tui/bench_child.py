@@ -31,7 +31,7 @@ def build_models(root: Path, s: Shapes, device: Any) -> dict[str, str]:
     from safetensors.torch import save_file
 
     from virnucpro_tui.models.classifier import MLPClassifier
-    from virnucpro_tui.models.demo import _dnabert_config_json, _train_tokenizer
+    from virnucpro_tui.models.demo import dnabert_config_json, train_dna_tokenizer
     from virnucpro_tui.models.dnabert import DnabertConfig, DnabertModel
     from virnucpro_tui.models.esm import save_fair_esm_checkpoint
 
@@ -49,7 +49,7 @@ def build_models(root: Path, s: Shapes, device: Any) -> dict[str, str]:
         regression=False,
     )
     del esm_model
-    tok = _train_tokenizer(random.Random(0), s.dna_vocab)
+    tok = train_dna_tokenizer(random.Random(0), s.dna_vocab)
     cfg = DnabertConfig(
         hidden_size=s.dna_dim,
         num_hidden_layers=s.dna_layers,
@@ -66,7 +66,7 @@ def build_models(root: Path, s: Shapes, device: Any) -> dict[str, str]:
         str(dna_dir / "model.safetensors"),
     )
     tok.save(str(dna_dir / "tokenizer.json"))
-    (dna_dir / "config.json").write_text(json.dumps(_dnabert_config_json(cfg), indent=2))
+    (dna_dir / "config.json").write_text(json.dumps(dnabert_config_json(cfg), indent=2))
     clf = MLPClassifier(s.dna_dim + s.esm_dim, s.classifier_hidden, 2).eval()
     clf_path = root / "500_model.safetensors"
     save_file(

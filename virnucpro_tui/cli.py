@@ -131,35 +131,40 @@ def _add_run_parser(sub: Any) -> None:
         default=None,
         help="do not torch.compile the models on GPU (faster start, slower run)",
     )
+    from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
+
+    policy, worker = PoolPolicy(), WorkerSettings()  # the defaults live there
     g = p.add_argument_group("supervision and memory")
     g.add_argument(
         "--max-restarts",
         type=int,
-        default=3,
-        help="respawns per worker before it is retired (default 3)",
+        default=policy.max_restarts,
+        help=f"respawns per worker before it is retired (default {policy.max_restarts})",
     )
     g.add_argument(
         "--hang-timeout",
         type=float,
-        default=120.0,
-        help="seconds without a heartbeat before a worker is killed (default 120)",
+        default=policy.hang_timeout_s,
+        help="seconds without a heartbeat before a worker is killed "
+        f"(default {policy.hang_timeout_s:g})",
     )
     g.add_argument(
         "--memory-fraction",
         type=float,
-        default=0.9,
-        help="cap on each worker's share of its GPU memory (default 0.9)",
+        default=worker.memory_fraction,
+        help=f"cap on each worker's share of its GPU memory (default {worker.memory_fraction})",
     )
     g.add_argument(
         "--clear-cache-every",
         type=int,
-        default=10,
-        help="empty the CUDA cache every N shards (0: never; default 10)",
+        default=worker.clear_cache_every,
+        help=f"empty the CUDA cache every N shards (0: never; default {worker.clear_cache_every})",
     )
     g.add_argument(
         "--alloc-conf",
-        default="expandable_segments:True",
-        help="PYTORCH_CUDA_ALLOC_CONF for the workers",
+        default=worker.alloc_conf,
+        help=f"PYTORCH_CUDA_ALLOC_CONF for the workers (default {worker.alloc_conf})",
     )
     g = p.add_argument_group("front end")
     g.add_argument(
@@ -238,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = msub.add_parser("locate", help="show which model files a run would use")
     d.add_argument("--length", type=int, default=500)
     _add_model_options(d)
+    _add_models_download_parser(msub)
+    _add_check_precision_parser(sub)
     return parser
 
 
@@ -252,6 +259,85 @@ def _check_precision(precision: str, devices: str) -> None:
     require_precision_support(precision, device_capabilities(devices))
 
 
+def _add_check_precision_parser(sub: Any) -> None:
+    from virnucpro_tui.check_precision import DEFAULT_FRAMES, Thresholds
+
+    limits = Thresholds()
+    p = sub.add_parser(
+        "check-precision",
+        help="judge a precision on your own models and data (fp32 against it, on a sample)",
+        description="Score a sample of INPUT's frames (drawn evenly) at fp32 and at --precision, "
+        "compare scores and embeddings, and give a verdict against the thresholds of "
+        "docs/precision.md. Exit 0 within them, 1 outside them.",
+    )
+    p.add_argument("input", type=Path, metavar="INPUT", help="FASTA file (plain or gzip)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp8", "bf16", "fp16"],
+        help="the precision to judge (default: what `run --precision auto` uses on this device)",
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        default=DEFAULT_FRAMES,
+        help=f"frames in the sample (default {DEFAULT_FRAMES:,})",
+    )
+    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500")
+    _add_model_options(p)
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--device", default="auto", help="auto (first GPU, else CPU), cpu, or a GPU index"
+    )
+    g.add_argument(
+        "--no-compile", dest="compile", action="store_false", default=None, help="as for run"
+    )
+    g.add_argument("--esm-max-tokens", type=_positive_int, help="as for run")
+    g.add_argument("--dnabert-max-tokens", type=_positive_int, help="as for run")
+    g.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    g = p.add_argument_group("thresholds (docs/precision.md#thresholds)")
+    for option, field, meaning in (
+        ("--max-flip-fraction", "max_flip_fraction", "largest share of frames whose label changes"),
+        ("--max-delta", "max_delta", "largest |ΔP(virus)|"),
+        ("--max-delta-p99", "max_delta_p99", "largest 99th percentile of |ΔP(virus)|"),
+        ("--min-cosine", "min_cosine", "smallest cosine of an embedding to fp32's, per model"),
+    ):
+        default = getattr(limits, field)
+        g.add_argument(option, type=float, default=default, help=f"{meaning} (default {default})")
+
+
+def _add_models_download_parser(msub: Any) -> None:
+    d = msub.add_parser(
+        "download",
+        help="download the published models (ESM-2 3B, DNABERT-S, the classifiers)",
+        description="Download, verify and place the published models where `run` finds them "
+        "(the standard caches, or --dest DIR with a models.toml). Interrupted downloads resume.",
+    )
+    d.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="esm, dnabert and/or classifier (default: all three)",
+    )
+    d.add_argument(
+        "--dest",
+        type=Path,
+        help="put every file in DIR and write DIR/models.toml (default: the standard caches)",
+    )
+    d.add_argument(
+        "--offline",
+        action="store_true",
+        help="never use the network: verify what is there, name what is missing "
+        "(also when HF_HUB_OFFLINE=1)",
+    )
+    d.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="fetch the plain-HTTP files from URL/<host>/<path> ($VIRNUCPRO_TUI_MIRROR); "
+        "DNABERT-S follows $HF_ENDPOINT",
+    )
+
+
 def _check_length(length: int, demo: bool) -> None:
     if length not in (300, 500) and not demo:
         raise InputError(
@@ -262,8 +348,10 @@ def _check_length(length: int, demo: bool) -> None:
 
 
 def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Model files for this run (demo or real), with the classifier checked against --length."""
-    from virnucpro_tui.models.classifier import check_chunk_length, load_classifier
+    """Model files for this run (demo or real), all checked (pre-flight, before the dashboard
+    opens), with the classifier checked against --length."""
+    from virnucpro_tui.models.classifier import check_chunk_length
+    from virnucpro_tui.models.preflight import check_model_files
     from virnucpro_tui.models.settings import ModelFiles
 
     if args.demo:
@@ -287,7 +375,7 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
             config=args.config,
         )
         files = ModelFiles(Path(found.esm), Path(found.dnabert), Path(found.classifier))
-    bundle = load_classifier(files.classifier)
+    bundle = check_model_files(files).classifier
     warning = check_chunk_length(
         bundle,
         args.length,
@@ -322,6 +410,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     _check_length(args.length, args.demo)
@@ -341,7 +430,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         inputs=inputs,
         out=args.out,
         models=files,
-        chunk_length=args.length,
         demo=demo,
         devices=args.devices,
         engine=engine,
@@ -349,32 +437,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         persistent=args.persistent,
         restart=args.restart,
         backend=args.backend,
-        ray_address=args.ray_address,
         policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
-        clear_cache_every=args.clear_cache_every,
-        memory_fraction=args.memory_fraction,
-        alloc_conf=args.alloc_conf,
+        worker=WorkerSettings(
+            clear_cache_every=args.clear_cache_every,
+            memory_fraction=args.memory_fraction,
+            alloc_conf=args.alloc_conf,
+        ),
         scans=scans,
     )
     sinks = _extra_sinks(args)
-    pool_factory = _pool_factory(args)
+    backend = _backend(args)
     if wants_ui(args):
         from virnucpro_tui.ui.app import run_dashboard
 
-        return run_dashboard(cfg, sinks, pool_factory)
+        return run_dashboard(cfg, sinks, backend)
     from virnucpro_tui.headless import HeadlessReporter
 
     reporter = HeadlessReporter(interval_s=args.progress_interval)
-    orchestrator = Orchestrator(cfg, [reporter, *sinks], pool_factory=pool_factory)
+    orchestrator = Orchestrator(cfg, [reporter, *sinks], backend=backend)
     return run_with_signals(orchestrator)
 
 
-def _pool_factory(args: argparse.Namespace) -> Any:
+def _backend(args: argparse.Namespace) -> Any:
     if args.backend != "ray":
         return None
-    from virnucpro_tui.pool.ray_backend import ray_pool_factory
+    from virnucpro_tui.pool.ray_backend import ray_backend
 
-    return ray_pool_factory(args.ray_address)
+    return ray_backend(args.ray_address)
 
 
 def _extra_sinks(args: argparse.Namespace) -> list[Any]:
@@ -413,7 +502,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.prepare import write_intermediate_files
 
     _check_length(args.length, demo=False)
-    scan_input(args.input, args.length)
+    for warning in scan_input(args.input, args.length).warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:
@@ -428,7 +518,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.run.attach import attach, check_run_dir
+    from virnucpro_tui.headless import attach
+    from virnucpro_tui.run.attach import check_run_dir
 
     ui = (
         not args.no_ui
@@ -451,6 +542,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "download":
+        from virnucpro_tui.download_view import main as download_main
+
+        return download_main(args)
     if args.models_command == "demo":
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 
@@ -469,7 +564,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_precision(args: argparse.Namespace) -> int:
+    from virnucpro_tui.check_precision import choose_target
+    from virnucpro_tui.check_precision import main as check_main
+    from virnucpro_tui.core.fasta import scan_input
+
+    _check_length(args.length, args.demo)
+    scan_input(args.input, args.length)
+    target = choose_target(args.device, args.precision)  # fp8 on a CPU stops here
+    files, demo = resolve_models(args)
+    return check_main(args, target, files, demo)
+
+
 COMMANDS = {
+    "check-precision": cmd_check_precision,
     "run": cmd_run,
     "prepare": cmd_prepare,
     "attach": cmd_attach,

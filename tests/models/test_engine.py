@@ -150,7 +150,6 @@ def _pipeline_events(tmp_path: Path, demo_models, eager: bool | None) -> list[di
     cfg = RunConfig(
         inputs=[SAMPLE_CONTIGS],
         out=out,
-        chunk_length=500,
         devices="cpu:1",
         models=_files(demo_models),
         engine=EngineSettings(force_model_length=True, eager_load=eager),
@@ -184,15 +183,16 @@ def test_pool_reports_stage_seconds_and_loads_eagerly(tmp_path: Path, demo_model
 def test_view_takes_stage_rates_from_synchronised_seconds() -> None:
     """Batch events are counted when queued on the GPU: the stage rate comes from the
     stage-end event's ``stage_seconds`` (the dashboard once showed ESM-2 above its peak)."""
+    from virnucpro_tui.pool import events as ev
     from virnucpro_tui.run.view import RunView
 
     view = RunView()
 
     def progress(stage: str, done: int, seconds: float, **extra: Any) -> None:
         view.apply(
-            {"v": 1, "ts": 1.0, "type": "progress", "worker": 0, "job": "j", "shard": 0,
-             "stage": stage, "frames_done": done, "frames_total": 2048, "stage_done": done,
-             "stage_total": 2048, "tokens": 0, "seconds": seconds, **extra}
+            ev.Progress(worker=0, job="j", shard=0, stage=stage, frames_done=done,
+                        frames_total=2048, stage_done=done, stage_total=2048, tokens=0,
+                        seconds=seconds, **extra)
         )  # fmt: skip
 
     progress("start", 0, 0.0)

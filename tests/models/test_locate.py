@@ -16,6 +16,10 @@ DNABERT_CACHE = "models--zhihan1996--DNABERT-S"
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return clean_home(tmp_path, monkeypatch)
+
+
+def clean_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean HOME and working directory, with no cache or config variables set."""
     home = tmp_path / "home"
     work = tmp_path / "work"

@@ -188,7 +188,8 @@ class Engine:
         if compile_:
             configure(self.settings.compile_cache)
         start = time.perf_counter()
-        self.emit("model_load", model=name, phase="warmup_start", compile=compile_)
+        source = str(getattr(self.files, name))
+        self.emit("model_load", model=name, phase="warmup_start", source=source, compile=compile_)
         if name == "esm":
             fp8 = self.settings.precision == "fp8"
             epilogue = not fp8 and not self.settings.exact_gelu
@@ -198,7 +199,7 @@ class Engine:
         if compile_:
             self._warm_up(name, bundle)
         seconds = round(time.perf_counter() - start, 3)
-        self.emit("model_load", model=name, phase="warmup_done", seconds=seconds)
+        self.emit("model_load", model=name, phase="warmup_done", source=source, seconds=seconds)
         return seconds
 
     def _warm_up(self, name: str, bundle: Any) -> None:

@@ -24,16 +24,19 @@ DNABERT_REPO = "zhihan1996/DNABERT-S"
 CONFIG_ENV = "VIRNUCPRO_TUI_CONFIG"
 CONFIG_KEYS = ("esm", "dnabert", "classifier_300", "classifier_500")
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+DOWNLOAD_COMMAND = "virnucpro-tui models download"
 DOWNLOAD_HINTS = {
     "esm": (
-        "download https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t36_3B_UR50D.pt and "
-        "https://dl.fbaipublicfiles.com/fair-esm/regression/esm2_t36_3B_UR50D-contact-regression.pt "
-        "into {torch_hub}/checkpoints/ (or pass --esm PATH)"
+        "run `{command} esm`, or download {esm_urls} into {torch_hub}/checkpoints/ "
+        "(or pass --esm PATH)"
     ),
-    "dnabert": "run `huggingface-cli download zhihan1996/DNABERT-S` (or pass --dnabert PATH)",
+    "dnabert": (
+        "run `{command} dnabert`, or `huggingface-cli download zhihan1996/DNABERT-S` "
+        "(or pass --dnabert PATH)"
+    ),
     "classifier": (
-        "get {name} from https://github.com/Li-Jing-1997/VirNucPro into the current directory "
-        "or {cache}/ (or pass --classifier PATH)"
+        "run `{command} classifier`, or get {name} from https://github.com/Li-Jing-1997/VirNucPro "
+        "into the current directory or {cache}/ (or pass --classifier PATH)"
     ),
 }
 LABELS = {"esm": "ESM-2 3B", "dnabert": "DNABERT-S", "classifier": "classifier"}
@@ -232,8 +235,14 @@ def _complete(snapshot: Path, need_tokenizer: bool) -> bool:
 
 
 def _missing_message(missing: list[_Search], length: int, config_path: Path | None) -> str:
+    from virnucpro_tui.models.download import fair_esm_urls
+
     names = ", ".join(LABELS[s.kind] for s in missing)
-    lines = [f"model files not found: {names}"]
+    lines = [
+        f"model files not found: {names}",
+        f"get them with `{DOWNLOAD_COMMAND} {' '.join(s.kind for s in missing)}` "
+        "(it places them where a run looks)",
+    ]
     if config_path is None:
         where = config_candidates()[0][0]
         lines.append(f"(no model config file; you can list paths in {where})")
@@ -241,7 +250,11 @@ def _missing_message(missing: list[_Search], length: int, config_path: Path | No
         lines.append(f"{LABELS[search.kind]}: tried")
         lines.extend(f"  {path}" for path in search.tried)
         hint = DOWNLOAD_HINTS[search.kind].format(
-            torch_hub=torch_hub_dir(), name=f"{length}_model.pth", cache=classifier_cache()
+            command=DOWNLOAD_COMMAND,
+            esm_urls=" and ".join(fair_esm_urls()) if search.kind == "esm" else "",
+            torch_hub=torch_hub_dir(),
+            name=f"{length}_model.pth",
+            cache=classifier_cache(),
         )
         lines.append(f"  -> {hint}")
     return "\n".join(lines)

@@ -1,26 +1,25 @@
 """The Ray backend: one persistent actor per GPU of a Ray cluster, running the local pool's
-``Worker`` (docs/architecture.md). See docs/ray.md.
+``Worker`` (docs/architecture.md#the-pool-one-supervisor-two-transports). See docs/ray.md.
 
 Transport. Each actor is a threaded actor with four single-thread concurrency groups:
 
 - ``run``: one long call, ``run()``, that starts the ``Worker`` (torch set-up, heartbeat
-  thread) and serves shards from the actor's own task queue until told to stop. Its result is
+  thread) and serves shards from the actor's ``ShardInbox`` until told to stop. Its result is
   the worker's exit code; if the actor dies, it fails. It plays the part of the process.
-- ``mailbox``: ``submit(shard)`` and ``stop()``, kept in order (one thread), feed that queue,
-  like the local worker's pipe.
+- ``mailbox``: ``submit(shard)``, ``recall()`` and ``stop()``, kept in order (one thread), like
+  the local worker's pipe.
 - ``events``: ``events(wait_s)``, a long poll. The ``Worker`` puts its events (heartbeats
-  included) into a buffer in the actor; the pool keeps one such call outstanding per actor
+  included) into a buffer in the actor; the transport keeps one such call outstanding per actor
   and re-issues it as soon as it returns, so events reach the orchestrator within a few ms.
 - ``control``: ``clear_cache(reason)`` and ``info()``, never queued behind the others.
 
-The pool subclasses ``PersistentWorkerPool``: the queue, dynamic dispatch (a shard when an
-actor has room), retries, restart limits, and the events it emits are the local pool's own;
-only the transport differs. A dead actor (its ``run`` or ``events`` call fails) or a hung one
-(no event for ``hang_timeout_s``; it is killed) has its shards requeued and is replaced by a
+The queue, dispatch, retries, restart limits, pause and the events the supervisor emits are the
+pool's own (``pool.py``); this module is only a ``Backend`` and its ``ActorTransport``. A dead
+actor (its ``run`` or ``events`` call fails) or a hung one (killed by the pool) is replaced by a
 new actor, placed on the same node when the cluster still has it.
 
-Ray is optional: without it ``ray_pool_factory`` raises an ``InputError`` saying how to
-install it, and this module imports without it.
+Ray is optional: without it ``ray_backend`` raises an ``InputError`` saying how to install it,
+and this module imports without it.
 """
 
 from __future__ import annotations
@@ -28,23 +27,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import re
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import InputError, VirnucproError, WorkerFailure
+from virnucpro_tui.errors import InputError, VirnucproError
 from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
-from virnucpro_tui.pool.events import Event, EventSink, make_event
-from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy, WorkerHandle
-from virnucpro_tui.pool.worker import Worker, WorkerConfig, _redirect_output, worker_environment
+from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.transport import (
+    ClearCache,
+    Command,
+    Recall,
+    Recalled,
+    RunShard,
+    Stop,
+    WorkerMessage,
+)
+from virnucpro_tui.pool.worker import (
+    ShardInbox,
+    Worker,
+    WorkerConfig,
+    redirect_output,
+    worker_environment,
+)
 
 INSTALL_HINT = (
     "--backend ray needs Ray, an optional extra: pip install 'virnucpro-tui[ray]' "
@@ -54,9 +67,7 @@ CONCURRENCY_GROUPS = {"run": 1, "mailbox": 1, "events": 1, "control": 1}
 EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
 EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
 BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
-DROPPABLE = frozenset({"heartbeat", "gpu_memory", "progress"})
 FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
-DRIVER_LOG = "ray-driver.log"
 
 
 def import_ray() -> Any:
@@ -77,19 +88,19 @@ class EventBuffer:
 
     def __init__(self, limit: int = BUFFER_LIMIT) -> None:
         self.limit = limit
-        self._events: list[Event] = []
+        self._events: list[WorkerMessage] = []
         self._cv = threading.Condition()
         self._taken = 0  # non-empty batches handed out
         self._acked = 0  # of those, how many the pool has confirmed by asking again
 
-    def put(self, event: Event) -> None:
+    def put(self, event: WorkerMessage) -> None:
         with self._cv:
-            if len(self._events) >= self.limit and event.get("type") in DROPPABLE:
+            if len(self._events) >= self.limit and isinstance(event, Event) and event.TELEMETRY:
                 return  # nobody is draining: keep what matters, drop telemetry
             self._events.append(event)
             self._cv.notify_all()
 
-    def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[Event]:
+    def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[WorkerMessage]:
         with self._cv:
             self._acked = self._taken
             self._cv.notify_all()
@@ -108,22 +119,6 @@ class EventBuffer:
             return self._cv.wait_for(
                 lambda: not self._events and self._acked == self._taken, timeout=timeout
             )
-
-
-class TaskQueue(queue.Queue):
-    """The actor's task queue. A shard starts only once the events before it have reached the
-    pool (or after ``flush_s``), so a shard_done is not lost when the next shard kills the
-    actor, as with the local worker's pipe."""
-
-    def __init__(self, outbox: EventBuffer, flush_s: float = 1.0) -> None:
-        super().__init__()
-        self.outbox = outbox
-        self.flush_s = flush_s
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = super().get(block, timeout)
-        self.outbox.wait_delivered(self.flush_s)
-        return item
 
 
 def actor_environment(cfg: WorkerConfig) -> dict[str, str]:
@@ -157,7 +152,7 @@ class WorkerActor:
     """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls."""
 
     def __init__(self, cfg: WorkerConfig) -> None:
-        _redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
+        redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
         os.environ.update(actor_environment(cfg))  # already set by the runtime env
         with contextlib.suppress(ValueError):  # the orchestrator decides when we stop
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -172,7 +167,9 @@ class WorkerActor:
             flush=True,
         )
         self.outbox = EventBuffer()
-        self.tasks = TaskQueue(self.outbox)
+        # a shard starts only once the events before it have reached the pool (or after a
+        # second), so a shard_done is not lost when the next shard kills the actor
+        self.inbox = ShardInbox(before_take=lambda: self.outbox.wait_delivered(1.0))
         self.worker = Worker(cfg, self.outbox.put)
 
     def info(self) -> dict[str, Any]:
@@ -185,21 +182,24 @@ class WorkerActor:
 
     def run(self) -> int:
         self.worker.start()
-        code = self.worker.serve(self.tasks)
+        code = self.worker.serve(self.inbox)
         print(f"worker loop ended with code {code}", flush=True)
         return code
 
     def submit(self, shard: Shard) -> None:
-        self.tasks.put(shard)
+        self.inbox.put(shard)
+
+    def recall(self) -> Recalled:
+        return self.worker.recall(self.inbox)
 
     def stop(self) -> None:
-        self.tasks.put(None)
+        self.inbox.stop()
 
     def clear_cache(self, reason: str) -> None:
         if self.worker.engine is not None:  # not before the worker has started
             self.worker.clear_cache(reason)
 
-    def events(self, wait_s: float) -> list[Event]:
+    def events(self, wait_s: float) -> list[WorkerMessage]:
         return self.outbox.drain(wait_s)
 
 
@@ -299,127 +299,131 @@ def _driver_messages_to(path: Path) -> None:
     ray_worker.print_to_stdstream = to_log
 
 
-# == the pool (driver side) ===================================================================
-@dataclass
-class RayWorkerHandle(WorkerHandle):
-    actor: Any = None
-    run_ref: Any = None
-    events_ref: Any = None
-    info_ref: Any = None
-    exit_reason: str | None = None
-    pid: int | None = None
-    node_id: str | None = None  # where this worker's GPU is (None: anywhere)
+# == the driver side ============================================================================
+class ActorTransport:
+    """One worker actor, seen from the driver: its mailbox calls and the calls to watch."""
+
+    def __init__(self, ray: Any, actor: Any, local_node: str) -> None:
+        self.ray = ray
+        self.actor = actor
+        self.local_node = local_node
+        self.info_ref: Any = _call(actor, "info", "control")
+        self.run_ref: Any = _call(actor, "run", "run")
+        self.events_ref: Any = _call(actor, "events", "events", EVENT_WAIT_S)
+        self.recall_ref: Any = None
+        self._exit_reason: str | None = None
 
     @property
     def alive(self) -> bool:
-        return self.actor is not None and self.exit_reason is None
+        return self.actor is not None and self._exit_reason is None
 
+    def watched(self) -> list[Any]:
+        """The outstanding calls whose completion means news."""
+        return [r for r in (self.events_ref, self.recall_ref, self.run_ref) if r is not None]
 
-class RayWorkerPool(PersistentWorkerPool):
-    """``PersistentWorkerPool`` over Ray actors: same interface, policy and events."""
+    def send(self, command: Command) -> bool:
+        if not self.alive:
+            return False
+        if isinstance(command, RunShard):
+            _call(self.actor, "submit", "mailbox", command.shard)
+        elif isinstance(command, Recall):
+            self.recall_ref = _call(self.actor, "recall", "mailbox")
+        elif isinstance(command, Stop):
+            _call(self.actor, "stop", "mailbox")
+        elif isinstance(command, ClearCache):
+            _call(self.actor, "clear_cache", "control", command.reason)
+        return True
 
-    def __init__(
-        self,
-        slots: list[DeviceSlot],
-        make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
-        policy: PoolPolicy | None = None,
-        placement: dict[int, str] | None = None,
-    ) -> None:
-        super().__init__(slots, make_config, emit, policy)
-        self.ray = import_ray()
-        self.workers: list[RayWorkerHandle] = [  # type: ignore[assignment]
-            RayWorkerHandle(slot, node_id=(placement or {}).get(slot.worker)) for slot in slots
-        ]
-        self._actor_class: Any = None
-        self._cpu_share = 1.0
-        self._local_node = ""
+    def receive(self) -> list[WorkerMessage]:
+        refs = self.watched() if self.alive else []
+        if not refs:
+            return []
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        messages: list[WorkerMessage] = []
+        if self.events_ref is not None and self.events_ref in ready:  # its events first
+            messages += self._take_events()
+        if self.recall_ref is not None and self.recall_ref in ready and self.alive:
+            messages += self._take_recall()
+        if self.run_ref is not None and self.run_ref in ready and self.alive:
+            messages += self._take_exit()
+        return messages
 
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        ray = self.ray
-        self._check_capacity(ray.cluster_resources())
-        self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
-        self._local_node = ray.get_runtime_context().get_node_id()
-        if self.workers:
-            _driver_messages_to(
-                self.make_config(self.workers[0].slot, 0).run_dir / "logs" / DRIVER_LOG
-            )
-        super().start()
-
-    def _check_capacity(self, resources: dict[str, float]) -> None:
-        gpus_needed = sum(w.slot.kind == "cuda" for w in self.workers)
-        gpus = resources.get("GPU", 0.0)
-        if gpus_needed > gpus:
-            raise InputError(
-                f"the Ray cluster has {gpus:g} GPUs, and {gpus_needed} GPU workers were asked "
-                "for; use --devices auto (one per GPU in the cluster) or cpu:N"
-            )
-        cpus = resources.get("CPU", 0.0)
-        if self.workers and cpus <= 0:
-            raise InputError("the Ray cluster has no CPUs to place worker actors on")
-        # one CPU per actor where the cluster has them; a fair share of a small one otherwise
-        self._cpu_share = (
-            min(1.0, int(cpus / len(self.workers) * 1000) / 1000) if self.workers else 1.0
-        )
-
-    def _spawn(self, w: WorkerHandle) -> None:
-        assert isinstance(w, RayWorkerHandle)
-        self._terminate(w)
-        cfg = self.make_config(w.slot, w.generation)
-        options: dict[str, Any] = {
-            "num_cpus": self._cpu_share,
-            "num_gpus": 1 if w.slot.kind == "cuda" else 0,
-            "runtime_env": {"env_vars": actor_environment(cfg)},
-            "max_restarts": 0,
-        }
-        if w.node_id:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(w.node_id, soft=True)
-        w.actor = self._actor_class.options(**options).remote(cfg)
-        w.info_ref = _call(w.actor, "info", "control")
-        w.run_ref = _call(w.actor, "run", "run")
-        w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
-        w.exit_reason, w.pid, w.state, w.models_loaded = None, None, "starting", False
-        w.last_heartbeat = time.time()
-
-    def stop(self, graceful: bool = True) -> None:
-        """Stop every actor; graceful lets them finish what they hold, else they are killed."""
-        for w in self._handles():
-            w.stopping = True
-            if w.alive and graceful:
-                _call(w.actor, "stop", "mailbox")
-        deadline = time.time() + (self.policy.stop_timeout_s if graceful else 0)
-        while graceful and time.time() < deadline and any(w.alive for w in self._handles()):
-            self.poll(0.2, supervise=False)
-        for w in self._handles():
-            self._terminate(w)
-            if w.state != "stopped":
-                w.state = "stopped"
-                self.emit(
-                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
-                )
-        self.started = False
-
-    def _terminate(self, w: RayWorkerHandle, reap: bool = False) -> None:
-        """Kill the actor; ``reap`` also SIGKILLs its process (a stopped process ignores Ray)."""
-        if w.actor is None:
-            return
-        if reap:
-            self._reap(w)
-        with contextlib.suppress(Exception):
-            self.ray.kill(w.actor, no_restart=True)
-        if w.exit_reason is None:
-            w.exit_reason = "stopped"
-        w.run_ref = w.events_ref = None
-
-    def _reap(self, w: RayWorkerHandle) -> None:
+    def _take_events(self) -> list[WorkerMessage]:
+        ray_exc = self.ray.exceptions
+        unavailable = getattr(ray_exc, "ActorUnavailableError", ())  # Ray >= 2.30
+        ref, self.events_ref = self.events_ref, None
         try:
-            info = self.ray.get(w.info_ref, timeout=2)
+            batch: list[WorkerMessage] = self.ray.get(ref)
+        except unavailable:
+            time.sleep(0.1)  # transient (network, node under load): ask again soon;
+            batch = []  # the heartbeat timeout decides if it lasts
+        except ray_exc.RayActorError as exc:
+            self._exit_reason = describe_death(exc)
+            return []
+        if self.alive:
+            self.events_ref = _call(self.actor, "events", "events", EVENT_WAIT_S)
+        return batch
+
+    def _take_recall(self) -> list[WorkerMessage]:
+        ref, self.recall_ref = self.recall_ref, None
+        try:
+            return [self.ray.get(ref)]
+        except self.ray.exceptions.RayError:
+            return []  # the actor is dying: its exit says why
+
+    def _take_exit(self) -> list[WorkerMessage]:
+        """The worker loop ended: deliver its last events, then let the actor go."""
+        ray_exc = self.ray.exceptions
+        try:
+            reason = f"exited with code {self.ray.get(self.run_ref)}"
+        except ray_exc.RayActorError as exc:
+            self._exit_reason = describe_death(exc)
+            return []
+        except ray_exc.RayError as exc:
+            reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
+        messages = self._drain()
+        self._exit_reason = self._exit_reason or reason
+        self._terminate()
+        return messages
+
+    def _drain(self) -> list[WorkerMessage]:
+        last = _call(self.actor, "events", "events", 0.0)
+        refs = [r for r in (self.events_ref, last) if r is not None]
+        self.events_ref = None
+        messages: list[WorkerMessage] = []
+        for ref in refs:
+            try:
+                messages += self.ray.get(ref, timeout=EVENT_WAIT_S + 3)
+            except Exception:  # noqa: BLE001 - the actor is going anyway
+                continue
+        return messages
+
+    def exit_reason(self) -> str | None:
+        return self._exit_reason
+
+    def kill(self) -> None:
+        """SIGKILL the actor's process (a stopped process ignores Ray), then the actor."""
+        self._reap()
+        self._terminate()
+
+    def close(self) -> None:
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self.actor is None:
+            return
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actor, no_restart=True)
+        if self._exit_reason is None:
+            self._exit_reason = "stopped"
+        self.run_ref = self.events_ref = self.recall_ref = None
+
+    def _reap(self) -> None:
+        try:
+            info = self.ray.get(self.info_ref, timeout=2)
         except Exception:  # noqa: BLE001 - it never answered: nothing to reap
             return
-        if info["node_id"] == self._local_node:
+        if info["node_id"] == self.local_node:
             _sigkill(info["pid"])
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -427,151 +431,15 @@ class RayWorkerPool(PersistentWorkerPool):
         strategy = NodeAffinitySchedulingStrategy(info["node_id"], soft=False)
         self.ray.remote(num_cpus=0, scheduling_strategy=strategy)(_sigkill).remote(info["pid"])
 
-    def pids(self) -> list[int]:
-        """Actor process ids (on their own nodes) of the live workers."""
-        return [w.pid for w in self._handles() if w.alive and w.pid]
-
-    def _handles(self) -> list[RayWorkerHandle]:
-        return self.workers  # type: ignore[return-value]
-
-    # -- work -------------------------------------------------------------------------------
-    def clear_caches(self, reason: str = "manual") -> None:
-        for w in self._handles():
-            if w.alive:
-                _call(w.actor, "clear_cache", "control", reason)
-
-    def _dispatch(self) -> None:
-        if self.paused:
-            return
-        live = self.live_workers()
-        for w in live:
-            if not w.alive or w.stopping:
-                continue
-            depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
-            while self.queue and len(w.assigned) < depth:
-                shard = self.queue.popleft()
-                _call(w.actor, "submit", "mailbox", shard)  # type: ignore[attr-defined]
-                w.assigned.append(shard)
-
-    # -- events and supervision -------------------------------------------------------------
-    def poll(self, timeout: float, supervise: bool = True) -> list[Event]:
-        """Dispatch, wait up to ``timeout`` for actor events, supervise. Returns the events."""
-        self._dispatch()
-        events = self._collect(timeout)
-        if supervise:
-            events.extend(self._supervise())
-        self._dispatch()
-        return events
-
-    def _collect(self, timeout: float) -> list[Event]:
-        watched: dict[Any, tuple[RayWorkerHandle, str]] = {}
-        for w in self._handles():
-            if w.alive:
-                watched.update(
-                    {
-                        r: (w, kind)
-                        for r, kind in ((w.events_ref, "events"), (w.run_ref, "run"))
-                        if r
-                    }
-                )
-        if not watched:
-            return []
-        refs = list(watched)
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
-        if ready:
-            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        events: list[Event] = []
-        for ref in sorted(ready, key=lambda r: watched[r][1] == "run"):  # a worker's events first
-            w, kind = watched[ref]
-            if w.alive:
-                events += self._take_events(w, ref) if kind == "events" else self._take_exit(w, ref)
-        return events
-
-    def _take_events(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
-        ray_exc = self.ray.exceptions
-        unavailable = getattr(ray_exc, "ActorUnavailableError", ())  # Ray >= 2.30
-        w.events_ref = None
-        try:
-            batch = self.ray.get(ref)
-        except unavailable:
-            time.sleep(0.1)  # transient (network, node under load): ask again soon;
-            batch = []  # the heartbeat timeout decides if it lasts
-        except ray_exc.RayActorError as exc:
-            w.exit_reason = describe_death(exc)
-            return []
-        events = [self._on_event(w, e) for e in batch]
-        if w.alive:
-            w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
-        return events
-
-    def _take_exit(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
-        """The worker loop ended: deliver its last events, then let the actor go."""
-        ray_exc = self.ray.exceptions
-        try:
-            reason = f"exited with code {self.ray.get(ref)}"
-        except ray_exc.RayActorError as exc:
-            w.exit_reason = describe_death(exc)
-            return []
-        except ray_exc.RayError as exc:
-            reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
-        events = self._drain(w)
-        w.exit_reason = w.exit_reason or reason
-        self._terminate(w)
-        return events
-
-    def _drain(self, w: RayWorkerHandle) -> list[Event]:
-        refs = [r for r in (w.events_ref, _call(w.actor, "events", "events", 0.0)) if r is not None]
-        w.events_ref = None
-        events: list[Event] = []
-        for ref in refs:
-            try:
-                batch = self.ray.get(ref, timeout=EVENT_WAIT_S + 3)
-            except Exception:  # noqa: BLE001 - the actor is going anyway
-                continue
-            events += [self._on_event(w, e) for e in batch]
-        return events
-
-    def _on_event(self, w: WorkerHandle, event: Event) -> Event:
-        if event.get("pid") and isinstance(w, RayWorkerHandle):
-            w.pid = event["pid"]
-        return super()._on_event(w, event)
-
-    def _supervise(self) -> list[Event]:
-        now = time.time()
-        out: list[Event] = []
-        for w in self._handles():
-            if w.retired or w.stopping or w.actor is None:
-                continue
-            if w.exit_reason is not None:
-                out += self._recover(w, w.exit_reason)
-            elif now - w.last_heartbeat > self.policy.hang_timeout_s:
-                silent = now - w.last_heartbeat
-                self._terminate(w, reap=True)
-                out += self._recover(w, f"hung: no heartbeat for {silent:.0f} s, killed")
-        if not self.live_workers():
-            raise WorkerFailure(
-                f"every worker failed past its restart limit ({self.policy.max_restarts} "
-                f"restarts each); last: {self.last_failure}"
-            )
-        return out
-
-    def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
-        events = super()._recover(w, reason)
-        if w.retired and isinstance(w, RayWorkerHandle):
-            self._terminate(w)
-        return events
-
 
 def _call(actor: Any, method: str, group: str, *args: Any) -> Any:
     return getattr(actor, method).options(concurrency_group=group).remote(*args)
 
 
-# == the factory ==============================================================================
-class RayPoolFactory:
-    """Builds ``RayWorkerPool`` s with the local pool's signature, on one Ray connection.
+class RayBackend:
+    """Worker actors on a Ray cluster: one per cluster GPU (``--devices auto``) or ``cpu:N``."""
 
-    ``resolve_slots(spec)`` gives the workers for ``--devices`` from the cluster's resources;
-    an orchestrator that asks it (instead of local NVML) gets one actor per cluster GPU."""
+    name = "ray"
 
     def __init__(
         self, address: str | None = None, init_options: dict[str, Any] | None = None
@@ -579,8 +447,10 @@ class RayPoolFactory:
         self.address = address
         self.init_options = init_options or {}
         self.ray = import_ray()
-        self._resolved: list[DeviceSlot] | None = None
-        self._placement: dict[int, str] = {}
+        self._placement: dict[int, str] = {}  # worker -> the node of its GPU
+        self._actor_class: Any = None
+        self._cpu_share = 1.0
+        self._local_node = ""
 
     def connect(self) -> Any:
         """Join the cluster at ``address`` ($RAY_ADDRESS, or a local one when neither is set)."""
@@ -611,21 +481,56 @@ class RayPoolFactory:
                 signal.signal(signal.SIGTERM, previous)
         return ray
 
+    def now(self) -> float:
+        return time.monotonic()
+
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
         slots, self._placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
-        self._resolved = list(slots)
         return slots
 
-    def __call__(
-        self,
-        slots: list[DeviceSlot],
-        make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
-        policy: PoolPolicy | None = None,
-    ) -> RayWorkerPool:
-        self.connect()
-        placement = self._placement if slots == self._resolved else {}
-        return RayWorkerPool(slots, make_config, emit, policy, placement=placement)
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
+        ray = self.connect()
+        self._check_capacity(slots, ray.cluster_resources())
+        self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
+        self._local_node = ray.get_runtime_context().get_node_id()
+        if slots:
+            _driver_messages_to(layout.ray_driver_log)
+
+    def _check_capacity(self, slots: Sequence[DeviceSlot], resources: dict[str, float]) -> None:
+        gpus_needed = sum(s.kind == "cuda" for s in slots)
+        gpus = resources.get("GPU", 0.0)
+        if gpus_needed > gpus:
+            raise InputError(
+                f"the Ray cluster has {gpus:g} GPUs, and {gpus_needed} GPU workers were asked "
+                "for; use --devices auto (one per GPU in the cluster) or cpu:N"
+            )
+        cpus = resources.get("CPU", 0.0)
+        if slots and cpus <= 0:
+            raise InputError("the Ray cluster has no CPUs to place worker actors on")
+        # one CPU per actor where the cluster has them; a fair share of a small one otherwise
+        self._cpu_share = min(1.0, int(cpus / len(slots) * 1000) / 1000) if slots else 1.0
+
+    def spawn(self, config: WorkerConfig) -> ActorTransport:
+        options: dict[str, Any] = {
+            "num_cpus": self._cpu_share,
+            "num_gpus": 1 if config.slot.kind == "cuda" else 0,
+            "runtime_env": {"env_vars": actor_environment(config)},
+            "max_restarts": 0,
+        }
+        node = self._placement.get(config.slot.worker) if config.slot.kind == "cuda" else None
+        if node:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        actor = self._actor_class.options(**options).remote(config)
+        return ActorTransport(self.ray, actor, self._local_node)
+
+    def wait(self, transports: Sequence[ActorTransport], timeout: float) -> None:
+        refs = [r for t in transports for r in t.watched()]
+        if refs:
+            self.ray.wait(refs, num_returns=1, timeout=timeout)
+        else:
+            time.sleep(min(timeout, 0.05))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -633,21 +538,9 @@ def _one_line(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
-def ray_pool_factory(address: str | None = None) -> RayPoolFactory:
-    """The pool factory for ``run --backend ray [--ray-address ADDR]``. Connects now (from the
-    main thread: Ray ties a local cluster's processes to the thread that starts it)."""
-    factory = RayPoolFactory(address)
-    factory.connect()
-    return factory
-
-
-__all__ = [
-    "INSTALL_HINT",
-    "RayPoolFactory",
-    "RayWorkerPool",
-    "WorkerActor",
-    "ray_pool_factory",
-    "slots_for_cluster",
-    "cluster_nodes",
-    "import_ray",
-]
+def ray_backend(address: str | None = None) -> RayBackend:
+    """The backend for ``run --backend ray [--ray-address ADDR]``. Connects now (from the main
+    thread: Ray ties a local cluster's processes to the thread that starts it)."""
+    backend = RayBackend(address)
+    backend.connect()
+    return backend

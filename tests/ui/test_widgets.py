@@ -68,6 +68,21 @@ def cpu_run_start(demo: bool = False) -> list[Event]:
     ]
 
 
+def cpu_memory() -> Event:
+    """A CPU worker's memory reading: 300 MiB of its own, 20 of 32 GiB free."""
+    return ev(
+        "gpu_memory",
+        T + 2,
+        0,
+        kind="cpu",
+        allocated=300 * 2**20,
+        reserved=300 * 2**20,
+        peak=310 * 2**20,
+        free=20 * 2**30,
+        total=32 * 2**30,
+    )
+
+
 def panel_text(app: Any, worker: int) -> str:
     panel = app.query_one(f"#worker-{worker}", WorkerPanel)
     return f"{panel.title_text.plain}\n{panel.shown}"
@@ -117,17 +132,7 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
 
 def test_model_load_states_cpu_worker_and_restarts() -> None:
     events = cpu_run_start() + [
-        ev(
-            "gpu_memory",
-            T + 2,
-            0,
-            kind="cpu",
-            allocated=300 * 2**20,
-            reserved=300 * 2**20,
-            peak=310 * 2**20,
-            free=20 * 2**30,
-            total=32 * 2**30,
-        ),
+        cpu_memory(),
         ev(
             "model_load",
             T + 3,
@@ -643,21 +648,9 @@ def test_the_footer_offers_only_the_keys_that_work() -> None:
 
 
 def test_the_help_legend_shows_the_glyphs_the_bars_are_drawn_with() -> None:
-    cpu_memory = ev(
-        "gpu_memory",
-        T + 2,
-        0,
-        kind="cpu",
-        allocated=300 * 2**20,
-        reserved=300 * 2**20,
-        peak=310 * 2**20,
-        free=20 * 2**30,
-        total=32 * 2**30,
-    )
-
     async def scenario_run() -> tuple[set[str], set[str], str]:
         drawn: set[str] = set()
-        for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory]):
+        for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory()]):
             app = scripted_app(events)
             async with app.run_test(size=(120, 40)) as pilot:
                 await settle(pilot, app)

@@ -300,6 +300,9 @@ def test_results_counts_histogram_and_top_scores() -> None:
             assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
             assert str(app.query_one("#top-title").render()).startswith("Top input sequences")
             assert top.row_text(0)[1:] == ["contig_00001", "virus", "0.9998"]
+            headers = " ".join(top.shown.splitlines()[0].split())
+            assert "Call (virus: ≥ half its chunks viral)" in headers
+            assert "max P(virus) (its best frame)" in headers
 
     asyncio.run(scenario_run())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -410,33 +410,38 @@ class Column:
     header: str
     justify: JustifyMethod = "left"
     drop: int = 0
+    short: str = ""  # the header when the full ones do not fit
 
 
 def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> Table:
-    """A table for ``width`` cells: columns that do not fit are dropped in their ``drop`` order;
-    what still does not fit is cut with an ellipsis, never silently."""
+    """A table for ``width`` cells: short headers when the full ones do not fit, then columns
+    dropped in their ``drop`` order; what still does not fit is cut with an ellipsis, never
+    silently."""
+    if _natural_width(columns, rows) > width:
+        columns = [replace(c, header=c.short or c.header) for c in columns]
     keep = list(range(len(columns)))
-    for index in sorted(
-        (i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop
-    ):
-        if (
-            _natural_width([columns[i] for i in keep], [[r[i] for i in keep] for r in rows])
-            <= width
-        ):
+    droppable = sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop)
+    for index in droppable:
+        if _natural_width(*_only(keep, columns, rows)) <= width:
             break
         keep.remove(index)
+    kept_columns, kept_rows = _only(keep, columns, rows)
     table = Table(box=None, pad_edge=False, show_edge=False, expand=False, padding=(0, 1))
-    for i in keep:
-        header = Text(columns[i].header, style="bold", overflow="ellipsis", no_wrap=True)
+    for column in kept_columns:
+        header = Text(column.header, style="bold", overflow="ellipsis", no_wrap=True)
         table.add_column(
-            header, justify=columns[i].justify, overflow="ellipsis", no_wrap=True, min_width=1
+            header, justify=column.justify, overflow="ellipsis", no_wrap=True, min_width=1
         )
-    for row in rows:
-        table.add_row(*(row[i] for i in keep))
-    table.width = min(
-        width, _natural_width([columns[i] for i in keep], [[r[i] for i in keep] for r in rows])
-    )
+    for row in kept_rows:
+        table.add_row(*row)
+    table.width = min(width, _natural_width(kept_columns, kept_rows))
     return table
+
+
+def _only(
+    keep: list[int], columns: Sequence[Column], rows: Sequence[Sequence[Text]]
+) -> tuple[list[Column], list[list[Text]]]:
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
 def plain(renderable: RenderableType, width: int) -> str:
@@ -579,11 +584,11 @@ def histogram_text(counts: Sequence[int], width: int, height: int) -> Text:
     return join_lines(lines)
 
 
-TOP_SEQUENCE_COLUMNS = (
+TOP_SEQUENCE_COLUMNS = (  # the headers say what each figure is (docs/outputs.md#the-call)
     Column("#", "right"),
     Column("Sequence"),
-    Column("Call", drop=0),
-    Column("max P(virus)", "right"),
+    Column("Call (virus: ≥ half its chunks viral)", short="Call"),
+    Column("max P(virus) (its best frame)", "right", short="max P(virus)"),
 )
 TOP_FRAME_COLUMNS = (Column("#", "right"), Column("Frame"), Column("P(virus)", "right"))
 

@@ -3,6 +3,7 @@ RunView, mode and clock) through the pure functions of ``render.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.cells import cell_len
@@ -150,8 +151,8 @@ class TableWidget(ViewWidget):
 
     def __init__(self, state: DashboardState, **kwargs: Any) -> None:
         super().__init__(state, **kwargs)
+        self._columns: Sequence[render.Column] = ()
         self._rows: list[tuple[Text, ...]] = []
-        self._table: RenderableType = Text()
 
     def rows(
         self,
@@ -159,13 +160,12 @@ class TableWidget(ViewWidget):
         raise NotImplementedError
 
     def build(self, width: int) -> Text:
-        columns, rows = self.rows()
-        self._rows = rows
-        self._table = render.fit_table(columns, rows, width)
-        return Text(render.plain(self._table, width))
+        self._columns, self._rows = self.rows()
+        return Text(render.plain(render.fit_table(self._columns, self._rows, width), width))
 
     def render(self) -> RenderableType:
-        return self._table
+        """Fitted to the width the widget has now (a scrollbar may have taken two columns)."""
+        return render.fit_table(self._columns, self._rows, self.size.width or self.text_width())
 
     def row_text(self, key: str | int) -> list[str]:
         """A row's cells in full (uncut), by its first cell's text or its index."""

@@ -182,3 +182,13 @@ def test_no_color_keeps_the_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
             assert "BUSY" in text and "█" in text and "▓" in text  # states in words, bars in glyphs
 
     asyncio.run(monochrome())
+
+
+def test_the_results_table_fits_the_width_left_by_the_scrollbar() -> None:
+    """At 80 columns the Results tab scrolls: its scrollbar takes two columns, and the table is
+    fitted to what is left (short headers; before, 0.9998 showed as 0.999, cut silently)."""
+    lines = rows(take((80, 30), keys=("escape", "2"), finished=True))
+    header = next(line for line in lines if "Sequence" in line)
+    assert header.split()[:5] == ["#", "Sequence", "Call", "max", "P(virus)"]
+    first = next(line for line in lines if line.strip().startswith("1  contig_"))
+    assert first.split()[1:] == ["contig_00001", "virus", "0.9998"]

@@ -63,7 +63,7 @@ def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
 
 HEAD_SCRIPT = """
 import os, sys, ray
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
 print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
 sys.stdin.read()  # until the tests close stdin; the cluster ends with this process
 """
@@ -249,11 +249,34 @@ def test_cluster_slots_are_one_per_gpu_across_nodes() -> None:
         "GPU 0 (H200 @ gpu-b)",
     ]
     assert where == {0: "head", 1: "head", 2: "n2"}
-    assert slots_for_cluster("auto", NODES[2:]) == ([slots_for_cluster("cpu:1", [])[0][0]], {})
+    # a cluster without GPUs: one CPU worker per node that has CPUs, pinned to it
+    assert slots_for_cluster("auto", NODES[2:]) == (
+        [DeviceSlot(0, "cpu", name="CPU @ cpu-c")],
+        {0: "n3"},
+    )
+    cpu_only = [
+        ClusterNode("h", "a", 4, 0),
+        ClusterNode("x", "b", 0, 0),
+        ClusterNode("y", "c", 8, 0),
+    ]
+    slots, where = slots_for_cluster("auto", cpu_only)
+    assert [(s.worker, s.kind, s.name) for s in slots] == [
+        (0, "cpu", "CPU @ a"),
+        (1, "cpu", "CPU @ c"),
+    ]
+    assert where == {0: "h", 1: "y"}  # the node without CPUs (a head started with 0) gets none
+    # cpu:N deals the workers round-robin over the nodes with CPUs
     cpu, where = slots_for_cluster("cpu:3", NODES)
-    assert [(s.worker, s.kind) for s in cpu] == [(0, "cpu"), (1, "cpu"), (2, "cpu")] and where == {}
+    assert [(s.worker, s.kind) for s in cpu] == [(0, "cpu"), (1, "cpu"), (2, "cpu")]
+    assert where == {0: "head", 1: "n2", 2: "n3"}
+    assert slots_for_cluster("cpu:5", cpu_only)[1] == {0: "h", 1: "y", 2: "h", 3: "y", 4: "h"}
+    # no node information (or no CPUs anywhere): unpinned, as Ray places them
+    assert slots_for_cluster("cpu:2", []) == ([DeviceSlot(0, "cpu"), DeviceSlot(1, "cpu")], {})
+    assert slots_for_cluster("auto", []) == ([DeviceSlot(0, "cpu")], {})
     with pytest.raises(InputError, match="auto .* or cpu:N"):
         slots_for_cluster("0,1", NODES)
+    with pytest.raises(InputError, match="1..256"):
+        slots_for_cluster("cpu:0", NODES)
 
 
 def test_actor_death_reasons_are_short() -> None:

@@ -36,6 +36,7 @@ class WorkerHandle:
     process: Any = None
     conn: Connection | None = None
     generation: int = 0
+    restarts: int = 0  # restarts that count against the limit (generation counts them all)
     state: str = "starting"
     assigned: deque[Shard] = field(default_factory=deque)
     last_heartbeat: float = 0.0
@@ -272,7 +273,9 @@ class PersistentWorkerPool:
             )
         return out
 
-    def _recover(self, w: WorkerHandle, reason: str) -> list[Event]:
+    def _recover(self, w: WorkerHandle, reason: str, counted: bool = True) -> list[Event]:
+        """Requeue the dead worker's shards and respawn it, or retire it past its restart limit.
+        A restart that is not ``counted`` (the worker was not at fault) never retires it."""
         events = [
             make_event(
                 "worker_state", worker=w.n, state="crashed", device=w.slot.label, reason=reason
@@ -281,7 +284,7 @@ class PersistentWorkerPool:
         self.emit(events[-1])
         if w.conn is not None:
             w.conn.close()
-        retire = w.generation >= self.policy.max_restarts
+        retire = counted and w.restarts >= self.policy.max_restarts
         if retire:
             w.retired = True
             self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
@@ -304,6 +307,7 @@ class PersistentWorkerPool:
         if retire:
             return events
         w.generation += 1
+        w.restarts += int(counted)
         events.append(
             make_event(
                 "worker_state",

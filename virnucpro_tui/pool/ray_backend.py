@@ -905,10 +905,12 @@ def security_notices(gcs_address: str, private: bool, token: bool | None) -> lis
                 "other machines can reach it"
             )
         if not token:
+            mode = os.environ.get("RAY_AUTH_MODE")
+            why = f"RAY_AUTH_MODE={mode}" if mode else "this Ray version has none"
             notes.append(
-                "the Ray cluster started for this run has no token authentication "
-                f"(RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE', '')}): any local user can run "
-                "code in it; unset RAY_AUTH_MODE or set it to token"
+                f"the Ray cluster started for this run has no token authentication ({why}): "
+                "any local user can run code in it; use Ray >= 2.52 and unset RAY_AUTH_MODE "
+                "or set it to token"
             )
         return notes
     if token:

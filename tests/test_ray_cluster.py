@@ -207,7 +207,7 @@ def test_three_nodes_one_actor_each_outputs_identical_to_the_local_pool(
     sim = make_cluster({"a": 1, "b": 1, "c": 1})
     # slow batches, so that every actor gets shards before the others have done them all;
     # a relative --out from another directory: each actor's own directory is elsewhere
-    env = sim.env(demo_models.root, {"sleep_per_batch_s": 0.3})
+    env = sim.env(demo_models.root, {"sleep_per_batch_s": 0.5})
     r = cli(ray_run(sim, "run", "--devices", "auto"), env, timeout=300, cwd=tmp_path)
     out = tmp_path / "run"
     assert r.returncode == 0, r.stderr
@@ -376,6 +376,7 @@ def _unshare_prefix() -> list[str] | None:
             "cannot write the run directory",
         ),
     ],
+    ids=["hidden", "read-only"],
 )
 def test_a_node_that_does_not_share_the_run_directory_stops_the_run_clearly(
     tmp_path: Path, demo_models, make_cluster, view: str, mount: str, expected: str

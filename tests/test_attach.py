@@ -20,8 +20,9 @@ from tests.ui.helpers import (
     settle,
     wait_for,
 )
-from virnucpro_tui.pool.events import JsonlWriter, make_event
-from virnucpro_tui.run.attach import EventTail, attach, attach_headless
+from virnucpro_tui.headless import attach, attach_headless
+from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
+from virnucpro_tui.run.attach import EventTail
 from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import AttachedRun
@@ -31,8 +32,8 @@ from virnucpro_tui.ui.widgets import HeaderBar, OverallProgress, WorkerPanel
 OUTPUTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_summary.tsv")
 
 
-def numbered(n: int) -> dict:
-    return make_event("heartbeat", worker=0, state="busy", n=n)
+def numbered(n: int) -> Heartbeat:
+    return Heartbeat(worker=0, state=WorkerState.BUSY, shard=n, since_progress=0.0, pid=1)
 
 
 # -- tailing ------------------------------------------------------------------------------------
@@ -40,16 +41,16 @@ def test_tail_waits_for_the_file_and_for_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     tail = EventTail(path)
     assert tail.backlog() == [] and tail.poll() == []
-    line = json.dumps(numbered(1))
+    line = json.dumps(numbered(1).to_json())
     with path.open("w") as fh:
         fh.write(line[:20])
         fh.flush()
         assert tail.poll() == []  # a torn line waits
-        fh.write(line[20:] + "\n" + "not json\n" + json.dumps(numbered(2))[:5])
+        fh.write(line[20:] + "\n" + "not json\n" + json.dumps(numbered(2).to_json())[:5])
         fh.flush()
-        assert [e["n"] for e in tail.poll()] == [1]  # the bad line is skipped, the torn one waits
-        fh.write(json.dumps(numbered(2))[5:] + "\n")
-    assert [e["n"] for e in tail.poll()] == [2]
+        assert [e.shard for e in tail.poll()] == [1]  # the bad line is skipped, the torn one waits
+        fh.write(json.dumps(numbered(2).to_json())[5:] + "\n")
+    assert [e.shard for e in tail.poll()] == [2]
     tail.close()
 
 
@@ -61,9 +62,9 @@ def test_tail_follows_rotation_without_losing_or_repeating_events(tmp_path: Path
     for n in range(40):
         writer(numbered(n))
         if n % 3 == 0:
-            seen += [e["n"] for e in tail.poll()]
+            seen += [e.shard for e in tail.poll()]
     writer.close()
-    seen += [e["n"] for e in tail.poll()]
+    seen += [e.shard for e in tail.poll()]
     assert (tmp_path / "events.jsonl.1").exists()  # it did rotate, several times
     assert seen == list(range(40))
 
@@ -74,20 +75,22 @@ def test_backlog_reads_rotated_files_oldest_first(tmp_path: Path) -> None:
     for n in range(12):
         writer(numbered(n))
     tail = EventTail(path)
-    assert [e["n"] for e in tail.backlog()] == list(range(12))
+    assert [e.shard for e in tail.backlog()] == list(range(12))
     writer(numbered(12))
-    assert [e["n"] for e in tail.poll()] == [12]
+    assert [e.shard for e in tail.poll()] == [12]
     writer.close()
 
 
 def test_tail_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    path.write_text(json.dumps(numbered(1)) + "\n" + json.dumps(numbered(2)) + "\n")
+    path.write_text(
+        json.dumps(numbered(1).to_json()) + "\n" + json.dumps(numbered(2).to_json()) + "\n"
+    )
     tail = EventTail(path)
     assert len(tail.backlog()) == 2
     path.unlink()  # --restart clears the run directory
-    path.write_text(json.dumps(numbered(3)) + "\n")
-    assert [e["n"] for e in tail.poll()] == [3]
+    path.write_text(json.dumps(numbered(3).to_json()) + "\n")
+    assert [e.shard for e in tail.poll()] == [3]
 
 
 def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ import json
 import threading
 from pathlib import Path
 
-from virnucpro_tui.pool.events import JsonlWriter, make_event, read_events
+from virnucpro_tui.pool.events import JsonlWriter, WarningEvent, read_events
 
 MAX_BYTES = 2_000
 
 
-def numbered(i: int) -> dict:
-    return make_event("heartbeat", worker=i % 4, state="busy", shard=i, seq=i, pad="x" * (i % 37))
+def numbered(i: int) -> WarningEvent:
+    """Event ``i`` (its ``shard``), of a length that varies like real events do."""
+    return WarningEvent(worker=i % 4, shard=i, message="x" * (i % 37))
 
 
 def files_oldest_first(path: Path, keep: int) -> list[Path]:
@@ -23,7 +24,7 @@ def files_oldest_first(path: Path, keep: int) -> list[Path]:
 
 
 def seqs(paths: list[Path]) -> list[int]:
-    return [e["seq"] for p in paths for e in read_events(p)]
+    return [e["shard"] for p in paths for e in read_events(p)]
 
 
 def test_rotation_loses_and_repeats_nothing_while_it_fits(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_read_events_reads_the_current_file(tmp_path: Path) -> None:
     for i in range(100):
         writer(numbered(i))
     current = read_events(path)
-    assert current and current[-1]["seq"] == 99
+    assert current and current[-1]["shard"] == 99
     assert current == [json.loads(line) for line in path.read_text().splitlines()]
     # a line being written (torn) is left for the next read, not misread
     with path.open("a") as fh:

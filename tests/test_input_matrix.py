@@ -141,6 +141,43 @@ def test_crlf_reads_exactly_like_lf(tmp_path: Path) -> None:
     assert b"\r" not in b"".join(expected.values())
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def bom_warning(path: Path) -> str:
+    return (
+        f"{path}: the file begins with a UTF-8 byte-order mark (as some Windows editors save "
+        "files); it was ignored, the records are read as without it"
+    )
+
+
+def with_and_without_bom(root: Path) -> tuple[Path, Path, Path]:
+    """The same records as a plain file, a file with a byte-order mark, and its gzip (CRLF, as
+    a Windows editor saves them)."""
+    rng = random.Random(5)
+    text = "".join(f">r{i} café\r\n{orf(700, rng)}\r\n" for i in range(4)).encode()
+    root.mkdir(parents=True, exist_ok=True)
+    plain, bom, bom_gz = root / "plain.fa", root / "bom.fa", root / "bomgz.fa.gz"
+    plain.write_bytes(text)
+    bom.write_bytes(BOM + text)
+    bom_gz.write_bytes(gzip.compress(BOM + text))
+    return plain, bom, bom_gz
+
+
+def test_byte_order_mark_is_dropped_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain, bom, bom_gz = with_and_without_bom(tmp_path / "in")
+    expected = prepared(plain, tmp_path / "o1")
+    assert capsys.readouterr().err == ""
+    for path, out in ((bom, tmp_path / "o2"), (bom_gz, tmp_path / "o3")):
+        assert prepared(path, out) == expected
+        assert one_line(capsys) == f"virnucpro-tui: warning: {bom_warning(path)}"
+        assert list(iter_records(path)) == list(iter_records(plain))
+        assert scan_input(path, 500).warnings == [bom_warning(path)]
+    assert scan_input(plain, 500).warnings == []
+
+
 def test_windows_1252_header_is_read_as_windows_1252(tmp_path: Path) -> None:
     path = tmp_path / "latin.fa"
     path.write_bytes(
@@ -270,6 +307,27 @@ def test_run_warns_about_rna(odd_run: tuple[Path, Path]) -> None:
     warnings = [e for e in events(out) if e["type"] == "warning"]
     assert sorted(e["job"] for e in warnings) == ["odd", "odd_crlf"]
     assert all("'rna'" in e["message"] and "contain U" in e["message"] for e in warnings)
+
+
+@pytest.mark.slow
+def test_run_with_a_byte_order_mark_warns_once_and_gives_the_same_outputs(
+    tmp_path: Path, demo_models
+) -> None:
+    plain, bom, bom_gz = with_and_without_bom(tmp_path / "in")
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "virnucpro_tui", "run", str(plain), str(bom), str(bom_gz), "--out",
+         str(out), "--demo", "--no-ui", "--devices", "cpu:1"],
+        env=cli_env(demo_models.root), capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for job, path in (("bom", bom), ("bomgz", bom_gz)):
+        for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, "sequence_summary.tsv"):
+            assert (out / job / name).read_bytes() == (out / "plain" / name).read_bytes(), name
+        assert r.stderr.count(bom_warning(path)) == 1
+    warnings = [(e["job"], e["message"]) for e in events(out) if e["type"] == "warning"]
+    assert sorted(warnings) == [("bom", bom_warning(bom)), ("bomgz", bom_warning(bom_gz))]
 
 
 # -- a 10 Mbp sequence, and a file of many records: memory stays bounded ----------------------

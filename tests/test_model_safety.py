@@ -13,17 +13,30 @@ from __future__ import annotations
 import ast
 import json
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import assert_no_live_processes, cli, cli_env, outputs, worker_pids
+from tests.helpers import (
+    assert_no_live_processes,
+    cli,
+    cli_env,
+    events,
+    outputs,
+    worker_pids,
+)
 from virnucpro_tui.cli import main
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.esm import load_esm
+from virnucpro_tui.models.preflight import check_model_files
 from virnucpro_tui.models.safe_load import torch_load_safely
+from virnucpro_tui.models.settings import ModelFiles
+from virnucpro_tui.pool.fake import FakeBackend
+from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "virnucpro_tui"
 INPUT = Path(__file__).resolve().parents[1] / "sample_data" / "sample_reads.fa.gz"
@@ -97,25 +110,194 @@ def evil_dnabert(demo_models, tmp_path: Path, marker: Path) -> Path:
     return directory
 
 
-def test_a_run_with_a_code_carrying_dnabert_fails_clearly(tmp_path: Path, demo_models) -> None:
-    """The worker loads DNABERT-S: it refuses the file, the run stops with one clear line."""
+# -- pre-flight: every bad model file is refused before any worker starts ----------------------
+
+
+def with_code(path: Path, data: dict, marker: Path, plain_pickle: bool = False) -> Path:
+    """``data`` with a code-carrying object under data["model"]["evil"], saved by torch or, as a
+    plain pickle, by the pickle module (a file torch.load reads in its legacy format)."""
+    data = {**data, "model": {**data.get("model", {}), "evil": Exploit(marker)}}
+    if plain_pickle:
+        with path.open("wb") as handle:
+            pickle.dump(data, handle)
+    else:
+        torch.save(data, path)
+    return path
+
+
+def truncated(path: Path, source: Path | None = None) -> Path:
+    """``path`` holding the first half of ``source`` (default: of itself)."""
+    data = (source or path).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def as_safetensors(directory: Path, change: dict[str, torch.Tensor] | None = None) -> Path:
+    """The directory's weights as model.safetensors (pytorch_model.bin removed), with ``change``."""
+    from safetensors.torch import save_file
+
+    state = torch.load(directory / "pytorch_model.bin", weights_only=True)
+    (directory / "pytorch_model.bin").unlink()
+    save_file({**state, **(change or {})}, str(directory / "model.safetensors"))
+    return directory / "model.safetensors"
+
+
+def bad_model(case: str, demo, tmp: Path, marker: Path) -> tuple[str, Path, Path]:
+    """(option, path given, file the message must name) for one case of BAD_MODELS."""
+    esm = tmp / "esm2_t2_copy.pt"
+    shutil.copy(demo.esm, esm)
+    if case == "esm checkpoint with code":
+        return "--esm", esm, with_code(esm, torch_load_safely(demo.esm), marker)
+    if case == "esm checkpoint, a plain pickle with code":
+        return "--esm", esm, with_code(esm, torch_load_safely(demo.esm), marker, plain_pickle=True)
+    if case == "esm contact-regression file with code":
+        return "--esm", esm, with_code(tmp / "esm2_t2_copy-contact-regression.pt", {}, marker)
+    if case == "esm checkpoint truncated":
+        return "--esm", esm, truncated(esm)
+    if case == "esm transformers directory, pytorch_model.bin with code":
+        directory = tmp / "esm2_hf"
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps(esm_hf_config()))
+        return "--esm", directory, with_code(directory / "pytorch_model.bin", {}, marker)
+    if case == "dnabert pytorch_model.bin with code":
+        directory = evil_dnabert(demo, tmp, marker)
+        return "--dnabert", directory, directory / "pytorch_model.bin"
+    directory = tmp / "DNABERT-S-copy"
+    shutil.copytree(demo.dnabert, directory)
+    if case == "dnabert model.safetensors with wrong shapes":
+        wrong = {"encoder.layer.0.attention.self.Wqkv.weight": torch.zeros(192, 32)}
+        return "--dnabert", directory, as_safetensors(directory, wrong)
+    if case == "dnabert model.safetensors truncated":
+        return "--dnabert", directory, truncated(as_safetensors(directory))
+    if case == "classifier with code":
+        return "--classifier", *[with_code(tmp / "500_model.pth", {}, marker)] * 2
+    if case == "classifier truncated":
+        return "--classifier", *[truncated(tmp / "500_model.pth", demo.classifier_500)] * 2
+    if case == "dnabert tokenizer.json missing":
+        (directory / "tokenizer.json").unlink()
+        return "--dnabert", directory, directory
+    raise AssertionError(case)
+
+
+# The hidden cases of issue 15, and the one line each gets (after "FILE: ").
+CODE = REFUSED + r" \(model files are data, not code\)"
+BAD_MODELS = {
+    "esm checkpoint with code": CODE,
+    "esm checkpoint, a plain pickle with code": CODE,
+    "esm contact-regression file with code": CODE,
+    "esm transformers directory, pytorch_model.bin with code": CODE,
+    "esm checkpoint truncated": r"corrupt or truncated model file \(PytorchStreamReader failed "
+    r"reading zip archive: failed finding central directory\)",
+    "dnabert pytorch_model.bin with code": CODE,
+    "dnabert model.safetensors with wrong shapes": r"encoder\.layer\.0\.attention\.self\.Wqkv\."
+    r"weight has shape \(192, 32\), DNABERT-S expects \(192, 64\)",
+    "dnabert model.safetensors truncated": r"not a readable safetensors file \(.+\)",
+    "dnabert tokenizer.json missing": "no tokenizer.json next to the DNABERT-S weights",
+    "classifier with code": CODE,
+    "classifier truncated": r"corrupt or truncated model file \(incomplete zip archive\)",
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_a_bad_model_file_is_refused_before_any_work(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_models
+) -> None:
+    """Exit 2, one line naming the file and the problem, nothing run, nothing written, and no
+    advice to load the file unsafely."""
     marker = tmp_path / "pwned"
-    dnabert = evil_dnabert(demo_models, tmp_path, marker)
+    option, given, named = bad_model(case, demo_models, tmp_path, marker)
     out = tmp_path / "run"
-    r = cli(["run", str(INPUT), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1",
-             "--dnabert", str(dnabert)], cli_env(demo_models.root))  # fmt: skip
-    assert r.returncode == 1
+    code = main(["run", str(INPUT), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1",
+                 option, str(given)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.fullmatch(
+        rf"virnucpro-tui: error: {re.escape(str(named))}: {BAD_MODELS[case]}\n", err
+    )
+    assert "Traceback" not in err and "weights_only" not in err
+    assert not marker.exists() and not out.exists()
+
+
+def test_the_refusal_is_the_only_line_on_stderr(tmp_path: Path, demo_models) -> None:
+    """In a real process: torch's own warnings for a plain pickle do not reach the user."""
+    marker = tmp_path / "pwned"
+    option, given, named = bad_model(
+        "esm checkpoint, a plain pickle with code", demo_models, tmp_path, marker
+    )
+    r = cli(["run", str(INPUT), "--out", str(tmp_path / "run"), "--demo", "--no-ui",
+             "--devices", "cpu:1", option, str(given)], cli_env(demo_models.root))  # fmt: skip
+    assert r.returncode == 2
+    assert re.fullmatch(rf"virnucpro-tui: error: {re.escape(str(named))}: {CODE}\n", r.stderr)
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "case", ["esm contact-regression file with code", "dnabert model.safetensors with wrong shapes"]
+)
+def test_the_orchestrator_checks_every_model_before_its_pool_starts(
+    case: str, tmp_path: Path, demo_models
+) -> None:
+    """Front ends that skip the command line's check still get it: Orchestrator.execute."""
+    marker = tmp_path / "pwned"
+    option, given, named = bad_model(case, demo_models, tmp_path, marker)
+    models = {"esm": demo_models.esm, "dnabert": demo_models.dnabert}
+    models[option.removeprefix("--")] = given
+    files = ModelFiles(models["esm"], models["dnabert"], demo_models.classifier_500)
+    backend = FakeBackend()
+    cfg = RunConfig(inputs=[INPUT], out=tmp_path / "run", models=files, demo=True, devices="cpu:1")
+    with pytest.raises(ModelError) as info:
+        Orchestrator(cfg, [], backend=backend).execute()
+    assert re.fullmatch(rf"{re.escape(str(named))}: {BAD_MODELS[case]}", str(info.value))
+    assert not backend.opened and not backend.spawned
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_preflight_reads_no_tensor_data_and_never_initialises_cuda(demo_models) -> None:
+    files = ModelFiles(demo_models.esm, demo_models.dnabert, demo_models.classifier_500)
+    report = check_model_files(files)
+    assert report.esm.format == "fair-esm" and report.esm.files == (
+        demo_models.esm,
+        demo_models.esm.with_name("esm2_t2_demo_UR50D-contact-regression.pt"),
+    )
+    assert report.dnabert.format == "pytorch_model.bin"
+    assert {p.name for p in report.dnabert.files} == {
+        "config.json",
+        "tokenizer.json",
+        "pytorch_model.bin",
+    }
+    assert report.classifier.chunk_length == 500 and report.classifier.demo
+    assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.slow
+def test_models_that_pass_preflight_but_fail_in_the_worker_end_the_run_honestly(
+    tmp_path: Path, demo_models
+) -> None:
+    """Exit 1; the message does not claim that running the command again will help; once the
+    cause is gone, the same command runs the same directory to the end."""
+    out = tmp_path / "run"
+    command = ["run", str(INPUT), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
+    r = cli(command, cli_env(demo_models.root, {"fail_load": True}))
+    assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith(
-        "virnucpro-tui: error: worker 0 (CPU worker 0) cannot run: RefusedGlobalError: "
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "virnucpro-tui: error: worker 0 (CPU worker 0) could not load the models (RuntimeError: "
+        "model loading failed (injected fault)); see logs/worker-0.log: running the same command "
+        "again will fail the same way until that is fixed"
     )
-    assert (
-        f"{dnabert / 'pytorch_model.bin'}: refused to load" in last and "not allow-listed" in last
-    )
-    assert not marker.exists()
+    assert not any("rerun" in line or "resumable" in line for line in lines), lines
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["resumable"] is False
+    (done,) = [e for e in events(out) if e["type"] == "run_done"]
+    assert done["exit_code"] == 1 and done["resumable"] is False
+    assert "model loading failed (injected fault)" in (out / "logs" / "worker-0.log").read_text()
     assert not (out / "prediction_results.txt").exists()
     assert_no_live_processes(worker_pids(out))
+
+    r = cli(command, cli_env(demo_models.root))
+    assert r.returncode == 0, r.stderr
+    assert (out / "prediction_results.txt").is_file()
 
 
 def test_a_run_with_a_code_carrying_classifier_is_refused_before_any_work(

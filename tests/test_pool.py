@@ -3,8 +3,11 @@ worker processes on CPU and the demo models (docs/architecture.md, docs/events.m
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +314,45 @@ def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models,
         kill_tree(first)
     assert first.returncode == 0
     assert (out / "sample_contigs" / "prediction_results.txt").exists()
+
+
+def test_pause_starts_no_shard_until_resumed(
+    tmp_path: Path, demo_models, baseline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pause takes back the prefetched shards: between run_paused and run_resumed no shard
+    starts, and exactly the shards that were running finish."""
+    from tests.ui.helpers import cli_run_config
+    from virnucpro_tui.run.orchestrator import Orchestrator
+
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.2}))
+    out = tmp_path / "run"
+    cfg, sinks, backend = cli_run_config(run_args(out, "--devices", "cpu:2")[1:])
+    orchestrator = Orchestrator(cfg, sinks, backend=backend)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(orchestrator.execute()))
+    thread.start()
+    try:
+        wait_for_event(out, lambda e: e["type"] == "shard_done")
+        orchestrator.set_paused(True)
+        paused = wait_for_event(out, lambda e: e["type"] == "run_paused")
+        wait_for_event(
+            out,
+            lambda e: (
+                sum(x["type"] == "shard_done" and x["ts"] >= paused["ts"] for x in events(out))
+                >= paused["shards_running"]
+            ),
+        )
+        time.sleep(3)  # a shard that wrongly started would show by now
+        orchestrator.set_paused(False)
+    finally:
+        thread.join(timeout=240)
+    assert codes == [0]
+    ev = events(out)
+    start = next(i for i, e in enumerate(ev) if e["type"] == "run_paused")
+    end = next(i for i, e in enumerate(ev) if e["type"] == "run_resumed")
+    during = ev[start:end]
+    assert 1 <= ev[start]["shards_running"] <= 2
+    assert not [e for e in during if e["type"] == "worker_state" and e["state"] == "busy"]
+    assert sum(e["type"] == "shard_done" for e in during) == ev[start]["shards_running"]
+    assert any(e["type"] == "worker_state" and e["state"] == "busy" for e in ev[end:])
+    assert outputs(out, JOBS) == baseline  # every frame scored once

@@ -32,8 +32,9 @@ from tests.helpers import (
 )
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
+from virnucpro_tui.pool.events import Event, Heartbeat, WarningEvent, WorkerState
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.ray_backend import (
-    RUN_MARKER,
     ClusterNode,
     EventBuffer,
     describe_death,
@@ -296,13 +297,20 @@ def test_actor_death_reasons_are_short() -> None:
     assert describe_death(RuntimeError(killed)) == "actor died (it was killed by ray.kill)"
 
 
+def numbered(i: int, telemetry: bool) -> Event:
+    """Event ``i`` (its ``shard``): a heartbeat (telemetry) or a warning (kept)."""
+    if telemetry:
+        return Heartbeat(worker=0, state=WorkerState.BUSY, shard=i, since_progress=0.0, pid=1)
+    return WarningEvent(worker=0, shard=i, message="kept")
+
+
 def test_event_buffer_long_polls_and_confirms_delivery() -> None:
     buf = EventBuffer(limit=3)
     assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
     for i in range(5):
-        buf.put({"type": "heartbeat" if i else "shard_done", "i": i})
-    buf.put({"type": "shard_done", "i": 5})  # telemetry is dropped past the limit, never results
-    assert [e["i"] for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
+        buf.put(numbered(i, telemetry=i > 0))
+    buf.put(numbered(5, telemetry=False))  # telemetry is dropped past the limit, never the rest
+    assert [getattr(e, "shard", None) for e in buf.drain(0.01, settle_s=0)] == [0, 1, 2, 5]
     assert not buf.wait_delivered(0.01)  # handed out, but the pool has not asked again yet
     assert buf.drain(0.01) == [] and buf.wait_delivered(0.01)
 
@@ -340,17 +348,17 @@ def test_an_actor_that_lost_its_node_is_told_apart_from_one_that_died() -> None:
     assert died_with_node(Preempted("drained by the autoscaler"))
 
 
-def test_an_actor_checks_it_shares_the_run_directory(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    problem = run_dir_problem(run_dir, "abc", "node7 (0123)", wait_s=0)
-    assert problem is not None and str(run_dir) in problem and "node7 (0123)" in problem
+def test_a_node_checks_it_shares_the_run_directory(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path / "run")
+    problem = run_dir_problem(layout, "abc", "node7 (0123)", wait_s=0)
+    assert problem is not None and str(layout.root) in problem and "node7 (0123)" in problem
     assert "every node mounts at the same path" in problem
-    (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "logs" / RUN_MARKER).write_text("another run's token\n")
-    assert run_dir_problem(run_dir, "abc", "x", wait_s=0) is not None
-    (run_dir / "logs" / RUN_MARKER).write_text("abc\n")
-    assert run_dir_problem(run_dir, "abc", "x", wait_s=0) is None
-    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == [RUN_MARKER]  # probe removed
+    layout.logs.mkdir(parents=True)
+    layout.ray_run_marker.write_text("another run's token\n")
+    assert run_dir_problem(layout, "abc", "x", wait_s=0) is not None
+    layout.ray_run_marker.write_text("abc\n")
+    assert run_dir_problem(layout, "abc", "x", wait_s=0) is None
+    assert [p.name for p in layout.logs.iterdir()] == [layout.ray_run_marker.name]  # probe gone
 
 
 def test_a_warning_names_a_cluster_joined_without_authentication_only(

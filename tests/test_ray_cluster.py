@@ -320,7 +320,7 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
         worker, busy, removed = _remove_node_while_busy(sim, out, proc, "c")
         waiting = wait_for_event(
             out,
-            lambda e: e["type"] == "warning" and "waiting for a Ray node" in e["message"],
+            lambda e: e["type"] == "warning" and "waiting for a place to run" in e["message"],
             timeout=180,
             proc=proc,
         )
@@ -414,7 +414,7 @@ def test_a_node_that_does_not_share_the_run_directory_stops_the_run_clearly(
             node.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(node.pid, signal.SIGKILL)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 2, r.stderr  # a setting to fix, before any actor started
     last = r.stderr.strip().splitlines()[-1]
     assert expected in last and str(out) in last and other[:12] in last, (view, last)
     assert "Traceback" not in r.stderr

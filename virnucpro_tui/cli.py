@@ -22,6 +22,7 @@ from virnucpro_tui.errors import (
     InputError,
     VirnucproError,
 )
+from virnucpro_tui.models.settings import PRECISIONS
 
 PROG = "virnucpro-tui"
 REPO_SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -91,8 +92,10 @@ def _add_run_parser(sub: Any) -> None:
     g.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published tool",
+        choices=list(PRECISIONS),
+        help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published "
+        "tool; fp8: ESM-2 in FP8 (GPU of compute capability 8.9+, the gpu-fp8 extra; check it "
+        "on your data with check-precision first)",
     )
     g.add_argument(
         "--backend",
@@ -128,35 +131,40 @@ def _add_run_parser(sub: Any) -> None:
         default=None,
         help="do not torch.compile the models on GPU (faster start, slower run)",
     )
+    from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
+
+    policy, worker = PoolPolicy(), WorkerSettings()  # the defaults live there
     g = p.add_argument_group("supervision and memory")
     g.add_argument(
         "--max-restarts",
         type=int,
-        default=3,
-        help="respawns per worker before it is retired (default 3)",
+        default=policy.max_restarts,
+        help=f"respawns per worker before it is retired (default {policy.max_restarts})",
     )
     g.add_argument(
         "--hang-timeout",
         type=float,
-        default=120.0,
-        help="seconds without a heartbeat before a worker is killed (default 120)",
+        default=policy.hang_timeout_s,
+        help="seconds without a heartbeat before a worker is killed "
+        f"(default {policy.hang_timeout_s:g})",
     )
     g.add_argument(
         "--memory-fraction",
         type=float,
-        default=0.9,
-        help="cap on each worker's share of its GPU memory (default 0.9)",
+        default=worker.memory_fraction,
+        help=f"cap on each worker's share of its GPU memory (default {worker.memory_fraction})",
     )
     g.add_argument(
         "--clear-cache-every",
         type=int,
-        default=10,
-        help="empty the CUDA cache every N shards (0: never; default 10)",
+        default=worker.clear_cache_every,
+        help=f"empty the CUDA cache every N shards (0: never; default {worker.clear_cache_every})",
     )
     g.add_argument(
         "--alloc-conf",
-        default="expandable_segments:True",
-        help="PYTORCH_CUDA_ALLOC_CONF for the workers",
+        default=worker.alloc_conf,
+        help=f"PYTORCH_CUDA_ALLOC_CONF for the workers (default {worker.alloc_conf})",
     )
     g = p.add_argument_group("front end")
     g.add_argument(
@@ -207,9 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tiny shapes on the CPU: checks the benchmark itself in seconds",
     )
-    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the results as JSON to PATH ('-': to stdout, the table then goes to stderr)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer samples (for a first look)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip")
+    p.add_argument(
+        "--precision",
+        metavar="LIST",
+        help="comma-separated precisions to measure (default: auto, plus fp8 on a GPU of "
+        "compute capability 8.9+ with torchao installed)",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        metavar="SECTIONS",
+        help="comma-separated sections to skip: prepare, stages, fidelity, baseline, pipeline, "
+        "scaling",
+    )
 
     p = sub.add_parser("models", help="demo models and model lookup")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -221,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_download_parser(msub)
     _add_check_precision_parser(sub)
     return parser
+
+
+def _check_precision(precision: str, devices: str) -> None:
+    """Refuse fp8 where it cannot run (CPU, GPUs before compute capability 8.9), before any
+    input is read or model loaded; NVML only, the main process never initialises CUDA."""
+    if precision != "fp8":
+        return
+    from virnucpro_tui.models.precision import require_precision_support
+    from virnucpro_tui.pool.devices import device_capabilities
+
+    require_precision_support(precision, device_capabilities(devices))
 
 
 def _add_check_precision_parser(sub: Any) -> None:
@@ -312,8 +348,10 @@ def _check_length(length: int, demo: bool) -> None:
 
 
 def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Model files for this run (demo or real), with the classifier checked against --length."""
-    from virnucpro_tui.models.classifier import check_chunk_length, load_classifier
+    """Model files for this run (demo or real), all checked (pre-flight, before the dashboard
+    opens), with the classifier checked against --length."""
+    from virnucpro_tui.models.classifier import check_chunk_length
+    from virnucpro_tui.models.preflight import check_model_files
     from virnucpro_tui.models.settings import ModelFiles
 
     if args.demo:
@@ -337,7 +375,7 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
             config=args.config,
         )
         files = ModelFiles(Path(found.esm), Path(found.dnabert), Path(found.classifier))
-    bundle = load_classifier(files.classifier)
+    bundle = check_model_files(files).classifier
     warning = check_chunk_length(
         bundle,
         args.length,
@@ -372,9 +410,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker import WorkerSettings
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     _check_length(args.length, args.demo)
+    _check_precision(args.precision, args.devices)
     inputs = _inputs(args)
     scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
     files, demo = resolve_models(args)
@@ -390,7 +430,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         inputs=inputs,
         out=args.out,
         models=files,
-        chunk_length=args.length,
         demo=demo,
         devices=args.devices,
         engine=engine,
@@ -398,32 +437,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         persistent=args.persistent,
         restart=args.restart,
         backend=args.backend,
-        ray_address=args.ray_address,
         policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
-        clear_cache_every=args.clear_cache_every,
-        memory_fraction=args.memory_fraction,
-        alloc_conf=args.alloc_conf,
+        worker=WorkerSettings(
+            clear_cache_every=args.clear_cache_every,
+            memory_fraction=args.memory_fraction,
+            alloc_conf=args.alloc_conf,
+        ),
         scans=scans,
     )
     sinks = _extra_sinks(args)
-    pool_factory = _pool_factory(args)
+    backend = _backend(args)
     if wants_ui(args):
         from virnucpro_tui.ui.app import run_dashboard
 
-        return run_dashboard(cfg, sinks, pool_factory)
+        return run_dashboard(cfg, sinks, backend)
     from virnucpro_tui.headless import HeadlessReporter
 
     reporter = HeadlessReporter(interval_s=args.progress_interval)
-    orchestrator = Orchestrator(cfg, [reporter, *sinks], pool_factory=pool_factory)
+    orchestrator = Orchestrator(cfg, [reporter, *sinks], backend=backend)
     return run_with_signals(orchestrator)
 
 
-def _pool_factory(args: argparse.Namespace) -> Any:
+def _backend(args: argparse.Namespace) -> Any:
     if args.backend != "ray":
         return None
-    from virnucpro_tui.pool.ray_backend import ray_pool_factory
+    from virnucpro_tui.pool.ray_backend import ray_backend
 
-    return ray_pool_factory(args.ray_address)
+    return ray_backend(args.ray_address)
 
 
 def _extra_sinks(args: argparse.Namespace) -> list[Any]:
@@ -462,7 +502,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.prepare import write_intermediate_files
 
     _check_length(args.length, demo=False)
-    scan_input(args.input, args.length)
+    for warning in scan_input(args.input, args.length).warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:
@@ -477,7 +518,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.run.attach import attach, check_run_dir
+    from virnucpro_tui.headless import attach
+    from virnucpro_tui.run.attach import check_run_dir
 
     ui = (
         not args.no_ui

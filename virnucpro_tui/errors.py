@@ -16,6 +16,7 @@ class VirnucproError(Exception):
     """An expected failure with a message meant for the user (no traceback)."""
 
     exit_code = EXIT_ERROR
+    resumable = True  # a run stopped by it continues when the same command is run again
 
 
 class InputError(VirnucproError):
@@ -40,6 +41,13 @@ class WorkerFailure(VirnucproError):
     """Workers kept failing past the restart limit."""
 
     exit_code = EXIT_ERROR
+
+
+class ModelLoadFailure(WorkerFailure):
+    """A worker could not load models that passed the pre-flight checks (out of memory, a
+    device error, damaged tensor data): running the same command again fails the same way."""
+
+    resumable = False
 
 
 class DiskFullError(VirnucproError):

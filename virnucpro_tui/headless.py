@@ -1,122 +1,32 @@
-"""The headless front end: plain progress lines for ssh, nohup, SLURM and CI.
+"""The headless front end: plain progress lines for ssh, nohup, SLURM and CI, for a run in this
+process (``run`` without a terminal) and for one read from its events (``attach --no-ui``).
 
-One line every few seconds and a line for each notable event, on stderr, with no control
-characters. It reads the same event stream as the Textual app, through the same RunView.
+One line every few seconds and a line for each notable event, with no control characters. It
+folds the event stream into the same RunView as the dashboard and words it through
+``run/describe.py``, so both say the same thing.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.errors import EXIT_OK, InputError
+from virnucpro_tui.pool.events import Event, RunDone, RunStatus
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.run.attach import EventTail, check_run_dir, owner_alive, run_owner
+from virnucpro_tui.run.describe import event_line, progress_line, summary_lines
 from virnucpro_tui.run.view import RunView
 
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60:02d}:{rem % 60:02d}"
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def progress_line(view: RunView, now: float | None = None) -> str:
-    now = now or time.time()
-    done, total = view.frames_done, view.frames_total
-    pct = f"{100 * done / total:5.1f}%" if total else "  ?  %"
-    total_s = f"{total:,}" if total is not None else "?"
-    jobs_done = sum(1 for j in view.jobs.values() if j.status == "done")
-    states: dict[str, int] = {}
-    for w in view.workers.values():
-        states[w.state] = states.get(w.state, 0) + 1
-    workers = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "starting"
-    paused = " | PAUSED" if view.paused else ""
-    return (
-        f"{time.strftime('%H:%M:%S', time.localtime(now))} {pct} {done:,}/{total_s} frames | "
-        f"{view.throughput(now=now):,.1f} frames/s | ETA {fmt_duration(view.eta_seconds(now))} | "
-        f"elapsed {fmt_duration(view.elapsed(now))} | jobs {jobs_done}/{len(view.jobs)} | workers: {workers}{paused}"
-    )
-
-
-def event_line(view: RunView, e: Event) -> str | None:
-    """A line for a notable event, or None."""
-    t, w = e["type"], e.get("worker")
-    who = f"worker {w}: " if w is not None else ""
-    if t == "run_started":
-        lines = [
-            f"virnucpro-tui run -> {e.get('out')} on {', '.join(e.get('devices', []))}"
-            + (" (resuming)" if e.get("resumed") else "")
-        ]
-        if e.get("demo"):
-            lines.append(f"DEMO: {e.get('notice')}")
-        return "\n".join(lines)
-    if t == "job_started":
-        return f"job {e['job']}: {e.get('records', 0):,} sequences, {e.get('chunks_total', 0):,} chunks from {e.get('input')}"
-    if t == "job_prepared" and e.get("done"):
-        return f"job {e['job']}: prepared {e.get('frames_prepared', 0):,} frames in {e.get('shards_total') or 0} shards"
-    if t == "job_done":
-        demo = " [DEMO: not biological predictions]" if e.get("demo") else ""
-        return (
-            f"job {e['job']}: done, {e.get('frames', 0):,} frames, {e.get('viral_sequences', 0)}/"
-            f"{e.get('sequences', 0)} sequences called virus{demo} -> {e.get('out_dir')}"
-        )
-    if t == "model_load" and e.get("phase") == "done":
-        return (
-            f"{who}{e['model']} loaded in {e.get('seconds', 0):.1f} s ({fmt_bytes(e.get('bytes_on_device'))}, "
-            f"{e.get('dtype')})"
-        )
-    if t == "worker_state" and e.get("state") in ("crashed", "restarting"):
-        return f"{who}{e['state']}: {e.get('reason', '')}"
-    if t == "error" and (e.get("disk_full") or (e.get("fatal") and w is None)):
-        return None  # the run stops on these, and the command prints them once as its last line
-    if t in ("error", "warning"):
-        return f"{who}{t}: {e.get('message')}"
-    if t == "oom":
-        return f"{who}out of memory on a batch of {e.get('batch_size')}, retrying in halves"
-    if t == "shard_requeued":
-        return f"shard {e.get('job')}/{e.get('shard')} requeued (attempt {e.get('attempt')}): {e.get('reason')}"
-    if t == "cache_cleared" and e.get("reason") == "manual":
-        return f"{who}cache cleared, {fmt_bytes(e.get('bytes_freed'))} freed"
-    if t in ("run_paused", "run_resumed"):
-        return "dispatch paused" if t == "run_paused" else "dispatch resumed"
-    return None
-
-
-def summary_lines(view: RunView) -> list[str]:
-    lines = [f"run {view.status}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
-    for job in view.jobs.values():
-        r = job.result
-        if job.status == "done":
-            lines.append(
-                f"  {job.name}: {r.get('sequences', 0):,} sequences, {r.get('chunks', 0):,} chunks "
-                f"({r.get('chunks_without_frames', 0):,} without a stop-free frame), {r.get('frames', 0):,} frames, "
-                f"{r.get('virus_frames', 0):,} virus frames, {r.get('viral_sequences', 0):,} sequences called virus"
-            )
-            for name, path in r.get("outputs", {}).items():
-                lines.append(f"    {name}: {path}")
-        else:
-            lines.append(f"  {job.name}: {job.status}, {job.frames_done:,} frames done")
-    if view.status != "complete":
-        lines.append(f"resumable: rerun the same command (same --out {view.out}) to continue")
-    if view.demo:
-        lines.append(f"DEMO: {view.notice}")
-    return lines
+PROG = "virnucpro-tui"
 
 
 class HeadlessReporter:
-    """An event sink that prints progress lines to ``stream``."""
+    """Prints a run's notable events, a progress line every ``interval_s`` while it runs, and
+    its summary once it is done. As an event sink (``reporter(event)``) it paces the progress
+    lines itself; ``attach`` feeds history with ``feed`` and paces them with ``tick``."""
 
     def __init__(self, stream: TextIO | None = None, interval_s: float | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -133,15 +43,86 @@ class HeadlessReporter:
             pass
 
     def __call__(self, event: Event) -> None:
+        self.feed(event)
+        if not isinstance(event, RunDone):
+            self.tick()
+
+    def feed(self, event: Event) -> None:
+        """Fold one event; print its line, and the summary when the run is done."""
         self.view.apply(event)
-        line = event_line(self.view, event)
+        line = event_line(event)
         if line:
             self.print(line)
-        now = time.time()
-        if event["type"] == "run_done":
-            self.print(progress_line(self.view, now))
+        if isinstance(event, RunDone):
+            self.print(progress_line(self.view, event.ts))
             for text in summary_lines(self.view):
                 self.print(text)
-        elif now - self._last_line >= self.interval_s and self.view.status == "running":
+
+    def tick(self, now: float | None = None, force: bool = False) -> None:
+        """A progress line, if the run is going and ``interval_s`` has passed (or ``force``)."""
+        now = now or time.time()
+        if self.view.status != RunStatus.RUNNING:
+            return
+        if force or now - self._last_line >= self.interval_s:
             self._last_line = now
             self.print(progress_line(self.view, now))
+
+
+# -- attach --no-ui -------------------------------------------------------------------------------
+def attach_headless(
+    run_dir: Path,
+    follow: bool,
+    stream: TextIO | None = None,
+    poll_s: float = 0.5,
+    interval_s: float = 5.0,
+) -> int:
+    """Print the events so far; with ``follow``, keep printing until the run ends."""
+    reporter = HeadlessReporter(stream or sys.stdout, interval_s)
+    tail = EventTail(RunLayout(run_dir).events)
+    try:
+        for event in tail.backlog():
+            reporter.feed(event)
+        reporter.tick(force=True)
+        if not follow:
+            if not reporter.view.status.finished:
+                reporter.print(
+                    f"(the run is still going: `{PROG} attach --follow {run_dir}` keeps watching)"
+                )
+            return EXIT_OK
+        _follow(run_dir, tail, reporter, poll_s)
+    finally:
+        tail.close()
+    return EXIT_OK
+
+
+def _follow(run_dir: Path, tail: EventTail, reporter: HeadlessReporter, poll_s: float) -> None:
+    if not tail.path.exists():
+        reporter.print(f"waiting for {tail.path} ...")
+    quiet_polls = 0
+    while not reporter.view.status.finished:
+        events = tail.poll()
+        for event in events:
+            reporter.feed(event)
+        quiet_polls = 0 if events or owner_alive(run_dir) is not False else quiet_polls + 1
+        if quiet_polls >= 2:  # the owner is gone and nothing more came: killed, not finished
+            owner = run_owner(run_dir)
+            reporter.print(
+                f"the run's process ({owner.pid if owner else None}) ended without finishing; "
+                "rerun the same command to resume"
+            )
+            return
+        reporter.tick()
+        if not reporter.view.status.finished:
+            time.sleep(poll_s)
+
+
+def attach(run_dir: Path, follow: bool) -> int:
+    """``virnucpro-tui attach DIR`` without a terminal: plain lines (the CLI opens the dashboard
+    itself when there is one, so this module never imports Textual)."""
+    run_dir = Path(run_dir)
+    try:
+        check_run_dir(run_dir)
+    except InputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return attach_headless(run_dir, follow)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.classifier import (
     MLPClassifier,
@@ -21,7 +22,8 @@ from virnucpro_tui.models.classifier import (
     load_classifier,
     predict_proba,
 )
-from virnucpro_tui.models.safe_load import sha256_file, torch_load_safely
+from virnucpro_tui.models.identity import HashCache, model_identity
+from virnucpro_tui.models.safe_load import torch_load_safely
 
 IN, HIDDEN = 48, 16
 
@@ -109,7 +111,9 @@ def test_published_pickle_loads_and_matches(published: tuple[Path, dict]) -> Non
     bundle = load_classifier(path)
     assert bundle.format == "pickle" and bundle.input_dim == IN
     assert bundle.chunk_length == 300 and not bundle.demo
-    assert bundle.sha256 == sha256_file(path) and bundle.source == path
+    assert bundle.source == path
+    identity = model_identity(path, HashCache(path.with_suffix(".hashes")))
+    assert identity == {"path": str(path), "sha256": sha256_file(path)}
     assert not bundle.model.training
     probs = predict_proba(bundle, expected["x"])
     assert probs.dtype == torch.float32 and probs.shape == (64, 2)

@@ -25,7 +25,8 @@ from virnucpro_tui.models.demo import (
     demo_paths,
     ensure_demo_models,
 )
-from virnucpro_tui.models.dnabert import load_dnabert, read_state_dict
+from virnucpro_tui.models.dnabert import load_dnabert
+from virnucpro_tui.models.weights import read_tensors
 
 UPSTREAM_CONFIG_KEYS = {
     "_name_or_path", "alibi_starting_size", "architectures", "attention_probs_dropout_prob",
@@ -189,9 +190,7 @@ def test_demo_scores_spread(built: DemoModels) -> None:
 
 
 def _all_tensors(models: DemoModels) -> dict[str, torch.Tensor]:
-    out = {
-        f"dnabert.{k}": v for k, v in read_state_dict(models.dnabert / "pytorch_model.bin").items()
-    }
+    out = {f"dnabert.{k}": v for k, v in read_tensors(models.dnabert / "pytorch_model.bin").items()}
     out |= {f"esm.{k}": v for k, v in load_esm_checkpoint(models.esm)["model"].items()}
     for name in ("classifier_300", "classifier_500"):
         state = load_classifier_module(getattr(models, name)).state_dict()
@@ -226,8 +225,8 @@ def test_ensure_reuses_the_cache(
 
 def test_other_seed_gives_other_weights(built: DemoModels, tmp_path: Path) -> None:
     demo._build_dnabert(tmp_path / "d", seed=1)
-    ours = read_state_dict(built.dnabert / "pytorch_model.bin")
-    other = read_state_dict(tmp_path / "d" / "pytorch_model.bin")
+    ours = read_tensors(built.dnabert / "pytorch_model.bin")
+    other = read_tensors(tmp_path / "d" / "pytorch_model.bin")
     assert not torch.equal(
         ours["encoder.layer.0.mlp.wo.weight"], other["encoder.layer.0.mlp.wo.weight"]
     )

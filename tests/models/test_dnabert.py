@@ -26,6 +26,7 @@ from virnucpro_tui.models.dnabert import (
     embed_dna_published,
     load_dnabert,
 )
+from virnucpro_tui.models.identity import HashCache, model_identity
 
 # 12 heads: the 8-head power-of-two series, then every other slope of the 16-head series.
 SLOPES_12 = [
@@ -245,7 +246,8 @@ def test_load_directory(tmp_path: Path, fmt: str) -> None:
     bundle = load_dnabert(root)
     assert_same_weights(bundle, model)
     weights = root / ("pytorch_model.bin" if fmt == "bin" else "model.safetensors")
-    assert bundle.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    identity = model_identity(root, HashCache(tmp_path / "hashes.json"))
+    assert identity["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert bundle.source == root and bundle.demo is False and bundle.config == CFG
     assert bundle.model.pooler is not None and not bundle.model.training
     assert bundle.model.embeddings.word_embeddings.weight.dtype == torch.float32
@@ -289,7 +291,7 @@ def test_unexpected_key_and_shape_mismatch(tmp_path: Path) -> None:
     torch.save(
         {**state, "encoder.layer.9.mlp.wo.weight": torch.zeros(1)}, root / "pytorch_model.bin"
     )
-    with pytest.raises(ModelError, match=r"unexpected keys: encoder\.layer\.9"):
+    with pytest.raises(ModelError, match=r"unexpected encoder\.layer\.9"):
         load_dnabert(root)
     torch.save(state, root / "pytorch_model.bin")
     cfg = json.loads((root / "config.json").read_text())

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.errors import ModelError
-from virnucpro_tui.models import esm as esm_mod
 from virnucpro_tui.models.esm import (
     EsmEncoder,
     embed_proteins_published,
@@ -24,7 +24,8 @@ from virnucpro_tui.models.esm import (
     mean_pool,
     save_fair_esm_checkpoint,
 )
-from virnucpro_tui.models.safe_load import sha256_file
+from virnucpro_tui.models.esm import encoder as esm_mod
+from virnucpro_tui.models.identity import HashCache, model_identity
 
 FP32_TOL = 1e-5
 LAYERS, DIM, HEADS = 3, 96, 4
@@ -216,7 +217,9 @@ def test_load_esm_and_fair_reference_give_identical_embeddings(
     reference, ref_alphabet = load_fair_esm_reference(checkpoint)
     assert bundle.format == "fair-esm" and not bundle.demo
     assert (bundle.num_layers, bundle.embed_dim) == (LAYERS, DIM)
-    assert bundle.sha256 == sha256_file(checkpoint)
+    assert model_identity(checkpoint, HashCache(checkpoint.with_suffix(".hashes")))["sha256"] == (
+        sha256_file(checkpoint)
+    )
     assert bundle.encoder.embed_tokens.weight.dtype == torch.float32
     # the stored (fp16-rounded) rotary frequencies are used, as fair-esm uses them
     stored = reference.layers[0].self_attn.rot_emb.inv_freq

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 from tests.helpers import SAMPLE_READS
 from virnucpro_tui import cli
-from virnucpro_tui.pool.events import read_events
+from virnucpro_tui.pool.events import Event, parse_event, read_events
 from virnucpro_tui.ui.app import VirnucproApp, live_app
 from virnucpro_tui.ui.controllers import ScriptedRun
 from virnucpro_tui.ui.scenario import NOW
@@ -160,3 +160,43 @@ def headless_run(base: Path) -> HeadlessRun:
         assert code == 0, stderr.getvalue()
         _HEADLESS_RUNS[base] = HeadlessRun(out, stdout.getvalue(), stderr.getvalue(), events_file)
     return _HEADLESS_RUNS[base]
+
+
+# The required fields a test leaves out, filled with neutral values (the test names what matters).
+NEUTRAL_FIELDS: dict[str, dict[str, Any]] = {
+    "worker_state": {"device": ""},
+    "heartbeat": {"state": "busy", "shard": None, "since_progress": 0.0, "pid": 0},
+    "progress": {
+        "shard": 0,
+        "stage": "start",
+        "frames_done": 0,
+        "frames_total": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+    },
+    "gpu_memory": {"kind": "cpu", "allocated": 0, "reserved": 0, "peak": 0, "free": 0, "total": 0},
+    "shard_done": {
+        "shard": 0,
+        "frames": 0,
+        "seconds": 0.0,
+        "tokens": 0,
+        "virus_frames": 0,
+        "others_frames": 0,
+        "histogram": [],
+        "top": [],
+    },
+    "model_load": {"source": ""},
+    "run_started": {"out": ""},
+    "run_done": {"seconds": 0.0, "frames": 0, "resumable": True, "jobs": {}},
+}
+
+
+def ev(
+    type_: str, ts: float = 0.0, worker: int | None = None, job: str | None = None, **fields: Any
+) -> Event:
+    """A valid event of ``type_`` (the fields given, neutral values for the required others)."""
+    record = {"type": type_, "ts": ts, "worker": worker, "job": job}
+    record |= NEUTRAL_FIELDS.get(type_, {}) | fields
+    event = parse_event(record)
+    assert event is not None, f"not a valid event: {record}"
+    return event

@@ -25,6 +25,7 @@ from tests.ui.helpers import (
     wait_for_exit,
 )
 from virnucpro_tui.cli import main
+from virnucpro_tui.pool.events import CacheCleared
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen
 from virnucpro_tui.ui.widgets import HeaderBar, JobTable, WorkerPanel
@@ -129,8 +130,8 @@ def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, mo
             await pilot.press("c")
             worker = app.view.workers[0]
             await wait_for(pilot, lambda: worker.cache_clears >= 1, 30, "the manual cache clear")
-            manual = [e for e in app.view.log if e["type"] == "cache_cleared"]
-            assert manual[-1]["reason"] == "manual"
+            manual = [e for e in app.view.log if isinstance(e, CacheCleared)]
+            assert manual[-1].reason == "manual"
             await settle(pilot, app)
             assert "1 clear" in app.query_one("#worker-0", WorkerPanel).shown
             assert "last freed" in app.query_one("#worker-0", WorkerPanel).shown

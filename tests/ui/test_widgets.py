@@ -9,10 +9,11 @@ from typing import Any
 from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
+from tests.ui.helpers import ev as event
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
-from virnucpro_tui.headless import fmt_bytes
-from virnucpro_tui.pool.events import SCHEMA_VERSION
+from virnucpro_tui.pool.events import CacheCleared, Event, ShardDone
+from virnucpro_tui.run.describe import fmt_bytes
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import scenario
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp, _print_outcome
@@ -36,11 +37,11 @@ T = scenario.T0
 
 def ev(
     type_: str, ts: float = T, worker: int | None = None, job: str | None = None, **fields: Any
-) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "ts": ts, "type": type_, "worker": worker, "job": job, **fields}
+) -> Event:
+    return event(type_, ts, worker, job, **fields)
 
 
-def cpu_run_start(demo: bool = False) -> list[dict[str, Any]]:
+def cpu_run_start(demo: bool = False) -> list[Event]:
     return [
         ev(
             "run_started",
@@ -75,9 +76,9 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
     view = RunView()
     for e in events:
         view.apply(e)
-    last_freed = [
-        e["bytes_freed"] for e in events if e["type"] == "cache_cleared" and e["worker"] == 0
-    ][-1]
+    last_freed = [e.bytes_freed for e in events if isinstance(e, CacheCleared) and e.worker == 0][
+        -1
+    ]
 
     async def scenario_run() -> None:
         app = scripted_app(events)
@@ -199,7 +200,6 @@ def test_model_load_states_cpu_worker_and_restarts() -> None:
                         T + 6,
                         0,
                         state="restarting",
-                        pid=None,
                         generation=1,
                         reason="exit code 9",
                     ),
@@ -257,10 +257,10 @@ def test_job_table_shows_each_input_with_status_and_progress() -> None:
 
 def test_results_counts_histogram_and_top_scores() -> None:
     events = scenario.mid_run_events()
-    done = [e for e in events if e["type"] == "shard_done"]
-    virus = sum(e["virus_frames"] for e in done)
-    others = sum(e["others_frames"] for e in done)
-    bins = [sum(e["histogram"][i] for e in done) for i in range(20)]
+    done = [e for e in events if isinstance(e, ShardDone)]
+    virus = sum(e.virus_frames for e in done)
+    others = sum(e.others_frames for e in done)
+    bins = [sum(e.histogram[i] for e in done) for i in range(20)]
 
     async def scenario_run() -> None:
         app = scripted_app(events)
@@ -286,7 +286,7 @@ def test_results_counts_histogram_and_top_scores() -> None:
             )  # the tallest bin reaches the top row
             top = app.query_one(TopTable)
             assert str(app.query_one("#top-title").render()) == "Top-scoring frames so far"
-            assert float(top.get_row_at(0)[2]) == max(s for e in done for _, s in e["top"])
+            assert float(top.get_row_at(0)[2]) == max(s for e in done for _, s in e.top)
             app.apply_events(scenario.finished_events()[len(events) :])
             await settle(pilot, app)
             summary = app.query_one("#results-summary", ResultsSummary).shown

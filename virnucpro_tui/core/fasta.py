@@ -62,6 +62,7 @@ class InputScan:
     chunks: int = 0
     rna_records: list[str] = field(default_factory=list)
     gzipped: bool = False
+    warnings: list[str] = field(default_factory=list)  # for the user, once per run
 
 
 def input_stem(path: str | Path) -> str:
@@ -80,6 +81,13 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == GZIP_MAGIC
 
 
+def starts_with_bom(path: str | Path) -> bool:
+    """True when the file's text (gunzipped if need be) begins with a UTF-8 byte-order mark."""
+    p = Path(path)
+    with gzip.open(p, "rb") if _is_gzip(p) else p.open("rb") as raw:
+        return raw.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
+
+
 def open_fasta(path: str | Path) -> TextIO:
     """Open a FASTA file for reading as text, transparently gunzipping; check it exists and has data."""
     p = Path(path)
@@ -95,9 +103,10 @@ def open_fasta(path: str | Path) -> TextIO:
     if size == 0:
         raise InputError(f"{p}: input file is empty (0 bytes)")
     raw = gzip.open(p, "rb") if gz else p.open("rb")  # noqa: SIM115 - returned to the caller
-    # UTF-8; a header with Windows-1252 bytes keeps them as their Windows-1252 characters
-    # (undefined ones become U+FFFD). Universal newlines: CRLF reads exactly like LF.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors=_CP1252_FALLBACK, newline=None)
+    # UTF-8, a leading byte-order mark dropped; a header with Windows-1252 bytes keeps them as
+    # their Windows-1252 characters (undefined ones become U+FFFD). Universal newlines: CRLF
+    # reads exactly like LF.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=_CP1252_FALLBACK, newline=None)
 
 
 def _first_content_line(handle: TextIO, path: Path) -> str | None:
@@ -200,6 +209,11 @@ def scan_input(path: str | Path, chunk_length: int) -> InputScan:
         raise InputError(f"{p}: no FASTA records found")
     _check_duplicates(p, digests)
     scan.gzipped = _is_gzip(p)
+    if starts_with_bom(p):
+        scan.warnings.append(
+            f"{p}: the file begins with a UTF-8 byte-order mark (as some Windows editors save "
+            "files); it was ignored, the records are read as without it"
+        )
     return scan
 
 

@@ -16,8 +16,8 @@ from torch import nn
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.safe_load import (
     RefusedGlobalError,
+    first_line,
     has_demo_marker,
-    sha256_file,
     torch_load_safely,
     unsafe_globals,
 )
@@ -77,7 +77,6 @@ class ClassifierBundle:
     input_dim: int
     chunk_length: int | None
     source: Path
-    sha256: str
     format: str  # "pickle" | "state_dict" | "safetensors"
     demo: bool
 
@@ -98,7 +97,6 @@ def load_classifier(path: str | Path) -> ClassifierBundle:
         input_dim=model.hidden_layer.in_features,
         chunk_length=_meta_length(path, meta) or length_from_name(path),
         source=path,
-        sha256=sha256_file(path),
         format=fmt,
         demo=_truthy(meta.get("demo")) or has_demo_marker(path),
     )
@@ -238,7 +236,7 @@ def _build(path: Path, state: dict[str, Any]) -> MLPClassifier:
     try:
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("dropout.")})
     except RuntimeError as exc:
-        raise ModelError(f"{path}: classifier weights do not fit ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: classifier weights do not fit ({first_line(exc)})") from None
     return model.float().eval()
 
 
@@ -266,8 +264,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
     return bool(value) if value is not None else False
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -8,7 +8,6 @@ a CPU in seconds. Their scores are NOT biological predictions.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -20,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +27,8 @@ from torch import nn
 from virnucpro_tui.core.translation import CODON_TABLE
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.dnabert import DnabertConfig, DnabertModel, load_dnabert
+from virnucpro_tui.models.esm import save_fair_esm_checkpoint
+from virnucpro_tui.models.esm.tokens import esm_alphabet
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
 DEMO_VERSION = 1
@@ -138,7 +140,8 @@ def _cloned(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 # --- DNABERT-S ---------------------------------------------------------------------------
 
 
-def _train_tokenizer(rng: random.Random, vocab_size: int):
+def train_dna_tokenizer(rng: random.Random, vocab_size: int) -> Any:
+    """A BPE tokenizer trained on generated DNA, with DNABERT-S's special tokens and [CLS] ... [SEP]."""
     from tokenizers import Tokenizer
     from tokenizers.models import BPE
     from tokenizers.pre_tokenizers import Whitespace
@@ -163,7 +166,7 @@ def _train_tokenizer(rng: random.Random, vocab_size: int):
     return tok
 
 
-def _dnabert_config_json(cfg: DnabertConfig) -> dict:
+def dnabert_config_json(cfg: DnabertConfig) -> dict[str, Any]:
     """The upstream DNABERT-S config.json keys, with the demo's sizes."""
     return {
         "_name_or_path": "virnucpro-tui/DNABERT-S-demo",
@@ -204,14 +207,14 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _build_dnabert(out: Path, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tok = _train_tokenizer(random.Random(seed), DNABERT_CFG.vocab_size)
+    tok = train_dna_tokenizer(random.Random(seed), DNABERT_CFG.vocab_size)
     cfg = replace(DNABERT_CFG, vocab_size=tok.get_vocab_size())
     with _seeded(seed + 1):
         model = DnabertModel(cfg, with_pooler=True)
     _jitter_layer_norms(model, torch.Generator().manual_seed(seed + 2))
     torch.save(_cloned(model.state_dict()), out / "pytorch_model.bin")
     tok.save(str(out / "tokenizer.json"))
-    _write_json(out / "config.json", _dnabert_config_json(cfg))
+    _write_json(out / "config.json", dnabert_config_json(cfg))
     specials = dict(
         zip(
             ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"),
@@ -230,42 +233,15 @@ def _build_dnabert(out: Path, seed: int) -> None:
 # --- ESM-2 -------------------------------------------------------------------------------
 
 
-def _esm_checkpoint_key(name: str) -> str:
-    """Inverse of fair-esm's ``upgrade_state_dict``: restore the fairseq prefixes."""
-    return f"encoder.{name}" if name.startswith("lm_head.") else f"encoder.sentence_encoder.{name}"
+def _build_esm(root: Path, seed: int) -> Any:
+    """Write the checkpoint and its contact-regression file; return the fair-esm ESM2 module
+    (for calibration)."""
+    from esm.model.esm2 import ESM2  # type: ignore[import-untyped]
 
-
-def _esm_cfg() -> argparse.Namespace:
-    """The fairseq model config fields that fair-esm reads (plus a few for realism)."""
-    return argparse.Namespace(
-        _name="esm2",
-        arch="esm2",
-        encoder_layers=ESM_LAYERS,
-        encoder_embed_dim=ESM_DIM,
-        encoder_ffn_embed_dim=4 * ESM_DIM,
-        encoder_attention_heads=ESM_HEADS,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        max_positions=1024,
-        token_dropout=True,
-    )
-
-
-def _build_esm(root: Path, seed: int) -> nn.Module:
-    """Write the checkpoint and its contact-regression file; return the model (for calibration)."""
-    import esm
-    from esm.model.esm2 import ESM2
-
-    alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
     with _seeded(seed + 3):
-        model = ESM2(ESM_LAYERS, ESM_DIM, ESM_HEADS, alphabet, token_dropout=True)
+        model = ESM2(ESM_LAYERS, ESM_DIM, ESM_HEADS, esm_alphabet(), token_dropout=True)
     _jitter_layer_norms(model, torch.Generator().manual_seed(seed + 4))
-    state = _cloned(model.state_dict())
-    regression = {k: state.pop(k) for k in list(state) if k.startswith("contact_head.")}
-    weights = {_esm_checkpoint_key(k): v for k, v in state.items()}
-    torch.save({"model": weights, "cfg": {"model": _esm_cfg()}}, root / f"{ESM_NAME}.pt")
-    torch.save({"model": regression}, root / f"{ESM_NAME}-contact-regression.pt")
+    save_fair_esm_checkpoint(model, root / f"{ESM_NAME}.pt")
     return model.eval()
 
 
@@ -307,7 +283,7 @@ if __name__ == "__main__":
 '''
 
 
-def _calibration_features(dnabert_dir: Path, esm_model: nn.Module, seed: int) -> torch.Tensor:
+def _calibration_features(dnabert_dir: Path, esm_model: Any, seed: int) -> torch.Tensor:
     """Demo features (DNABERT mean ++ ESM mean) of generated ORF-like frames: [N, 128]."""
     frames = _calibration_frames(random.Random(seed + 5))
     bundle = load_dnabert(dnabert_dir)

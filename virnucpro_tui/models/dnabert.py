@@ -3,6 +3,7 @@
 The module names mirror the upstream ``bert_layers.BertModel`` so that its state dict loads
 as is: ALiBi attention through ``scaled_dot_product_attention`` with a float bias, a gated
 (GLU) feed-forward and post-LN. No remote code, Triton or transformers is needed.
+``check_dnabert`` runs every check of the loader without reading tensor data (pre-flight).
 """
 
 from __future__ import annotations
@@ -12,19 +13,28 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from virnucpro_tui.errors import ModelError
-from virnucpro_tui.models.safe_load import has_demo_marker, model_checksum, torch_load_safely
+from virnucpro_tui.models.safe_load import has_demo_marker
+from virnucpro_tui.models.weights import (
+    bad_sizes,
+    build_uninitialised,
+    check_state,
+    read_shapes,
+    read_tensors,
+    shapes_of,
+)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Non-learned buffers some exports carry; they have no counterpart here.
 _IGNORED_KEYS = frozenset({"embeddings.token_type_ids", "embeddings.position_ids"})
 _ALIBI_CACHE_SIZE = 16
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,6 @@ class DnabertBundle:
     tokenizer: Any  # tokenizers.Tokenizer
     config: DnabertConfig
     source: Path
-    sha256: str
     demo: bool = False
 
     @property
@@ -270,7 +279,7 @@ def embed_dna_published(bundle: DnabertBundle, seqs: Sequence[str]) -> torch.Ten
     return torch.stack(out).cpu()
 
 
-def _model_dir(path: Path) -> Path:
+def model_dir(path: Path) -> Path:
     """A model directory, a file inside it, or a Hugging Face cache repo (models--org--name)."""
     if not path.exists():
         raise ModelError(f"{path}: DNABERT-S model not found (no such file or directory)")
@@ -293,8 +302,12 @@ def _read_config(root: Path) -> DnabertConfig:
     try:
         data = json.loads(path.read_text())
         cfg = DnabertConfig.from_dict(data)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelError(f"{path}: not a valid DNABERT-S config.json ({exc})") from exc
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path}: not a valid DNABERT-S config.json ({exc})") from None
+    sizes = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.type == "int"}
+    bad = bad_sizes(sizes, "num_hidden_layers")
+    if bad:
+        raise ModelError(f"{path}: not a valid DNABERT-S config.json ({', '.join(bad)})")
     if cfg.hidden_size % cfg.num_attention_heads:
         raise ModelError(f"{path}: hidden_size is not a multiple of num_attention_heads")
     return cfg
@@ -307,26 +320,7 @@ def _weights_file(root: Path) -> Path:
     raise ModelError(f"{root}: no DNABERT-S weights (expected {' or '.join(WEIGHT_FILES)})")
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors or torch file, loaded without executing pickled code."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # corrupt or truncated
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(f"{path}: cannot read DNABERT-S weights ({detail})") from None
-    else:
-        state = torch_load_safely(path)
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ModelError(f"{path}: not a DNABERT-S state dict (expected a mapping of tensors)")
-    return dict(state)
-
-
-def normalise_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def normalise_keys(state: Mapping[str, T]) -> dict[str, T]:
     """Drop a ``bert.`` prefix, the ``cls.*`` MLM head and non-learned buffers."""
     out = {}
     for key, value in state.items():
@@ -335,28 +329,6 @@ def normalise_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
             continue
         out[key] = value
     return out
-
-
-def _few(keys: Sequence[str], n: int = 4) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def _check_state(model: DnabertModel, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise ModelError(f"{path}: not a DNABERT-S checkpoint, missing keys: {_few(missing)}")
-    unexpected = [k for k in state if k not in expected]
-    if unexpected:
-        raise ModelError(f"{path}: not a DNABERT-S checkpoint, unexpected keys: {_few(unexpected)}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ModelError(
-                f"{path}: {key} has shape {tuple(value.shape)}, config.json implies "
-                f"{tuple(expected[key].shape)}"
-            )
 
 
 def _load_tokenizer(root: Path, cfg: DnabertConfig) -> Any:
@@ -384,17 +356,40 @@ def _load_tokenizer(root: Path, cfg: DnabertConfig) -> Any:
     return tok
 
 
-def load_dnabert(path: str | Path) -> DnabertBundle:
-    """Load DNABERT-S from a directory (or a file in it) on the CPU in fp32, in eval mode."""
-    root = _model_dir(Path(path).expanduser())
+@dataclass(frozen=True)
+class DnabertFiles:
+    """A checked DNABERT-S directory: config, the tokenizer (loaded), the weights file."""
+
+    root: Path
+    config: DnabertConfig
+    tokenizer: Any  # tokenizers.Tokenizer
+    weights: Path
+    with_pooler: bool
+
+
+def _uninitialised_model(cfg: DnabertConfig, with_pooler: bool) -> DnabertModel:
+    return build_uninitialised(lambda: DnabertModel(cfg, with_pooler))
+
+
+def check_dnabert(path: str | Path) -> DnabertFiles:
+    """Config, weight names and shapes, and the tokenizer, reading no tensor data."""
+    root = model_dir(Path(path).expanduser())
     cfg = _read_config(root)
     weights = _weights_file(root)
-    state = normalise_keys(read_state_dict(weights))
-    model = DnabertModel(cfg, with_pooler="pooler.dense.weight" in state)
-    _check_state(model, state, weights)
-    model.load_state_dict(state, strict=True)
+    found = normalise_keys(read_shapes(weights))
+    with_pooler = "pooler.dense.weight" in found
+    check_state(found, shapes_of(_uninitialised_model(cfg, with_pooler)), weights, "DNABERT-S")
+    return DnabertFiles(root, cfg, _load_tokenizer(root, cfg), weights, with_pooler)
+
+
+def load_dnabert(path: str | Path) -> DnabertBundle:
+    """Load DNABERT-S from a directory (or a file in it) on the CPU in fp32, in eval mode."""
+    checked = check_dnabert(path)
+    state = normalise_keys(read_tensors(checked.weights))
+    model = _uninitialised_model(checked.config, checked.with_pooler)
+    check_state(shapes_of(state), shapes_of(model), checked.weights, "DNABERT-S")
+    model.load_state_dict(state, strict=True, assign=True)
     model.float().eval()
-    tokenizer = _load_tokenizer(root, cfg)
     return DnabertBundle(
-        model, tokenizer, cfg, root, model_checksum(weights), has_demo_marker(root)
+        model, checked.tokenizer, checked.config, checked.root, has_demo_marker(checked.root)
     )

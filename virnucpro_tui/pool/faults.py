@@ -1,7 +1,8 @@
 """Fault injection for tests and drills, from ``$VIRNUCPRO_TUI_FAULTS`` (JSON).
 
 Worker keys (all optional): ``oom_batches`` (first N multi-item batches raise CUDA OOM),
-``sleep_per_batch_s`` (slow every batch down), ``exit_on_shard`` (the worker dies with exit
+``sleep_per_batch_s`` (slow every batch down), ``fail_on_shard`` (the worker's Nth shard fails
+with an error, and is retried elsewhere), ``exit_on_shard`` (the worker dies with exit
 code 9 when it starts its Nth shard), ``hang_on_shard`` (the worker stops itself with
 SIGSTOP when it starts its Nth shard, 1-based), ``fail_load`` (model loading raises),
 ``enospc_on_shard_write`` (writing the worker's Nth shard result fails with ENOSPC, "No space
@@ -46,6 +47,7 @@ class FaultPlan:
     sleep_per_batch_s: float = 0.0
     hang_on_shard: int = 0
     exit_on_shard: int = 0
+    fail_on_shard: int = 0
     fail_load: bool = False
     enospc_on_shard_write: int = 0
     assembly_delay_s: float = 0.0
@@ -56,12 +58,15 @@ class FaultPlan:
     @classmethod
     def from_env(cls, worker: int, generation: int) -> FaultPlan:
         """The plan for one worker process (empty when it is not targeted)."""
-        plan = cls.for_orchestrator()
-        if (
-            plan.workers is not None and worker not in plan.workers
-        ) or generation not in plan.generations:
-            return cls()
-        return plan
+        return cls.for_orchestrator().for_worker(worker, generation)
+
+    def for_worker(self, worker: int, generation: int) -> FaultPlan:
+        """This plan for one worker and restart generation (empty when it is not targeted)."""
+        if (self.workers is not None and worker not in self.workers) or (
+            generation not in self.generations
+        ):
+            return FaultPlan()
+        return self
 
     @classmethod
     def for_orchestrator(cls) -> FaultPlan:
@@ -76,6 +81,7 @@ class FaultPlan:
             or self.sleep_per_batch_s
             or self.hang_on_shard
             or self.exit_on_shard
+            or self.fail_on_shard
             or self.fail_load
         )
 

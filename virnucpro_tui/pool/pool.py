@@ -1,48 +1,61 @@
-"""PersistentWorkerPool: spawns one worker per device, hands out shards, supervises.
+"""PersistentWorkerPool: one worker per device slot, one queue of shards, one supervisor.
 
 Shards wait in one queue held here. A worker gets the next shard as soon as it has room (its
 current shard plus one prefetched while the backlog is deep), so a fast GPU is never idle while
-a slow one holds a backlog. Dead workers (exit, SIGKILL) and hung ones (no heartbeat) have their
-shards requeued and are respawned on the same device, up to ``max_restarts`` times.
+a slow one holds a backlog. Dead workers (exit, SIGKILL, a dead Ray actor) and hung ones (no
+message for ``hang_timeout_s``) have their shards requeued and are respawned on the same slot,
+up to ``max_restarts`` times; a worker whose machine was lost is respawned without counting.
+A worker gets shards only once it is ready (a Ray actor waiting for a node with room is not).
+Pausing takes back the shards not started yet.
+
+All of this is transport-independent: a ``Backend`` starts the workers and waits for them, a
+``WorkerTransport`` carries one worker's shards and messages (``transport.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
-import signal
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
-from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Generic
 
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import DiskFullError, WorkerFailure
+from virnucpro_tui.errors import DiskFullError, ModelLoadFailure, WorkerFailure
+from virnucpro_tui.pool import events as ev
+from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import Event, EventSink, make_event
-from virnucpro_tui.pool.worker import STOP_SIGNALS, WorkerConfig, worker_environment, worker_main
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.worker import WorkerConfig
 
-_ENV_LOCK = threading.Lock()
+RECALL_TIMEOUT_S = 10.0  # how long pause() waits for the workers to give back their shards
 
 
 @dataclass
-class WorkerHandle:
+class PoolPolicy:  # supervision settings (run --max-restarts, --hang-timeout)
+    max_restarts: int = 3
+    hang_timeout_s: float = 120.0
+    max_shard_attempts: int = 3
+    prefetch: int = 1
+    stop_timeout_s: float = 30.0
+
+
+@dataclass
+class WorkerHandle(Generic[tp.T]):
+    """The pool's record of one slot's worker (across its restarts)."""
+
     slot: DeviceSlot
-    process: Any = None
-    conn: Connection | None = None
+    transport: tp.T | None = None
     generation: int = 0
-    restarts: int = 0  # restarts that count against the limit (generation counts them all)
-    state: str = "starting"
-    assigned: deque[Shard] = field(default_factory=deque)
-    last_heartbeat: float = 0.0
+    restarts: int = 0  # the restarts that count against the limit (``generation`` counts all)
+    state: ev.WorkerState = ev.WorkerState.STARTING
+    assigned: deque[Shard] = field(default_factory=deque)  # sent, not finished, in order
+    running: tp.ShardKey | None = None  # the assigned shard it has started
+    recalling: bool = False  # a Recall is out, unanswered
+    last_message: float = 0.0
     retired: bool = False
     stopping: bool = False
     models_loaded: bool = False
+    waiting_noted: bool = False  # told the user it waits to start
 
     @property
     def n(self) -> int:
@@ -50,99 +63,92 @@ class WorkerHandle:
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
+        return self.transport is not None and self.transport.alive
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and self.transport is not None and self.transport.ready
+
+    def take(self, key: tp.ShardKey) -> Shard | None:
+        """Remove the assigned shard ``key`` (finished, failed or recalled)."""
+        for shard in self.assigned:
+            if shard.key == key:
+                self.assigned.remove(shard)
+                if self.running == key:
+                    self.running = None
+                return shard
+        return None
 
 
-@dataclass
-class PoolPolicy:
-    max_restarts: int = 3
-    hang_timeout_s: float = 60.0
-    max_shard_attempts: int = 3
-    prefetch: int = 1
-    stop_timeout_s: float = 30.0
-
-
-class PersistentWorkerPool:
+class PersistentWorkerPool(Generic[tp.T]):
     def __init__(
         self,
+        backend: tp.Backend[tp.T],
         slots: list[DeviceSlot],
         make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
+        emit: ev.EventSink,
         policy: PoolPolicy | None = None,
     ) -> None:
-        self.ctx = mp.get_context("spawn")
+        self.backend = backend
         self.make_config = make_config
         self.emit = emit
         self.policy = policy or PoolPolicy()
-        self.workers = [WorkerHandle(slot) for slot in slots]
+        self.clock = backend.now
+        self.workers: list[WorkerHandle[tp.T]] = [WorkerHandle(slot) for slot in slots]
         self.queue: deque[Shard] = deque()
-        self.attempts: dict[str, int] = {}
-        self.paused = False
+        self.attempts: dict[tp.ShardKey, int] = {}
         self.started = False
         self.last_failure = ""
+        self._paused = False
+        self._draining = False
+        self._unreported: list[
+            ev.Event
+        ] = []  # events handled outside ``poll``, returned by it next
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        if self.workers:
+            config = self.make_config(self.workers[0].slot, 0)
+            for warning in self.backend.open([w.slot for w in self.workers], config.layout):
+                self.emit(ev.WarningEvent(message=warning))
         for w in self.workers:
             self._spawn(w)
         self.started = True
 
-    def _spawn(self, w: WorkerHandle) -> None:
-        cfg = self.make_config(w.slot, w.generation)
-        cfg.parent_pid = os.getpid()
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        with _ENV_LOCK:  # the child must see its CUDA settings before it imports torch
-            saved = {k: os.environ.get(k) for k in worker_environment(cfg)}
-            os.environ.update(worker_environment(cfg))
-            # A Ctrl-C in the terminal (or a SIGTERM to the job) reaches the whole process group.
-            # A worker ignores them once it runs, but not while its interpreter starts: it starts
-            # with them blocked. (The resource tracker, started by the first spawn, would unblock
-            # them: start it first.)
-            resource_tracker.ensure_running()
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            try:
-                proc = self.ctx.Process(
-                    target=worker_main, args=(cfg, child_conn), name=f"virnucpro-worker-{w.n}"
-                )
-                proc.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-        child_conn.close()
-        w.process, w.conn, w.state = proc, parent_conn, "starting"
-        w.last_heartbeat = time.time()
-        w.models_loaded = False
+    def _spawn(self, w: WorkerHandle[tp.T]) -> None:
+        w.transport = self.backend.spawn(self.make_config(w.slot, w.generation))
+        w.state, w.models_loaded, w.running, w.recalling = (
+            ev.WorkerState.STARTING,
+            False,
+            None,
+            False,
+        )
+        w.last_message, w.waiting_noted = self.clock(), False
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker; graceful lets them finish what they hold, else they are killed."""
         for w in self.workers:
             w.stopping = True
-            if w.alive and w.conn is not None and graceful:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    w.conn.send(("stop",))
-        deadline = time.time() + (self.policy.stop_timeout_s if graceful else 0)
-        while graceful and time.time() < deadline and any(w.alive for w in self.workers):
-            self.poll(0.2, supervise=False)
+            if w.ready and graceful and w.transport is not None:
+                w.transport.send(tp.Stop())
+            elif w.alive and w.transport is not None and not w.ready:
+                w.transport.close()  # it never started: it holds nothing to finish
+        deadline = self.clock() + (self.policy.stop_timeout_s if graceful else 0)
+        while graceful and self.clock() < deadline and any(w.alive for w in self.workers):
+            self._unreported += self._receive(0.2)
         for w in self.workers:
-            if w.alive:
-                _kill(w.process)
-            if w.process is not None:
-                w.process.join(timeout=5)
-            if w.conn is not None:
-                w.conn.close()
-            if w.state != "stopped":
-                w.state = "stopped"
+            if w.transport is not None:
+                if w.alive:
+                    w.transport.kill()
+                w.transport.close()
+            if w.state != ev.WorkerState.STOPPED:
+                w.state = ev.WorkerState.STOPPED
                 self.emit(
-                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
+                    ev.WorkerStateChanged(
+                        worker=w.n, state=ev.WorkerState.STOPPED, device=w.slot.label
+                    )
                 )
         self.started = False
-
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process is not None and w.alive]
 
     # -- work -------------------------------------------------------------------------------
     def submit(self, shard: Shard, front: bool = False) -> None:
@@ -156,88 +162,125 @@ class PersistentWorkerPool:
     def in_flight(self) -> int:
         return sum(len(w.assigned) for w in self.workers)
 
-    def live_workers(self) -> list[WorkerHandle]:
+    @property
+    def running(self) -> int:
+        """Shards a worker has started and not finished."""
+        return sum(1 for w in self.workers if w.running is not None)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def live_workers(self) -> list[WorkerHandle[tp.T]]:
         return [w for w in self.workers if not w.retired]
 
     def clear_caches(self, reason: str = "manual") -> None:
         for w in self.workers:
-            if w.alive and w.conn is not None:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    w.conn.send(("clear_cache", reason))
+            if w.alive and w.transport is not None:
+                w.transport.send(tp.ClearCache(reason))
+
+    def pause(self) -> int:
+        """No new shard starts from now on: the shards sent but not started come back to the
+        front of the queue. Returns how many started shards are still running (they finish)."""
+        self._paused = True
+        asked = [w for w in self.workers if w.alive and w.assigned and w.transport is not None]
+        for w in asked:
+            w.recalling = w.transport is not None and w.transport.send(tp.Recall())
+        deadline = self.clock() + RECALL_TIMEOUT_S
+        while any(w.recalling and w.alive for w in asked) and self.clock() < deadline:
+            self._unreported += self._receive(0.05)
+        return self.running
+
+    def resume(self) -> None:
+        self._paused = False
+        self._dispatch()
+
+    def drain(self) -> None:
+        """Stop dispatching for good and drop the queue; the shards sent still run."""
+        self._draining = True
+        self.queue.clear()
 
     def _dispatch(self) -> None:
-        if self.paused:
+        if self._paused or self._draining:
             return
         live = self.live_workers()
         for w in live:
-            if not w.alive or w.conn is None or w.stopping:
+            if not w.ready or w.stopping or w.transport is None:
                 continue
             depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
             while self.queue and len(w.assigned) < depth:
                 shard = self.queue.popleft()
-                try:
-                    w.conn.send(("task", shard))
-                except (BrokenPipeError, OSError):
+                if not w.transport.send(tp.RunShard(shard)):
                     self.queue.appendleft(shard)
                     break
                 w.assigned.append(shard)
 
-    # -- events and supervision -------------------------------------------------------------
-    def poll(self, timeout: float, supervise: bool = True) -> list[Event]:
-        """Dispatch, wait up to ``timeout`` for worker events, supervise. Returns the events."""
+    # -- messages and supervision -------------------------------------------------------------
+    def poll(self, timeout: float, supervise: bool = True) -> list[ev.Event]:
+        """Dispatch, wait up to ``timeout`` for worker messages, supervise. Returns the events."""
         self._dispatch()
-        conns = {w.conn: w for w in self.workers if w.conn is not None and not w.conn.closed}
-        events: list[Event] = []
-        for conn in wait(list(conns), timeout=timeout) if conns else []:
-            w = conns[conn]
-            try:
-                while conn.poll():
-                    events.append(self._on_event(w, conn.recv()))
-            except (EOFError, OSError):
-                conn.close()
+        events, self._unreported = self._unreported, []
+        events += self._receive(timeout)
         if supervise:
             events.extend(self._supervise())
         self._dispatch()
         return events
 
-    def _on_event(self, w: WorkerHandle, event: Event) -> Event:
-        w.last_heartbeat = time.time()
-        kind = event["type"]
-        if kind == "worker_state":
-            w.state = event["state"]
+    def _receive(self, timeout: float) -> list[ev.Event]:
+        watched = [w.transport for w in self.workers if w.alive and w.transport is not None]
+        if watched:
+            self.backend.wait(watched, timeout)
+        events: list[ev.Event] = []
+        for w in self.workers:
+            if w.transport is None:
+                continue
+            for message in w.transport.receive():
+                event = self._on_message(w, message)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _on_message(self, w: WorkerHandle[tp.T], message: tp.WorkerMessage) -> ev.Event | None:
+        w.last_message = self.clock()
+        if isinstance(message, tp.Recalled):
+            self._on_recalled(w, message)
+            return None
+        event = message
+        if isinstance(event, ev.WorkerStateChanged):
+            w.state = event.state
+            if event.state == ev.WorkerState.BUSY and isinstance(event.shard, int):
+                w.running = tp.shard_key(event.job, event.shard)
+        elif isinstance(event, ev.ModelLoad):
+            if event.phase == ev.ModelPhase.DONE and event.model == "classifier":
+                w.models_loaded = True
+        elif isinstance(event, ev.ShardDone):
+            w.take(tp.shard_key(event.job, event.shard))
         elif (
-            kind == "model_load"
-            and event.get("phase") == "done"
-            and event.get("model") == "classifier"
+            isinstance(event, ev.ErrorEvent)
+            and isinstance(event.shard, int)
+            and not event.fatal
+            and not event.disk_full
         ):
-            w.models_loaded = True
-        elif kind == "shard_done":
-            self._finish(w, event["job"], event["shard"])
-        elif (
-            kind == "error"
-            and event.get("shard") is not None
-            and not event.get("fatal")
-            and not event.get("disk_full")
-        ):
-            shard = self._finish(w, event["job"], event["shard"])
+            shard = w.take(tp.shard_key(event.job, event.shard))
             if shard is not None:
-                self._retry(shard, event.get("message", "error"))
+                self._retry(shard, event.message)
         self.emit(event)
-        if kind == "error" and event.get("disk_full"):
-            raise DiskFullError(str(event.get("message")))  # every retry would hit the same disk
-        if kind == "error" and event.get("fatal"):
-            raise WorkerFailure(
-                f"worker {w.n} ({w.slot.label}) cannot run: {event.get('message')}; "
-                f"see logs/worker-{w.n}.log"
+        if isinstance(event, ev.ErrorEvent) and event.disk_full:
+            raise DiskFullError(event.message)  # every retry would hit the same disk
+        if isinstance(event, ev.ErrorEvent) and event.fatal:  # sent when loading fails
+            raise ModelLoadFailure(
+                f"worker {w.n} ({w.slot.label}) could not load the models ({event.message}); "
+                f"see {RunLayout.worker_log_name(w.n)}: running the same command again will "
+                "fail the same way until that is fixed"
             )
         return event
 
-    def _finish(self, w: WorkerHandle, job: str, index: int) -> Shard | None:
-        for shard in list(w.assigned):
-            if shard.job == job and shard.index == index:
-                w.assigned.remove(shard)
-                return shard
-        return None
+    def _on_recalled(self, w: WorkerHandle[tp.T], reply: tp.Recalled) -> None:
+        w.recalling = False
+        if reply.running is not None:
+            w.running = reply.running
+        back = [shard for key in reply.shards if (shard := w.take(key)) is not None]
+        self.queue.extendleft(reversed(back))
 
     def _retry(self, shard: Shard, reason: str) -> None:
         n = self.attempts[shard.key] = self.attempts.get(shard.key, 0) + 1
@@ -247,25 +290,24 @@ class PersistentWorkerPool:
                 f"shard {shard.key} (frames from {first}) failed {n} times; last error: {reason}"
             )
         self.submit(shard, front=True)
-        self.emit(
-            make_event("shard_requeued", job=shard.job, shard=shard.index, attempt=n, reason=reason)
-        )
+        self.emit(ev.ShardRequeued(job=shard.job, shard=shard.index, attempt=n, reason=reason))
 
-    def _supervise(self) -> list[Event]:
-        now = time.time()
-        out = []
+    def _supervise(self) -> list[ev.Event]:
+        now = self.clock()
+        out: list[ev.Event] = []
         for w in self.workers:
-            if w.retired or w.stopping or w.process is None:
+            if w.retired or w.stopping or w.transport is None:
                 continue
-            if not w.alive:
-                code = w.process.exitcode
-                out += self._recover(w, f"exited with {_describe_exit(code)}")
-            elif now - w.last_heartbeat > self.policy.hang_timeout_s:
-                _kill(w.process)
-                w.process.join(timeout=5)
-                out += self._recover(
-                    w, f"hung: no heartbeat for {now - w.last_heartbeat:.0f} s, killed"
-                )
+            reason = w.transport.exit_reason()
+            if reason is not None:
+                out += self._recover(w, reason)
+            elif now - w.last_message > self.policy.hang_timeout_s:
+                if not w.transport.ready and self._others_working(w):
+                    out += self._note_waiting(w)  # it holds no shard: let it wait for room
+                    continue
+                silent = now - w.last_message
+                w.transport.kill()
+                out += self._recover(w, _silence(w.transport.ready, silent, w.n))
         if not self.live_workers():
             raise WorkerFailure(
                 f"every worker failed past its restart limit ({self.policy.max_restarts} "
@@ -273,24 +315,40 @@ class PersistentWorkerPool:
             )
         return out
 
-    def _recover(self, w: WorkerHandle, reason: str, counted: bool = True) -> list[Event]:
-        """Requeue the dead worker's shards and respawn it, or retire it past its restart limit.
-        A restart that is not ``counted`` (the worker was not at fault) never retires it."""
-        events = [
-            make_event(
-                "worker_state", worker=w.n, state="crashed", device=w.slot.label, reason=reason
+    def _others_working(self, w: WorkerHandle[tp.T]) -> bool:
+        return any(o is not w and o.ready and not o.retired for o in self.workers)
+
+    def _note_waiting(self, w: WorkerHandle[tp.T]) -> list[ev.Event]:
+        if w.waiting_noted:
+            return []
+        w.waiting_noted = True
+        event = ev.WarningEvent(
+            worker=w.n,
+            message=f"worker {w.n} ({w.slot.label}) is waiting for a place to run (a Ray node "
+            "with room for it); the run goes on with the other workers",
+        )
+        self.emit(event)
+        return [event]
+
+    def _recover(self, w: WorkerHandle[tp.T], reason: str) -> list[ev.Event]:
+        # a worker whose machine was lost is not at fault: its restart is not counted
+        counted = not (w.transport is not None and w.transport.host_lost)
+        events: list[ev.Event] = [
+            ev.WorkerStateChanged(
+                worker=w.n, state=ev.WorkerState.CRASHED, device=w.slot.label, reason=reason
             )
         ]
         self.emit(events[-1])
-        if w.conn is not None:
-            w.conn.close()
+        if w.transport is not None:
+            w.transport.close()
+        w.running, w.recalling = None, False
         retire = counted and w.restarts >= self.policy.max_restarts
         if retire:
             w.retired = True
-            self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see logs/worker-{w.n}.log"
+            log = RunLayout.worker_log_name(w.n)
+            self.last_failure = f"worker {w.n} ({w.slot.label}) {reason}; see {log}"
             events.append(
-                make_event(
-                    "error",
+                ev.ErrorEvent(
                     worker=w.n,
                     fatal=False,
                     message=f"worker {w.n} ({w.slot.label}) {reason}; restart limit "
@@ -309,10 +367,9 @@ class PersistentWorkerPool:
         w.generation += 1
         w.restarts += int(counted)
         events.append(
-            make_event(
-                "worker_state",
+            ev.WorkerStateChanged(
                 worker=w.n,
-                state="restarting",
+                state=ev.WorkerState.RESTARTING,
                 device=w.slot.label,
                 generation=w.generation,
                 reason=reason,
@@ -323,17 +380,11 @@ class PersistentWorkerPool:
         return events
 
 
-def _kill(process: Any) -> None:
-    with contextlib.suppress(ProcessLookupError, TypeError):
-        os.kill(process.pid, signal.SIGKILL)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "unknown status"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"code {code}"
+def _silence(ready: bool, seconds: float, worker: int) -> str:
+    """Why a silent worker is killed: hung, or it never started."""
+    if ready:
+        return f"hung: no heartbeat for {seconds:.0f} s, killed"
+    return (
+        f"did not start within {seconds:.0f} s (no node had room for it, or it failed to "
+        f"start: see {RunLayout.worker_log_name(worker)}), killed"
+    )

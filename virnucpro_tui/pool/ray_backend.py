@@ -1,30 +1,28 @@
 """The Ray backend: one persistent actor per GPU of a Ray cluster, running the local pool's
-``Worker`` (docs/architecture.md). See docs/ray.md.
+``Worker`` (docs/architecture.md#the-pool-one-supervisor-two-transports). See docs/ray.md.
 
 Transport. Each actor is a threaded actor with four single-thread concurrency groups:
 
 - ``run``: one long call, ``run()``, that starts the ``Worker`` (torch set-up, heartbeat
-  thread) and serves shards from the actor's own task queue until told to stop. Its result is
+  thread) and serves shards from the actor's ``ShardInbox`` until told to stop. Its result is
   the worker's exit code; if the actor dies, it fails. It plays the part of the process.
-- ``mailbox``: ``submit(shard)`` and ``stop()``, kept in order (one thread), feed that queue,
-  like the local worker's pipe.
+- ``mailbox``: ``submit(shard)``, ``recall()`` and ``stop()``, kept in order (one thread), like
+  the local worker's pipe.
 - ``events``: ``events(wait_s)``, a long poll. The ``Worker`` puts its events (heartbeats
-  included) into a buffer in the actor; the pool keeps one such call outstanding per actor
+  included) into a buffer in the actor; the transport keeps one such call outstanding per actor
   and re-issues it as soon as it returns, so events reach the orchestrator within a few ms.
 - ``control``: ``clear_cache(reason)`` and ``info()``, never queued behind the others.
 
-The pool subclasses ``PersistentWorkerPool``: the queue, dynamic dispatch (a shard when an
-actor has room), retries, restart limits, and the events it emits are the local pool's own;
-only the transport differs. A dead actor (its ``run`` or ``events`` call fails) or a hung one
-(no event for ``hang_timeout_s``; it is killed) has its shards requeued and is replaced by a
-new actor on the same node; one that died with its node is replaced wherever Ray finds room,
-and that restart does not count against the restart limit. An actor gets shards only once it
-has reported in, so one that waits for a node with room holds none.
+The queue, dispatch, retries, restart limits, pause and the events the supervisor emits are the
+pool's own (``pool.py``); this module is only a ``Backend`` and its ``ActorTransport``. A dead
+actor (its ``run`` or ``events`` call fails) or a hung one (killed by the pool) is replaced by a
+new actor on the node its slot is pinned to; one that died with its node (``host_lost``) is
+replaced wherever Ray finds room. An actor is ``ready`` once it has reported in.
 
 Placement, the shared run directory and security: docs/ray.md.
 
-Ray is optional: without it ``ray_pool_factory`` raises an ``InputError`` saying how to
-install it, and this module imports without it.
+Ray is optional: without it ``ray_backend`` raises an ``InputError`` saying how to install it,
+and this module imports without it.
 """
 
 from __future__ import annotations
@@ -33,24 +31,40 @@ import contextlib
 import ipaddress
 import logging
 import os
-import queue
 import re
 import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import InputError, VirnucproError, WorkerFailure
+from virnucpro_tui.errors import InputError, RunDirError, VirnucproError
 from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
-from virnucpro_tui.pool.events import Event, EventSink, make_event
-from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy, WorkerHandle
-from virnucpro_tui.pool.worker import Worker, WorkerConfig, _redirect_output, worker_environment
+from virnucpro_tui.pool.events import Event, WorkerStateChanged
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.transport import (
+    ClearCache,
+    Command,
+    Recall,
+    Recalled,
+    RunShard,
+    Stop,
+    WorkerMessage,
+)
+from virnucpro_tui.pool.worker import (
+    ShardInbox,
+    Worker,
+    WorkerConfig,
+    redirect_output,
+    worker_environment,
+)
 
 INSTALL_HINT = (
     "--backend ray needs Ray, an optional extra: pip install 'virnucpro-tui[ray]' "
@@ -60,11 +74,9 @@ CONCURRENCY_GROUPS = {"run": 1, "mailbox": 1, "events": 1, "control": 1}
 EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
 EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
 BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
-DROPPABLE = frozenset({"heartbeat", "gpu_memory", "progress"})
 FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
-DRIVER_LOG = "ray-driver.log"
-RUN_MARKER = ".ray-run"  # in logs/: a token that tells an actor it sees the orchestrator's --out
-MARKER_WAIT_S = 15.0  # how long an actor looks for it (NFS may cache a missing file that long)
+MARKER_WAIT_S = 15.0  # how long a node looks for the run's marker (NFS may cache its absence)
+CHECK_TIMEOUT_S = MARKER_WAIT_S + 60  # for every node's check to answer
 LOOPBACK = "127.0.0.1"
 
 
@@ -86,19 +98,19 @@ class EventBuffer:
 
     def __init__(self, limit: int = BUFFER_LIMIT) -> None:
         self.limit = limit
-        self._events: list[Event] = []
+        self._events: list[WorkerMessage] = []
         self._cv = threading.Condition()
         self._taken = 0  # non-empty batches handed out
         self._acked = 0  # of those, how many the pool has confirmed by asking again
 
-    def put(self, event: Event) -> None:
+    def put(self, event: WorkerMessage) -> None:
         with self._cv:
-            if len(self._events) >= self.limit and event.get("type") in DROPPABLE:
+            if len(self._events) >= self.limit and isinstance(event, Event) and event.TELEMETRY:
                 return  # nobody is draining: keep what matters, drop telemetry
             self._events.append(event)
             self._cv.notify_all()
 
-    def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[Event]:
+    def drain(self, wait_s: float, settle_s: float = EVENT_SETTLE_S) -> list[WorkerMessage]:
         with self._cv:
             self._acked = self._taken
             self._cv.notify_all()
@@ -117,22 +129,6 @@ class EventBuffer:
             return self._cv.wait_for(
                 lambda: not self._events and self._acked == self._taken, timeout=timeout
             )
-
-
-class TaskQueue(queue.Queue):
-    """The actor's task queue. A shard starts only once the events before it have reached the
-    pool (or after ``flush_s``), so a shard_done is not lost when the next shard kills the
-    actor, as with the local worker's pipe."""
-
-    def __init__(self, outbox: EventBuffer, flush_s: float = 1.0) -> None:
-        super().__init__()
-        self.outbox = outbox
-        self.flush_s = flush_s
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = super().get(block, timeout)
-        self.outbox.wait_delivered(self.flush_s)
-        return item
 
 
 def actor_environment(cfg: WorkerConfig) -> dict[str, str]:
@@ -162,19 +158,81 @@ def placed_slot(slot: DeviceSlot, gpu_ids: list[Any], host: str) -> DeviceSlot:
     return replace(slot, uuid=None, name=f"{slot.name.split(' @ ')[0]} @ {host}")
 
 
-def run_dir_problem(
-    run_dir: Path, token: str, where: str, wait_s: float = MARKER_WAIT_S
-) -> str | None:
-    """Why this node cannot use the run directory (None: it can).
+class WorkerActor:
+    """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls. Its
+    ``worker_state`` events name the Ray node (``node``) and host (``host``) it runs on."""
 
-    The orchestrator writes ``token`` into ``logs/.ray-run`` before it starts the actors; an
-    actor that cannot read it there sees another directory (``--out`` not on a filesystem every
-    node shares) and one that cannot write there would lose its results."""
-    marker = run_dir / "logs" / RUN_MARKER
+    def __init__(self, cfg: WorkerConfig) -> None:
+        redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
+        os.environ.update(actor_environment(cfg))  # already set by the runtime env
+        with contextlib.suppress(ValueError):  # the orchestrator decides when we stop
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import ray
+
+        self.host = socket.gethostname()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        cfg = replace(cfg, slot=placed_slot(cfg.slot, list(ray.get_gpu_ids()), self.host))
+        print(
+            f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label} "
+            f"(Ray actor, node {self.node_id[:12]})",
+            flush=True,
+        )
+        self.outbox = EventBuffer()
+        # a shard starts only once the events before it have reached the pool (or after a
+        # second), so a shard_done is not lost when the next shard kills the actor
+        self.inbox = ShardInbox(before_take=lambda: self.outbox.wait_delivered(1.0))
+        self.worker = Worker(cfg, self._send)
+
+    def _send(self, message: WorkerMessage) -> None:
+        """Out to the pool; a ``worker_state`` names the node and host it comes from."""
+        if isinstance(message, WorkerStateChanged):
+            message = msgspec.structs.replace(message, node=self.node_id, host=self.host)
+        self.outbox.put(message)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "node_id": self.node_id,
+            "host": self.host,
+            "device": self.worker.cfg.slot.label,
+        }
+
+    def run(self) -> int:
+        self.worker.start()
+        code = self.worker.serve(self.inbox)
+        print(f"worker loop ended with code {code}", flush=True)
+        return code
+
+    def submit(self, shard: Shard) -> None:
+        self.inbox.put(shard)
+
+    def recall(self) -> Recalled:
+        return self.worker.recall(self.inbox)
+
+    def stop(self) -> None:
+        self.inbox.stop()
+
+    def clear_cache(self, reason: str) -> None:
+        if self.worker.engine is not None:  # not before the worker has started
+            self.worker.clear_cache(reason)
+
+    def events(self, wait_s: float) -> list[WorkerMessage]:
+        return self.outbox.drain(wait_s)
+
+
+def run_dir_problem(
+    layout: RunLayout, token: str, where: str, wait_s: float = MARKER_WAIT_S
+) -> str | None:
+    """Why a node cannot use the run directory (None: it can).
+
+    The orchestrator writes ``token`` to the run's marker before it starts the actors; a node
+    that cannot read it there sees another directory (``--out`` not on a filesystem every node
+    shares), and one that cannot write there would lose its results."""
+    run_dir = layout.root
     deadline = time.monotonic() + wait_s
     while True:
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            if marker.read_text().strip() == token:
+            if layout.ray_run_marker.read_text().strip() == token:
                 break
         if time.monotonic() >= deadline:
             return (
@@ -183,7 +241,7 @@ def run_dir_problem(
                 "(docs/ray.md#shared-filesystem-required-for-more-than-one-node)"
             )
         time.sleep(0.5)
-    probe = run_dir / "logs" / f".write-test-{socket.gethostname()}-{os.getpid()}"
+    probe = layout.logs / f".write-test-{socket.gethostname()}-{os.getpid()}"
     try:
         probe.write_text("ok")
         probe.unlink()
@@ -195,68 +253,12 @@ def run_dir_problem(
     return None
 
 
-class WorkerActor:
-    """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls.
+def check_this_node(layout: RunLayout, token: str) -> str | None:
+    """``run_dir_problem`` as a Ray task runs it on a node."""
+    import ray
 
-    Its ``worker_state`` events name the Ray node (``node``) and host (``host``) it runs on."""
-
-    def __init__(self, cfg: WorkerConfig, run_token: str = "") -> None:
-        import ray
-
-        self.host = socket.gethostname()
-        self.node_id = ray.get_runtime_context().get_node_id()
-        where = f"{self.host} ({self.node_id[:12]})"
-        self.problem = run_dir_problem(cfg.run_dir, run_token, where) if run_token else None
-        if self.problem is None:  # else its output stays in Ray's worker log on this node
-            _redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
-        os.environ.update(actor_environment(cfg))  # already set by the runtime env
-        with contextlib.suppress(ValueError):  # the orchestrator decides when we stop
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        cfg = replace(cfg, slot=placed_slot(cfg.slot, list(ray.get_gpu_ids()), self.host))
-        print(
-            f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label} "
-            f"(Ray actor, node {self.node_id[:12]})",
-            flush=True,
-        )
-        self.outbox = EventBuffer()
-        self.tasks = TaskQueue(self.outbox)
-        self.worker = Worker(cfg, self._send)
-
-    def _send(self, event: Event) -> None:
-        if event.get("type") == "worker_state":
-            event.setdefault("node", self.node_id)
-            event.setdefault("host", self.host)
-        self.outbox.put(event)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "node_id": self.node_id,
-            "host": self.host,
-            "device": self.worker.cfg.slot.label,
-        }
-
-    def run(self) -> int:
-        if self.problem is not None:
-            self._send(make_event("error", worker=self.worker.n, fatal=True, message=self.problem))
-            return 2
-        self.worker.start()
-        code = self.worker.serve(self.tasks)
-        print(f"worker loop ended with code {code}", flush=True)
-        return code
-
-    def submit(self, shard: Shard) -> None:
-        self.tasks.put(shard)
-
-    def stop(self) -> None:
-        self.tasks.put(None)
-
-    def clear_cache(self, reason: str) -> None:
-        if self.worker.engine is not None:  # not before the worker has started
-            self.worker.clear_cache(reason)
-
-    def events(self, wait_s: float) -> list[Event]:
-        return self.outbox.drain(wait_s)
+    node = ray.get_runtime_context().get_node_id()
+    return run_dir_problem(layout, token, f"{socket.gethostname()} ({node[:12]})")
 
 
 def _sigkill(pid: int) -> None:
@@ -377,163 +379,157 @@ def _driver_messages_to(path: Path) -> None:
     ray_worker.print_to_stdstream = to_log
 
 
-# == the pool (driver side) ===================================================================
-@dataclass
-class ClusterPlan:
-    """What the factory learnt about the cluster, for the pools it builds."""
+# == the driver side ============================================================================
+class ActorTransport:
+    """One worker actor, seen from the driver: its mailbox calls and the calls to watch."""
 
-    placement: dict[int, str] = field(default_factory=dict)  # worker -> the node it is pinned to
-    description: str = ""  # one line for logs/ray-driver.log
-    notices: list[str] = field(default_factory=list)  # emitted once, as warning events
-
-
-@dataclass
-class RayWorkerHandle(WorkerHandle):
-    actor: Any = None
-    run_ref: Any = None
-    events_ref: Any = None
-    info_ref: Any = None
-    exit_reason: str | None = None
-    pid: int | None = None
-    node_id: str | None = None  # the node it is pinned to (None: wherever Ray finds room)
-    reported: bool = False  # the actor has sent an event: it was placed and its worker runs
-    node_lost: bool = False  # it died with its node
-    waiting_noted: bool = False
+    def __init__(self, ray: Any, actor: Any, local_node: str) -> None:
+        self.ray = ray
+        self.actor = actor
+        self.local_node = local_node
+        self.info_ref: Any = _call(actor, "info", "control")
+        self.run_ref: Any = _call(actor, "run", "run")
+        self.events_ref: Any = _call(actor, "events", "events", EVENT_WAIT_S)
+        self.recall_ref: Any = None
+        self._exit_reason: str | None = None
+        self.reported = False  # it has sent something: placed, and its worker runs
+        self.node_lost = False  # it died with its node
 
     @property
     def alive(self) -> bool:
-        return self.actor is not None and self.exit_reason is None
+        return self.actor is not None and self._exit_reason is None
 
+    @property
+    def ready(self) -> bool:
+        return self.reported
 
-class RayWorkerPool(PersistentWorkerPool):
-    """``PersistentWorkerPool`` over Ray actors: same interface, policy and events."""
+    @property
+    def host_lost(self) -> bool:
+        return self.node_lost
 
-    def __init__(
-        self,
-        slots: list[DeviceSlot],
-        make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
-        policy: PoolPolicy | None = None,
-        plan: ClusterPlan | None = None,
-    ) -> None:
-        super().__init__(slots, make_config, emit, policy)
-        self.ray = import_ray()
-        self.plan = plan or ClusterPlan()
-        self.workers: list[RayWorkerHandle] = [  # type: ignore[assignment]
-            RayWorkerHandle(slot, node_id=self.plan.placement.get(slot.worker)) for slot in slots
-        ]
-        self._actor_class: Any = None
-        self._cpu_share = 1.0
-        self._local_node = ""
-        self._nodes: dict[str, ClusterNode] = {}
-        self._run_token = ""
+    def watched(self) -> list[Any]:
+        """The outstanding calls whose completion means news."""
+        return [r for r in (self.events_ref, self.recall_ref, self.run_ref) if r is not None]
 
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        ray = self.ray
-        self._nodes = {n.node_id: n for n in cluster_nodes(ray)}
-        self._check_capacity(ray.cluster_resources())
-        self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
-        self._local_node = ray.get_runtime_context().get_node_id()
-        if self.workers:
-            run_dir = self.make_config(self.workers[0].slot, 0).run_dir.absolute()
-            _driver_messages_to(run_dir / "logs" / DRIVER_LOG)
-            self._run_token = _write_run_marker(run_dir)
-            if self.plan.description:
-                _log_line(run_dir / "logs" / DRIVER_LOG, self.plan.description)
-        for notice in self.plan.notices:
-            self.emit(make_event("warning", message=notice))
-        self.plan.notices = []  # once per run, not once per pool
-        super().start()
+    def send(self, command: Command) -> bool:
+        if not self.alive:
+            return False
+        if isinstance(command, RunShard):
+            _call(self.actor, "submit", "mailbox", command.shard)
+        elif isinstance(command, Recall):
+            self.recall_ref = _call(self.actor, "recall", "mailbox")
+        elif isinstance(command, Stop):
+            _call(self.actor, "stop", "mailbox")
+        elif isinstance(command, ClearCache):
+            _call(self.actor, "clear_cache", "control", command.reason)
+        return True
 
-    def _check_capacity(self, resources: dict[str, float]) -> None:
-        gpus_needed = sum(w.slot.kind == "cuda" for w in self.workers)
-        gpus = resources.get("GPU", 0.0)
-        if gpus_needed > gpus:
-            raise InputError(
-                f"the Ray cluster has {gpus:g} GPUs, and {gpus_needed} GPU workers were asked "
-                "for; use --devices auto (one per GPU in the cluster) or cpu:N"
-            )
-        cpus = resources.get("CPU", 0.0)
-        if self.workers and cpus <= 0:
-            raise InputError("the Ray cluster has no CPUs to place worker actors on")
-        # one CPU per actor where the cluster has them; a fair share of a small one otherwise
-        self._cpu_share = _cpu_fraction(cpus / len(self.workers)) if self.workers else 1.0
+    def receive(self) -> list[WorkerMessage]:
+        refs = self.watched() if self.alive else []
+        if not refs:
+            return []
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        messages: list[WorkerMessage] = []
+        if self.events_ref is not None and self.events_ref in ready:  # its events first
+            messages += self._take_events()
+        if self.recall_ref is not None and self.recall_ref in ready and self.alive:
+            messages += self._take_recall()
+        if self.run_ref is not None and self.run_ref in ready and self.alive:
+            messages += self._take_exit()
+        self.reported = self.reported or bool(messages)
+        return messages
 
-    def _actor_cpus(self, w: RayWorkerHandle) -> tuple[float, int | None]:
-        """The CPUs Ray reserves for the actor, and its torch threads (None: as configured).
-
-        A CPU worker pinned to a node shares that node's CPUs with the others pinned there."""
-        node = self._nodes.get(w.node_id or "")
-        if node is None or w.slot.kind != "cpu":
-            return self._cpu_share, None
-        per_actor = node.cpus / sum(o.node_id == w.node_id for o in self._handles())
-        return _cpu_fraction(per_actor), max(1, int(per_actor))
-
-    def _spawn(self, w: WorkerHandle) -> None:
-        assert isinstance(w, RayWorkerHandle)
-        self._terminate(w)
-        cfg = _portable(self.make_config(w.slot, w.generation))
-        cpus, threads = self._actor_cpus(w)
-        if threads is not None:
-            cfg = replace(cfg, torch_threads=threads)
-        options: dict[str, Any] = {
-            "num_cpus": cpus,
-            "num_gpus": 1 if w.slot.kind == "cuda" else 0,
-            "runtime_env": {"env_vars": actor_environment(cfg)},
-            "max_restarts": 0,
-        }
-        if w.node_id:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(w.node_id, soft=True)
-        w.actor = self._actor_class.options(**options).remote(cfg, self._run_token)
-        w.info_ref = _call(w.actor, "info", "control")
-        w.run_ref = _call(w.actor, "run", "run")
-        w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
-        w.exit_reason, w.pid, w.state, w.models_loaded = None, None, "starting", False
-        w.reported = w.node_lost = w.waiting_noted = False
-        w.last_heartbeat = time.time()
-
-    def stop(self, graceful: bool = True) -> None:
-        """Stop every actor; graceful lets them finish what they hold, else they are killed.
-        An actor that never reported in holds nothing: it is killed at once."""
-        for w in self._handles():
-            w.stopping = True
-            if w.alive and graceful and w.reported:
-                _call(w.actor, "stop", "mailbox")
-            elif not w.reported:
-                self._terminate(w)
-        deadline = time.time() + (self.policy.stop_timeout_s if graceful else 0)
-        while graceful and time.time() < deadline and any(w.alive for w in self._handles()):
-            self.poll(0.2, supervise=False)
-        for w in self._handles():
-            self._terminate(w)
-            if w.state != "stopped":
-                w.state = "stopped"
-                self.emit(
-                    make_event("worker_state", worker=w.n, state="stopped", device=w.slot.label)
-                )
-        self.started = False
-
-    def _terminate(self, w: RayWorkerHandle, reap: bool = False) -> None:
-        """Kill the actor; ``reap`` also SIGKILLs its process (a stopped process ignores Ray)."""
-        if w.actor is None:
-            return
-        if reap:
-            self._reap(w)
-        with contextlib.suppress(Exception):
-            self.ray.kill(w.actor, no_restart=True)
-        if w.exit_reason is None:
-            w.exit_reason = "stopped"
-        w.run_ref = w.events_ref = None
-
-    def _reap(self, w: RayWorkerHandle) -> None:
+    def _take_events(self) -> list[WorkerMessage]:
+        ray_exc = self.ray.exceptions
+        unavailable = getattr(ray_exc, "ActorUnavailableError", ())  # Ray >= 2.30
+        ref, self.events_ref = self.events_ref, None
         try:
-            info = self.ray.get(w.info_ref, timeout=2)
+            batch: list[WorkerMessage] = self.ray.get(ref)
+        except unavailable:
+            time.sleep(0.1)  # transient (network, node under load or going): ask again soon;
+            batch = []  # Ray reports the death if it lasts, else the heartbeat timeout decides
+        except ray_exc.RayActorError as exc:
+            self._died(exc)
+            return []
+        if self.alive:
+            self.events_ref = _call(self.actor, "events", "events", EVENT_WAIT_S)
+        return batch
+
+    def _take_recall(self) -> list[WorkerMessage]:
+        ref, self.recall_ref = self.recall_ref, None
+        try:
+            return [self.ray.get(ref)]
+        except self.ray.exceptions.RayError:
+            return []  # the actor is dying: its exit says why
+
+    def _take_exit(self) -> list[WorkerMessage]:
+        """The worker loop ended: deliver its last events, then let the actor go."""
+        ray_exc = self.ray.exceptions
+        try:
+            reason = f"exited with code {self.ray.get(self.run_ref)}"
+        except getattr(ray_exc, "ActorUnavailableError", ()):
+            self.run_ref = None  # unreachable, maybe with its node: its events call will tell
+            return []
+        except ray_exc.RayActorError as exc:
+            self._died(exc)
+            return []
+        except ray_exc.RayError as exc:
+            reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
+        messages = self._drain()
+        self._exit_reason = self._exit_reason or reason
+        self._terminate()
+        return messages
+
+    def _died(self, exc: BaseException) -> None:
+        self._exit_reason = describe_death(exc)
+        self.node_lost = died_with_node(exc) or not self._node_alive()
+
+    def _node_alive(self) -> bool:
+        """Whether the node the actor ran on is still in the cluster (True when unknown)."""
+        try:
+            node_id = self.ray.get(self.info_ref, timeout=0)["node_id"]
+            return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
+        except Exception:  # noqa: BLE001 - it never answered, or the GCS did not: assume so
+            return True
+
+    def _drain(self) -> list[WorkerMessage]:
+        last = _call(self.actor, "events", "events", 0.0)
+        refs = [r for r in (self.events_ref, last) if r is not None]
+        self.events_ref = None
+        messages: list[WorkerMessage] = []
+        for ref in refs:
+            try:
+                messages += self.ray.get(ref, timeout=EVENT_WAIT_S + 3)
+            except Exception:  # noqa: BLE001 - the actor is going anyway
+                continue
+        return messages
+
+    def exit_reason(self) -> str | None:
+        return self._exit_reason
+
+    def kill(self) -> None:
+        """SIGKILL the actor's process (a stopped process ignores Ray), then the actor."""
+        self._reap()
+        self._terminate()
+
+    def close(self) -> None:
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self.actor is None:
+            return
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actor, no_restart=True)
+        if self._exit_reason is None:
+            self._exit_reason = "stopped"
+        self.run_ref = self.events_ref = self.recall_ref = None
+
+    def _reap(self) -> None:
+        try:
+            info = self.ray.get(self.info_ref, timeout=2)
         except Exception:  # noqa: BLE001 - it never answered: nothing to reap
             return
-        if info["node_id"] == self._local_node:
+        if info["node_id"] == self.local_node:
             _sigkill(info["pid"])
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -541,229 +537,16 @@ class RayWorkerPool(PersistentWorkerPool):
         strategy = NodeAffinitySchedulingStrategy(info["node_id"], soft=False)
         self.ray.remote(num_cpus=0, scheduling_strategy=strategy)(_sigkill).remote(info["pid"])
 
-    def pids(self) -> list[int]:
-        """Actor process ids (on their own nodes) of the live workers."""
-        return [w.pid for w in self._handles() if w.alive and w.pid]
-
-    def _handles(self) -> list[RayWorkerHandle]:
-        return self.workers  # type: ignore[return-value]
-
-    # -- work -------------------------------------------------------------------------------
-    def clear_caches(self, reason: str = "manual") -> None:
-        for w in self._handles():
-            if w.alive:
-                _call(w.actor, "clear_cache", "control", reason)
-
-    def _dispatch(self) -> None:
-        if self.paused:
-            return
-        live = self.live_workers()
-        for w in self._handles():
-            if w.retired or not w.alive or w.stopping or not w.reported:
-                continue  # one that has not reported in may wait for a node for a long time
-            depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
-            while self.queue and len(w.assigned) < depth:
-                shard = self.queue.popleft()
-                _call(w.actor, "submit", "mailbox", shard)
-                w.assigned.append(shard)
-
-    # -- events and supervision -------------------------------------------------------------
-    def poll(self, timeout: float, supervise: bool = True) -> list[Event]:
-        """Dispatch, wait up to ``timeout`` for actor events, supervise. Returns the events."""
-        self._dispatch()
-        events = self._collect(timeout)
-        if supervise:
-            events.extend(self._supervise())
-        self._dispatch()
-        return events
-
-    def _collect(self, timeout: float) -> list[Event]:
-        watched: dict[Any, tuple[RayWorkerHandle, str]] = {}
-        for w in self._handles():
-            if w.alive:
-                watched.update(
-                    {
-                        r: (w, kind)
-                        for r, kind in ((w.events_ref, "events"), (w.run_ref, "run"))
-                        if r
-                    }
-                )
-        if not watched:
-            return []
-        refs = list(watched)
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
-        if ready:
-            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        events: list[Event] = []
-        for ref in sorted(ready, key=lambda r: watched[r][1] == "run"):  # a worker's events first
-            w, kind = watched[ref]
-            if w.alive:
-                events += self._take_events(w, ref) if kind == "events" else self._take_exit(w, ref)
-        return events
-
-    def _unavailable(self) -> Any:
-        return getattr(self.ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.30
-
-    def _take_events(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
-        w.events_ref = None
-        try:
-            batch = self.ray.get(ref)
-        except self._unavailable():
-            time.sleep(0.1)  # transient (network, node under load or going): ask again soon;
-            batch = []  # Ray reports the death if it lasts, else the heartbeat timeout decides
-        except self.ray.exceptions.RayActorError as exc:
-            self._died(w, exc)
-            return []
-        events = [self._on_event(w, e) for e in batch]
-        if w.alive:
-            w.events_ref = _call(w.actor, "events", "events", EVENT_WAIT_S)
-        return events
-
-    def _take_exit(self, w: RayWorkerHandle, ref: Any) -> list[Event]:
-        """The worker loop ended: deliver its last events, then let the actor go."""
-        ray_exc = self.ray.exceptions
-        try:
-            reason = f"exited with code {self.ray.get(ref)}"
-        except self._unavailable():
-            w.run_ref = None  # unreachable, maybe with its node: its events call will tell
-            return []
-        except ray_exc.RayActorError as exc:
-            self._died(w, exc)
-            return []
-        except ray_exc.RayError as exc:
-            reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
-        events = self._drain(w)
-        w.exit_reason = w.exit_reason or reason
-        self._terminate(w)
-        return events
-
-    def _died(self, w: RayWorkerHandle, exc: BaseException) -> None:
-        w.exit_reason = describe_death(exc)
-        w.node_lost = died_with_node(exc) or not self._node_alive(w)
-
-    def _node_alive(self, w: RayWorkerHandle) -> bool:
-        """Whether the node the actor ran on is still in the cluster (True when unknown)."""
-        try:
-            node_id = self.ray.get(w.info_ref, timeout=0)["node_id"]
-            return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
-        except Exception:  # noqa: BLE001 - it never answered, or the GCS did not: assume so
-            return True
-
-    def _drain(self, w: RayWorkerHandle) -> list[Event]:
-        refs = [r for r in (w.events_ref, _call(w.actor, "events", "events", 0.0)) if r is not None]
-        w.events_ref = None
-        events: list[Event] = []
-        for ref in refs:
-            try:
-                batch = self.ray.get(ref, timeout=EVENT_WAIT_S + 3)
-            except Exception:  # noqa: BLE001 - the actor is going anyway
-                continue
-            events += [self._on_event(w, e) for e in batch]
-        return events
-
-    def _on_event(self, w: WorkerHandle, event: Event) -> Event:
-        if isinstance(w, RayWorkerHandle):
-            w.reported = True
-            if event.get("pid"):
-                w.pid = event["pid"]
-        return super()._on_event(w, event)
-
-    def _supervise(self) -> list[Event]:
-        now = time.time()
-        out: list[Event] = []
-        for w in self._handles():
-            if w.retired or w.stopping or w.actor is None:
-                continue
-            if w.exit_reason is not None:
-                out += self._recover(w, w.exit_reason)
-            elif now - w.last_heartbeat > self.policy.hang_timeout_s:
-                if not w.reported and self._others_working(w):
-                    out += self._note_waiting(w)  # it holds no shards: let it wait for a node
-                    continue
-                silent = now - w.last_heartbeat
-                self._terminate(w, reap=True)
-                out += self._recover(w, _silence(w, silent))
-        if not self.live_workers():
-            raise WorkerFailure(
-                f"every worker failed past its restart limit ({self.policy.max_restarts} "
-                f"restarts each); last: {self.last_failure}"
-            )
-        return out
-
-    def _others_working(self, w: RayWorkerHandle) -> bool:
-        return any(o is not w and o.alive and o.reported and not o.retired for o in self._handles())
-
-    def _note_waiting(self, w: RayWorkerHandle) -> list[Event]:
-        if w.waiting_noted:
-            return []
-        w.waiting_noted = True
-        need = "1 GPU" if w.slot.kind == "cuda" else f"{self._actor_cpus(w)[0]:g} CPU"
-        event = make_event(
-            "warning",
-            worker=w.n,
-            message=f"worker {w.n} ({w.slot.label}) is waiting for a Ray node with room for it "
-            f"({need}); the run goes on with the other workers",
-        )
-        self.emit(event)
-        return [event]
-
-    def _recover(self, w: WorkerHandle, reason: str, counted: bool = True) -> list[Event]:
-        lost = isinstance(w, RayWorkerHandle) and w.node_lost
-        if lost:  # its node is gone: the new actor goes wherever Ray finds room
-            w.node_id = None  # type: ignore[attr-defined]
-        # a lost node is not the worker's fault: its restart does not count against the limit
-        events = super()._recover(w, reason, counted=counted and not lost)
-        if w.retired and isinstance(w, RayWorkerHandle):
-            self._terminate(w)
-        return events
-
-
-def _silence(w: RayWorkerHandle, seconds: float) -> str:
-    if w.reported:
-        return f"hung: no heartbeat for {seconds:.0f} s, killed"
-    return (
-        f"did not start within {seconds:.0f} s (no Ray node had room for it, or it failed to "
-        f"start: see logs/worker-{w.n}.log), killed"
-    )
-
-
-def _cpu_fraction(cpus: float) -> float:
-    """At most one CPU, in thousandths (what Ray accepts), never zero."""
-    return max(0.001, min(1.0, int(cpus * 1000) / 1000))
-
-
-def _portable(cfg: WorkerConfig) -> WorkerConfig:
-    """The config with absolute paths: an actor's working directory is not the driver's."""
-    files = replace(
-        cfg.files,
-        **{f.name: Path(getattr(cfg.files, f.name)).absolute() for f in fields(cfg.files)},
-    )
-    return replace(cfg, run_dir=cfg.run_dir.absolute(), files=files)
-
-
-def _write_run_marker(run_dir: Path) -> str:
-    token = uuid.uuid4().hex
-    marker = run_dir / "logs" / RUN_MARKER
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(token + "\n")
-    return token
-
-
-def _log_line(path: Path, line: str) -> None:
-    with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (driver) {line}\n")
-
 
 def _call(actor: Any, method: str, group: str, *args: Any) -> Any:
     return getattr(actor, method).options(concurrency_group=group).remote(*args)
 
 
-# == the factory ==============================================================================
-class RayPoolFactory:
-    """Builds ``RayWorkerPool`` s with the local pool's signature, on one Ray connection.
+class RayBackend:
+    """Worker actors on a Ray cluster: one per cluster GPU (``--devices auto``), one per node
+    of a cluster without GPUs, or ``cpu:N`` spread over the nodes (docs/ray.md)."""
 
-    ``resolve_slots(spec)`` gives the workers for ``--devices`` from the cluster's resources;
-    an orchestrator that asks it (instead of local NVML) gets one actor per cluster GPU."""
+    name = "ray"
 
     def __init__(
         self, address: str | None = None, init_options: dict[str, Any] | None = None
@@ -771,8 +554,13 @@ class RayPoolFactory:
         self.address = address
         self.init_options = init_options or {}
         self.ray = import_ray()
-        self._resolved: list[DeviceSlot] | None = None
-        self.plan = ClusterPlan()
+        self._placement: dict[int, str] = {}  # worker -> the node it is pinned to
+        self._nodes: dict[str, ClusterNode] = {}
+        self._actor_class: Any = None
+        self._cpu_share = 1.0
+        self._local_node = ""
+        self._notices: list[str] = []  # security warnings, given to the first pool only
+        self._description = ""  # the cluster in one line, for the driver log
 
     def connect(self) -> Any:
         """Join the cluster at ``address`` or $RAY_ADDRESS, or the one last started with
@@ -810,29 +598,144 @@ class RayPoolFactory:
                 signal.signal(signal.SIGTERM, previous)
         gcs = ray.get_runtime_context().gcs_address
         token = token_auth_enabled()
-        self.plan.notices = security_notices(gcs, private, token)
-        self.plan.description = (
+        self._notices = security_notices(gcs, private, token)
+        self._description = (
             f"Ray {ray.__version__} cluster at {gcs} "
             f"({'started for this run' if private else 'joined'}), "
             f"token authentication {'on' if token else 'off'}"
         )
         return ray
 
+    def now(self) -> float:
+        return time.monotonic()
+
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
-        slots, self.plan.placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
-        self._resolved = list(slots)
+        slots, self._placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
         return slots
 
-    def __call__(
-        self,
-        slots: list[DeviceSlot],
-        make_config: Callable[[DeviceSlot, int], WorkerConfig],
-        emit: EventSink,
-        policy: PoolPolicy | None = None,
-    ) -> RayWorkerPool:
-        self.connect()
-        plan = self.plan if slots == self._resolved else replace(self.plan, placement={})
-        return RayWorkerPool(slots, make_config, emit, policy, plan=plan)
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
+        ray = self.connect()
+        self._nodes = {n.node_id: n for n in cluster_nodes(ray)}
+        self._placement = {
+            s.worker: self._placement[s.worker] for s in slots if s.worker in self._placement
+        }
+        self._check_capacity(slots, ray.cluster_resources())
+        self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
+        self._local_node = ray.get_runtime_context().get_node_id()
+        if slots:
+            _driver_messages_to(layout.ray_driver_log)
+            _log_line(layout.ray_driver_log, self._description)
+            self._check_run_dir(_absolute(layout), slots)
+        notices, self._notices = self._notices, []
+        return notices
+
+    def _check_capacity(self, slots: Sequence[DeviceSlot], resources: dict[str, float]) -> None:
+        gpus_needed = sum(s.kind == "cuda" for s in slots)
+        gpus = resources.get("GPU", 0.0)
+        if gpus_needed > gpus:
+            raise InputError(
+                f"the Ray cluster has {gpus:g} GPUs, and {gpus_needed} GPU workers were asked "
+                "for; use --devices auto (one per GPU in the cluster) or cpu:N"
+            )
+        cpus = resources.get("CPU", 0.0)
+        if slots and cpus <= 0:
+            raise InputError("the Ray cluster has no CPUs to place worker actors on")
+        # one CPU per actor where the cluster has them; a fair share of a small one otherwise
+        self._cpu_share = _cpu_fraction(cpus / len(slots)) if slots else 1.0
+
+    def _check_run_dir(self, layout: RunLayout, slots: Sequence[DeviceSlot]) -> None:
+        """Before any actor starts, each node that will run one checks that it sees and can
+        write the orchestrator's run directory (a fresh token in ``layout.ray_run_marker``)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        token = uuid.uuid4().hex
+        layout.ray_run_marker.parent.mkdir(parents=True, exist_ok=True)
+        layout.ray_run_marker.write_text(token + "\n")
+        pinned = {self._placement.get(s.worker) for s in slots}
+        nodes = pinned - {None} if None not in pinned else set(self._nodes)
+        check = self.ray.remote(num_cpus=0, max_retries=0)(check_this_node)
+        refs = [
+            check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
+                layout, token
+            )
+            for n in sorted(n for n in nodes if n)
+        ]
+        done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
+        for ref in done:  # a node that does not answer (gone, overloaded) is not held against
+            problem = None
+            with contextlib.suppress(Exception):
+                problem = self.ray.get(ref)
+            if problem:
+                raise RunDirError(problem)
+
+    def spawn(self, config: WorkerConfig) -> ActorTransport:
+        config = _portable(config)
+        node = self._pinned_node(config.slot.worker)
+        cpus, threads = self._actor_cpus(config.slot, node)
+        if threads is not None:
+            config = replace(config, torch_threads=threads)
+        options: dict[str, Any] = {
+            "num_cpus": cpus,
+            "num_gpus": 1 if config.slot.kind == "cuda" else 0,
+            "runtime_env": {"env_vars": actor_environment(config)},
+            "max_restarts": 0,
+        }
+        if node:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        actor = self._actor_class.options(**options).remote(config)
+        return ActorTransport(self.ray, actor, self._local_node)
+
+    def _pinned_node(self, worker: int) -> str | None:
+        """The node the worker is pinned to, while the cluster has it; once it is gone, the
+        worker goes wherever Ray finds room."""
+        node = self._placement.get(worker)
+        if node and not any(n["NodeID"] == node and n["Alive"] for n in self.ray.nodes()):
+            del self._placement[worker]
+            return None
+        return node
+
+    def _actor_cpus(self, slot: DeviceSlot, node_id: str | None) -> tuple[float, int | None]:
+        """The CPUs Ray reserves for the actor, and its torch threads (None: as configured).
+        A CPU worker pinned to a node shares that node's CPUs with the others pinned there."""
+        node = self._nodes.get(node_id or "")
+        if node is None or slot.kind != "cpu":
+            return self._cpu_share, None
+        per_actor = node.cpus / max(1, sum(n == node_id for n in self._placement.values()))
+        return _cpu_fraction(per_actor), max(1, int(per_actor))
+
+    def wait(self, transports: Sequence[ActorTransport], timeout: float) -> None:
+        refs = [r for t in transports for r in t.watched()]
+        if refs:
+            self.ray.wait(refs, num_returns=1, timeout=timeout)
+        else:
+            time.sleep(min(timeout, 0.05))
+
+
+def _cpu_fraction(cpus: float) -> float:
+    """At most one CPU, in thousandths (what Ray accepts), never zero."""
+    return max(0.001, min(1.0, int(cpus * 1000) / 1000))
+
+
+def _absolute(layout: RunLayout) -> RunLayout:
+    return replace(layout, root=layout.root.absolute())
+
+
+def _portable(config: WorkerConfig) -> WorkerConfig:
+    """The config with absolute paths: an actor's working directory is not the driver's."""
+    files = replace(
+        config.files,
+        **{f.name: Path(getattr(config.files, f.name)).absolute() for f in fields(config.files)},
+    )
+    return replace(config, layout=_absolute(config.layout), files=files)
+
+
+def _log_line(path: Path, line: str) -> None:
+    if not line:
+        return
+    with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (driver) {line}\n")
 
 
 def starts_private_cluster(address: str | None) -> bool:
@@ -937,23 +840,9 @@ def _one_line(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
-def ray_pool_factory(address: str | None = None) -> RayPoolFactory:
-    """The pool factory for ``run --backend ray [--ray-address ADDR]``. Connects now (from the
-    main thread: Ray ties a local cluster's processes to the thread that starts it)."""
-    factory = RayPoolFactory(address)
-    factory.connect()
-    return factory
-
-
-__all__ = [
-    "INSTALL_HINT",
-    "ClusterPlan",
-    "RayPoolFactory",
-    "RayWorkerPool",
-    "WorkerActor",
-    "ray_pool_factory",
-    "security_notices",
-    "slots_for_cluster",
-    "cluster_nodes",
-    "import_ray",
-]
+def ray_backend(address: str | None = None) -> RayBackend:
+    """The backend for ``run --backend ray [--ray-address ADDR]``. Connects now (from the main
+    thread: Ray ties a local cluster's processes to the thread that starts it)."""
+    backend = RayBackend(address)
+    backend.connect()
+    return backend

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,42 +23,63 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from virnucpro_tui.core.shards import Shard, shard_path, write_shard_result
+from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.events import Event, make_event
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.transport import (
+    ClearCache,
+    Command,
+    Recall,
+    Recalled,
+    RunShard,
+    ShardKey,
+    Stop,
+    WorkerMessage,
+    shard_key,
+)
 
-HISTOGRAM_BINS = 20
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # ignored by workers; the orchestrator handles them
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker uses its device and reports (``run --clear-cache-every``,
+    ``--memory-fraction``, ``--alloc-conf``); the one place their defaults live."""
+
+    heartbeat_s: float = 1.0
+    memory_every_s: float = 2.0
+    clear_cache_every: int = 10  # shards between cache clears (0: never)
+    memory_fraction: float = 0.9  # cap on the worker's share of its GPU's memory
+    alloc_conf: str = "expandable_segments:True"  # PYTORCH_CUDA_ALLOC_CONF
 
 
 @dataclass
 class WorkerConfig:
+    """Everything one worker process (or actor) needs, pickled to it when it starts."""
+
     slot: DeviceSlot
-    run_dir: Path
+    layout: RunLayout
     files: ModelFiles
-    settings: EngineSettings = field(default_factory=EngineSettings)
-    heartbeat_s: float = 1.0
-    memory_every_s: float = 2.0
-    clear_cache_every: int = 10
-    memory_fraction: float = 0.9
-    alloc_conf: str = "expandable_segments:True"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    settings: WorkerSettings = field(default_factory=WorkerSettings)
     torch_threads: int | None = None
     generation: int = 0
     parent_pid: int = 0
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / "logs" / f"worker-{self.slot.worker}.log"
+        return self.layout.worker_log(self.slot.worker)
 
 
 def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
     """Variables a worker needs before torch is imported."""
     env = {
-        "PYTORCH_CUDA_ALLOC_CONF": cfg.alloc_conf,
-        "PYTORCH_ALLOC_CONF": cfg.alloc_conf,
+        "PYTORCH_CUDA_ALLOC_CONF": cfg.settings.alloc_conf,
+        "PYTORCH_ALLOC_CONF": cfg.settings.alloc_conf,
         "PYTHONUNBUFFERED": "1",
     }
     env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
@@ -71,7 +92,7 @@ def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
 
 def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     """Process entry point (spawn)."""
-    _redirect_output(cfg.log_path)
+    redirect_output(cfg.log_path)
     os.environ.update(worker_environment(cfg))
     # The orchestrator decides when we stop: a Ctrl-C, or a SIGTERM sent to the whole process
     # group (systemd, SLURM), reaches it too and it finishes or abandons our shard. If it dies
@@ -88,17 +109,19 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     os._exit(code)
 
 
-def _pipe_sender(conn: Connection) -> Callable[[Event], None]:
-    def send(event: Event) -> None:
+def _pipe_sender(conn: Connection) -> Callable[[WorkerMessage], None]:
+    def send(message: WorkerMessage) -> None:
         try:
-            conn.send(event)
+            conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
             os._exit(3)  # orchestrator gone: never linger as an orphan
 
     return send
 
 
-def _redirect_output(log_path: Path) -> None:
+def redirect_output(log_path: Path) -> None:
+    """Send this process's stdout and stderr to ``log_path`` (a worker never writes to the
+    terminal) and take its stdin away."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -111,16 +134,67 @@ def _redirect_output(log_path: Path) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
+class ShardInbox:
+    """The shards a worker holds, in the order they were sent. The transport puts them in; the
+    worker takes the next when it is free; a recall takes back those not started yet.
+
+    ``take`` runs ``on_start`` under the inbox's lock, so a shard is either recalled or started
+    (and announced) before the answer to a recall goes out, never both."""
+
+    def __init__(self, before_take: Callable[[], object] | None = None) -> None:
+        self._items: deque[Shard] = deque()
+        self._stopped = False
+        self._cv = threading.Condition()
+        self._before_take = before_take  # e.g. Ray: let earlier events reach the pool first
+
+    def put(self, shard: Shard) -> None:
+        with self._cv:
+            self._items.append(shard)
+            self._cv.notify_all()
+
+    def stop(self) -> None:
+        """No more shards: ``take`` returns None once the ones held are done."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
+    def take(self, on_start: Callable[[Shard], None]) -> Shard | None:
+        """The next shard (blocking), started by ``on_start``; None once stopped and empty."""
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._items) or self._stopped)
+                if not self._items:
+                    return None
+            if self._before_take is not None:
+                self._before_take()
+            with self._cv:
+                if self._items:  # not recalled meanwhile
+                    shard = self._items.popleft()
+                    on_start(shard)
+                    return shard
+
+    def peek(self) -> Shard | None:
+        with self._cv:
+            return self._items[0] if self._items else None
+
+    def recall(self) -> list[Shard]:
+        """Remove and return every shard not started yet."""
+        with self._cv:
+            shards, self._items = list(self._items), deque()
+            return shards
+
+
 class Worker:
     """The device-side logic, independent of transport: a process over a pipe (here) or a Ray
-    actor (``ray_backend``) delivers tasks and carries the events ``send_event`` is given."""
+    actor (``ray_backend``) delivers shards into a ``ShardInbox`` and carries the messages
+    ``send_event`` is given."""
 
-    def __init__(self, cfg: WorkerConfig, send_event: Callable[[Event], None]) -> None:
+    def __init__(self, cfg: WorkerConfig, send_event: Callable[[WorkerMessage], None]) -> None:
         self.cfg = cfg
         self.send_event = send_event
         self.n = cfg.slot.worker
         self._send_lock = threading.Lock()
-        self.state = "starting"
+        self.state = ev.WorkerState.STARTING
         self.job: str | None = None
         self.shard: int | None = None
         self.last_progress = time.time()
@@ -130,88 +204,121 @@ class Worker:
         self.device: Any = None
 
     # -- events ---------------------------------------------------------------------------
-    def send(self, type_: str, **fields: Any) -> None:
-        event = make_event(type_, worker=self.n, job=fields.pop("job", self.job), **fields)
+    def send(self, message: WorkerMessage) -> None:
         with self._send_lock:
-            self.send_event(event)
+            self.send_event(message)
 
-    def set_state(self, state: str, **fields: Any) -> None:
+    def set_state(self, state: ev.WorkerState, **fields: Any) -> None:
         self.state = state
         self.send(
-            "worker_state",
-            state=state,
-            device=self.cfg.slot.label,
-            pid=os.getpid(),
-            generation=self.cfg.generation,
-            **fields,
+            ev.WorkerStateChanged(
+                worker=self.n,
+                job=self.job,
+                state=state,
+                device=self.cfg.slot.label,
+                pid=os.getpid(),
+                generation=self.cfg.generation,
+                **fields,
+            )
         )
 
     def emit_engine(self, type_: str, **fields: Any) -> None:
+        """The engine's ``emit(type, **fields)`` (model loads, OOM splits) as typed events."""
         self.last_progress = time.time()
-        self.send(type_, shard=self.shard, **fields)
+        try:
+            event = ev.make_event(type_, worker=self.n, job=self.job, shard=self.shard, **fields)
+        except ValueError as exc:  # a schema mismatch must not kill the worker: log it
+            print(f"engine event dropped: {exc}", file=sys.stderr, flush=True)
+            return
+        self.send(event)
 
     # -- main loop ------------------------------------------------------------------------
     def start(self) -> None:
         """Set up torch on the device and start heartbeats; models load on the first task."""
-        self.set_state("starting", uuid=self.cfg.slot.uuid)
+        self.set_state(ev.WorkerState.STARTING, uuid=self.cfg.slot.uuid)
         self._setup_torch()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         from virnucpro_tui.models.engine import Engine
 
-        self.engine = Engine(self.cfg.files, self.device, self.cfg.settings, emit=self.emit_engine)
+        self.engine = Engine(self.cfg.files, self.device, self.cfg.engine, emit=self.emit_engine)
         if self.faults.active:
             self.engine.before_batch = self.faults.before_batch
-        self.set_state("idle")
+        self.set_state(ev.WorkerState.IDLE)
 
     def run_process(self, conn: Connection) -> int:
-        """The worker process's loop: tasks in order from the pipe, until told to stop."""
+        """The worker process's loop: shards in order from the pipe, until told to stop."""
         self.start()
-        tasks: queue.Queue[Any] = queue.Queue()
+        inbox = ShardInbox()
         threading.Thread(
-            target=self._receive_loop, args=(conn, tasks), name="receiver", daemon=True
+            target=self._receive_loop, args=(conn, inbox), name="receiver", daemon=True
         ).start()
-        return self.serve(tasks)
+        self.load_eagerly()  # while the orchestrator prepares the inputs
+        return self.serve(inbox)
 
-    def serve(self, tasks: queue.Queue[Any]) -> int:
-        """Run shards from ``tasks`` in order until a ``None``: 0 when stopped, 2 when this
-        worker cannot go on. Any transport (pipe, Ray actor) feeds it; call ``start`` first."""
+    def serve(self, inbox: ShardInbox) -> int:
+        """Run shards from ``inbox`` in order until it is stopped: 0 then, 2 when this worker
+        cannot go on. Any transport (pipe, Ray actor) feeds it; call ``start`` first."""
         with ThreadPoolExecutor(1, thread_name_prefix="tokenize") as tokenizer:
-            lookahead: tuple[Any, Future[Any] | None] | None = None
+            ahead: dict[ShardKey, Future[Any]] = {}
             while True:
-                item, tokens = lookahead or (tasks.get(), None)
-                lookahead = self._look_ahead(tasks, tokenizer) if item is not None else None
-                if item is None:
-                    self.set_state("stopped")
+                shard = inbox.take(self._start_shard)
+                if shard is None:
+                    self.set_state(ev.WorkerState.STOPPED)
                     return 0
-                if not self.handle_task(item, tokens):
+                tokens = ahead.pop(shard.key, None)
+                ahead = self._tokenize_ahead(inbox.peek(), ahead, tokenizer)
+                if not self.handle_task(shard, tokens):
                     return 2
 
-    def _look_ahead(
-        self, tasks: queue.Queue[Any], tokenizer: ThreadPoolExecutor
-    ) -> tuple[Any, Future[Any] | None] | None:
-        """Take the next queued shard, if any, and tokenize it while the current one computes."""
+    def load_eagerly(self) -> None:
+        """Load and compile the models now instead of at the first shard (``eager_load``;
+        default: on GPUs). A failure is left to the first shard, which reports it as usual."""
+        eager = self.cfg.engine.eager_load
+        if eager is False or (eager is None and self.cfg.slot.kind != "cuda"):
+            return
+        if self.faults.fail_load:
+            return
+        self.set_state(ev.WorkerState.LOADING)
         try:
-            upcoming = tasks.get_nowait()
-        except queue.Empty:
-            return None
-        if upcoming is None or self.engine is None or not self.engine.loaded:
-            return upcoming, None
-        return upcoming, tokenizer.submit(self.engine.tokenize, upcoming.frames)
+            self.engine.load()
+        except Exception:  # noqa: BLE001 - the first shard loads again and reports the error
+            traceback.print_exc()
+        self.set_state(ev.WorkerState.IDLE)
 
-    def _receive_loop(self, conn: Connection, tasks: queue.Queue[Any]) -> None:
-        """Tasks go to the main thread in order; control messages act at once."""
+    def _tokenize_ahead(
+        self,
+        upcoming: Shard | None,
+        ahead: dict[ShardKey, Future[Any]],
+        tokenizer: ThreadPoolExecutor,
+    ) -> dict[ShardKey, Future[Any]]:
+        """Tokenize the next shard while the current one computes (only the next is kept: a
+        recalled shard's tokens are dropped)."""
+        if upcoming is None or self.engine is None or not self.engine.loaded:
+            return {}
+        future = ahead.get(upcoming.key) or tokenizer.submit(self.engine.tokenize, upcoming.frames)
+        return {upcoming.key: future}
+
+    def recall(self, inbox: ShardInbox) -> Recalled:
+        """Give back the shards not started; name the one running."""
+        shards = inbox.recall()
+        running = shard_key(self.job, self.shard) if self.shard is not None else None
+        return Recalled(tuple(s.key for s in shards), running)
+
+    def _receive_loop(self, conn: Connection, inbox: ShardInbox) -> None:
+        """Shards go to the main thread in order; control commands act at once."""
         while True:
             try:
-                msg = conn.recv()
+                command: Command = conn.recv()
             except (EOFError, OSError):
                 os._exit(3)
-            kind = msg[0]
-            if kind == "task":
-                tasks.put(msg[1])
-            elif kind == "clear_cache":
-                self.clear_cache(msg[1])
-            elif kind == "stop":
-                tasks.put(None)
+            if isinstance(command, RunShard):
+                inbox.put(command.shard)
+            elif isinstance(command, ClearCache):
+                self.clear_cache(command.reason)
+            elif isinstance(command, Recall):
+                self.send(self.recall(inbox))
+            elif isinstance(command, Stop):
+                inbox.stop()
                 return
 
     def _setup_torch(self) -> None:
@@ -222,32 +329,34 @@ class Worker:
         if self.cfg.slot.kind == "cuda":
             self.device = torch.device("cuda", 0)
             torch.cuda.set_device(self.device)
-            torch.cuda.set_per_process_memory_fraction(self.cfg.memory_fraction, self.device)
+            torch.cuda.set_per_process_memory_fraction(
+                self.cfg.settings.memory_fraction, self.device
+            )
         else:
             self.device = torch.device("cpu")
 
-    def handle_task(self, shard: Shard, tokens: Future[Any] | None = None) -> bool:
-        """Score one shard and write its result; False when this worker cannot go on.
-        ``tokens``: the shard's token ids, computed ahead in another thread."""
+    def _start_shard(self, shard: Shard) -> None:
+        """A shard leaves the inbox: it is this worker's now (announced before any recall)."""
         self.job, self.shard = shard.job, shard.index
         self.last_progress = time.time()
         self.faults.on_shard_start(self.shards_done + 1)
+        if self.engine.loaded:
+            self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
+        else:
+            self.set_state(ev.WorkerState.LOADING)
+
+    def handle_task(self, shard: Shard, tokens: Future[Any] | None = None) -> bool:
+        """Score one shard (started by ``_start_shard``) and write its result; False when this
+        worker cannot go on. ``tokens``: its token ids, computed ahead in another thread."""
         try:
-            if not self.engine.loaded:
-                self.set_state("loading")
+            if self.state == ev.WorkerState.LOADING:
                 if self.faults.fail_load:
                     raise RuntimeError("model loading failed (injected fault)")
                 self.engine.load()
-            self.set_state("busy", shard=shard.index, frames=len(shard))
-            self.send(
-                "progress",
-                shard=shard.index,
-                stage="start",
-                frames_done=0,
-                frames_total=len(shard),
-                tokens=0,
-                seconds=0.0,
-            )
+                self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
+            if self.faults.fail_on_shard == self.shards_done + 1:
+                raise RuntimeError(f"shard {shard.key} failed (injected fault)")
+            self.send(ev.Progress.shard_started(self.n, shard.job, shard.index, len(shard)))
             result = self.engine.process_shard(
                 shard,
                 progress=self._progress_reporter(shard),
@@ -261,57 +370,70 @@ class Worker:
                 return True
             fatal = not self.engine.loaded
             self.send(
-                "error",
-                shard=shard.index,
-                fatal=fatal,
-                message=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(limit=8)[-4000:],
+                ev.ErrorEvent(
+                    worker=self.n,
+                    job=shard.job,
+                    shard=shard.index,
+                    fatal=fatal,
+                    message=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(limit=8)[-4000:],
+                )
             )
             traceback.print_exc()
             if fatal:
-                self.set_state("crashed", reason="model load failed")
+                self.set_state(ev.WorkerState.CRASHED, reason="model load failed")
                 return False
-            self.set_state("idle")
+            self.set_state(ev.WorkerState.IDLE)
             return True
         self.shards_done += 1
         self.send(
-            "shard_done",
-            shard=shard.index,
-            frames=len(shard),
-            seconds=round(result.seconds, 4),
-            tokens=result.tokens,
-            **score_stats(result.frame_ids, result.probs),
+            ev.ShardDone(
+                worker=self.n,
+                job=shard.job,
+                shard=shard.index,
+                frames=len(shard),
+                seconds=round(result.seconds, 4),
+                tokens=result.tokens,
+                stage_seconds=result.stage_seconds,
+                **score_stats(result.frame_ids, result.probs),
+            )
         )
-        if self.cfg.clear_cache_every and self.shards_done % self.cfg.clear_cache_every == 0:
+        every = self.cfg.settings.clear_cache_every
+        if every and self.shards_done % every == 0:
             self.clear_cache("periodic")
         self.job = self.shard = None
-        self.set_state("idle")
+        self.set_state(ev.WorkerState.IDLE)
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
         self.faults.before_shard_write(self.shards_done + 1)
-        write_shard_result(shard_path(self.cfg.run_dir / "shards", shard.job, shard.index), result)
+        write_shard_result(self.cfg.layout.shard_result(shard.job, shard.index), result)
 
     def _report_disk_full(self, shard: Shard) -> None:
         """No retry: every worker writes to the same disk. The orchestrator stops the run."""
-        path = shard_path(self.cfg.run_dir / "shards", shard.job, shard.index)
+        path = self.cfg.layout.shard_result(shard.job, shard.index)
         error = disk_full_error(path, f"writing the result of shard {shard.key}")
         self.send(
-            "error",
-            shard=shard.index,
-            fatal=False,
-            disk_full=True,
-            path=str(path),
-            message=str(error),
+            ev.ErrorEvent(
+                worker=self.n,
+                job=shard.job,
+                shard=shard.index,
+                fatal=False,
+                disk_full=True,
+                path=str(path),
+                message=str(error),
+            )
         )
-        self.set_state("idle")
+        self.set_state(ev.WorkerState.IDLE)
 
-    def _progress_reporter(self, shard: Shard):
+    def _progress_reporter(self, shard: Shard) -> Callable[..., None]:
         start = time.perf_counter()
         last_sent = 0.0
         n = len(shard)
 
-        def report(stage: str, done: int, total: int, tokens: int) -> None:
+        def report(
+            stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
+        ) -> None:
             nonlocal last_sent
             self.last_progress = time.time()
             now = time.perf_counter()
@@ -321,52 +443,58 @@ class Worker:
             # frames count as done once both models have seen them: DNABERT-S is half the way
             frames_done = done // 2 if stage == "dnabert" else n // 2 + done - done // 2
             self.send(
-                "progress",
-                shard=shard.index,
-                stage=stage,
-                frames_done=min(frames_done, n),
-                frames_total=n,
-                stage_done=done,
-                stage_total=total,
-                tokens=tokens,
-                seconds=round(now - start, 4),
+                ev.Progress(
+                    worker=self.n,
+                    job=shard.job,
+                    shard=shard.index,
+                    stage=stage,
+                    frames_done=min(frames_done, n),
+                    frames_total=n,
+                    stage_done=done,
+                    stage_total=total,
+                    tokens=tokens,
+                    seconds=round(now - start, 4),
+                    stage_seconds=ev.UNSET if stage_seconds is None else stage_seconds,
+                )
             )
 
         return report
 
     # -- memory -----------------------------------------------------------------------------
-    def memory_snapshot(self) -> dict[str, Any]:
+    def memory_snapshot(self) -> ev.GpuMemory:
         if self.device is not None and self.device.type == "cuda":
             import torch
 
             free, total = torch.cuda.mem_get_info(self.device)
-            return {
-                "kind": "cuda",
-                "allocated": int(torch.cuda.memory_allocated(self.device)),
-                "reserved": int(torch.cuda.memory_reserved(self.device)),
-                "peak": int(torch.cuda.max_memory_allocated(self.device)),
-                "free": int(free),
-                "total": int(total),
-            }
+            return ev.GpuMemory(
+                worker=self.n,
+                job=self.job,
+                kind="cuda",
+                allocated=int(torch.cuda.memory_allocated(self.device)),
+                reserved=int(torch.cuda.memory_reserved(self.device)),
+                peak=int(torch.cuda.max_memory_allocated(self.device)),
+                free=int(free),
+                total=int(total),
+            )
         import psutil
 
-        proc = psutil.Process()
         vm = psutil.virtual_memory()
-        rss = int(proc.memory_info().rss)
-        peak = _peak_rss()
-        return {
-            "kind": "cpu",
-            "allocated": rss,
-            "reserved": rss,
-            "peak": max(peak, rss),
-            "free": int(vm.available),
-            "total": int(vm.total),
-        }
+        rss = int(psutil.Process().memory_info().rss)
+        return ev.GpuMemory(
+            worker=self.n,
+            job=self.job,
+            kind="cpu",
+            allocated=rss,
+            reserved=rss,
+            peak=max(_peak_rss(), rss),
+            free=int(vm.available),
+            total=int(vm.total),
+        )
 
     def clear_cache(self, reason: str) -> None:
         prev_state = self.state
-        self.set_state("clearing", reason=reason)
-        before = self.memory_snapshot()["reserved"]
+        self.set_state(ev.WorkerState.CLEARING, reason=reason)
+        before = self.memory_snapshot().reserved
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
             import torch
@@ -374,15 +502,18 @@ class Worker:
             torch.cuda.empty_cache()
         else:
             _malloc_trim()
-        after = self.memory_snapshot()["reserved"]
+        after = self.memory_snapshot().reserved
         self.send(
-            "cache_cleared",
-            reason=reason,
-            bytes_freed=max(before - after, 0),
-            reserved_before=before,
-            reserved_after=after,
+            ev.CacheCleared(
+                worker=self.n,
+                job=self.job,
+                reason=reason,
+                bytes_freed=max(before - after, 0),
+                reserved_before=before,
+                reserved_after=after,
+            )
         )
-        self.set_state(prev_state if prev_state != "clearing" else "idle")
+        self.set_state(prev_state if prev_state != ev.WorkerState.CLEARING else ev.WorkerState.IDLE)
 
     def _heartbeat_loop(self) -> None:
         last_memory = 0.0
@@ -392,17 +523,20 @@ class Worker:
                 os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send(
-                "heartbeat",
-                state=self.state,
-                shard=self.shard,
-                since_progress=round(now - self.last_progress, 2),
-                pid=os.getpid(),
+                ev.Heartbeat(
+                    worker=self.n,
+                    job=self.job,
+                    state=self.state,
+                    shard=self.shard,
+                    since_progress=round(now - self.last_progress, 2),
+                    pid=os.getpid(),
+                )
             )
-            if now - last_memory >= self.cfg.memory_every_s:
+            if now - last_memory >= self.cfg.settings.memory_every_s:
                 last_memory = now
                 with contextlib.suppress(Exception):  # telemetry must never kill the worker
-                    self.send("gpu_memory", **self.memory_snapshot())
-            time.sleep(self.cfg.heartbeat_s)
+                    self.send(self.memory_snapshot())
+            time.sleep(self.cfg.settings.heartbeat_s)
 
 
 def _peak_rss() -> int:
@@ -426,13 +560,18 @@ def score_stats(frame_ids: list[str], probs: Any, top: int = 5) -> dict[str, Any
 
     probs = np.asarray(probs, dtype=np.float32)
     if not len(probs):
-        return {"virus_frames": 0, "others_frames": 0, "histogram": [0] * HISTOGRAM_BINS, "top": []}
+        return {
+            "virus_frames": 0,
+            "others_frames": 0,
+            "histogram": (0,) * ev.HISTOGRAM_BINS,
+            "top": (),
+        }
     virus = probs[:, 1] > probs[:, 0]
-    hist, _ = np.histogram(probs[:, 1], bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    hist, _ = np.histogram(probs[:, 1], bins=ev.HISTOGRAM_BINS, range=(0.0, 1.0))
     best = np.argsort(-probs[:, 1], kind="stable")[:top]
     return {
         "virus_frames": int(virus.sum()),
         "others_frames": int((~virus).sum()),
-        "histogram": hist.astype(int).tolist(),
-        "top": [[frame_ids[i], float(probs[i, 1])] for i in best],
+        "histogram": tuple(hist.astype(int).tolist()),
+        "top": tuple((frame_ids[i], float(probs[i, 1])) for i in best),
     }

@@ -22,8 +22,9 @@ from virnucpro_tui.core.outputs import (
     SequenceSummary,
 )
 from virnucpro_tui.core.shards import read_shard_rows, shard_path
+from virnucpro_tui.pool.layout import RECORDS
 
-RECORDS_FILE = "records.tsv"
+RECORDS_FILE = RECORDS  # docs/architecture.md#the-run-directory
 CHECKPOINT_EVERY = 256  # records between checkpoints (stop requests, fault injection)
 Checkpoint = Callable[[int], None]
 CONSENSUS_RUN = 200_000  # chunk votes held in memory before a sorted run goes to disk

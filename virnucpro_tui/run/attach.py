@@ -1,33 +1,23 @@
-"""``virnucpro-tui attach DIR``: watch a run that another process is executing, or has finished.
+"""Reading a run that another process executes, or has finished: ``virnucpro-tui attach DIR``.
 
 The run's ``events.jsonl`` is tailed like ``tail -F``: the file may not exist yet, its last line
 may be half written, and it is rotated to ``events.jsonl.1`` past its size limit. The events fold
-into the same RunView as the live dashboard and the headless reporter, so all three agree.
-
-No Textual here (see the import-linter contract): the dashboard is loaded by name only when a
-terminal UI is wanted, so a headless ``attach`` works where Textual cannot be imported.
+into the same RunView as the live dashboard and the headless reporter, so all three agree. The
+front ends use this module: ``headless.attach`` (plain lines) and the dashboard's attached mode.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import socket
-import sys
-import time
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
-from virnucpro_tui.errors import EXIT_OK, InputError
-from virnucpro_tui.headless import event_line, progress_line, summary_lines
-from virnucpro_tui.pool.events import Event
-from virnucpro_tui.run.rundir import EVENTS, LOCK, MANIFEST
-from virnucpro_tui.run.view import RunView
+from virnucpro_tui.errors import InputError
+from virnucpro_tui.pool.events import Event, decode_event
+from virnucpro_tui.pool.layout import EVENTS, LOCK, MANIFEST, RunLayout
+from virnucpro_tui.run.rundir import LockRecord
 
-PROG = "virnucpro-tui"
 ROTATED_KEPT = 3
-FINISHED = ("complete", "interrupted", "failed")
 
 
 class EventTail:
@@ -119,14 +109,12 @@ def _parse_complete_lines(data: bytes) -> list[Event]:
 
 
 def _parse_lines(lines: list[bytes]) -> list[Event]:
+    """The valid events among ``lines``; anything else (another tool's writing, a hostile edit,
+    a type this version does not know) is skipped."""
     events = []
     for line in lines:
-        if not line.strip():
-            continue
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if isinstance(event, dict) and "type" in event:
-                events.append(event)
+        if line.strip() and (event := decode_event(line)) is not None:
+            events.append(event)
     return events
 
 
@@ -144,135 +132,13 @@ def check_run_dir(run_dir: Path) -> None:
         )
 
 
-def run_owner(run_dir: Path) -> tuple[int | None, str | None]:
-    """The pid and host that last held the run directory's lock."""
-    try:
-        words = (run_dir / LOCK).read_text().split()
-    except OSError:
-        return None, None
-    pid = int(words[1]) if len(words) > 1 and words[0] == "pid" and words[1].isdigit() else None
-    host = words[3] if len(words) > 3 and words[2] == "on" else None
-    return pid, host
+def run_owner(run_dir: Path) -> LockRecord | None:
+    """Who last held the run directory's lock (pid, host, process start time)."""
+    return LockRecord.read(RunLayout(run_dir).lock)
 
 
 def owner_alive(run_dir: Path) -> bool | None:
-    """Whether the process running ``run_dir`` is alive: None when it runs on another host."""
-    pid, host = run_owner(run_dir)
-    if pid is None:
-        return None
-    if host and host != socket.gethostname():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def manifest_status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / MANIFEST).read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def run_is_over(view: RunView, run_dir: Path) -> bool:
-    """The run finished (its run_done is the newest event) or its process is gone."""
-    return view.status in FINISHED or owner_alive(run_dir) is False
-
-
-# -- headless attach ----------------------------------------------------------------------------
-class AttachPrinter:
-    """Plain lines for a run read from its events: the notable events, progress, the summary."""
-
-    def __init__(self, stream: TextIO, interval_s: float = 5.0) -> None:
-        self.stream = stream
-        self.interval_s = interval_s
-        self.view = RunView()
-        self._last_progress = 0.0
-
-    def print(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def feed(self, event: Event) -> None:
-        self.view.apply(event)
-        line = event_line(self.view, event)
-        if line:
-            self.print(line)
-        if event["type"] == "run_done":
-            self.print(progress_line(self.view, event.get("ts")))
-            for text in summary_lines(self.view):
-                self.print(text)
-
-    def progress(self, now: float | None = None, force: bool = False) -> None:
-        now = now or time.time()
-        if self.view.status != "running":
-            return
-        if force or now - self._last_progress >= self.interval_s:
-            self._last_progress = now
-            self.print(progress_line(self.view, now))
-
-
-def attach_headless(
-    run_dir: Path,
-    follow: bool,
-    stream: TextIO | None = None,
-    poll_s: float = 0.5,
-    interval_s: float = 5.0,
-) -> int:
-    """Print the events so far; with ``follow``, keep printing until the run ends."""
-    out = stream or sys.stdout
-    printer = AttachPrinter(out, interval_s)
-    tail = EventTail(run_dir / EVENTS)
-    try:
-        for event in tail.backlog():
-            printer.feed(event)
-        printer.progress(force=True)
-        if not follow:
-            if printer.view.status not in FINISHED:
-                printer.print(
-                    f"(the run is still going: `{PROG} attach --follow {run_dir}` keeps watching)"
-                )
-            return EXIT_OK
-        _follow(run_dir, tail, printer, poll_s)
-    finally:
-        tail.close()
-    return EXIT_OK
-
-
-def _follow(run_dir: Path, tail: EventTail, printer: AttachPrinter, poll_s: float) -> None:
-    if not tail.path.exists():
-        printer.print(f"waiting for {tail.path} ...")
-    quiet_polls = 0
-    while printer.view.status not in FINISHED:
-        events = tail.poll()
-        for event in events:
-            printer.feed(event)
-        quiet_polls = 0 if events or owner_alive(run_dir) is not False else quiet_polls + 1
-        if quiet_polls >= 2:  # the owner is gone and nothing more came: killed, not finished
-            pid, _host = run_owner(run_dir)
-            printer.print(
-                f"the run's process ({pid}) ended without finishing; "
-                "rerun the same command to resume"
-            )
-            return
-        printer.progress()
-        if printer.view.status not in FINISHED:
-            time.sleep(poll_s)
-
-
-# -- entry point --------------------------------------------------------------------------------
-def attach(run_dir: Path, follow: bool) -> int:
-    """``virnucpro-tui attach DIR`` without a terminal: plain lines (the CLI opens the dashboard
-    itself when there is one, so this package never imports Textual)."""
-    run_dir = Path(run_dir)
-    try:
-        check_run_dir(run_dir)
-    except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return attach_headless(run_dir, follow)
+    """Whether the process running ``run_dir`` is alive: None when it runs on another host
+    or nobody is named."""
+    owner = run_owner(run_dir)
+    return owner.alive() if owner is not None else None

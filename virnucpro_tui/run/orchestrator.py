@@ -13,7 +13,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from virnucpro_tui.core.shards import (
     Shard,
     iter_shards,
     read_shard_rows,
-    shard_path,
 )
 from virnucpro_tui.errors import (
     EXIT_INTERRUPTED,
@@ -37,14 +36,17 @@ from virnucpro_tui.errors import (
     disk_full_error,
     is_disk_full,
 )
+from virnucpro_tui.models.identity import model_identities
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
-from virnucpro_tui.pool.events import Event, EventSink, Fanout, JsonlWriter, make_event
+from virnucpro_tui.pool import events as ev
+from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.local import LocalBackend
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
-from virnucpro_tui.pool.worker import WorkerConfig
-from virnucpro_tui.run.assemble import RECORDS_FILE, assemble_job
+from virnucpro_tui.pool.transport import Backend
+from virnucpro_tui.pool.worker import WorkerConfig, WorkerSettings
+from virnucpro_tui.run.assemble import assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -59,7 +61,6 @@ class RunConfig:
     inputs: list[Path]
     out: Path
     models: ModelFiles
-    chunk_length: int = 500
     demo: bool = False
     devices: str = "auto"
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -67,16 +68,15 @@ class RunConfig:
     persistent: bool = True
     restart: bool = False
     backend: str = "local"
-    ray_address: str | None = None
     policy: PoolPolicy = field(default_factory=PoolPolicy)
-    heartbeat_s: float = 1.0
-    memory_every_s: float = 2.0
-    clear_cache_every: int = 10
-    memory_fraction: float = 0.9
-    alloc_conf: str = "expandable_segments:True"
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     telemetry_every_s: float = 2.0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scans: list[InputScan] | None = None  # validation already done by the caller
+
+    @property
+    def chunk_length(self) -> int:
+        return self.engine.chunk_length
 
     @property
     def effective_shard_size(self) -> int:
@@ -90,7 +90,7 @@ class JobState:
     out_dir: Path
     scan: InputScan
     added: bool = False
-    status: str = "queued"  # queued, running, assembling, done, failed
+    status: ev.JobStatus = ev.JobStatus.QUEUED
     produced: bool = False
     shards_total: int = 0
     done: set[int] = field(default_factory=set)
@@ -110,18 +110,18 @@ class Orchestrator:
     def __init__(
         self,
         cfg: RunConfig,
-        sinks: list[EventSink] | None = None,
-        pool_factory: Callable[..., Any] | None = None,
+        sinks: list[ev.EventSink] | None = None,
+        backend: Backend[Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.rundir = RunDir(cfg.out)
-        self.emit_to = Fanout(*(sinks or []))
+        self.emit_to = ev.Fanout(*(sinks or []))
         self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.jobs: list[JobState] = []
         self.stop_mode: str | None = None
         self.paused = False
-        self.pool: Any = None
-        self.pool_factory = pool_factory or PersistentWorkerPool
+        self.pool: PersistentWorkerPool[Any] | None = None
+        self.backend: Backend[Any] = backend or LocalBackend()
         self.slots: list[DeviceSlot] = []
         self.telemetry: NvmlTelemetry | None = None
         self._last_telemetry = 0.0
@@ -131,10 +131,8 @@ class Orchestrator:
         self.stop_requested = threading.Event()  # set at once by request_stop, from any thread
         self.faults = FaultPlan.for_orchestrator()
 
-    def emit(
-        self, type_: str, job: str | None = None, worker: int | None = None, **fields: Any
-    ) -> None:
-        self.emit_to(make_event(type_, worker=worker, job=job, **fields))
+    def emit(self, event: ev.Event) -> None:
+        self.emit_to(event)
 
     # -- setup --------------------------------------------------------------------------------
     def _scan_inputs(self) -> list[InputScan]:
@@ -155,10 +153,7 @@ class Orchestrator:
         }
 
     def _model_digests(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: model_digest(Path(getattr(self.cfg.models, name)))
-            for name in ("esm", "dnabert", "classifier")
-        }
+        return model_identities(self.cfg.models)
 
     def _build_manifest(self, scans: list[InputScan], names: list[str]) -> dict[str, Any]:
         import numpy
@@ -178,7 +173,7 @@ class Orchestrator:
         ]
         return {
             "format": "virnucpro-tui-run/1",
-            "status": "running",
+            "status": ev.RunStatus.RUNNING,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.cfg.command,
             "inputs": inputs,
@@ -210,29 +205,36 @@ class Orchestrator:
         )
         return WorkerConfig(
             slot=slot,
-            run_dir=self.rundir.root,
+            layout=self.rundir.layout,
             files=self.cfg.models,
-            settings=self.cfg.engine,
-            heartbeat_s=self.cfg.heartbeat_s,
-            memory_every_s=self.cfg.memory_every_s,
-            clear_cache_every=self.cfg.clear_cache_every,
-            memory_fraction=self.cfg.memory_fraction,
-            alloc_conf=self.cfg.alloc_conf,
+            engine=self.cfg.engine,
+            settings=self.cfg.worker,
             torch_threads=threads,
             generation=generation,
         )
 
-    def _new_pool(self) -> Any:
-        pool = self.pool_factory(self.slots, self._worker_config, self.emit_to, self.cfg.policy)
-        pool.paused = self.paused
+    def _pool(self) -> PersistentWorkerPool[Any]:
+        if self.pool is None:
+            raise RuntimeError("the pool is not started yet")
+        return self.pool
+
+    def _new_pool(self) -> PersistentWorkerPool[Any]:
+        pool = PersistentWorkerPool(
+            self.backend, self.slots, self._worker_config, self.emit_to, self.cfg.policy
+        )
+        if self.paused:
+            pool.pause()
         pool.start()
         return pool
 
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> int:
         """Run every job to completion. Returns the exit code (0, or 130 when interrupted)."""
+        from virnucpro_tui.models.preflight import check_model_files
+
         scans = self._scan_inputs()
-        self.slots = getattr(self.pool_factory, "resolve_slots", resolve_devices)(self.cfg.devices)
+        check_model_files(self.cfg.models)  # every model file, before any worker starts
+        self.slots = self.backend.resolve_slots(self.cfg.devices)
         names = job_names([s.path for s in scans])
         self.rundir.acquire()
         writer = None
@@ -248,19 +250,21 @@ class Orchestrator:
             self.rundir.remove_partial_files([j.out_dir for j in self.jobs])
             self._restore_added_jobs(old)
             self.rundir.write_manifest(self.manifest)
-            writer = JsonlWriter(self.rundir.events)
+            writer = ev.JsonlWriter(self.rundir.events)
             self.emit_to.add(writer)
             self._announce(resumed=old is not None)
             code = self._run_jobs()
-            self._finish("complete" if code == EXIT_OK else "interrupted", code)
+            self._finish(
+                ev.RunStatus.COMPLETE if code == EXIT_OK else ev.RunStatus.INTERRUPTED, code
+            )
             return code
         except (VirnucproError, OSError) as exc:
             error = self._user_error(exc)
             if error is None:
                 raise
             if self.manifest:  # the run had started: its events and manifest record the failure
-                self.emit("error", fatal=True, message=str(error))
-                self._finish("failed", 1, error=str(error))
+                self.emit(ev.ErrorEvent(fatal=True, message=str(error)))
+                self._finish(ev.RunStatus.FAILED, 1, error=str(error), resumable=error.resumable)
             if error is exc:
                 raise
             raise error from None
@@ -295,30 +299,24 @@ class Orchestrator:
 
     def _announce(self, resumed: bool) -> None:
         self.emit(
-            "run_started",
-            out=str(self.rundir.root),
-            inputs=[str(j.path) for j in self.jobs],
-            jobs=[j.name for j in self.jobs],
-            devices=[s.label for s in self.slots],
-            workers=[
-                {
-                    "worker": s.worker,
-                    "kind": s.kind,
-                    "index": s.index,
-                    "uuid": s.uuid,
-                    "name": s.name,
-                }
-                for s in self.slots
-            ],
-            demo=self.cfg.demo,
-            notice=DEMO_NOTICE if self.cfg.demo else None,
-            resumed=resumed,
-            chunk_length=self.cfg.chunk_length,
-            shard_size=self.cfg.effective_shard_size,
-            precision=self.cfg.engine.precision,
-            backend=self.cfg.backend,
-            pid=os.getpid(),
-            persistent=self.cfg.persistent,
+            ev.RunStarted(
+                out=str(self.rundir.root),
+                inputs=tuple(str(j.path) for j in self.jobs),
+                jobs=tuple(j.name for j in self.jobs),
+                devices=tuple(s.label for s in self.slots),
+                workers=tuple(
+                    ev.SlotInfo(s.worker, s.kind, s.index, s.uuid, s.name) for s in self.slots
+                ),
+                demo=self.cfg.demo,
+                notice=DEMO_NOTICE if self.cfg.demo else None,
+                resumed=resumed,
+                chunk_length=self.cfg.chunk_length,
+                shard_size=self.cfg.effective_shard_size,
+                precision=self.cfg.engine.precision,
+                backend=self.cfg.backend,
+                pid=os.getpid(),
+                persistent=self.cfg.persistent,
+            )
         )
         self.telemetry = NvmlTelemetry([s.uuid for s in self.slots if s.uuid])
 
@@ -342,40 +340,48 @@ class Orchestrator:
                 self._on_pool_event(event)
             self._assemble_finished()
             self._sample_telemetry()
-            if all(j.status in ("done", "failed") for j in self.jobs) and self.commands.empty():
+            if (
+                all(j.status in (ev.JobStatus.DONE, ev.JobStatus.FAILED) for j in self.jobs)
+                and self.commands.empty()
+            ):
                 self.pool.stop(graceful=True)
                 return EXIT_OK
 
     def _stop(self) -> int:
-        self.pool.paused = True
-        self.pool.queue.clear()
+        self._pool().drain()
         if self.stop_mode == "graceful":
             deadline = time.time() + self.cfg.policy.stop_timeout_s
-            while self.pool.in_flight and time.time() < deadline and self.stop_mode == "graceful":
-                for event in self.pool.poll(0.2):
+            while (
+                self._pool().in_flight and time.time() < deadline and self.stop_mode == "graceful"
+            ):
+                for event in self._pool().poll(0.2):
                     self._on_pool_event(event)
                 self._handle_commands()
-        self.pool.stop(graceful=self.stop_mode == "graceful")
+        self._pool().stop(graceful=self.stop_mode == "graceful")
         return EXIT_INTERRUPTED
 
-    def _finish(self, status: str, code: int, error: str | None = None) -> None:
+    def _finish(
+        self, status: ev.RunStatus, code: int, error: str | None = None, resumable: bool = True
+    ) -> None:
         if not self.manifest:
             return
+        resumable = resumable and status != ev.RunStatus.COMPLETE
         self.manifest["status"] = status
-        self.manifest["resumable"] = status != "complete"
+        self.manifest["resumable"] = resumable
         if error is not None:
             self.manifest["error"] = error
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with contextlib.suppress(OSError):
             self.rundir.write_manifest(self.manifest)
         self.emit(
-            "run_done",
-            status=status,
-            exit_code=code,
-            seconds=round(time.time() - self.started, 2),
-            frames=sum(j.frames_done for j in self.jobs),
-            resumable=status != "complete",
-            jobs={j.name: j.status for j in self.jobs},
+            ev.RunDone(
+                status=status,
+                exit_code=code,
+                seconds=round(time.time() - self.started, 2),
+                frames=sum(j.frames_done for j in self.jobs),
+                resumable=resumable,
+                jobs={j.name: j.status for j in self.jobs},
+            )
         )
 
     # -- producing shards ---------------------------------------------------------------------
@@ -384,7 +390,7 @@ class Orchestrator:
             if job.produced:
                 continue
             if not self.cfg.persistent and any(
-                j.status in ("running", "assembling")
+                j.status in (ev.JobStatus.RUNNING, ev.JobStatus.ASSEMBLING)
                 for j in self.jobs
                 if j is not job and j.produced
             ):
@@ -399,39 +405,44 @@ class Orchestrator:
         return None
 
     def _start_job(self, job: JobState) -> None:
-        if not self.cfg.persistent and any(j.status == "done" for j in self.jobs):
-            self.pool.stop(graceful=True)
+        if not self.cfg.persistent and any(j.status == ev.JobStatus.DONE for j in self.jobs):
+            self._pool().stop(graceful=True)
             self.pool = self._new_pool()
-        job.status, job.started_at = "running", time.time()
+        job.status, job.started_at = ev.JobStatus.RUNNING, time.time()
         job.producer = self._produce(job)
         self.emit(
-            "job_started",
-            job=job.name,
-            input=str(job.path),
-            out_dir=str(job.out_dir),
-            records=job.scan.records,
-            chunks_total=job.scan.chunks,
-            bases=job.scan.bases,
+            ev.JobStarted(
+                job=job.name,
+                input=str(job.path),
+                out_dir=str(job.out_dir),
+                records=job.scan.records,
+                chunks_total=job.scan.chunks,
+                bases=job.scan.bases,
+            )
         )
         if job.scan.rna_records:
             self.emit(
-                "warning",
-                job=job.name,
-                message=(
-                    f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as in the published "
-                    "tool, only A/C/G/T codons are translated, so convert RNA to DNA first for meaningful frames"
-                ),
+                ev.WarningEvent(
+                    job=job.name,
+                    message=(
+                        f"{job.path}: records such as '{job.scan.rna_records[0]}' contain U; as "
+                        "in the published tool, only A/C/G/T codons are translated, so convert "
+                        "RNA to DNA first for meaningful frames"
+                    ),
+                )
             )
+        for message in job.scan.warnings:
+            self.emit(ev.WarningEvent(job=job.name, message=message))
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
-        job_dir = self.rundir.shards / job.name
-        job_dir.mkdir(parents=True, exist_ok=True)
-        records_tmp = job_dir / (RECORDS_FILE + ".partial")
+        records = self.rundir.layout.records(job.name)
+        records.parent.mkdir(parents=True, exist_ok=True)
+        records_tmp = records.with_name(records.name + ".partial")
         with records_tmp.open("w", encoding="utf-8") as rec_out:
             yield from iter_shards(
                 self._frames(job, rec_out), job.name, self.cfg.effective_shard_size
             )
-        os.replace(records_tmp, job_dir / RECORDS_FILE)
+        os.replace(records_tmp, records)
 
     def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
         for rec in prepare_file(job.path, self.cfg.chunk_length):
@@ -451,30 +462,33 @@ class Orchestrator:
         if done or now - self._last_prepare_note > 1.0:
             self._last_prepare_note = now
             self.emit(
-                "job_prepared",
-                job=job.name,
-                chunks_prepared=job.chunks_prepared,
-                chunks_total=job.scan.chunks,
-                frames_prepared=job.frames_prepared,
-                done=done,
-                shards_total=job.shards_total if done else None,
+                ev.JobPrepared(
+                    job=job.name,
+                    chunks_prepared=job.chunks_prepared,
+                    chunks_total=job.scan.chunks,
+                    frames_prepared=job.frames_prepared,
+                    done=done,
+                    shards_total=job.shards_total if done else None,
+                )
             )
 
     def _already_done(self, job: JobState, shard: Shard) -> bool:
         job.shards_total = max(job.shards_total, shard.index + 1)
-        path = shard_path(self.rundir.shards, job.name, shard.index)
+        path = self.rundir.layout.shard_result(job.name, shard.index)
         if not path.exists():
             return False
         try:
             read_shard_rows(path, job.name, shard.index, [f.id for f in shard.frames])
         except CorruptShardError as exc:
             path.unlink(missing_ok=True)
-            self.emit("warning", job=job.name, shard=shard.index, message=f"recomputing: {exc}")
+            self.emit(
+                ev.WarningEvent(job=job.name, shard=shard.index, message=f"recomputing: {exc}")
+            )
             return False
         job.done.add(shard.index)
         job.frames_done += len(shard)
         job.skipped_shards += 1
-        self.emit("shard_skipped", job=job.name, shard=shard.index, frames=len(shard))
+        self.emit(ev.ShardSkipped(job=job.name, shard=shard.index, frames=len(shard)))
         return True
 
     def _job_produced(self, job: JobState) -> None:
@@ -483,22 +497,22 @@ class Orchestrator:
         self._note_prepare(job, done=True)
 
     # -- pool events and assembly -------------------------------------------------------------
-    def _on_pool_event(self, event: Event) -> None:
-        if event["type"] != "shard_done":
+    def _on_pool_event(self, event: ev.Event) -> None:
+        if not isinstance(event, ev.ShardDone):
             return
-        job = self._job(event["job"])
-        if job is not None and event["shard"] not in job.done:
-            job.done.add(event["shard"])
-            job.frames_done += event.get("frames", 0)
+        job = self._job(event.job)
+        if job is not None and event.shard not in job.done:
+            job.done.add(event.shard)
+            job.frames_done += event.frames
 
     def _job(self, name: str | None) -> JobState | None:
         return next((j for j in self.jobs if j.name == name), None)
 
     def _assemble_finished(self) -> None:
         for job in self.jobs:
-            if job.status != "running" or not job.complete:
+            if job.status != ev.JobStatus.RUNNING or not job.complete:
                 continue
-            job.status = "assembling"
+            job.status = ev.JobStatus.ASSEMBLING
             try:
                 totals = assemble_job(
                     self.rundir.shards,
@@ -511,7 +525,9 @@ class Orchestrator:
                 self._recompute_after_corruption(job, exc)
                 continue
             except StopRequested:
-                job.status = "running"  # nothing was renamed into place; a resume assembles again
+                job.status = (
+                    ev.JobStatus.RUNNING
+                )  # nothing was renamed into place; a resume assembles again
                 return
             except OSError as exc:
                 if not is_disk_full(exc):
@@ -520,24 +536,25 @@ class Orchestrator:
                     job.out_dir, f"writing the final outputs of job {job.name}"
                 ) from None
             self._write_provenance(job)
-            job.status = "done"
+            job.status = ev.JobStatus.DONE
             self.emit(
-                "job_done",
-                job=job.name,
-                out_dir=str(job.out_dir),
-                outputs=totals.outputs,
-                sequences=totals.sequences,
-                viral_sequences=totals.viral_sequences,
-                chunks=totals.chunks,
-                chunks_with_frames=totals.chunks_with_frames,
-                chunks_without_frames=totals.chunks - totals.chunks_with_frames,
-                frames=totals.frames,
-                virus_frames=totals.virus_frames,
-                viral_chunks=totals.viral_chunks,
-                top_sequences=totals.top_sequences,
-                skipped_shards=job.skipped_shards,
-                seconds=round(time.time() - job.started_at, 3),
-                demo=self.cfg.demo,
+                ev.JobDone(
+                    job=job.name,
+                    out_dir=str(job.out_dir),
+                    outputs=totals.outputs,
+                    sequences=totals.sequences,
+                    viral_sequences=totals.viral_sequences,
+                    chunks=totals.chunks,
+                    chunks_with_frames=totals.chunks_with_frames,
+                    chunks_without_frames=totals.chunks - totals.chunks_with_frames,
+                    frames=totals.frames,
+                    virus_frames=totals.virus_frames,
+                    viral_chunks=totals.viral_chunks,
+                    top_sequences=tuple(totals.top_sequences),
+                    skipped_shards=job.skipped_shards,
+                    seconds=round(time.time() - job.started_at, 3),
+                    demo=self.cfg.demo,
+                )
             )
 
     def _assembly_checkpoint(self, records_written: int) -> None:
@@ -547,17 +564,16 @@ class Orchestrator:
 
     def _recompute_after_corruption(self, job: JobState, exc: CorruptShardError) -> None:
         """A shard went bad after it was written: recompute this job's bad shards."""
-        self.emit("warning", job=job.name, message=f"{exc}; recomputing")
-        job.status = "running"
+        self.emit(ev.WarningEvent(job=job.name, message=f"{exc}; recomputing"))
+        job.status = ev.JobStatus.RUNNING
         for index in sorted(job.done):
-            path = shard_path(self.rundir.shards, job.name, index)
+            path = self.rundir.layout.shard_result(job.name, index)
             try:
                 read_shard_rows(path, job.name, index)
             except CorruptShardError:
                 path.unlink(missing_ok=True)
-                job.done.discard(index)
         job.produced, job.producer = False, None
-        job.chunks_prepared = job.frames_prepared = job.frames_done = 0
+        job.chunks_prepared = job.frames_prepared = job.frames_done = job.skipped_shards = 0
         job.done.clear()
         job.shards_total = 0
 
@@ -588,11 +604,9 @@ class Orchestrator:
         for slot in self.slots:
             if slot.uuid in readings:
                 self.emit(
-                    "gpu_telemetry",
-                    worker=slot.worker,
-                    uuid=slot.uuid,
-                    index=slot.index,
-                    **readings[slot.uuid],
+                    ev.GpuTelemetry(
+                        worker=slot.worker, uuid=slot.uuid, index=slot.index, **readings[slot.uuid]
+                    )
                 )
 
     # -- steering (thread-safe: front ends call these from other threads) ---------------------
@@ -617,11 +631,15 @@ class Orchestrator:
                 return
             if kind == "stop":
                 self.stop_mode = "abandon" if "abandon" in (arg, self.stop_mode) else arg
-            elif kind == "pause":
-                self.paused = self.pool.paused = bool(arg)
-                self.emit("run_paused" if arg else "run_resumed")
+            elif kind == "pause" and bool(arg) != self.paused:
+                self.paused = bool(arg)
+                if self.paused:  # no new shard starts; those running finish
+                    self.emit(ev.RunPaused(shards_running=self._pool().pause()))
+                else:
+                    self._pool().resume()
+                    self.emit(ev.RunResumed())
             elif kind == "clear":
-                self.pool.clear_caches("manual")
+                self._pool().clear_caches("manual")
             elif kind == "add":
                 self._add_job(arg)
 
@@ -629,13 +647,13 @@ class Orchestrator:
         try:
             scan = scan_input(path, self.cfg.chunk_length)
         except InputError as exc:
-            self.emit("warning", message=f"not added: {exc}")
+            self.emit(ev.WarningEvent(message=f"not added: {exc}"))
             return
         existing = [j.name for j in self.jobs]
         name = job_names([*[j.path for j in self.jobs], path])[-1]
         if name in existing:
             name = f"{name}-{len(existing) + 1}"
-        job = JobState(name, path, self.rundir.root / name, scan, added=True)
+        job = JobState(name, path, self.rundir.job_dir(name, single=False), scan, added=True)
         self.jobs.append(job)
         self.manifest["inputs"].append(
             {
@@ -650,7 +668,7 @@ class Orchestrator:
         )
         self.rundir.write_manifest(self.manifest)
         self.emit(
-            "job_added", job=name, input=str(path), records=scan.records, chunks_total=scan.chunks
+            ev.JobAdded(job=name, input=str(path), records=scan.records, chunks_total=scan.chunks)
         )
 
     def _restore_added_jobs(self, old: dict[str, Any] | None) -> None:
@@ -665,29 +683,12 @@ class Orchestrator:
                     JobState(
                         item["job"],
                         Path(item["path"]),
-                        self.rundir.root / item["job"],
+                        self.rundir.job_dir(item["job"], single=False),
                         scan,
                         added=True,
                     )
                 )
                 self.manifest["inputs"].append(item)
-
-
-def model_digest(path: Path) -> dict[str, Any]:
-    """SHA-256 of a model file; for a model directory, of its weights (``sha256``) and of every
-    weights, config and tokenizer file in it (``files``), since each of them changes the scores."""
-    if not path.is_dir():
-        return {"path": str(path), "sha256": sha256_file(path) if path.is_file() else "missing"}
-    files = {
-        f.name: sha256_file(f)
-        for f in sorted(path.iterdir())
-        if f.is_file() and f.suffix in _MODEL_DIR_SUFFIXES
-    }
-    weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in files), None)
-    return {"path": str(path), "sha256": files[weights] if weights else "missing", "files": files}
-
-
-_MODEL_DIR_SUFFIXES = (".json", ".txt", ".bin", ".safetensors", ".model")
 
 
 def _dist_version(name: str) -> str | None:

@@ -6,6 +6,7 @@ settings differ is refused with the differences named, unless ``--restart`` is g
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -13,19 +14,17 @@ import re
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from virnucpro_tui.core.atomic import atomic_write_text
 from virnucpro_tui.core.outputs import HIGHESTSCORE_FILE, PREDICTION_FILE, SUMMARY_FILE
 from virnucpro_tui.errors import RunDirError
+from virnucpro_tui.pool.layout import EVENTS, MANIFEST, RunLayout
 
-MANIFEST = "manifest.json"
 PROVENANCE = "provenance.json"
 NOTICE = "NOTICE.txt"
-EVENTS = "events.jsonl"
-LOCK = ".lock"
 OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE)
 
 
@@ -43,39 +42,106 @@ def job_names(paths: list[Path]) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class LockRecord:
+    """Who holds a run directory: written into ``.lock`` by the run, read by ``attach``.
+
+    ``started`` is the process's start time (``psutil``'s create_time), so a pid reused by
+    another process after the run died is not taken for the run. Older runs wrote
+    ``pid N on HOST since DATE``; that form is still read (without a start time)."""
+
+    pid: int
+    host: str
+    since: str = ""
+    started: float | None = None
+
+    @classmethod
+    def of_this_process(cls) -> LockRecord:
+        import psutil
+
+        return cls(
+            os.getpid(),
+            socket.gethostname(),
+            time.strftime("%Y-%m-%d %H:%M:%S"),
+            psutil.Process().create_time(),
+        )
+
+    def text(self) -> str:
+        return json.dumps(asdict(self)) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> LockRecord | None:
+        with contextlib.suppress(ValueError, TypeError):
+            data = json.loads(text)
+            if isinstance(data, dict) and isinstance(data.get("pid"), int):
+                started = data.get("started")
+                return cls(
+                    data["pid"],
+                    str(data.get("host", "")),
+                    str(data.get("since", "")),
+                    float(started) if isinstance(started, int | float) else None,
+                )
+        old = re.fullmatch(r"pid (\d+) on (\S+)(?: since (.*))?", text.strip())
+        return cls(int(old[1]), old[2], old[3] or "") if old else None
+
+    @classmethod
+    def read(cls, path: Path) -> LockRecord | None:
+        try:
+            return cls.parse(path.read_text(errors="replace"))
+        except OSError:
+            return None
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+    def alive(self) -> bool | None:
+        """Whether the run's process is alive: None when it runs on another host."""
+        if self.host and self.host != socket.gethostname():
+            return None
+        import psutil
+
+        try:
+            process = psutil.Process(self.pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            started = process.create_time()
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return True
+        return self.started is None or abs(started - self.started) < 1.0
+
+
 @dataclass
 class RunDir:
     root: Path
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        self._lock_fh: Any = None
+        self.layout = RunLayout(self.root)
+        self._lock_fh: IO[str] | None = None
 
     @property
     def shards(self) -> Path:
-        return self.root / "shards"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
+        return self.layout.shards
 
     @property
     def events(self) -> Path:
-        return self.root / EVENTS
+        return self.layout.events
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / MANIFEST
+        return self.layout.manifest
 
     def job_dir(self, job: str, single: bool) -> Path:
-        return self.root if single else self.root / job
+        return self.layout.job_dir(job, single)
 
     # -- lock ---------------------------------------------------------------------------------
     def acquire(self) -> None:
         """Create the directory and take its lock; a second run on it is refused."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fh = open(self.root / LOCK, "a+")  # noqa: SIM115 - held for the life of the run
+            fh = open(self.layout.lock, "a+")  # noqa: SIM115 - held for the life of the run
         except OSError as exc:
             raise RunDirError(
                 f"{self.root}: cannot use the output directory ({exc.strerror or exc})"
@@ -84,7 +150,8 @@ class RunDir:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            owner = fh.read().strip() or "another process"
+            record = LockRecord.parse(fh.read())
+            owner = record.describe() if record else "another process"
             fh.close()
             raise RunDirError(
                 f"{self.root}: in use by another virnucpro-tui run ({owner}); "
@@ -92,9 +159,7 @@ class RunDir:
             ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(
-            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-        )
+        fh.write(LockRecord.of_this_process().text())
         fh.flush()
         self._lock_fh = fh
         self.check_writable()
@@ -118,7 +183,8 @@ class RunDir:
     # -- manifest -----------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.manifest_path.read_text())
+            manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
+            return manifest
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError) as exc:

@@ -9,18 +9,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
-from virnucpro_tui.pool.events import Event
-
-HISTOGRAM_BINS = 20
-MODELS = ("dnabert", "esm", "classifier")
+from virnucpro_tui.pool import events as ev
 
 
 @dataclass
 class ModelView:
-    state: str = "not loaded"  # not loaded, loading, loaded, error
+    state: str = "not loaded"  # not loaded, loading, compiling, loaded, error
     seconds: float | None = None
+    warmup_seconds: float | None = None  # torch.compile + warm-up batches (GPU fast path)
     bytes_on_device: int | None = None
     dtype: str | None = None
 
@@ -31,12 +28,14 @@ class WorkerView:
     device: str = ""
     kind: str = "cpu"
     uuid: str | None = None
-    state: str = "starting"
+    state: ev.WorkerState = ev.WorkerState.STARTING
     pid: int | None = None
     generation: int = 0
-    models: dict[str, ModelView] = field(default_factory=lambda: {m: ModelView() for m in MODELS})
-    memory: dict[str, Any] = field(default_factory=dict)
-    telemetry: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, ModelView] = field(
+        default_factory=lambda: {m: ModelView() for m in ev.MODELS}
+    )
+    memory: ev.GpuMemory | None = None  # the latest reading
+    telemetry: ev.GpuTelemetry | None = None  # the latest NVML reading (GPU workers)
     job: str | None = None
     shard: int | None = None
     shard_done: int = 0
@@ -54,6 +53,7 @@ class WorkerView:
     esm_rate: float | None = None  # ESM-2 proteins/s over the last shard's ESM stage
     dnabert_rate: float | None = None  # DNABERT-S frames/s over the last shard's DNABERT stage
     stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
+    synced_stages: bool = False  # the worker reports GPU-synchronised ``stage_seconds``
     last_error: str | None = None
 
 
@@ -61,7 +61,7 @@ class WorkerView:
 class JobView:
     name: str
     input: str = ""
-    status: str = "queued"
+    status: ev.JobStatus = ev.JobStatus.QUEUED
     records: int = 0
     chunks_total: int = 0
     chunks_prepared: int = 0
@@ -69,7 +69,7 @@ class JobView:
     prepared: bool = False
     frames_done: int = 0
     out_dir: str = ""
-    result: dict[str, Any] = field(default_factory=dict)
+    result: ev.JobDone | None = None
     added: bool = False  # added while the run was going (UI `a`)
 
     @property
@@ -83,7 +83,7 @@ class JobView:
 
     @property
     def fraction(self) -> float:
-        if self.status == "done":
+        if self.status == ev.JobStatus.DONE:
             return 1.0
         total = self.frames_total
         return min(self.frames_done / total, 1.0) if total else 0.0
@@ -94,19 +94,20 @@ class RunView:
         self.out = ""
         self.demo = False
         self.notice: str | None = None
-        self.status = "starting"
+        self.status = ev.RunStatus.STARTING
         self.exit_code: int | None = None
+        self.resumable = True  # run_done says whether running the same command again continues
         self.started: float | None = None
         self.finished: float | None = None
         self.paused = False
         self.resumed = False
-        self.settings: dict[str, Any] = {}
+        self.run_started: ev.RunStarted | None = None  # the settings the run announced
         self.workers: dict[int, WorkerView] = {}
         self.jobs: dict[str, JobView] = {}
-        self.log: deque[Event] = deque(maxlen=log_size)
+        self.log: deque[ev.Event] = deque(maxlen=log_size)
         self.virus_frames = 0
         self.others_frames = 0
-        self.histogram = [0] * HISTOGRAM_BINS
+        self.histogram = [0] * ev.HISTOGRAM_BINS
         self.top_frames: list[tuple[str, float]] = []
         self.top_sequences: list[tuple[str, float, str]] = []
         self.errors: list[str] = []
@@ -117,23 +118,21 @@ class RunView:
         self.events_seen = 0
 
     # -- folding ------------------------------------------------------------------------------
-    def apply(self, event: Event) -> None:
+    def apply(self, event: ev.Event) -> None:
         self.events_seen += 1
-        self.last_ts = event.get("ts", self.last_ts)
-        if event["type"] not in ("heartbeat", "gpu_memory", "gpu_telemetry", "progress"):
+        self.last_ts = event.ts
+        if not event.TELEMETRY:
             self.log.append(event)
-        handler = getattr(self, f"_on_{event['type']}", None)
-        if handler is not None:
-            handler(event)
+        if event.worker is not None:
+            w = self._worker(event.worker)
+            w.last_event = event.ts
+            self._apply_worker(w, event)
+        self._apply_run(event)
 
-    def _worker(self, event: Event) -> WorkerView | None:
-        n = event.get("worker")
-        if n is None:
-            return None
+    def _worker(self, n: int) -> WorkerView:
         w = self.workers.get(n)
         if w is None:
             w = self.workers[n] = WorkerView(n)
-        w.last_event = event.get("ts", 0.0)
         return w
 
     def _job(self, name: str | None) -> JobView | None:
@@ -141,205 +140,137 @@ class RunView:
             return None
         return self.jobs.setdefault(name, JobView(name))
 
-    def _on_run_started(self, e: Event) -> None:
-        self.out, self.demo, self.notice = e.get("out", ""), bool(e.get("demo")), e.get("notice")
-        self.status, self.started, self.resumed = "running", e["ts"], bool(e.get("resumed"))
-        self.settings = {
-            k: e.get(k)
-            for k in ("chunk_length", "shard_size", "precision", "backend", "persistent")
-        }
-        for info in e.get("workers", []):
-            w = self.workers.setdefault(info["worker"], WorkerView(info["worker"]))
-            w.kind, w.uuid = info.get("kind", "cpu"), info.get("uuid")
-            w.device = info.get("name") if w.kind == "cuda" else "CPU"
-            if w.kind == "cuda":
-                w.device = f"GPU {info.get('index')} · {info.get('name')}"
-        for name in e.get("jobs", []):
+    def _apply_worker(self, w: WorkerView, e: ev.Event) -> None:
+        """What a worker's own event changes in its panel."""
+        if isinstance(e, ev.WorkerStateChanged):
+            self._on_worker_state(w, e)
+        elif isinstance(e, ev.ModelLoad):
+            self._on_model_load(w, e)
+        elif isinstance(e, ev.Progress):
+            w.job, w.shard, w.stage = e.job, e.shard, e.stage
+            w.shard_done, w.shard_total = e.frames_done, e.frames_total
+            self._partial[w.worker] = w.shard_done
+            _note_stage_rate(w, e)
+        elif isinstance(e, ev.ShardDone):
+            w.shards_done += 1
+            w.frames_done += e.frames
+            w.shard_done = w.shard_total = e.frames
+            if e.seconds:
+                w.throughput.append(e.frames / max(e.seconds, 1e-9))
+            self._partial.pop(w.worker, None)
+        elif isinstance(e, ev.GpuMemory):
+            w.memory = e
+        elif isinstance(e, ev.GpuTelemetry):
+            w.telemetry = e
+        elif isinstance(e, ev.CacheCleared):
+            w.cache_clears += 1
+            w.last_freed = e.bytes_freed
+        elif isinstance(e, ev.OutOfMemory):
+            w.ooms += 1
+        elif isinstance(e, ev.ErrorEvent):
+            w.last_error = e.message
+
+    def _apply_run(self, e: ev.Event) -> None:
+        """What an event changes in the run, its jobs and its results."""
+        if isinstance(e, ev.RunStarted):
+            self._on_run_started(e)
+        elif isinstance(e, ev.RunDone):
+            self.status, self.exit_code, self.finished = e.status, e.exit_code, e.ts
+            self.resumable = e.resumable
+        elif isinstance(e, ev.RunPaused | ev.RunResumed):
+            self.paused = isinstance(e, ev.RunPaused)
+        elif isinstance(e, ev.ShardDone):
+            self._on_shard_done(e)
+        elif isinstance(e, ev.ShardSkipped):
+            job = self._job(e.job)
+            if job is not None:
+                job.frames_done += e.frames
+        elif isinstance(e, ev.ErrorEvent):
+            who = f"worker {e.worker}: " if e.worker is not None else ""
+            self.errors.append(f"{who}{e.message}")
+        elif isinstance(e, ev.WarningEvent):
+            self.warnings.append(e.message)
+        elif isinstance(e, ev.JobStarted | ev.JobAdded | ev.JobPrepared | ev.JobDone):
+            job = self._job(e.job)
+            if job is not None:
+                self._on_job_event(job, e)
+
+    def _on_run_started(self, e: ev.RunStarted) -> None:
+        self.out, self.demo, self.notice = e.out, e.demo, e.notice
+        self.status, self.started, self.resumed = ev.RunStatus.RUNNING, e.ts, e.resumed
+        self.run_started = e
+        for info in e.workers:
+            w = self._worker(info.worker)
+            w.kind, w.uuid = info.kind, info.uuid
+            w.device = f"GPU {info.index} · {info.name}" if w.kind == "cuda" else "CPU"
+        for name in e.jobs:
             self._job(name)
 
-    def _on_run_done(self, e: Event) -> None:
-        self.status, self.exit_code, self.finished = (
-            e.get("status", "done"),
-            e.get("exit_code"),
-            e["ts"],
-        )
-
-    def _on_run_paused(self, _e: Event) -> None:
-        self.paused = True
-
-    def _on_run_resumed(self, _e: Event) -> None:
-        self.paused = False
-
-    def _on_worker_state(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is None:
-            return
-        w.state = e["state"]
-        w.pid = e.get("pid", w.pid)
-        if e.get("device") and w.kind == "cpu" and not w.device:
-            w.device = e["device"]
-        if e["state"] in ("crashed", "restarting") and e.get("reason"):
-            w.last_error = f"{e['state']}: {e['reason']}"
-        if e["state"] == "restarting":
+    def _on_worker_state(self, w: WorkerView, e: ev.WorkerStateChanged) -> None:
+        w.state = e.state
+        w.pid = e.pid or w.pid
+        if e.device and w.kind == "cpu" and not w.device:
+            w.device = e.device
+        if e.state in (ev.WorkerState.CRASHED, ev.WorkerState.RESTARTING) and e.reason:
+            w.last_error = f"{e.state}: {e.reason}"
+        if e.state == ev.WorkerState.RESTARTING:
             w.restarts += 1
-            w.generation = e.get("generation", w.generation)
-            w.models = {m: ModelView() for m in MODELS}
+            w.generation = ev.present(e.generation) or w.generation
+            w.models = {m: ModelView() for m in ev.MODELS}
             w.shard = None
-        if e["state"] in ("idle", "crashed", "stopped"):
+        if e.state in (ev.WorkerState.IDLE, ev.WorkerState.CRASHED, ev.WorkerState.STOPPED):
             self._partial.pop(w.worker, None)
-            w.shard = None if e["state"] != "idle" else w.shard
+            w.shard = None if e.state != ev.WorkerState.IDLE else w.shard
 
-    def _on_model_load(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is None:
-            return
-        m = w.models.setdefault(e["model"], ModelView())
-        phase = e.get("phase")
-        m.state = {"start": "loading", "done": "loaded", "error": "error"}.get(phase, m.state)
-        if phase == "done":
-            m.seconds, m.bytes_on_device, m.dtype = (
-                e.get("seconds"),
-                e.get("bytes_on_device"),
-                e.get("dtype"),
-            )
-        if phase == "error":
+    def _on_model_load(self, w: WorkerView, e: ev.ModelLoad) -> None:
+        m = w.models.setdefault(e.model, ModelView())
+        m.state = {
+            ev.ModelPhase.START: "loading",
+            ev.ModelPhase.WARMUP_START: "compiling",
+            ev.ModelPhase.WARMUP_DONE: "compiling",
+            ev.ModelPhase.DONE: "loaded",
+            ev.ModelPhase.ERROR: "error",
+        }[e.phase]
+        if e.phase == ev.ModelPhase.WARMUP_DONE:
+            m.warmup_seconds = ev.present(e.seconds)
+        if e.phase == ev.ModelPhase.DONE:
+            m.seconds, m.dtype = ev.present(e.seconds), ev.present(e.dtype)
+            m.bytes_on_device = ev.present(e.bytes_on_device)
+        if e.phase == ev.ModelPhase.ERROR:
             self.errors.append(
-                f"worker {w.worker}: {e['model']} failed to load: {e.get('message')}"
+                f"worker {w.worker}: {e.model} failed to load: {ev.present(e.message)}"
             )
 
-    def _on_progress(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is None:
-            return
-        w.job, w.shard, w.stage = e.get("job"), e.get("shard"), e.get("stage")
-        w.shard_done, w.shard_total = e.get("frames_done", 0), e.get("frames_total", 0)
-        self._partial[w.worker] = w.shard_done
-        self._note_stage_rate(w, e)
-
-    @staticmethod
-    def _note_stage_rate(w: WorkerView, e: Event) -> None:
-        """Per-model speed from the progress event that closes a stage (``stage_done == stage_total``)."""
-        stage, seconds = e.get("stage"), e.get("seconds")
-        if stage == "start":
-            w.stage_end_s = 0.0
-        total = e.get("stage_total")
-        closes_stage = bool(total) and e.get("stage_done") == total
-        if stage not in ("dnabert", "esm") or not closes_stage or seconds is None:
-            return
-        span = float(seconds) - (w.stage_end_s if stage == "esm" else 0.0)
-        w.stage_end_s = float(seconds)
-        if span > 0:
-            rate = total / span
-            if stage == "esm":
-                w.esm_rate = rate
-            else:
-                w.dnabert_rate = rate
-
-    def _on_shard_done(self, e: Event) -> None:
-        w = self._worker(e)
-        frames = int(e.get("frames", 0))
-        if w is not None:
-            w.shards_done += 1
-            w.frames_done += frames
-            w.shard_done = w.shard_total = frames
-            if e.get("seconds"):
-                w.throughput.append(frames / max(e["seconds"], 1e-9))
-            self._partial.pop(w.worker, None)
-        job = self._job(e.get("job"))
+    def _on_shard_done(self, e: ev.ShardDone) -> None:
+        job = self._job(e.job)
         if job is not None:
-            job.frames_done += frames
-        self._done_marks.append((e["ts"], frames))
-        self.virus_frames += int(e.get("virus_frames", 0))
-        self.others_frames += int(e.get("others_frames", 0))
-        for i, c in enumerate(e.get("histogram", [])[:HISTOGRAM_BINS]):
-            self.histogram[i] += int(c)
-        self.top_frames = sorted(
-            self.top_frames + [tuple(t) for t in e.get("top", [])], key=lambda t: -t[1]
-        )[:10]
+            job.frames_done += e.frames
+        self._done_marks.append((e.ts, e.frames))
+        self.virus_frames += e.virus_frames
+        self.others_frames += e.others_frames
+        for i, c in enumerate(e.histogram[: ev.HISTOGRAM_BINS]):
+            self.histogram[i] += c
+        self.top_frames = sorted([*self.top_frames, *e.top], key=lambda t: -t[1])[:10]
 
-    def _on_shard_skipped(self, e: Event) -> None:
-        job = self._job(e.get("job"))
-        if job is not None:
-            job.frames_done += int(e.get("frames", 0))
-
-    def _on_gpu_memory(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is not None:
-            w.memory = {
-                k: e.get(k) for k in ("kind", "allocated", "reserved", "peak", "free", "total")
-            }
-
-    def _on_gpu_telemetry(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is not None:
-            w.telemetry = {
-                k: e.get(k)
-                for k in (
-                    "gpu_util",
-                    "mem_util",
-                    "memory_used",
-                    "memory_total",
-                    "temperature_c",
-                    "power_w",
-                )
-            }
-
-    def _on_cache_cleared(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is not None:
-            w.cache_clears += 1
-            w.last_freed = e.get("bytes_freed")
-
-    def _on_oom(self, e: Event) -> None:
-        w = self._worker(e)
-        if w is not None:
-            w.ooms += 1
-
-    def _on_error(self, e: Event) -> None:
-        who = f"worker {e['worker']}: " if e.get("worker") is not None else ""
-        self.errors.append(f"{who}{e.get('message')}")
-        w = self._worker(e)
-        if w is not None:
-            w.last_error = str(e.get("message"))
-
-    def _on_warning(self, e: Event) -> None:
-        self.warnings.append(str(e.get("message")))
-
-    def _on_job_started(self, e: Event) -> None:
-        job = self._job(e["job"])
-        if job is not None:
-            job.status, job.input, job.out_dir = "running", e.get("input", ""), e.get("out_dir", "")
-            job.records, job.chunks_total = e.get("records", 0), e.get("chunks_total", 0)
-
-    def _on_job_added(self, e: Event) -> None:
-        job = self._job(e["job"])
-        if job is not None:
-            job.input, job.records, job.chunks_total = (
-                e.get("input", ""),
-                e.get("records", 0),
-                e.get("chunks_total", 0),
-            )
+    def _on_job_event(
+        self, job: JobView, e: ev.JobStarted | ev.JobAdded | ev.JobPrepared | ev.JobDone
+    ) -> None:
+        if isinstance(e, ev.JobStarted):
+            job.status, job.input, job.out_dir = ev.JobStatus.RUNNING, e.input, e.out_dir
+            job.records, job.chunks_total = e.records, e.chunks_total
+        elif isinstance(e, ev.JobAdded):
+            job.input, job.records, job.chunks_total = e.input, e.records, e.chunks_total
             job.added = True
-
-    def _on_job_prepared(self, e: Event) -> None:
-        job = self._job(e["job"])
-        if job is not None:
-            job.chunks_prepared, job.frames_prepared = (
-                e.get("chunks_prepared", 0),
-                e.get("frames_prepared", 0),
-            )
-            job.prepared = bool(e.get("done"))
-
-    def _on_job_done(self, e: Event) -> None:
-        job = self._job(e["job"])
-        if job is None:
-            return
-        job.status, job.result = "done", dict(e)
-        job.frames_done = e.get("frames", job.frames_done)
-        job.frames_prepared, job.prepared = e.get("frames", job.frames_prepared), True
-        self.top_sequences = sorted(
-            self.top_sequences + [tuple(t) for t in e.get("top_sequences", [])], key=lambda t: -t[1]
-        )[:10]
+        elif isinstance(e, ev.JobPrepared):
+            job.chunks_prepared, job.frames_prepared = e.chunks_prepared, e.frames_prepared
+            job.prepared = e.done
+        else:
+            job.status, job.result = ev.JobStatus.DONE, e
+            job.frames_done = e.frames
+            job.frames_prepared, job.prepared = e.frames, True
+            self.top_sequences = sorted(
+                [*self.top_sequences, *e.top_sequences], key=lambda t: -t[1]
+            )[:10]
 
     # -- derived figures ----------------------------------------------------------------------
     @property
@@ -379,8 +310,7 @@ class RunView:
 
     def proteins_per_s(self) -> float:
         """ESM-2 speed summed over the live workers (each worker's last shard), proteins/s."""
-        live = ("idle", "loading", "busy", "clearing")
-        return sum(w.esm_rate or 0.0 for w in self.workers.values() if w.state in live)
+        return sum(w.esm_rate or 0.0 for w in self.workers.values() if w.state.live)
 
     def average_throughput(self) -> float:
         """Frames per second over the whole run so far (what a finished run reports)."""
@@ -391,3 +321,32 @@ class RunView:
         if self.started is None:
             return 0.0
         return (self.finished or now or time.time()) - self.started
+
+
+def _note_stage_rate(w: WorkerView, e: ev.Progress) -> None:
+    """Per-model speed from the stage's GPU-synchronised ``stage_seconds``; for event logs
+    without it, from the progress event that closes a stage (batches counted when queued)."""
+    synced = ev.present(e.stage_seconds)
+    if synced is not None:
+        w.synced_stages = True
+        total = e.stage_total if isinstance(e.stage_total, int) else 0
+        if e.stage in ("dnabert", "esm") and total and synced > 0:
+            if e.stage == "esm":
+                w.esm_rate = total / synced
+            else:
+                w.dnabert_rate = total / synced
+        return
+    if w.synced_stages:
+        return
+    if e.stage == "start":
+        w.stage_end_s = 0.0
+    if e.stage not in ("dnabert", "esm") or not e.closes_stage:
+        return
+    total = e.stage_total if isinstance(e.stage_total, int) else 0
+    span = e.seconds - (w.stage_end_s if e.stage == "esm" else 0.0)
+    w.stage_end_s = e.seconds
+    if span > 0:
+        if e.stage == "esm":
+            w.esm_rate = total / span
+        else:
+            w.dnabert_rate = total / span

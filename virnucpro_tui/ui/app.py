@@ -27,9 +27,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from virnucpro_tui.errors import EXIT_INTERRUPTED, EXIT_OK
-from virnucpro_tui.headless import summary_lines
-from virnucpro_tui.pool.events import Event
-from virnucpro_tui.run.rundir import MANIFEST
+from virnucpro_tui.pool.events import (
+    ErrorEvent,
+    Event,
+    JobAdded,
+    RunPaused,
+    RunResumed,
+    RunStatus,
+    WarningEvent,
+)
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.run.describe import summary_lines
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
 from virnucpro_tui.ui.controllers import AttachedRun, LiveRun
@@ -170,25 +178,22 @@ class VirnucproApp(App[int]):
         if logged:
             with contextlib.suppress(NoMatches):
                 self.query_one(EventLog).add(logged)
-        if not self._drives_run and self.view.status in render.FINISHED:
+        if not self._drives_run and self.view.status.finished:
             self._on_run_over(
                 self.view.exit_code if self.view.exit_code is not None else EXIT_OK, None
             )
 
     def _react(self, event: Event) -> None:
-        kind = event["type"]
-        if kind in ("run_paused", "run_resumed"):
+        if isinstance(event, RunPaused | RunResumed):
             self._want_paused = self.view.paused
         if not self.toasts:
             return
-        if kind == "warning":
-            self.notify(str(event.get("message")), title="warning", severity="warning", timeout=8)
-        elif kind == "error":
-            self.notify(str(event.get("message")), title="error", severity="error", timeout=10)
-        elif kind == "job_added":
-            self.notify(
-                f"{event.get('input')} added as job {event.get('job')}", title="input added"
-            )
+        if isinstance(event, WarningEvent):
+            self.notify(event.message, title="warning", severity="warning", timeout=8)
+        elif isinstance(event, ErrorEvent):
+            self.notify(event.message, title="error", severity="error", timeout=10)
+        elif isinstance(event, JobAdded):
+            self.notify(f"{event.input} added as job {event.job}", title="input added")
 
     def on_run_finished(self, message: RunFinished) -> None:
         self._on_run_over(message.exit_code, message.error)
@@ -205,10 +210,11 @@ class VirnucproApp(App[int]):
         if self.result_code is not None:
             return
         self.result_code, self.result_error = code, error
-        if self.view.status not in render.FINISHED:  # the run ended without its run_done event
-            self.view.status = {EXIT_OK: "complete", EXIT_INTERRUPTED: "interrupted"}.get(
-                code, "failed"
-            )
+        if not self.view.status.finished:  # the run ended without its run_done event
+            self.view.status = {
+                EXIT_OK: RunStatus.COMPLETE,
+                EXIT_INTERRUPTED: RunStatus.INTERRUPTED,
+            }.get(code, RunStatus.FAILED)
         if error and self.view.started is None:
             self.finish(code)  # never started (bad input, locked run dir): one line after exit
         elif self.mode.stopping or self.exit_on_done:
@@ -407,12 +413,12 @@ def _stop_on_signals(app: VirnucproApp) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def live_app(cfg: Any, sinks: list[Any], pool_factory: Any, **options: Any) -> VirnucproApp:
+def live_app(cfg: Any, sinks: list[Any], backend: Any, **options: Any) -> VirnucproApp:
     """The dashboard wired to a new Orchestrator for ``cfg`` (its events also go to ``sinks``)."""
     from virnucpro_tui.run.orchestrator import Orchestrator
 
     start_resource_tracker()
-    controller = LiveRun(lambda sink: Orchestrator(cfg, [sink, *sinks], pool_factory=pool_factory))
+    controller = LiveRun(lambda sink: Orchestrator(cfg, [sink, *sinks], backend=backend))
     return VirnucproApp(controller, demo=cfg.demo, **options)
 
 
@@ -427,9 +433,9 @@ def start_resource_tracker() -> None:
     resource_tracker.ensure_running()
 
 
-def run_dashboard(cfg: Any, sinks: list[Any], pool_factory: Any) -> int:
+def run_dashboard(cfg: Any, sinks: list[Any], backend: Any) -> int:
     """``virnucpro-tui run`` in a terminal. Returns the run's exit code (0, 1, 2 or 130)."""
-    app = live_app(cfg, sinks, pool_factory, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
+    app = live_app(cfg, sinks, backend, exit_on_done=_env_flag(EXIT_ON_DONE_ENV))
     controller = app.controller
     with _stop_on_signals(app):
         app.run()
@@ -466,6 +472,6 @@ def attach_dashboard(run_dir: Path) -> int:
 
 def _manifest_demo(run_dir: Path) -> bool:
     try:
-        return bool(json.loads((Path(run_dir) / MANIFEST).read_text()).get("demo"))
+        return bool(json.loads(RunLayout(Path(run_dir)).manifest.read_text()).get("demo"))
     except (OSError, ValueError, AttributeError):
         return False

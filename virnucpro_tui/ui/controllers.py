@@ -18,8 +18,8 @@ from textual.message import Message
 
 from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
 from virnucpro_tui.pool.events import Event, EventSink
-from virnucpro_tui.run.attach import EventTail, owner_alive, run_owner
-from virnucpro_tui.run.rundir import EVENTS
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.run.attach import EventTail, run_owner
 from virnucpro_tui.ui.messages import EventBatch, EventMessage, RunFinished
 
 Post = Callable[[Message], Any]
@@ -85,7 +85,7 @@ class AttachedRun:
     def __init__(self, run_dir: Path, poll_s: float = 0.25) -> None:
         self.run_dir = Path(run_dir)
         self.poll_s = poll_s
-        self.tail = EventTail(self.run_dir / EVENTS)
+        self.tail = EventTail(RunLayout(self.run_dir).events)
         self._stop = threading.Event()
         self.finished = threading.Event()
         self._owner: str | None = None
@@ -97,9 +97,9 @@ class AttachedRun:
         now = time.monotonic()
         if now - self._owner_checked > OWNER_CHECK_S:
             self._owner_checked = now
-            pid, host = run_owner(self.run_dir)
-            gone = " (gone)" if pid and owner_alive(self.run_dir) is False else ""
-            self._owner = f"pid {pid} on {host}{gone}" if pid else None
+            owner = run_owner(self.run_dir)
+            gone = " (gone)" if owner is not None and owner.alive() is False else ""
+            self._owner = f"{owner.describe()}{gone}" if owner is not None else None
         return self._owner
 
     @property

@@ -8,15 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from virnucpro_tui.pool.events import Event
-
-LATEST_WINS = frozenset({"heartbeat", "gpu_memory", "gpu_telemetry", "progress"})
-
-
-def _closes_stage(event: Event) -> bool:
-    """A progress event that ends a model's stage carries its timing: never drop it."""
-    total = event.get("stage_total")
-    return event["type"] == "progress" and bool(total) and event.get("stage_done") == total
+from virnucpro_tui.pool.events import Event, Progress
 
 
 class EventMessage(Message, bubble=False):
@@ -25,9 +17,11 @@ class EventMessage(Message, bubble=False):
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
-        latest_wins = event.get("type") in LATEST_WINS
-        self.key = (event.get("type"), event.get("worker")) if latest_wins else None
-        self.replaceable = latest_wins and not _closes_stage(event)
+        latest_wins = event.TELEMETRY  # a newer reading of the same kind supersedes it
+        self.key = (event.type, event.worker) if latest_wins else None
+        # a progress event that ends a model's stage carries its timing: never drop it
+        closes_stage = isinstance(event, Progress) and event.closes_stage
+        self.replaceable = latest_wins and not closes_stage
 
     def can_replace(self, message: Message) -> bool:
         """May the queued ``message`` (a newer one) stand in for this one?"""

@@ -7,7 +7,6 @@ rests on colour alone (NO_COLOR, 256-colour terminals): states are words, bars u
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,21 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from virnucpro_tui.headless import event_line, fmt_bytes, fmt_duration, summary_lines
-from virnucpro_tui.pool.events import Event
-from virnucpro_tui.run.view import MODELS, JobView, RunView, WorkerView
+from virnucpro_tui.pool import events as ev
+from virnucpro_tui.run.describe import (
+    MODEL_LABELS,
+    fmt_bytes,
+    fmt_clock,
+    fmt_count,
+    fmt_duration,
+    fmt_rate,
+    log_description,
+    percent,
+    plural,
+    summary_lines,
+)
+from virnucpro_tui.run.view import JobView, RunView, WorkerView
 
-FINISHED = ("complete", "interrupted", "failed")
-MODEL_LABELS = {"dnabert": "DNABERT-S", "esm": "ESM-2", "classifier": "MLP"}
 SPARKS = "▁▂▃▄▅▆▇█"
 DEMO_BANNER = "DEMO MODELS — scores are not biological predictions"
 STATE_STYLES = {
@@ -112,29 +120,9 @@ def sparkline(values: Sequence[float], width: int) -> Text:
     return Text(marks, style="cyan")
 
 
-def fmt_rate(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def fmt_count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def fmt_clock(ts: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "--:--:--"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
-
-
 # -- header and overall progress ------------------------------------------------------------------
 def run_status(view: RunView, mode: Mode) -> tuple[str, str]:
-    if view.status in FINISHED:
+    if view.status.finished:
         style = {"complete": "bold green", "interrupted": "bold yellow"}.get(
             view.status, "bold red"
         )
@@ -166,7 +154,7 @@ def header_text(view: RunView, width: int, now: float, mode: Mode) -> Text:
     first.append(Text(f"run {view.out or mode.waiting_for or '…'}"))
     inputs = ", ".join(job_input_name(j) for j in view.jobs.values()) or "-"
     figures = [Text(f"inputs {inputs}"), *_timing_segments(view, now), *_speed_segments(view, now)]
-    if mode.stopping and view.status not in FINISHED:
+    if mode.stopping and not view.status.finished:
         figures.append(Text("q again abandons the shards in flight", style="bold yellow"))
     return join_lines(pack(first, width) + pack(figures, width))
 
@@ -178,7 +166,7 @@ def known_totals(view: RunView) -> tuple[int, int]:
 
 
 def eta_text(view: RunView, now: float) -> str:
-    if view.status in FINISHED:
+    if view.status.finished:
         return "done"
     if view.paused:
         return "paused"
@@ -199,7 +187,7 @@ def _timing_segments(view: RunView, now: float) -> list[Text]:
 
 
 def _speed_segments(view: RunView, now: float) -> list[Text]:
-    if view.status in FINISHED:
+    if view.status.finished:
         return [Text(f"{fmt_rate(view.average_throughput())} frames/s average")]
     segments = [Text(f"{fmt_rate(view.throughput(now=now))} frames/s", style="bold")]
     proteins = view.proteins_per_s()
@@ -211,7 +199,7 @@ def _speed_segments(view: RunView, now: float) -> list[Text]:
 def progress_text(view: RunView, width: int) -> Text:
     done, total, in_flight = view.frames_done, view.frames_total, view.frames_in_flight
     complete = view.status == "complete"
-    jobs_done = sum(1 for j in view.jobs.values() if j.status == "done")
+    jobs_done = sum(1 for j in view.jobs.values() if j.status == ev.JobStatus.DONE)
     known, unknown = known_totals(view)
     if total:
         label = f" {100 * done / total:5.1f}%  {done:,}/{total:,} frames"
@@ -256,63 +244,68 @@ def _state_segments(w: WorkerView, now: float, running: bool) -> list[Text]:
         segments.append(Text(f"pid {w.pid}"))
     segments.append(Text(f"restarts {w.restarts}", style="bold red" if w.restarts else ""))
     silent = now - w.last_event if w.last_event else 0.0
-    if running and w.state not in ("stopped", "crashed") and silent > SILENT_AFTER_S:
+    if running and not w.state.ended and silent > SILENT_AFTER_S:
         segments.append(Text(f"silent for {fmt_duration(silent)}", style="bold red"))
-    if w.state in ("stopped", "crashed"):
+    if w.state.ended:
         return segments  # the last NVML reading would be stale
     return segments + _utilisation_segments(w)
 
 
 def _utilisation_segments(w: WorkerView) -> list[Text]:
-    if w.kind == "cpu" or w.memory.get("kind") == "cpu":
+    if w.kind == "cpu" or (w.memory is not None and w.memory.kind == "cpu"):
         return [Text("util CPU (no NVML)", style="dim")]
     t = w.telemetry
-    if not t:
+    if t is None:
         return [Text("GPU util -", style="dim")]
-    segments = [Text(f"GPU util {t.get('gpu_util', 0):.0f}%", style="bold")]
-    if t.get("mem_util") is not None:
-        segments.append(Text(f"mem util {t['mem_util']:.0f}%"))
-    if t.get("temperature_c") is not None:
-        segments.append(Text(f"{t['temperature_c']:.0f} °C"))
-    if t.get("power_w") is not None:
-        segments.append(Text(f"{t['power_w']:.0f} W"))
+    segments = [
+        Text(f"GPU util {t.gpu_util:.0f}%", style="bold"),
+        Text(f"mem util {t.mem_util:.0f}%"),
+    ]
+    if (temperature := ev.present(t.temperature_c)) is not None:
+        segments.append(Text(f"{temperature:.0f} °C"))
+    if (power := ev.present(t.power_w)) is not None:
+        segments.append(Text(f"{power:.0f} W"))
     return segments
 
 
 def _model_segments(w: WorkerView) -> list[Text]:
     segments = []
-    for name in MODELS:
+    for name in ev.MODELS:
         m = w.models.get(name)
         label = MODEL_LABELS.get(name, name)
         if m is None or m.state == "not loaded":
             segments.append(Text(f"{label} not loaded", style="dim"))
         elif m.state == "loading":
             segments.append(Text(f"{label} loading…", style="bold yellow"))
+        elif m.state == "compiling":
+            segments.append(Text(f"{label} compiling and warming up…", style="bold yellow"))
         elif m.state == "error":
             segments.append(Text(f"{label} load error", style="bold red"))
         else:
             size = fmt_bytes(m.bytes_on_device)
-            segments.append(Text(f"{label} loaded {m.seconds or 0:.1f} s, {size}", style="green"))
+            warm = f", warm-up {m.warmup_seconds:.1f} s" if m.warmup_seconds else ""
+            segments.append(
+                Text(f"{label} loaded {m.seconds or 0:.1f} s{warm}, {size}", style="green")
+            )
     return segments
 
 
 def _memory_segments(w: WorkerView, width: int) -> list[Text]:
     mem = w.memory
-    if not mem or not mem.get("total"):
+    if mem is None or not mem.total:
         return [Text("no reading yet", style="dim")]
-    total = mem["total"]
-    allocated, reserved = mem.get("allocated") or 0, mem.get("reserved") or 0
+    total, allocated, reserved = mem.total, mem.allocated, mem.reserved
     bar_width = max(min(width // 4, 30), 10)
-    if mem.get("kind") == "cpu":
-        used = total - (mem.get("free") or 0)
+    if mem.kind == "cpu":
+        used = total - mem.free
         gauge = stacked_bar(
             total, [(allocated, "█", "green"), (used - allocated, "▒", "blue")], bar_width
         )
         return [
             gauge,
             Text(f"RSS {fmt_bytes(allocated)}"),
-            Text(f"peak {fmt_bytes(mem.get('peak'))}"),
-            Text(f"machine free {fmt_bytes(mem.get('free'))} of {fmt_bytes(total)}"),
+            Text(f"peak {fmt_bytes(mem.peak)}"),
+            Text(f"machine free {fmt_bytes(mem.free)} of {fmt_bytes(total)}"),
         ]
     parts = [(allocated, "█", "green"), (reserved - allocated, "▓", "yellow")]
     gauge = stacked_bar(total, parts, bar_width)
@@ -320,8 +313,8 @@ def _memory_segments(w: WorkerView, width: int) -> list[Text]:
         gauge,
         Text(f"alloc {fmt_bytes(allocated)}"),
         Text(f"reserved {fmt_bytes(reserved)}"),
-        Text(f"peak {fmt_bytes(mem.get('peak'))}"),
-        Text(f"free {fmt_bytes(mem.get('free'))} of {fmt_bytes(total)}"),
+        Text(f"peak {fmt_bytes(mem.peak)}"),
+        Text(f"free {fmt_bytes(mem.free)} of {fmt_bytes(total)}"),
     ]
 
 
@@ -341,7 +334,7 @@ def _shard_segments(w: WorkerView, width: int) -> list[Text]:
     if w.shard is None:
         return [Text("none", style="dim")]
     name = Text(f"{w.job or '?'} #{w.shard}")
-    if w.state != "busy":
+    if w.state != ev.WorkerState.BUSY:
         return [name, Text("done", style="dim")]
     fraction = w.shard_done / w.shard_total if w.shard_total else 0.0
     gauge = bar(fraction, max(min(width // 6, 20), 8))
@@ -365,12 +358,12 @@ JOB_COLUMNS = ("Job", "Status", "Seqs", "Frames", "Progress", "Virus", "Outputs"
 
 
 def job_status(job: JobView, view: RunView) -> str:
-    if job.status == "running" and not job.prepared:
+    if job.status == ev.JobStatus.RUNNING and not job.prepared:
         status = "preparing"
-    elif job.status != "done" and view.status in FINISHED:
+    elif job.status != ev.JobStatus.DONE and view.status.finished:
         status = "stopped"
     else:
-        status = job.status
+        status = str(job.status)
     return f"{status} (added)" if job.added else status
 
 
@@ -383,11 +376,7 @@ def job_cells(job: JobView, view: RunView) -> tuple[Text, ...]:
     status = job_status(job, view)
     style = {"done": "green", "running": "bold", "preparing": "yellow", "stopped": "yellow"}
     r = job.result
-    calls = (
-        f"{r.get('viral_sequences', 0):,}/{r.get('sequences', 0):,}"
-        if job.status == "done"
-        else "-"
-    )
+    calls = f"{r.viral_sequences:,}/{r.sequences:,}" if r is not None else "-"
     progress = bar(job.fraction, 10) + Text(f" {100 * job.fraction:5.1f}%")
     return (
         Text(job.name),
@@ -425,12 +414,12 @@ def results_text(view: RunView, width: int) -> Text:
             style="bold blue",
         ),
     ]
-    done = [j.result for j in view.jobs.values() if j.status == "done"]
+    done = [j.result for j in view.jobs.values() if j.result is not None]
     if done:
-        seqs = sum(r.get("sequences", 0) for r in done)
-        viral = sum(r.get("viral_sequences", 0) for r in done)
-        chunks = sum(r.get("chunks", 0) for r in done)
-        empty = sum(r.get("chunks_without_frames", 0) for r in done)
+        seqs = sum(r.sequences for r in done)
+        viral = sum(r.viral_sequences for r in done)
+        chunks = sum(r.chunks for r in done)
+        empty = sum(r.chunks_without_frames for r in done)
         sequences = [
             Text(f"{seqs:,} sequences"),
             Text(f"{viral:,} called virus ({percent(viral, seqs)})", style="bold red"),
@@ -478,6 +467,7 @@ def histogram_text(counts: Sequence[int], width: int, height: int) -> Text:
 
 def top_rows(view: RunView) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]]:
     """The best-scoring input sequences (once a job is done), else the best frames so far."""
+    rows: list[tuple[str, ...]]
     if view.top_sequences:
         rows = [
             (str(i + 1), sid, f"{score:.4f}", str(call))
@@ -519,74 +509,27 @@ EVENT_STYLES = {
 }
 
 
-def log_matches(event: Event, worker: object, group: object) -> bool:
+def log_matches(event: ev.Event, worker: object, group: object) -> bool:
     """Does ``event`` pass the log filters (worker: None/'run'/int; group: None/LOG_GROUPS key)?"""
-    if worker == "run" and event.get("worker") is not None:
+    if worker == "run" and event.worker is not None:
         return False
-    if isinstance(worker, int) and event.get("worker") != worker:
+    if isinstance(worker, int) and event.worker != worker:
         return False
-    return not (isinstance(group, str) and event.get("type") not in LOG_GROUPS.get(group, ()))
+    return not (isinstance(group, str) and event.type not in LOG_GROUPS.get(group, ()))
 
 
-def log_text(view: RunView, event: Event) -> Text:
-    who = f"w{event['worker']}" if event.get("worker") is not None else "run"
-    kind = event.get("type", "?")
+def log_text(event: ev.Event) -> Text:
+    who = f"w{event.worker}" if event.worker is not None else "run"
+    kind = event.type
     return Text.assemble(
-        (fmt_clock(event.get("ts")), "dim"),
+        (fmt_clock(event.ts), "dim"),
         " ",
         (f"{who:>3}", "bold"),
         " ",
         (f"{kind:<14}", EVENT_STYLES.get(kind, "")),
         " ",
-        describe(view, event),
+        log_description(event),
     )
-
-
-def describe(view: RunView, e: Event) -> str:
-    """One line about an event: the headless wording where it has one."""
-    line = event_line(view, e)
-    if line:
-        prefix = f"worker {e.get('worker')}: "
-        return " · ".join(line.split("\n")).removeprefix(prefix)
-    return _describe_quiet(e)
-
-
-def _describe_quiet(e: Event) -> str:
-    kind = e.get("type")
-    if kind == "worker_state":
-        text = e.get("state", "?")
-        if e.get("state") == "busy":
-            text += f" on {e.get('job')} #{e.get('shard')} ({e.get('frames', 0):,} frames)"
-        if e.get("reason"):
-            text += f": {e['reason']}"
-        return text + (
-            f" (pid {e['pid']})" if e.get("state") == "starting" and e.get("pid") else ""
-        )
-    if kind == "model_load":
-        return f"{MODEL_LABELS.get(e.get('model', ''), e.get('model'))} {e.get('phase')} ({e.get('dtype')}) from {e.get('source')}"
-    if kind == "shard_done":
-        rate = e.get("frames", 0) / max(e.get("seconds") or 1e-9, 1e-9)
-        return (
-            f"{e.get('job')} #{e.get('shard')}: {e.get('frames', 0):,} frames in {e.get('seconds', 0):.1f} s "
-            f"({fmt_rate(rate)}/s), {e.get('virus_frames', 0):,} virus"
-        )
-    if kind == "cache_cleared":
-        return (
-            f"cache cleared ({e.get('reason')}): {fmt_bytes(e.get('bytes_freed'))} freed, reserved "
-            f"{fmt_bytes(e.get('reserved_before'))} -> {fmt_bytes(e.get('reserved_after'))}"
-        )
-    if kind == "shard_skipped":
-        return f"{e.get('job')} #{e.get('shard')} already done ({e.get('frames', 0):,} frames): skipped"
-    if kind == "job_added":
-        return f"added {e.get('input')}: {e.get('records', 0):,} sequences, {e.get('chunks_total', 0):,} chunks"
-    if kind == "job_prepared":
-        return (
-            f"{e.get('job')}: prepared {e.get('chunks_prepared', 0):,}/{e.get('chunks_total', 0):,} chunks, "
-            f"{e.get('frames_prepared', 0):,} frames"
-        )
-    if kind == "run_done":
-        return f"run {e.get('status')} (exit {e.get('exit_code')}) after {fmt_duration(e.get('seconds'))}"
-    return ""
 
 
 # -- completion -----------------------------------------------------------------------------------

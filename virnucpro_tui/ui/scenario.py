@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from virnucpro_tui.pool.events import SCHEMA_VERSION, Event
+from virnucpro_tui.pool.events import SCHEMA_VERSION, Event, parse_event
+
+Record = dict[str, Any]  # an event as its JSON object, typed at the end (``_typed``)
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NOW = T0 + 1_520.0
@@ -20,9 +22,16 @@ SHARD = 2048
 OUT = "/scratch/alice/gut-virome/run1"
 
 
+def _typed(records: list[Record]) -> list[Event]:
+    events = [parse_event(r) for r in records]
+    bad = [r for r, e in zip(records, events, strict=True) if e is None]
+    assert not bad, f"not valid events: {bad[:1]}"
+    return [e for e in events if e is not None]
+
+
 def _event(
     ts: float, type_: str, worker: int | None = None, job: str | None = None, **fields: Any
-) -> Event:
+) -> Record:
     return {
         "v": SCHEMA_VERSION,
         "ts": round(ts, 3),
@@ -41,7 +50,7 @@ def _histogram(rng: random.Random, frames: int) -> list[int]:
     return counts
 
 
-def _start(ts: float, workers: int) -> list[Event]:
+def _start(ts: float, workers: int) -> list[Record]:
     infos = [
         {
             "worker": n,
@@ -120,7 +129,7 @@ def _start(ts: float, workers: int) -> list[Event]:
     return events
 
 
-def _model_loads(ts: float, worker: int) -> list[Event]:
+def _model_loads(ts: float, worker: int) -> list[Record]:
     loads = [
         ("dnabert", 3.1, 358 * MIB),
         ("esm", 38.4 + worker, 5.31 * GIB),
@@ -159,8 +168,8 @@ def _model_loads(ts: float, worker: int) -> list[Event]:
     return events
 
 
-def _shards(rng: random.Random, workers: int, start: float, until: float) -> list[Event]:
-    events: list[Event] = []
+def _shards(rng: random.Random, workers: int, start: float, until: float) -> list[Record]:
+    events: list[Record] = []
     for n in range(workers):
         ts, done = start + n * 0.7, 0
         while True:
@@ -209,13 +218,13 @@ def _shards(rng: random.Random, workers: int, start: float, until: float) -> lis
                     )
                 )
     events.sort(key=lambda e: e["ts"])
-    done = [e for e in events if e["type"] == "shard_done"]
-    for index, event in enumerate(done):  # shards are handed out in order
+    finished = [e for e in events if e["type"] == "shard_done"]
+    for index, event in enumerate(finished):  # shards are handed out in order
         event["shard"] = index
     return events
 
 
-def _now_state(workers: int, next_shard: int) -> list[Event]:
+def _now_state(workers: int, next_shard: int) -> list[Record]:
     ts = NOW - 0.5
     events = []
     for n in range(workers):
@@ -287,7 +296,7 @@ def _now_state(workers: int, next_shard: int) -> list[Event]:
     return events
 
 
-def _closed_stages(ts: float, worker: int, shard: int) -> list[Event]:
+def _closed_stages(ts: float, worker: int, shard: int) -> list[Record]:
     """The previous shard's stage ends, which carry the per-model speeds."""
     common = {"shard": shard, "frames_total": SHARD, "stage_total": SHARD, "stage_done": SHARD}
     dnabert_s, esm_s = 0.18 + 0.01 * worker, 3.86 + 0.1 * worker  # ~11,300 and ~557 per s, measured
@@ -330,6 +339,15 @@ def _closed_stages(ts: float, worker: int, shard: int) -> list[Event]:
 
 def mid_run_events(workers: int = 2, seed: int = 7) -> list[Event]:
     """The run 25 minutes in: job 1 of 2 half done, each worker busy, one OOM split on worker 1."""
+    return _typed(_mid_run_records(workers, seed))
+
+
+def finished_events(workers: int = 2, seed: int = 7) -> list[Event]:
+    """The same run later: both jobs done, the run complete."""
+    return _typed(_finished_records(workers, seed))
+
+
+def _mid_run_records(workers: int, seed: int) -> list[Record]:
     rng = random.Random(seed)
     events = _start(T0, workers)
     shards = _shards(rng, workers, T0 + 48.0, NOW - 3.0)
@@ -351,9 +369,8 @@ def mid_run_events(workers: int = 2, seed: int = 7) -> list[Event]:
     return sorted(events, key=lambda e: e["ts"])
 
 
-def finished_events(workers: int = 2, seed: int = 7) -> list[Event]:
-    """The same run later: both jobs done, the run complete."""
-    events = mid_run_events(workers, seed)
+def _finished_records(workers: int, seed: int) -> list[Record]:
+    events = _mid_run_records(workers, seed)
     end = NOW + 600.0
     for job, seqs, viral, chunks, frames in (
         ("gut_contigs", 118_437, 21_377, 742_860, 3_288_604),

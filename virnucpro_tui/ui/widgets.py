@@ -14,14 +14,13 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Select, Static
 
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.events import Event, WorkerState
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
 
 if TYPE_CHECKING:
     from virnucpro_tui.ui.app import VirnucproApp
 
-WORKER_STATES = tuple(render.STATE_STYLES)
 LOG_LINES_KEPT = 10_000
 
 
@@ -100,7 +99,7 @@ class WorkerPanel(ViewWidget):
         w = app.view.workers[self.worker]
         self.title_text = render.worker_title(w)
         self.border_title = self.title_text
-        for state in WORKER_STATES:
+        for state in WorkerState:
             self.set_class(w.state == state, f"-{state}")
         return render.worker_text(w, width, app.clock(), app.run_is_live)
 
@@ -138,7 +137,7 @@ class RecentEvents(ViewWidget):
             return Text("no events yet", style="dim")
         out = []
         for event in reversed(recent):
-            line = render.log_text(view, event)
+            line = render.log_text(event)
             line.truncate(width, overflow="ellipsis")
             out.append(line)
         return render.join_lines(out)
@@ -288,10 +287,7 @@ class EventLines(ScrollView, can_focus=True):
         if len(self.events) > LOG_LINES_KEPT:
             del self.events[: len(self.events) - LOG_LINES_KEPT]
             self._strips.clear()
-        view = self.dashboard.view
-        self._widest = max(
-            [self._widest, *(cell_len(render.log_text(view, e).plain) for e in events)]
-        )
+        self._widest = max([self._widest, *(cell_len(render.log_text(e).plain) for e in events)])
         self.virtual_size = Size(self._widest, len(self.events))
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
@@ -306,10 +302,9 @@ class EventLines(ScrollView, can_focus=True):
         if strip is None:
             if len(self._strips) > 4 * LOG_LINES_KEPT:
                 self._strips.clear()
-            text = render.log_text(self.dashboard.view, self.events[index])
+            text = render.log_text(self.events[index])
             strip = self._strips[index] = Strip(text.render(self.app.console), cell_len(text.plain))
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
     def plain_lines(self) -> list[str]:
-        view = self.dashboard.view
-        return [render.log_text(view, e).plain for e in self.events]
+        return [render.log_text(e).plain for e in self.events]

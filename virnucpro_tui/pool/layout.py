@@ -1,0 +1,81 @@
+"""The run directory's layout: every path a worker, the pool, the Ray backend, the orchestrator
+and ``attach`` use inside ``--out`` (docs/architecture.md#the-run-directory).
+
+::
+
+    OUT/.lock                  who runs it (``run/rundir.py``'s ``LockRecord``)
+    OUT/manifest.json          inputs, settings, model checksums, status
+    OUT/events.jsonl[.1..3]    the event stream (docs/events.md)
+    OUT/shards/JOB/000042.tsv  one verified result file per shard
+    OUT/shards/JOB/records.tsv the job's sequences, in input order
+    OUT/logs/worker-N.log      a worker's stdout and stderr
+    OUT/logs/ray-driver.log    the Ray cluster used, and Ray's own notices (``--backend ray``)
+    OUT/logs/.ray-run          a token each Ray node checks it can read (a shared ``--out``)
+    OUT[/JOB]/...              the final outputs (a subdirectory per job when there are several)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from virnucpro_tui.core.shards import shard_path
+
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+LOCK = ".lock"
+RECORDS = "records.tsv"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def events(self) -> Path:
+        return self.root / EVENTS
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    def job_shards(self, job: str) -> Path:
+        return self.shards / job
+
+    def shard_result(self, job: str, index: int) -> Path:
+        return shard_path(self.shards, job, index)
+
+    def records(self, job: str) -> Path:
+        return self.job_shards(job) / RECORDS
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def worker_log(self, worker: int) -> Path:
+        return self.logs / f"worker-{worker}.log"
+
+    @staticmethod
+    def worker_log_name(worker: int) -> str:
+        """The worker's log as named to the user, relative to the run directory."""
+        return f"logs/worker-{worker}.log"
+
+    @property
+    def ray_driver_log(self) -> Path:
+        return self.logs / "ray-driver.log"
+
+    @property
+    def ray_run_marker(self) -> Path:
+        return self.logs / ".ray-run"
+
+    def job_dir(self, job: str, single: bool) -> Path:
+        """Where a job's final outputs go: the run directory itself for a single input."""
+        return self.root if single else self.root / job

@@ -132,7 +132,7 @@ class PersistentWorkerPool(Generic[tp.T]):
             if w.ready and graceful and w.transport is not None:
                 w.transport.send(tp.Stop())
             elif w.alive and w.transport is not None and not w.ready:
-                w.transport.close()  # it never started: it holds nothing to finish
+                w.transport.kill()  # it never started: it holds nothing to finish
         deadline = self.clock() + (self.policy.stop_timeout_s if graceful else 0)
         while graceful and self.clock() < deadline and any(w.alive for w in self.workers):
             self._unreported += self._receive(0.2)

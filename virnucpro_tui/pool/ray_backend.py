@@ -525,8 +525,8 @@ class ActorTransport:
         self.run_ref = self.events_ref = self.recall_ref = None
 
     def _reap(self) -> None:
-        try:
-            info = self.ray.get(self.info_ref, timeout=2)
+        try:  # one that never reported in may never have been placed: do not wait for it
+            info = self.ray.get(self.info_ref, timeout=2 if self.reported else 0)
         except Exception:  # noqa: BLE001 - it never answered: nothing to reap
             return
         if info["node_id"] == self.local_node:

@@ -305,9 +305,9 @@ class PersistentWorkerPool(Generic[tp.T]):
                 if not w.transport.ready and self._others_working(w):
                     out += self._note_waiting(w)  # it holds no shard: let it wait for room
                     continue
-                silent = now - w.last_message
+                silent, ready = now - w.last_message, w.transport.ready
                 w.transport.kill()
-                out += self._recover(w, _silence(w.transport.ready, silent, w.n))
+                out += self._recover(w, _silence(ready, silent, w.n))
         if not self.live_workers():
             raise WorkerFailure(
                 f"every worker failed past its restart limit ({self.policy.max_restarts} "

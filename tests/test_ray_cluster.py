@@ -10,6 +10,7 @@ that does not share ``--out``. What only real machines can show: docs/ray.md#wha
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import re
@@ -112,6 +113,8 @@ def ray_tmp() -> Iterator[Path]:
     """A private Ray temp dir: no other Ray on this machine is found or disturbed (short,
     because Ray puts its sockets there)."""
     path = Path(tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp"))
+    # Ray's exit hooks, registered later and so run earlier, may write a session directory
+    atexit.register(shutil.rmtree, path, True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -136,6 +136,8 @@ class WorkerStateChanged(Event, frozen=True, kw_only=True, tag="worker_state"):
     shard: int | UnsetType = UNSET  # on busy
     frames: int | UnsetType = UNSET  # on busy
     reason: str | UnsetType = UNSET  # on crashed, restarting, clearing
+    node: str | UnsetType = UNSET  # from a Ray actor: the id of the Ray node it runs on
+    host: str | UnsetType = UNSET  # from a Ray actor: that node's host name
 
 
 class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):

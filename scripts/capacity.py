@@ -153,7 +153,7 @@ def child(args: argparse.Namespace) -> int:
     profiler = _profiler(args.profile_to)
     start = sample()
     if args.child == "ui":
-        from virnucpro_tui.ui.app import EXIT_ON_DONE_ENV, run_dashboard
+        from virnucpro_tui.ui.launch import EXIT_ON_DONE_ENV, run_dashboard
 
         os.environ[EXIT_ON_DONE_ENV] = "1"
         code = run_dashboard(cfg, [meter], backend)

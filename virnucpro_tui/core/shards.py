@@ -47,6 +47,7 @@ class ShardResult:
     seconds: float = 0.0
     tokens: int = 0
     worker: int | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # GPU-synchronised, sum ~ seconds
 
     def predictions(self) -> list[Prediction]:
         return predictions_from_arrays(self.frame_ids, self.probs)

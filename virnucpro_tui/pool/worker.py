@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
@@ -106,6 +107,17 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     )
     code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()
+    leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """End the worker process now, after multiprocessing's exit finalizers: a library may hold
+    a named semaphore registered with the run's resource tracker (tqdm makes a lock under
+    ``torch.compile``), and unless it is unregistered the tracker warns "There appear to be N
+    leaked semaphore objects" when the run ends. ``os._exit`` skips the interpreter's slow,
+    thread-joining shutdown (and CUDA's teardown), which is why it is used at all."""
+    with contextlib.suppress(Exception):
+        multiprocessing.util._exit_function()  # type: ignore[attr-defined]  # as a Process's end
     os._exit(code)
 
 
@@ -114,7 +126,7 @@ def _pipe_sender(conn: Connection) -> Callable[[WorkerMessage], None]:
         try:
             conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
-            os._exit(3)  # orchestrator gone: never linger as an orphan
+            leave(3)  # orchestrator gone: never linger as an orphan
 
     return send
 
@@ -252,6 +264,7 @@ class Worker:
         threading.Thread(
             target=self._receive_loop, args=(conn, inbox), name="receiver", daemon=True
         ).start()
+        self.load_eagerly()  # while the orchestrator prepares the inputs
         return self.serve(inbox)
 
     def serve(self, inbox: ShardInbox) -> int:
@@ -268,6 +281,21 @@ class Worker:
                 ahead = self._tokenize_ahead(inbox.peek(), ahead, tokenizer)
                 if not self.handle_task(shard, tokens):
                     return 2
+
+    def load_eagerly(self) -> None:
+        """Load and compile the models now instead of at the first shard (``eager_load``;
+        default: on GPUs). A failure is left to the first shard, which reports it as usual."""
+        eager = self.cfg.engine.eager_load
+        if eager is False or (eager is None and self.cfg.slot.kind != "cuda"):
+            return
+        if self.faults.fail_load:
+            return
+        self.set_state(ev.WorkerState.LOADING)
+        try:
+            self.engine.load()
+        except Exception:  # noqa: BLE001 - the first shard loads again and reports the error
+            traceback.print_exc()
+        self.set_state(ev.WorkerState.IDLE)
 
     def _tokenize_ahead(
         self,
@@ -294,7 +322,7 @@ class Worker:
             try:
                 command: Command = conn.recv()
             except (EOFError, OSError):
-                os._exit(3)
+                leave(3)
             if isinstance(command, RunShard):
                 inbox.put(command.shard)
             elif isinstance(command, ClearCache):
@@ -378,14 +406,15 @@ class Worker:
                 frames=len(shard),
                 seconds=round(result.seconds, 4),
                 tokens=result.tokens,
+                stage_seconds=result.stage_seconds,
                 **score_stats(result.frame_ids, result.probs),
             )
         )
+        self.job = self.shard = None
+        self.set_state(ev.WorkerState.IDLE)  # before a periodic clear, which restores the state
         every = self.cfg.settings.clear_cache_every
         if every and self.shards_done % every == 0:
             self.clear_cache("periodic")
-        self.job = self.shard = None
-        self.set_state(ev.WorkerState.IDLE)
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
@@ -409,12 +438,14 @@ class Worker:
         )
         self.set_state(ev.WorkerState.IDLE)
 
-    def _progress_reporter(self, shard: Shard) -> Callable[[str, int, int, int], None]:
+    def _progress_reporter(self, shard: Shard) -> Callable[..., None]:
         start = time.perf_counter()
         last_sent = 0.0
         n = len(shard)
 
-        def report(stage: str, done: int, total: int, tokens: int) -> None:
+        def report(
+            stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
+        ) -> None:
             nonlocal last_sent
             self.last_progress = time.time()
             now = time.perf_counter()
@@ -435,6 +466,7 @@ class Worker:
                     stage_total=total,
                     tokens=tokens,
                     seconds=round(now - start, 4),
+                    stage_seconds=ev.UNSET if stage_seconds is None else stage_seconds,
                 )
             )
 
@@ -500,7 +532,7 @@ class Worker:
         parent = self.cfg.parent_pid
         while True:
             if parent and os.getppid() != parent:
-                os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
+                leave(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send(
                 ev.Heartbeat(

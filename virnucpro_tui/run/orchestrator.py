@@ -20,7 +20,7 @@ from typing import Any
 
 from virnucpro_tui import __version__
 from virnucpro_tui.core.checksums import sha256_file
-from virnucpro_tui.core.fasta import InputScan, scan_input
+from virnucpro_tui.core.fasta import InputScan, ReadPosition, scan_input
 from virnucpro_tui.core.prepare import prepare_file
 from virnucpro_tui.core.shards import (
     CorruptShardError,
@@ -100,6 +100,12 @@ class JobState:
     skipped_shards: int = 0
     producer: Iterator[Shard] | None = None
     started_at: float = 0.0
+    position: ReadPosition = field(default_factory=ReadPosition)  # bytes of the input read
+
+    @property
+    def size(self) -> ev.JobSize:
+        """The input's size, known before preparation (``run_started`` lists them)."""
+        return ev.JobSize(self.name, _file_size(self.path), self.scan.records, self.scan.chunks)
 
     @property
     def complete(self) -> bool:
@@ -176,6 +182,8 @@ class Orchestrator:
             "status": ev.RunStatus.RUNNING,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.cfg.command,
+            "cwd": os.getcwd(),  # where the command ran: its paths may be relative
+            "executable": sys.executable,
             "inputs": inputs,
             "settings": self._settings(),
             "models": self._model_digests(),
@@ -316,6 +324,7 @@ class Orchestrator:
                 backend=self.cfg.backend,
                 pid=os.getpid(),
                 persistent=self.cfg.persistent,
+                sizes=tuple(j.size for j in self.jobs),
             )
         )
         self.telemetry = NvmlTelemetry([s.uuid for s in self.slots if s.uuid])
@@ -445,7 +454,7 @@ class Orchestrator:
         os.replace(records_tmp, records)
 
     def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
-        for rec in prepare_file(job.path, self.cfg.chunk_length):
+        for rec in prepare_file(job.path, self.cfg.chunk_length, job.position):
             if self.stop_requested.is_set():
                 raise StopRequested  # the producer is abandoned; a resume prepares the job again
             n_frames = sum(len(f) for f in rec.frames)
@@ -461,6 +470,7 @@ class Orchestrator:
         now = time.time()
         if done or now - self._last_prepare_note > 1.0:
             self._last_prepare_note = now
+            size = _file_size(job.path)
             self.emit(
                 ev.JobPrepared(
                     job=job.name,
@@ -469,6 +479,8 @@ class Orchestrator:
                     frames_prepared=job.frames_prepared,
                     done=done,
                     shards_total=job.shards_total if done else None,
+                    bytes_read=size if done else min(job.position.bytes, size),
+                    bytes_total=size,
                 )
             )
 
@@ -689,6 +701,13 @@ class Orchestrator:
                     )
                 )
                 self.manifest["inputs"].append(item)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _dist_version(name: str) -> str | None:

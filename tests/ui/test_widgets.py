@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from textual.widgets import Select, TabbedContent
+import pytest
+from textual.widget import Widget
+from textual.widgets import Select, Static, TabbedContent
 
 from tests.helpers import SAMPLE_READS
 from tests.ui import scenario
@@ -777,13 +779,44 @@ def test_worker_panels_repaint_only_when_their_text_changes() -> None:
             await settle(pilot, app)
             assert set(renders) == {0, 1, 2}
             before = dict(renders)
-            for _ in range(3):
-                await settle(pilot, app)
+            for _ in range(3):  # what the app's 4 Hz timer does (settle renders the whole screen)
+                app.refresh_dashboard()
+                await pilot.pause()
             assert renders == before  # nothing changed: nothing rendered
             shards = app.view.workers[1].shards_done
             done = next(e for e in reversed(events) if isinstance(e, ShardDone) and e.worker == 1)
             app.apply_events([msgspec.structs.replace(done, ts=done.ts + 1, shard=99_999)])
             await settle(pilot, app)
             assert renders[1] > before[1] and f"{shards + 1:,} shards" in panel_text(app, 1)
+
+    asyncio.run(scenario_run())
+
+
+def test_a_tick_that_changes_nothing_asks_for_no_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The top tables' titles are set only when they change: ``Static.update`` lays the whole
+    screen out again, even with the same text, and both were set at every 4 Hz tick
+    (docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16)."""
+    events = scenario.mid_run_events(workers=3)
+    layouts: list[str] = []
+    original = Widget.refresh
+
+    def refresh(widget: Widget, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("layout"):
+            layouts.append(type(widget).__name__)
+        return original(widget, *args, **kwargs)
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot, app)
+            monkeypatch.setattr(Widget, "refresh", refresh)
+            for _ in range(3):
+                app.refresh_dashboard()
+                await pilot.pause()
+            monkeypatch.undo()
+            assert layouts == []
+            for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
+                shown = app.query_one(title, Static).content
+                assert shown and shown == app.query_one(table, TopTable).title
 
     asyncio.run(scenario_run())

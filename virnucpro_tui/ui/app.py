@@ -285,10 +285,11 @@ class VirnucproApp(App[int]):
         self._sync_worker_panels()
         for widget in self.query(ViewWidget):
             widget.update_from_view()
-        self.query_one("#top-title", Static).update(self.query_one("#top", TopTable).title)
-        self.query_one("#side-top-title", Static).update(
-            self.query_one("#side-top", TopTable).title
-        )
+        for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
+            text = self.query_one(table, TopTable).title
+            static = self.query_one(title, Static)
+            if static.content != text:  # update() relayouts the screen, even with the same text
+                static.update(text)
         self.query_one(EventLog).sync_workers()
         self.query_one(DemoBanner).display = self.view.demo
 

@@ -243,8 +243,10 @@ class Engine:
         stats: BatchStats | None = None,
         progress: Progress | None = None,
         tokens: ShardTokens | None = None,
+        features_out: list[torch.Tensor] | None = None,
     ) -> np.ndarray:
-        """P(others), P(virus) per frame, as float32 (n, 2)."""
+        """P(others), P(virus) per frame, as float32 (n, 2); the classifier's input (n, dim)
+        is appended to ``features_out`` (on the CPU, float32) when one is given."""
         from virnucpro_tui.models.classifier import predict_proba
 
         self.load()
@@ -254,15 +256,23 @@ class Engine:
         dna = self.embed_dna([f.nucleotide for f in frames], stats, progress, tokens.dna)
         protein = self.embed_proteins([f.protein for f in frames], stats, progress, tokens.protein)
         features = torch.cat([dna, protein], dim=1).to(self.device)
+        if features_out is not None:
+            features_out.append(features.float().cpu())
         return predict_proba(self.classifier, features).float().cpu().numpy()
 
     def process_shard(
-        self, shard: Shard, progress: Progress | None = None, tokens: ShardTokens | None = None
+        self,
+        shard: Shard,
+        progress: Progress | None = None,
+        tokens: ShardTokens | None = None,
+        keep_features: bool = False,
     ) -> ShardResult:
-        """Score one shard end to end. The 3328-value features never leave this function."""
+        """Score one shard end to end; with ``keep_features`` the result carries the 3328-value
+        features too (``run --save-features``)."""
         start = time.perf_counter()
         stats = BatchStats()
-        probs = self.score_frames(shard.frames, stats, progress, tokens)
+        kept: list[torch.Tensor] | None = [] if keep_features else None
+        probs = self.score_frames(shard.frames, stats, progress, tokens, features_out=kept)
         return ShardResult(
             shard.job,
             shard.index,
@@ -270,6 +280,7 @@ class Engine:
             probs,
             seconds=time.perf_counter() - start,
             tokens=stats.tokens,
+            features=kept[0].numpy() if kept else None,
         )
 
 

@@ -50,7 +50,7 @@ class FrameTable:
         self.distinct = 0  # ordinals given
         self.duplicates = 0
         self._slots = np.zeros(capacity, dtype=np.uint32)  # ordinal + 1; 0 is empty
-        self._slot = memoryview(self._slots)
+        self._slot = self._slots.data
         self._mask = capacity - 1
         self._blocks: list[np.ndarray] = []
         self._block_views: list[memoryview] = []
@@ -98,7 +98,7 @@ class FrameTable:
         block, offset = divmod(ordinal, 1 << BLOCK_BITS)
         if block == len(self._blocks):
             self._blocks.append(np.zeros(1 << BLOCK_BITS, dtype=np.uint64))
-            self._block_views.append(memoryview(self._blocks[-1]))
+            self._block_views.append(self._blocks[-1].data)
         self._block_views[block][offset] = digest or 0
         self._pending += key.ljust(self.stride, b"\0") if digest is not None else bytes(self.stride)
         if len(self._pending) >= FLUSH_BYTES:
@@ -138,7 +138,7 @@ class FrameTable:
             left = np.ones(ordinals.size, dtype=bool)
             left[first[free]] = False
             ordinals, pos = ordinals[left], (pos[left] + 1) & mask
-        self._slots, self._slot, self._mask = slots, memoryview(slots), mask
+        self._slots, self._slot, self._mask = slots, slots.data, mask
 
 
 # -- the duplicates file ---------------------------------------------------------------------

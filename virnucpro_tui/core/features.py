@@ -68,7 +68,7 @@ def write_shard_features(
         "job": job,
         "index": str(index),
         "frames": str(len(ids)),
-        "sha256": hashlib.sha256(memoryview(data).cast("B")).hexdigest(),
+        "sha256": hashlib.sha256(data.data.cast("B")).hexdigest(),
         "ids_sha256": ids_digest(ids),
     }
     atomic_write_bytes(path, save({"features": data}, metadata=metadata))
@@ -218,7 +218,7 @@ class FeatureRows:
     def _consume(self, shard: ShardFeatures, row: int, ids: list[str], block: np.ndarray) -> None:
         if row == 0:
             self._data, self._ids = hashlib.sha256(), hashlib.sha256()
-        self._data.update(memoryview(block).cast("B"))
+        self._data.update(block.data.cast("B"))
         for frame_id in ids:
             self._ids.update(frame_id.encode() + b"\n")
         self.next_new += len(ids)
@@ -304,7 +304,7 @@ class SafetensorsFeatureWriter:
 
     def __init__(self, out_dir: Path, rows: int, dim: int) -> None:
         self.count = RowCount(rows, dim)
-        self.paths = (out_dir / FEATURES_SAFETENSORS, out_dir / FEATURES_IDS)
+        self.paths: tuple[Path, ...] = (out_dir / FEATURES_SAFETENSORS, out_dir / FEATURES_IDS)
         header = {
             "__metadata__": {
                 "format": FEATURES_FORMAT,
@@ -321,7 +321,7 @@ class SafetensorsFeatureWriter:
 
     def write(self, ids: list[str], rows: np.ndarray) -> None:
         block = self.count.take(ids, rows)
-        self.data.fh.write(memoryview(block).cast("B"))
+        self.data.fh.write(block.data.cast("B"))
         self.ids.fh.write("".join(f"{i}\n" for i in ids).encode())
 
     def commit(self) -> None:

@@ -127,7 +127,7 @@ class PtFeatureWriter:
 
     def __init__(self, out_dir: Path, rows: int, dim: int) -> None:
         self.count = RowCount(rows, dim)
-        self.paths = (out_dir / FEATURES_PT,)
+        self.paths: tuple[Path, ...] = (out_dir / FEATURES_PT,)
         self.file = PartialFile(self.paths[0])
         self.ids = PartialFile(out_dir / f"{FEATURES_PT}.ids")  # never renamed: removed at the end
         self.zip = zipfile.ZipFile(self.file.fh, "w", zipfile.ZIP_STORED, allowZip64=True)
@@ -142,7 +142,7 @@ class PtFeatureWriter:
 
     def write(self, ids: list[str], rows: np.ndarray) -> None:
         block = self.count.take(ids, rows)
-        self.storage.write(memoryview(block).cast("B"))
+        self.storage.write(block.data.cast("B"))
         self.ids.fh.write("".join(f"{i}\n" for i in ids).encode())
 
     def commit(self) -> None:

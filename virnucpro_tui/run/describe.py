@@ -88,7 +88,8 @@ def notable_text(e: ev.Event) -> str | None:
     if isinstance(e, ev.JobStarted):
         return f"job {e.job}: {e.records:,} sequences, {e.chunks_total:,} chunks from {e.input}"
     if isinstance(e, ev.JobPrepared) and e.done:
-        return f"job {e.job}: prepared {e.frames_prepared:,} frames in {e.shards_total or 0} shards"
+        text = f"job {e.job}: prepared {e.frames_prepared:,} frames in {e.shards_total or 0} shards"
+        return text + (f" ({dedup_text(e.duplicate_frames)})" if e.duplicate_frames else "")
     if isinstance(e, ev.JobDone):
         demo = " [DEMO: not biological predictions]" if e.demo else ""
         return (
@@ -171,6 +172,10 @@ def _quiet_text(e: ev.Event) -> str:
     return ""
 
 
+def dedup_text(duplicates: int) -> str:
+    return f"{plural(duplicates, 'identical frame')} reuse an earlier result"
+
+
 def summary_lines(view: RunView) -> list[str]:
     lines = [f"run {view.status}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
     for job in view.jobs.values():
@@ -183,6 +188,13 @@ def summary_lines(view: RunView) -> list[str]:
             )
             for name, path in r.outputs.items():
                 lines.append(f"    {name}: {path}")
+            if r.duplicate_frames:
+                lines.append(
+                    f"    computed once: {r.frames - r.duplicate_frames:,} distinct frames; "
+                    f"{dedup_text(r.duplicate_frames)}"
+                )
+            if r.features_path:
+                lines.append(f"    features: {r.features_path} ({fmt_bytes(r.features_bytes)})")
         else:
             lines.append(f"  {job.name}: {job.status}, {job.frames_done:,} frames done")
     if view.status != ev.RunStatus.COMPLETE and view.resumable:

@@ -64,6 +64,7 @@ class JobView:
     chunks_total: int = 0
     chunks_prepared: int = 0
     frames_prepared: int = 0
+    duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
     prepared: bool = False
     frames_done: int = 0
     out_dir: str = ""
@@ -72,11 +73,15 @@ class JobView:
 
     @property
     def frames_total(self) -> int | None:
-        """Exact once preparation is done, else extrapolated from the chunks prepared so far."""
+        """The frames to compute (duplicates are copied, not computed): exact once preparation
+        is done, else extrapolated from the chunks prepared so far; every frame once done."""
+        if self.status == ev.JobStatus.DONE:
+            return self.frames_done
+        computed = self.frames_prepared - self.duplicate_frames
         if self.prepared:
-            return self.frames_prepared
+            return computed
         if self.chunks_prepared and self.chunks_total:
-            return round(self.frames_prepared / self.chunks_prepared * self.chunks_total)
+            return round(computed / self.chunks_prepared * self.chunks_total)
         return None
 
     @property
@@ -257,11 +262,12 @@ class RunView:
             job.added = True
         elif isinstance(e, ev.JobPrepared):
             job.chunks_prepared, job.frames_prepared = e.chunks_prepared, e.frames_prepared
-            job.prepared = e.done
+            job.duplicate_frames, job.prepared = e.duplicate_frames, e.done
         else:
             job.status, job.result = ev.JobStatus.DONE, e
             job.frames_done = e.frames
             job.frames_prepared, job.prepared = e.frames, True
+            job.duplicate_frames = e.duplicate_frames
             self.top_sequences = sorted(
                 [*self.top_sequences, *e.top_sequences], key=lambda t: -t[1]
             )[:10]

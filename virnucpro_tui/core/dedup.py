@@ -37,6 +37,12 @@ def key_stride(chunk_length: int) -> int:
     return KEY_HEADER.size + chunk_length + chunk_length // 3 + 2
 
 
+def key_digest(key: bytes) -> int:
+    """64-bit BLAKE2b of a key, never 0 (0 marks a frame that is never looked up); a match is
+    confirmed on the full key."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") or 1
+
+
 def frame_key(frame: Frame) -> bytes:
     nucleotide, protein = frame.nucleotide.encode(), frame.protein.encode()
     return KEY_HEADER.pack(len(nucleotide), len(protein)) + nucleotide + protein
@@ -65,7 +71,7 @@ class FrameTable:
         key = frame_key(frame)
         if len(key) > self.stride:  # cannot happen for frames of this job's chunks: never shared
             return self._next_ordinal(None, key), True
-        digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        digest = key_digest(key)
         pos = digest & self._mask
         while (entry := self._slot[pos]) != 0:
             ordinal = entry - 1
@@ -99,7 +105,7 @@ class FrameTable:
         if block == len(self._blocks):
             self._blocks.append(np.zeros(1 << BLOCK_BITS, dtype=np.uint64))
             self._block_views.append(self._blocks[-1].data)
-        self._block_views[block][offset] = digest or 0
+        self._block_views[block][offset] = digest or 0  # 0: a key too long to share
         self._pending += key.ljust(self.stride, b"\0") if digest is not None else bytes(self.stride)
         if len(self._pending) >= FLUSH_BYTES:
             self._flush()

@@ -465,6 +465,7 @@ class Orchestrator:
                 yield from iter_shards(
                     frames, job.name, self.cfg.effective_shard_size, self.cfg.save_features
                 )
+            job.duplicate_frames = table.duplicates if table is not None else 0
             os.replace(records_tmp, records)
             os.replace(duplicates_tmp, duplicates)
         finally:

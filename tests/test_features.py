@@ -271,3 +271,18 @@ def test_feature_rows_refuse_a_row_taken_before_it_is_computed(tmp_path: Path) -
     with pytest.raises(CorruptShardError, match="out of order"):
         table.take(["x"], [2])
     table.close()
+
+
+def test_a_job_without_frames_gets_an_empty_features_file(tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    (shards / "job").mkdir(parents=True)
+    (shards / "job" / assemble.RECORDS_FILE).write_text("noncoding\t400\t1\t0\t0\n")
+    totals = assemble.assemble_job(
+        shards, "job", 0, tmp_path / "out", features=assemble.FeatureRequest("pt", shard_size=3)
+    )
+    loaded = torch.load(tmp_path / "out" / FEATURES_PT, weights_only=True)
+    assert loaded["ids"] == [] and loaded["data"].shape == (0, 3328)
+    assert (
+        totals.frames == 0
+        and totals.features_bytes == (tmp_path / "out" / FEATURES_PT).stat().st_size
+    )

@@ -35,6 +35,7 @@ from virnucpro_tui.models.esm import load_esm
 from virnucpro_tui.models.preflight import check_model_files
 from virnucpro_tui.models.safe_load import torch_load_safely
 from virnucpro_tui.models.settings import ModelFiles
+from virnucpro_tui.pool.fake import FakeBackend
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "virnucpro_tui"
@@ -242,12 +243,13 @@ def test_the_orchestrator_checks_every_model_before_its_pool_starts(
     models = {"esm": demo_models.esm, "dnabert": demo_models.dnabert}
     models[option.removeprefix("--")] = given
     files = ModelFiles(models["esm"], models["dnabert"], demo_models.classifier_500)
-    pools: list[object] = []
+    backend = FakeBackend()
     cfg = RunConfig(inputs=[INPUT], out=tmp_path / "run", models=files, demo=True, devices="cpu:1")
     with pytest.raises(ModelError) as info:
-        Orchestrator(cfg, [], pool_factory=lambda *args: pools.append(args)).execute()
+        Orchestrator(cfg, [], backend=backend).execute()
     assert re.fullmatch(rf"{re.escape(str(named))}: {BAD_MODELS[case]}", str(info.value))
-    assert not pools and not marker.exists() and not (tmp_path / "run").exists()
+    assert not backend.opened and not backend.spawned
+    assert not marker.exists() and not (tmp_path / "run").exists()
 
 
 def test_preflight_reads_no_tensor_data_and_never_initialises_cuda(demo_models) -> None:

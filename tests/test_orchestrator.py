@@ -1,5 +1,6 @@
-"""The orchestrator over the fake backend (no worker processes, no models): whole runs in well
-under a second, resume and recompute bookkeeping checked from the events it emits."""
+"""The orchestrator over the fake backend (no worker processes; the demo model files are only
+pre-flighted, never loaded): whole runs in well under a second, resume and recompute
+bookkeeping checked from the events it emits."""
 
 from __future__ import annotations
 
@@ -28,11 +29,16 @@ def small_input(tmp_path: Path) -> Path:
     return path
 
 
-def config(inp: Path, out: Path) -> RunConfig:
+@pytest.fixture
+def models(demo_models) -> ModelFiles:
+    return ModelFiles(demo_models.esm, demo_models.dnabert, demo_models.classifier_500)
+
+
+def config(inp: Path, out: Path, models: ModelFiles) -> RunConfig:
     return RunConfig(
         inputs=[inp],
         out=out,
-        models=ModelFiles(out / "no-esm", out / "no-dnabert", out / "no-classifier"),
+        models=models,
         engine=EngineSettings(chunk_length=500),
         devices="cpu:2",
         shard_size=6,
@@ -48,9 +54,11 @@ def run(cfg: RunConfig, *sinks: object) -> list[Event]:
     return seen
 
 
-def test_a_run_on_fake_workers_assembles_its_outputs(small_input: Path, tmp_path: Path) -> None:
+def test_a_run_on_fake_workers_assembles_its_outputs(
+    small_input: Path, tmp_path: Path, models: ModelFiles
+) -> None:
     out = tmp_path / "run"
-    events = run(config(small_input, out))
+    events = run(config(small_input, out, models))
     (done,) = [e for e in events if isinstance(e, JobDone)]
     assert done.sequences == 8 and done.frames > 6 and done.skipped_shards == 0
     assert (out / "prediction_results.txt").read_text().count("\n") == done.frames + 1
@@ -58,10 +66,10 @@ def test_a_run_on_fake_workers_assembles_its_outputs(small_input: Path, tmp_path
 
 
 def test_skipped_shards_are_counted_once_when_a_corrupt_shard_is_recomputed(
-    small_input: Path, tmp_path: Path
+    small_input: Path, tmp_path: Path, models: ModelFiles
 ) -> None:
     out = tmp_path / "run"
-    run(config(small_input, out))
+    run(config(small_input, out, models))
     shards = sorted((out / "shards" / "small").glob("0*.tsv"))
     (out / "prediction_results.txt").unlink()
 
@@ -73,7 +81,7 @@ def test_skipped_shards_are_counted_once_when_a_corrupt_shard_is_recomputed(
             shards[1].write_bytes(shards[1].read_bytes()[:-20])
             corrupted.append(shards[1])
 
-    events = run(config(small_input, out), corrupt_after_verification)
+    events = run(config(small_input, out, models), corrupt_after_verification)
     (done,) = [e for e in events if isinstance(e, JobDone)]
     reused = len(shards) - 1  # every shard but the corrupt one was reused, not recomputed
     assert done.skipped_shards == reused

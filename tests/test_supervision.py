@@ -283,7 +283,9 @@ def test_abandoning_kills_at_once() -> None:
 def test_a_worker_that_cannot_load_its_models_fails_the_run() -> None:
     backend = FakeBackend({0: FakeWorkerPlan(faults=FaultPlan(fail_load=True))})
     pool, _ = make_pool(backend, workers=1)
-    with pytest.raises(WorkerFailure, match=r"worker 0 \(CPU worker 0\) cannot run: .*loading"):
+    with pytest.raises(
+        WorkerFailure, match=r"worker 0 \(CPU worker 0\) could not load the models \(.*loading"
+    ):
         run_all(pool, shards(2))
 
 

@@ -22,6 +22,7 @@ from virnucpro_tui.errors import (
     InputError,
     VirnucproError,
 )
+from virnucpro_tui.models.settings import PRECISIONS
 
 PROG = "virnucpro-tui"
 REPO_SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -91,8 +92,10 @@ def _add_run_parser(sub: Any) -> None:
     g.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published tool",
+        choices=list(PRECISIONS),
+        help="auto: fp32 on CPU, half precision on GPU; fp32 keeps exact parity with the published "
+        "tool; fp8: ESM-2 in FP8 (GPU of compute capability 8.9+, the gpu-fp8 extra; check it "
+        "on your data with check-precision first)",
     )
     g.add_argument(
         "--backend",
@@ -233,9 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tiny shapes on the CPU: checks the benchmark itself in seconds",
     )
-    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the results as JSON to PATH ('-': to stdout, the table then goes to stderr)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer samples (for a first look)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip")
+    p.add_argument(
+        "--precision",
+        metavar="LIST",
+        help="comma-separated precisions to measure (default: auto, plus fp8 on a GPU of "
+        "compute capability 8.9+ with torchao installed)",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        metavar="SECTIONS",
+        help="comma-separated sections to skip: prepare, stages, fidelity, baseline, pipeline, "
+        "scaling",
+    )
 
     p = sub.add_parser("models", help="demo models and model lookup")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -247,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_download_parser(msub)
     _add_check_precision_parser(sub)
     return parser
+
+
+def _check_precision(precision: str, devices: str) -> None:
+    """Refuse fp8 where it cannot run (CPU, GPUs before compute capability 8.9), before any
+    input is read or model loaded; NVML only, the main process never initialises CUDA."""
+    if precision != "fp8":
+        return
+    from virnucpro_tui.models.precision import require_precision_support
+    from virnucpro_tui.pool.devices import device_capabilities
+
+    require_precision_support(precision, device_capabilities(devices))
 
 
 def _add_check_precision_parser(sub: Any) -> None:
@@ -404,6 +435,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     _check_length(args.length, args.demo)
+    _check_precision(args.precision, args.devices)
     inputs = _inputs(args)
     scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
     files, demo = resolve_models(args)

@@ -35,3 +35,40 @@ def test_fast_dnabert_matches_reference(demo_models) -> None:
     got = fast.forward_pooled(ids, mask)
     assert torch.allclose(got, expected, atol=1e-6), (got - expected).abs().max()
     assert fast.device == ref.device and fast.dtype == ref.dtype
+
+
+def test_flex_dnabert_matches_reference(demo_models) -> None:
+    """ALiBi and padding inside FlexAttention's score_mod (the compiled GPU path), run eagerly
+    on the CPU in fp32, equal the reference's materialised bias."""
+    import warnings
+
+    from virnucpro_tui.models.fast import FastDnabert
+
+    ref = load_dnabert(demo_models.dnabert)
+    fast = load_dnabert(demo_models.dnabert)
+    fast.model = FastDnabert(fast.model, flex=True)
+    ids, mask = ref.collate(ref.tokenize(DNA))
+    assert not mask.all()  # the batch has padding: the score_mod masks it
+    expected = ref.forward_pooled(ids, mask)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        got = fast.forward_pooled(ids, mask)
+        lengths = fast.forward_pooled(ids, mask.sum(dim=1))  # lengths instead of a mask
+    assert torch.allclose(got, expected, atol=2e-6), (got - expected).abs().max()
+    assert torch.equal(lengths, got)
+    assert fast.model.slopes.dtype == torch.float32
+    fast.to("cpu", torch.bfloat16)
+    assert fast.model.slopes.dtype == torch.float32 and fast.dtype == torch.bfloat16
+
+
+def test_score_mod_is_alibi_plus_padding() -> None:
+    from virnucpro_tui.models.dnabert import alibi_slopes
+    from virnucpro_tui.models.fast import alibi_score_mod
+
+    slopes = torch.tensor(alibi_slopes(12))
+    mod = alibi_score_mod(slopes, torch.tensor([5, 3]))
+    score = torch.tensor(0.25)
+    got = mod(score, torch.tensor(1), torch.tensor(7), torch.tensor(0), torch.tensor(2))
+    assert torch.isclose(got, score - slopes[7] * 2)
+    masked = mod(score, torch.tensor(1), torch.tensor(7), torch.tensor(0), torch.tensor(3))
+    assert masked == float("-inf")

@@ -49,6 +49,7 @@ class ShardResult:
     seconds: float = 0.0
     tokens: int = 0
     worker: int | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # GPU-synchronised, sum ~ seconds
     features: np.ndarray | None = None  # (n, dim) float32, when the shard asked for them
 
     def predictions(self) -> list[Prediction]:

@@ -6,10 +6,12 @@ merge, MLP). The headless inline run and every pool worker call exactly this fun
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,12 +19,28 @@ import torch
 from virnucpro_tui.core.shards import Shard, ShardResult
 from virnucpro_tui.core.translation import Frame
 from virnucpro_tui.models.batching import BatchStats, embed_token_lists
+from virnucpro_tui.models.precision import (
+    AUTO_GPU_PRECISION,
+    DeviceCapability,
+    model_precision,
+    require_precision_support,
+)
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STAGES = ("tokenize", "dnabert", "esm", "classifier")
 
-Progress = Callable[[str, int, int, int], None]
-"""``progress(stage, items_done, items_total, tokens)`` after each batch of a stage."""
+
+class Progress(Protocol):
+    """``progress(stage, items_done, items_total, tokens)`` after each batch of a stage is
+    queued on the device, and once more when the stage's work is done on the device, with
+    ``stage_seconds`` (GPU-synchronised: the stage times of a shard add up to its time)."""
+
+    def __call__(
+        self, stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
+    ) -> None: ...
+
+
 Emit = Callable[..., None]
 """``emit(event_type, **fields)``: where the engine reports model loads and OOM splits."""
 
@@ -63,52 +81,83 @@ class Engine:
         return self.classifier is not None
 
     def load(self) -> None:
-        """Load all three models once; later calls do nothing (the worker keeps them)."""
+        """Load all three models once; later calls do nothing (the worker keeps them). ESM-2's
+        file is read in a thread while DNABERT-S loads and compiles."""
         if self.loaded:
             return
+        self.check_precision()
         from virnucpro_tui.models.classifier import check_chunk_length, load_classifier
         from virnucpro_tui.models.dnabert import load_dnabert
         from virnucpro_tui.models.esm import load_esm
 
-        self.dnabert = self._load(
-            "dnabert",
-            lambda: load_dnabert(self.files.dnabert),
-            engine_dtype(self.settings, self.device, "dnabert"),
-        )
-        self.esm = self._load(
-            "esm", lambda: load_esm(self.files.esm), engine_dtype(self.settings, self.device, "esm")
-        )
+        esm_dtype = engine_dtype(self.settings, self.device, "esm")
+        dna_dtype = engine_dtype(self.settings, self.device, "dnabert")
+        # One file read at a time (torch.load's allow-list is process-wide state), but ESM-2's
+        # 5.7 GB read overlaps DNABERT-S's compilation.
+        self._announce("dnabert", dna_dtype)
+        dna_read = _read_now(load_dnabert, self.files.dnabert)
+        with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
+            self._announce("esm", esm_dtype)
+            esm_read = reader.submit(_timed, load_esm, self.files.esm)
+            self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
+            self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
         classifier = self._load(
-            "classifier", lambda: load_classifier(self.files.classifier), torch.float32
+            "classifier", lambda: _timed(load_classifier, self.files.classifier), torch.float32
         )
         check_chunk_length(
             classifier, self.settings.chunk_length, force=self.settings.force_model_length
         )
         self.classifier = classifier
 
-    def _load(self, name: str, loader: Callable[[], Any], dtype: torch.dtype) -> Any:
+    def check_precision(self) -> None:
+        """Refuse a precision this device cannot run (fp8 on CPU or before compute capability
+        8.9, or without torchao) with one line, before any model loads."""
+        if self.settings.precision != "fp8":
+            return
+        name, capability = "CPU", None
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+            capability = torch.cuda.get_device_capability(self.device)
+        require_precision_support("fp8", [DeviceCapability(self.device.type, name, capability)])
+
+    def _dtype_label(self, name: str, dtype: torch.dtype) -> str:
+        label = str(dtype).removeprefix("torch.")
+        fp8 = self.settings.precision == "fp8" and name == "esm" and self.device.type == "cuda"
+        return f"float8_e4m3fn+{label}" if fp8 else label
+
+    def _announce(self, name: str, dtype: torch.dtype) -> None:
         source = str(getattr(self.files, name))
-        self.emit(
-            "model_load",
-            model=name,
-            phase="start",
-            source=source,
-            dtype=str(dtype).removeprefix("torch."),
-        )
+        label = self._dtype_label(name, dtype)
+        self.emit("model_load", model=name, phase="start", source=source, dtype=label)
+
+    def _load(
+        self,
+        name: str,
+        loader: Callable[[], tuple[Any, float]],
+        dtype: torch.dtype,
+        announced: bool = False,
+    ) -> Any:
+        """Read (``loader`` returns the bundle and its reading seconds; ``announced``: its
+        ``start`` event went out when the reading began), move to the device, accelerate.
+        Events: ``start``, ``warmup_start``, ``warmup_done``, ``done``."""
+        source = str(getattr(self.files, name))
+        label = self._dtype_label(name, dtype)
+        if not announced:
+            self._announce(name, dtype)
         before = _device_bytes(self.device)
-        start = time.perf_counter()
         try:
-            bundle = loader()
+            bundle, read_seconds = loader()
+            start = time.perf_counter()
             bundle = bundle.to(self.device, dtype) if hasattr(bundle, "to") else bundle
+            if name == "classifier":
+                bundle.model.to(self.device)
         except Exception as exc:
             self.emit("model_load", model=name, phase="error", source=source, message=str(exc))
             raise
-        if name == "classifier":
-            bundle.model.to(self.device)
-        seconds = time.perf_counter() - start
+        seconds = read_seconds + time.perf_counter() - start
         size = max(_device_bytes(self.device) - before, 0) or _param_bytes(bundle)
         compile_s = self._accelerate(name, bundle, dtype)
-        record = LoadRecord(name, seconds, size, str(dtype).removeprefix("torch."), source)
+        record = LoadRecord(name, seconds, size, label, source)
         self.loads.append(record)
         self.emit(
             "model_load",
@@ -125,30 +174,51 @@ class Engine:
         return bundle
 
     def _accelerate(self, name: str, bundle: Any, dtype: torch.dtype) -> float | None:
-        """On a GPU in half precision: the fast modules, compiled and warmed up at the main shape."""
+        """On a GPU in half precision: the fast modules, compiled and warmed up at the main
+        shape; the warm-up is its own phase in the events (``warmup_start``/``warmup_done``)."""
         if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
             return None
+        from virnucpro_tui.models.compile_cache import configure
         from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
 
         # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
         torch.backends.cuda.enable_cudnn_sdp(False)
-
         compile_ = self.settings.compile is not False
-        (accelerate_esm if name == "esm" else accelerate_dnabert)(bundle, compile_)
+        if compile_:
+            configure(self.settings.compile_cache)
         start = time.perf_counter()
+        source = str(getattr(self.files, name))
+        self.emit("model_load", model=name, phase="warmup_start", source=source, compile=compile_)
+        if name == "esm":
+            fp8 = self.settings.precision == "fp8"
+            epilogue = not fp8 and not self.settings.exact_gelu
+            accelerate_esm(bundle, compile_, fp8=fp8, gelu_epilogue=epilogue)
+        else:
+            accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
         if compile_:
             self._warm_up(name, bundle)
-        return round(time.perf_counter() - start, 3)
+        seconds = round(time.perf_counter() - start, 3)
+        self.emit("model_load", model=name, phase="warmup_done", source=source, seconds=seconds)
+        return seconds
 
     def _warm_up(self, name: str, bundle: Any) -> None:
-        """Run one batch of the typical shape so compilation happens now, not mid-shard."""
+        """Run batches of the typical shape so compilation happens now, not mid-shard: ESM-2
+        without and with padding (two graphs), DNABERT-S once (padding is in its kernel)."""
         length = WARMUP_TOKENS[name]
-        rows = max(1, min(self._budget(name) // length, self.settings.max_batch))
+        rows = max(2, min(self._budget(name) // length, self.settings.max_batch))
         ids = torch.randint(4, 24, (rows, length), dtype=torch.long)
         if name == "esm":
             ids[:, 0], ids[:, -1] = bundle.alphabet.cls_idx, bundle.alphabet.eos_idx
-            bundle.forward_pooled(ids, torch.full((rows,), length - 2))
+            lengths = torch.full((rows,), length - 2)
+            bundle.forward_pooled(ids, lengths, has_padding=False)
+            short = length // 2
+            ids[-1, short:], ids[-1, short - 1] = (
+                bundle.alphabet.padding_idx,
+                bundle.alphabet.eos_idx,
+            )
+            lengths[-1] = short - 2
+            bundle.forward_pooled(ids, lengths, has_padding=True)
         else:
             bundle.forward_pooled(ids, torch.full((rows,), length))
         torch.cuda.synchronize(self.device)
@@ -196,7 +266,7 @@ class Engine:
             self.settings.max_batch,
             on_oom=self._on_oom("dnabert"),
             stats=stats,
-            on_batch=_stage_progress("dnabert", len(seqs), progress),
+            on_batch=_stage_progress("dnabert", len(tokens), progress),
             align=8 if self.device.type == "cuda" else 1,
         )
 
@@ -223,7 +293,7 @@ class Engine:
             self.settings.max_batch,
             on_oom=self._on_oom("esm"),
             stats=stats,
-            on_batch=_stage_progress("esm", len(seqs), progress),
+            on_batch=_stage_progress("esm", len(tokens), progress),
         )
 
     def _before(self, model: str, batch_size: int) -> None:
@@ -243,22 +313,36 @@ class Engine:
         stats: BatchStats | None = None,
         progress: Progress | None = None,
         tokens: ShardTokens | None = None,
+        clock: StageClock | None = None,
         features_out: list[torch.Tensor] | None = None,
     ) -> np.ndarray:
-        """P(others), P(virus) per frame, as float32 (n, 2); the classifier's input (n, dim)
-        is appended to ``features_out`` (on the CPU, float32) when one is given."""
+        """P(others), P(virus) per frame, as float32 (n, 2). ``clock`` gets each stage's
+        seconds, taken after the device finished the stage's work; the classifier's input
+        (n, dim) is appended to ``features_out`` (on the CPU, float32) when one is given."""
         from virnucpro_tui.models.classifier import predict_proba
 
         self.load()
         if not frames:
             return np.zeros((0, 2), dtype=np.float32)
-        tokens = tokens or ShardTokens(None, None)
-        dna = self.embed_dna([f.nucleotide for f in frames], stats, progress, tokens.dna)
-        protein = self.embed_proteins([f.protein for f in frames], stats, progress, tokens.protein)
-        features = torch.cat([dna, protein], dim=1).to(self.device)
-        if features_out is not None:
-            features_out.append(features.float().cpu())
-        return predict_proba(self.classifier, features).float().cpu().numpy()
+        clock = clock or StageClock(self.device)
+        n = len(frames)
+        with clock("tokenize"):
+            tokens = tokens or ShardTokens(None, None)
+            dna_tokens = tokens.dna or self.dnabert.tokenize([f.nucleotide for f in frames])
+            protein_tokens = tokens.protein or self.esm.tokenize([f.protein for f in frames])
+        with clock("dnabert"):
+            dna = self.embed_dna([], stats, progress, dna_tokens)
+        _stage_done(progress, "dnabert", n, clock)
+        with clock("esm"):
+            protein = self.embed_proteins([], stats, progress, protein_tokens)
+        _stage_done(progress, "esm", n, clock)
+        with clock("classifier"):
+            features = torch.cat([dna, protein], dim=1).to(self.device)
+            if features_out is not None:
+                features_out.append(features.float().cpu())
+            probs = predict_proba(self.classifier, features).float().cpu().numpy()
+        _stage_done(progress, "classifier", n, clock)
+        return probs
 
     def process_shard(
         self,
@@ -271,8 +355,9 @@ class Engine:
         features too (``run --save-features``)."""
         start = time.perf_counter()
         stats = BatchStats()
+        clock = StageClock(self.device)
         kept: list[torch.Tensor] | None = [] if keep_features else None
-        probs = self.score_frames(shard.frames, stats, progress, tokens, features_out=kept)
+        probs = self.score_frames(shard.frames, stats, progress, tokens, clock, features_out=kept)
         return ShardResult(
             shard.job,
             shard.index,
@@ -280,8 +365,50 @@ class Engine:
             probs,
             seconds=time.perf_counter() - start,
             tokens=stats.tokens,
+            stage_seconds={k: round(v, 4) for k, v in clock.seconds.items()},
             features=kept[0].numpy() if kept else None,
         )
+
+
+class StageClock:
+    """Wall seconds per stage, each taken after a device synchronisation, so work queued on
+    the GPU is charged to the stage that queued it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
+
+
+def _read_now(fn: Callable[..., Any], *args: Any) -> Callable[[], tuple[Any, float]]:
+    """Read now; the returned loader gives the result (or raises the error) later."""
+    try:
+        result = _timed(fn, *args)
+    except Exception as exc:  # noqa: BLE001 - raised again where the load reports errors
+        error = exc
+
+        def fail() -> tuple[Any, float]:
+            raise error
+
+        return fail
+    return lambda: result
+
+
+def _stage_done(progress: Progress | None, stage: str, n: int, clock: StageClock) -> None:
+    if progress is not None:
+        progress(stage, n, n, 0, stage_seconds=round(clock.seconds[stage], 4))
 
 
 def _stage_progress(
@@ -299,15 +426,16 @@ def _stage_progress(
     return on_batch
 
 
-# Half precision chosen per model by measured fidelity against fp32 (docs/benchmarks.md).
-AUTO_GPU_PRECISION = {"esm": "fp16", "dnabert": "bf16"}
 WARMUP_TOKENS = {"esm": 168, "dnabert": 112}  # 166-aa proteins; ~500-bp frames in DNABERT-S BPE
 
 
 def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "esm") -> torch.dtype:
-    if settings.precision == "auto":
-        return _DTYPES[AUTO_GPU_PRECISION[model]] if device.type == "cuda" else torch.float32
-    return _DTYPES[settings.precision]
+    """The dtype a model's weights and activations run in (``fp8``: its base around the FP8
+    matrix products)."""
+    return _DTYPES[model_precision(settings.precision, device.type, model)]
+
+
+__all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "engine_dtype"]
 
 
 def _device_bytes(device: torch.device) -> int:

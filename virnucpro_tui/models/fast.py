@@ -2,8 +2,15 @@
 
 - ESM-2: one fused QKV matrix product per layer with the query scale folded into its weights,
   rotary tables cached per length, flash attention when a batch has no padding (batches are
-  length-sorted, so most have none), and ``torch.compile`` over the whole stack.
-- DNABERT-S: the ALiBi(+padding) bias is built outside, the layer stack is compiled.
+  length-sorted, so most have none). Each layer returns its feed-forward output unadded: the
+  next layer adds it in the kernel that computes its LayerNorm (one pass over the hidden state
+  instead of two). ``torch.compile`` compiles one layer and reuses it for all 36 ("regional"
+  compilation: a fraction of the whole-stack compile time, docs/benchmarks.md#start).
+- DNABERT-S: layers compiled regionally; attention either with the reference's ALiBi+padding
+  bias tensor (the default: measured faster at DNABERT-S's ~112 tokens, where the bias is
+  small) or with ALiBi and the padding mask inside FlexAttention's ``score_mod`` (no
+  ``[B, heads, T, T]`` tensor; only when compiled, since eager FlexAttention builds the scores
+  densely).
 
 Both keep the reference call signatures, so ``EsmBundle.forward_pooled`` and
 ``DnabertBundle.forward_pooled`` (masked means in fp32 on the device) work unchanged. Exactness
@@ -13,13 +20,16 @@ against the reference modules is tested on the CPU in fp32 (tests/models/test_fa
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from virnucpro_tui.models.esm import MASK_RATIO_TRAIN, EncoderLayer, EsmEncoder, apply_rotary
+
+COMPILE_MODES = ("regional", "stack")  # one layer reused, or the whole stack unrolled
 
 
 class _FusedAttention(nn.Module):
@@ -50,31 +60,54 @@ class _FusedAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
 
+def linear_gelu_tanh(x: torch.Tensor, fc: nn.Linear) -> torch.Tensor:
+    """``gelu(fc(x), approximate="tanh")`` in one cuBLASLt call (GELU in the GEMM epilogue).
+
+    cuBLASLt's GELU epilogue is the tanh approximation, not ESM-2's exact (erf) GELU: its
+    fidelity is measured in docs/benchmarks.md and it is off unless asked for."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch._addmm_activation(fc.bias, flat, fc.weight.t(), use_gelu=True)
+    return out.view(*x.shape[:-1], fc.out_features)
+
+
 class _FastLayer(nn.Module):
-    def __init__(self, layer: EncoderLayer) -> None:
+    def __init__(self, layer: EncoderLayer, gelu_epilogue: bool = False) -> None:
         super().__init__()
         self.attn_norm = layer.self_attn_layer_norm
         self.attn = _FusedAttention(layer)
         self.ffn_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
+        self.gelu_epilogue = gelu_epilogue
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        pending: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x + pending)`` through the layer; returns the state before the feed-forward
+        residual and that residual (``pending`` for the next layer)."""
+        x = x + pending
         x = x + self.attn(self.attn_norm(x), cos, sin, mask)
-        return x + self.fc2(F.gelu(self.fc1(self.ffn_norm(x))))
+        h = self.ffn_norm(x)
+        h = linear_gelu_tanh(h, self.fc1) if self.gelu_epilogue else F.gelu(self.fc1(h))
+        return x, self.fc2(h)
 
 
 class FastEsm(nn.Module):
     """ESM-2 for inference; ``forward(tokens, has_padding)`` as ``EsmEncoder`` (final hidden)."""
 
-    def __init__(self, encoder: EsmEncoder) -> None:
+    def __init__(self, encoder: EsmEncoder, gelu_epilogue: bool = False) -> None:
         super().__init__()
         self.num_layers, self.embed_dim = encoder.num_layers, encoder.embed_dim
         self.padding_idx, self.mask_idx = encoder.padding_idx, encoder.mask_idx
         self.token_dropout = encoder.token_dropout
         self.embed_tokens = encoder.embed_tokens
-        self.layers = nn.ModuleList(_FastLayer(layer) for layer in encoder.layers)
+        self.layers = nn.ModuleList(
+            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue) for layer in encoder.layers
+        )
         self.final_norm = encoder.emb_layer_norm_after
         self.rotary = encoder.rotary
         self._tables: dict[
@@ -105,18 +138,72 @@ class FastEsm(nn.Module):
     def _stack(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
+        pending = torch.zeros_like(x)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask)
-        return self.final_norm(x)
+            x, pending = layer(x, pending, cos, sin, mask)
+        return self.final_norm(x + pending)
+
+
+# --- DNABERT-S ---------------------------------------------------------------------------------
+
+
+def alibi_score_mod(slopes: torch.Tensor, lengths: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """FlexAttention ``score_mod``: ALiBi ``-slope[h] * |i - j|`` (fp32, in the kernel) and
+    -inf on keys past each row's length (padding). The reference adds the same bias."""
+
+    def score_mod(
+        score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor
+    ) -> torch.Tensor:
+        biased = score - slopes[h] * (q - kv).abs()
+        return torch.where(kv < lengths[b], biased, float("-inf"))
+
+    return score_mod
+
+
+class _FlexLayer(nn.Module):
+    """One DNABERT-S layer (the reference's weights) with ALiBi inside FlexAttention."""
+
+    def __init__(self, layer: Any) -> None:
+        super().__init__()
+        self.heads = layer.heads
+        self.attention = layer.attention
+        self.mlp = layer.mlp
+
+    def forward(self, x: torch.Tensor, slopes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        b, t, h = x.shape
+        qkv = self.attention.self.Wqkv(x).view(b, t, 3, self.heads, h // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        a = flex_attention(q, k, v, score_mod=alibi_score_mod(slopes, lengths))
+        a = a.transpose(1, 2).reshape(b, t, h)
+        out = self.attention.output
+        x = out.LayerNorm(out.dense(a) + x)
+        return self.mlp(x)
 
 
 class FastDnabert(nn.Module):
-    """DNABERT-S with the bias built eagerly (cached ALiBi) and the layer stack compiled."""
+    """DNABERT-S with ALiBi in the attention kernel (``flex``) or the reference bias."""
 
-    def __init__(self, model: Any) -> None:
+    slopes: torch.Tensor
+
+    def __init__(self, model: Any, flex: bool) -> None:
         super().__init__()
         self.inner = model
         self.embeddings = model.embeddings  # the same module: bundle.device/dtype still work
+        self.flex = flex
+        if flex:
+            self.layers = nn.ModuleList(_FlexLayer(layer) for layer in model.encoder.layer)
+            device = model.embeddings.word_embeddings.weight.device
+            self.register_buffer(
+                "slopes", torch.tensor(model.slopes, dtype=torch.float32, device=device)
+            )
+
+    def _apply(self, fn: Any, recurse: bool = True) -> FastDnabert:
+        super()._apply(fn, recurse)
+        if self.flex:  # the slopes follow the device but stay fp32 (like the reference bias)
+            self.slopes = self.slopes.float()
+        return self
 
     def stack(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         for layer in self.inner.encoder.layer:
@@ -127,27 +214,84 @@ class FastDnabert(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         x = self.inner.embeddings(input_ids)
-        bias = self.inner.attention_bias(input_ids.shape[1], attention_mask, x.dtype)
-        return self.stack(x, bias)
+        if not self.flex:
+            bias = self.inner.attention_bias(input_ids.shape[1], attention_mask, x.dtype)
+            return self.stack(x, bias)
+        if attention_mask is None:
+            lengths = torch.full((x.shape[0],), x.shape[1], device=x.device, dtype=torch.long)
+        else:
+            lengths = attention_mask.sum(dim=1)
+        for layer in self.layers:
+            x = layer(x, self.slopes, lengths)
+        return x
+
+
+# --- compilation -------------------------------------------------------------------------------
 
 
 def compile_module(module: nn.Module, method: str) -> None:
     """Compile one method of ``module`` in place, with dynamic batch and length, so batches of
     any shape reuse one graph (two with the padding-mask variant) instead of recompiling."""
-    dynamic = os.environ.get("VIRNUCPRO_TUI_COMPILE_DYNAMIC", "1") != "0"
-    setattr(module, method, torch.compile(getattr(module, method), dynamic=dynamic or None))
+    setattr(module, method, torch.compile(getattr(module, method), dynamic=_dynamic()))
 
 
-def accelerate_esm(bundle: Any, compile_: bool) -> None:
-    """Swap the bundle's encoder for the fast one (frees the separate q/k/v weights)."""
-    fast = FastEsm(bundle.encoder)
+def compile_layers(layers: nn.ModuleList) -> None:
+    """Regional compilation: every layer runs the same compiled graph (layers are identical
+    up to their weights, which are graph inputs), compiled once instead of once per layer."""
+    for layer in layers:
+        layer.compile(dynamic=_dynamic())
+
+
+def _dynamic() -> bool | None:
+    return os.environ.get("VIRNUCPRO_TUI_COMPILE_DYNAMIC", "1") != "0" or None
+
+
+def raise_recompile_limit() -> None:
+    """One process may compile the same layer for several dtypes and mask variants (the bench,
+    ``check-precision``): more than dynamo's default of 8 graphs per function."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
+
+
+def accelerate_esm(
+    bundle: Any,
+    compile_: bool,
+    *,
+    mode: str = "regional",
+    fp8: bool = False,
+    gelu_epilogue: bool = False,
+) -> None:
+    """Swap the bundle's encoder for the fast one (frees the separate q/k/v weights); with
+    ``fp8`` its matrix products run in FP8 (models/fp8.py)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r}: expected one of {COMPILE_MODES}")
+    fast = FastEsm(bundle.encoder, gelu_epilogue)
+    if fp8:
+        from virnucpro_tui.models.fp8 import quantize_linears
+
+        quantize_linears(fast.layers)
     if compile_:
-        compile_module(fast, "_stack")
+        raise_recompile_limit()
+        if mode == "regional":
+            compile_layers(fast.layers)
+        else:
+            compile_module(fast, "_stack")
     bundle.encoder = fast
 
 
-def accelerate_dnabert(bundle: Any, compile_: bool) -> None:
-    fast = FastDnabert(bundle.model)
+def accelerate_dnabert(
+    bundle: Any, compile_: bool, *, mode: str = "regional", attention: str = "bias"
+) -> None:
+    """ALiBi as a bias tensor, or inside FlexAttention (``attention="flex"``, compiled only)."""
+    flex = compile_ and attention == "flex"
+    fast = FastDnabert(bundle.model, flex=flex)
     if compile_:
-        compile_module(fast, "stack")
+        raise_recompile_limit()
+        if mode == "stack":
+            compile_module(fast, "forward" if flex else "stack")
+        else:
+            compile_layers(fast.layers if flex else bundle.model.encoder.layer)
     bundle.model = fast

@@ -3,11 +3,14 @@ boundaries and be pickled into a spawned worker before that worker imports torch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from virnucpro_tui.errors import InputError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
+"""``auto``: fp32 on CPU, the measured half-precision mix on GPU (docs/benchmarks.md#fidelity).
+``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,18 @@ class EngineSettings:
     chunk_length: int = 500
     force_model_length: bool = False
     compile: bool | None = None  # None: compile on GPU (half precision), never on CPU
+    eager_load: bool | None = None  # None: load at worker start on a GPU, at the first task on CPU
+    compile_cache: Path | None = None  # None: the user's cache dir (models/compile_cache.py)
+    # GPU fast paths (docs/benchmarks.md#what-was-tried): ESM-2's fc1 GELU in the cuBLASLt
+    # epilogue (tanh approximation, measured as faithful as the exact GELU) unless exact_gelu;
+    # DNABERT-S attention with the ALiBi bias tensor ("bias") or inside FlexAttention ("flex").
+    exact_gelu: bool = False
+    dnabert_attention: str = "bias"
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"--precision {self.precision}: expected one of {', '.join(PRECISIONS)}"
+            )
+        if self.dnabert_attention not in ("bias", "flex"):
+            raise InputError(f"dnabert_attention {self.dnabert_attention!r}: expected bias or flex")

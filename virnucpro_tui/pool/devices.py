@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from virnucpro_tui.errors import InputError
+from virnucpro_tui.models.precision import DeviceCapability
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class GpuInfo:
     uuid: str
     name: str
     memory_total: int
+    capability: tuple[int, int] | None = None  # CUDA compute capability, from NVML
 
 
 def nvml_gpus() -> list[GpuInfo]:
@@ -57,10 +59,32 @@ def nvml_gpus() -> list[GpuInfo]:
             name = pynvml.nvmlDeviceGetName(h)
             uuid = pynvml.nvmlDeviceGetUUID(h)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h).total
-            gpus.append(GpuInfo(i, _text(uuid), _text(name), int(mem)))
+            gpus.append(GpuInfo(i, _text(uuid), _text(name), int(mem), _capability(pynvml, h)))
         return gpus
     finally:
         pynvml.nvmlShutdown()
+
+
+def _capability(pynvml: object, handle: object) -> tuple[int, int] | None:
+    try:
+        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an old driver: the worker checks again with CUDA
+        return None
+    return int(major), int(minor)
+
+
+def device_capabilities(spec: str, gpus: list[GpuInfo] | None = None) -> list[DeviceCapability]:
+    """What each worker's device of ``--devices spec`` can do, without initialising CUDA."""
+    gpus = nvml_gpus() if gpus is None else gpus
+    by_index = {g.index: g for g in gpus}
+    return [
+        DeviceCapability(
+            slot.kind,
+            slot.name,
+            by_index[slot.index].capability if slot.index in by_index else None,
+        )
+        for slot in resolve_devices(spec, gpus)
+    ]
 
 
 def _text(value: str | bytes) -> str:

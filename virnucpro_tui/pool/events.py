@@ -88,7 +88,11 @@ class JobStatus(StrEnum):
 
 
 class ModelPhase(StrEnum):
+    """A model's load: start, then (a GPU fast path) warmup_start and warmup_done, then done."""
+
     START = "start"
+    WARMUP_START = "warmup_start"  # fast path, compilation and warm-up batches begin
+    WARMUP_DONE = "warmup_done"  # ... and end (``seconds``)
     DONE = "done"
     ERROR = "error"
 
@@ -140,7 +144,8 @@ class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
     source: str
     shard: int | None | UnsetType = UNSET
     dtype: str | UnsetType = UNSET
-    seconds: float | UnsetType = UNSET  # on done
+    seconds: float | UnsetType = UNSET  # on done (reading), on warmup_done (the warm-up)
+    compile: bool | UnsetType = UNSET  # on warmup_start: whether torch.compile runs
     bytes_on_device: int | UnsetType = UNSET
     compile_seconds: float | None | UnsetType = UNSET
     fast_path: bool | UnsetType = UNSET
@@ -152,13 +157,14 @@ class Progress(Event, frozen=True, kw_only=True, tag="progress"):
     TELEMETRY: ClassVar[bool] = True
 
     shard: int
-    stage: str  # start, dnabert, esm
+    stage: str  # start, dnabert, esm, classifier
     frames_done: int
     frames_total: int
     tokens: int
     seconds: float
     stage_done: int | UnsetType = UNSET
     stage_total: int | UnsetType = UNSET
+    stage_seconds: float | UnsetType = UNSET  # on a stage's last event: GPU-synchronised
 
     @classmethod
     def shard_started(cls, worker: int, job: str, shard: int, frames: int) -> Progress:
@@ -207,6 +213,8 @@ class ShardDone(Event, frozen=True, kw_only=True, tag="shard_done"):
     others_frames: int
     histogram: tuple[int, ...]
     top: tuple[tuple[str, float], ...]
+    # GPU-synchronised seconds per stage (tokenize, dnabert, esm, classifier): sum ~ seconds
+    stage_seconds: dict[str, float] | UnsetType = UNSET
 
 
 class OutOfMemory(Event, frozen=True, kw_only=True, tag="oom"):
@@ -430,6 +438,9 @@ class JsonlWriter:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("ab")
+        if _ends_torn(self.path):  # e.g. a write cut by a full disk: start on a line of our own
+            self._fh.write(b"\n")
+            self._fh.flush()
 
     def __call__(self, event: Event) -> None:
         line = encode_event(event) + b"\n"
@@ -451,8 +462,17 @@ class JsonlWriter:
         self._fh = self.path.open("ab")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a full disk: the run reports it already
             self._fh.close()
+
+
+def _ends_torn(path: Path) -> bool:
+    """True when the file's last line lacks its newline."""
+    with path.open("rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:

@@ -253,6 +253,7 @@ class Worker:
         threading.Thread(
             target=self._receive_loop, args=(conn, inbox), name="receiver", daemon=True
         ).start()
+        self.load_eagerly()  # while the orchestrator prepares the inputs
         return self.serve(inbox)
 
     def serve(self, inbox: ShardInbox) -> int:
@@ -269,6 +270,21 @@ class Worker:
                 ahead = self._tokenize_ahead(inbox.peek(), ahead, tokenizer)
                 if not self.handle_task(shard, tokens):
                     return 2
+
+    def load_eagerly(self) -> None:
+        """Load and compile the models now instead of at the first shard (``eager_load``;
+        default: on GPUs). A failure is left to the first shard, which reports it as usual."""
+        eager = self.cfg.engine.eager_load
+        if eager is False or (eager is None and self.cfg.slot.kind != "cuda"):
+            return
+        if self.faults.fail_load:
+            return
+        self.set_state(ev.WorkerState.LOADING)
+        try:
+            self.engine.load()
+        except Exception:  # noqa: BLE001 - the first shard loads again and reports the error
+            traceback.print_exc()
+        self.set_state(ev.WorkerState.IDLE)
 
     def _tokenize_ahead(
         self,
@@ -380,6 +396,7 @@ class Worker:
                 frames=len(shard),
                 seconds=round(result.seconds, 4),
                 tokens=result.tokens,
+                stage_seconds=result.stage_seconds,
                 **score_stats(result.frame_ids, result.probs),
             )
         )
@@ -421,12 +438,14 @@ class Worker:
         )
         self.set_state(ev.WorkerState.IDLE)
 
-    def _progress_reporter(self, shard: Shard) -> Callable[[str, int, int, int], None]:
+    def _progress_reporter(self, shard: Shard) -> Callable[..., None]:
         start = time.perf_counter()
         last_sent = 0.0
         n = len(shard)
 
-        def report(stage: str, done: int, total: int, tokens: int) -> None:
+        def report(
+            stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
+        ) -> None:
             nonlocal last_sent
             self.last_progress = time.time()
             now = time.perf_counter()
@@ -447,6 +466,7 @@ class Worker:
                     stage_total=total,
                     tokens=tokens,
                     seconds=round(now - start, 4),
+                    stage_seconds=ev.UNSET if stage_seconds is None else stage_seconds,
                 )
             )
 

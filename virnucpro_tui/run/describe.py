@@ -96,10 +96,14 @@ def notable_text(e: ev.Event) -> str | None:
             f"job {e.job}: done, {e.frames:,} frames, {e.viral_sequences}/"
             f"{e.sequences} sequences called virus{demo} -> {e.out_dir}"
         )
+    if isinstance(e, ev.ModelLoad) and e.phase == ev.ModelPhase.WARMUP_START:
+        return f"{e.model} compiling and warming up"
     if isinstance(e, ev.ModelLoad) and e.phase == ev.ModelPhase.DONE:
+        warm = ev.present(e.compile_seconds)
         return (
             f"{e.model} loaded in {e.seconds or 0:.1f} s "
             f"({fmt_bytes(ev.present(e.bytes_on_device))}, {ev.present(e.dtype)})"
+            + (f", compiled and warmed up in {warm:.1f} s" if warm else "")
         )
     if isinstance(e, ev.WorkerStateChanged) and e.state in (
         ev.WorkerState.CRASHED,

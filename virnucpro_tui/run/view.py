@@ -15,8 +15,9 @@ from virnucpro_tui.pool import events as ev
 
 @dataclass
 class ModelView:
-    state: str = "not loaded"  # not loaded, loading, loaded, error
+    state: str = "not loaded"  # not loaded, loading, compiling, loaded, error
     seconds: float | None = None
+    warmup_seconds: float | None = None  # torch.compile + warm-up batches (GPU fast path)
     bytes_on_device: int | None = None
     dtype: str | None = None
 
@@ -52,6 +53,7 @@ class WorkerView:
     esm_rate: float | None = None  # ESM-2 proteins/s over the last shard's ESM stage
     dnabert_rate: float | None = None  # DNABERT-S frames/s over the last shard's DNABERT stage
     stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
+    synced_stages: bool = False  # the worker reports GPU-synchronised ``stage_seconds``
     last_error: str | None = None
 
 
@@ -229,9 +231,13 @@ class RunView:
         m = w.models.setdefault(e.model, ModelView())
         m.state = {
             ev.ModelPhase.START: "loading",
+            ev.ModelPhase.WARMUP_START: "compiling",
+            ev.ModelPhase.WARMUP_DONE: "compiling",
             ev.ModelPhase.DONE: "loaded",
             ev.ModelPhase.ERROR: "error",
         }[e.phase]
+        if e.phase == ev.ModelPhase.WARMUP_DONE:
+            m.warmup_seconds = ev.present(e.seconds)
         if e.phase == ev.ModelPhase.DONE:
             m.seconds, m.dtype = ev.present(e.seconds), ev.present(e.dtype)
             m.bytes_on_device = ev.present(e.bytes_on_device)
@@ -324,7 +330,20 @@ class RunView:
 
 
 def _note_stage_rate(w: WorkerView, e: ev.Progress) -> None:
-    """Per-model speed from the progress event that closes a stage."""
+    """Per-model speed from the stage's GPU-synchronised ``stage_seconds``; for event logs
+    without it, from the progress event that closes a stage (batches counted when queued)."""
+    synced = ev.present(e.stage_seconds)
+    if synced is not None:
+        w.synced_stages = True
+        total = e.stage_total if isinstance(e.stage_total, int) else 0
+        if e.stage in ("dnabert", "esm") and total and synced > 0:
+            if e.stage == "esm":
+                w.esm_rate = total / synced
+            else:
+                w.dnabert_rate = total / synced
+        return
+    if w.synced_stages:
+        return
     if e.stage == "start":
         w.stage_end_s = 0.0
     if e.stage not in ("dnabert", "esm") or not e.closes_stage:

@@ -277,11 +277,16 @@ def _model_segments(w: WorkerView) -> list[Text]:
             segments.append(Text(f"{label} not loaded", style="dim"))
         elif m.state == "loading":
             segments.append(Text(f"{label} loading…", style="bold yellow"))
+        elif m.state == "compiling":
+            segments.append(Text(f"{label} compiling and warming up…", style="bold yellow"))
         elif m.state == "error":
             segments.append(Text(f"{label} load error", style="bold red"))
         else:
             size = fmt_bytes(m.bytes_on_device)
-            segments.append(Text(f"{label} loaded {m.seconds or 0:.1f} s, {size}", style="green"))
+            warm = f", warm-up {m.warmup_seconds:.1f} s" if m.warmup_seconds else ""
+            segments.append(
+                Text(f"{label} loaded {m.seconds or 0:.1f} s{warm}, {size}", style="green")
+            )
     return segments
 
 

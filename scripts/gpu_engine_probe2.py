@@ -1,0 +1,187 @@
+"""Second GPU probe (issue 13): DNABERT-S attention A/B with tokens ahead, where a warm
+worker start spends its time, and torchao's recommended Inductor settings for fp8.
+
+    python3 scripts/gpu_engine_probe2.py OUT_DIR [DEADLINE_S]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from virnucpro_tui.bench import Shapes, random_frames_dna, random_proteins, timed
+from virnucpro_tui.bench_child import build_models
+
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+OUT.mkdir(parents=True, exist_ok=True)
+DEADLINE = time.time() + float(sys.argv[2] if len(sys.argv) > 2 else 190)
+R: dict[str, Any] = {}
+DEV = torch.device("cuda")
+
+START_CODE = r"""
+import time, sys, json
+t0 = time.time()
+import torch
+t_import = time.time()
+torch.cuda.init(); torch.zeros(1, device="cuda"); torch.cuda.synchronize()
+t_cuda = time.time()
+marks = {"import_torch_s": t_import - t0, "cuda_init_s": t_cuda - t_import}
+if sys.argv[5] == "trivial":
+    f = torch.compile(lambda x: torch.nn.functional.gelu(x) * 2, dynamic=True)
+    f(torch.randn(64, 64, device="cuda")); torch.cuda.synchronize()
+    marks["trivial_compile_s"] = time.time() - t_cuda
+from pathlib import Path
+from virnucpro_tui.models.engine import Engine
+from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+ev = []
+t = time.time()
+f = ModelFiles(*[Path(p) for p in sys.argv[1:4]])
+e = Engine(f, torch.device("cuda"), EngineSettings(force_model_length=True,
+           compile_cache=Path(sys.argv[4])), emit=lambda ty, **k: ev.append((round(time.time() - t, 2), k.get("model"), k.get("phase"), k.get("seconds"))))
+e.load()
+marks["engine_load_s"] = time.time() - t
+from torch._dynamo.utils import counters
+marks["inductor_counters"] = {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")}
+marks["events"] = ev
+print(json.dumps(marks))
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[probe2 {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    (OUT / "probe2.json").write_text(json.dumps(R, indent=1, default=str))
+
+
+def step(name: str, fn: Any, needs_s: float) -> None:
+    if time.time() + needs_s > DEADLINE:
+        R[name] = "skipped: deadline"
+        return log(f"{name}: skipped")
+    start = time.time()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        R[name + "_error"] = f"{type(exc).__name__}: {exc}"[:1500]
+    log(f"{name}: {time.time() - start:.0f} s")
+
+
+def best(n: int, fn: Any) -> float:
+    fn()
+    return n / min(timed(fn, DEV)[0] for _ in range(2))
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="probe2-"))
+    try:
+        run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        log("done")
+        print(json.dumps(R, indent=1, default=str))
+
+
+def run(work: Path) -> None:
+    from virnucpro_tui.models.dnabert import load_dnabert
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.fast import accelerate_dnabert
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    paths = build_models(work / "models", Shapes(), DEV)
+    files = ModelFiles(*[Path(paths[k]) for k in ("esm", "dnabert", "classifier")])
+    cache = work / "cache"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+    log("models built")
+    dna = random_frames_dna(8192)
+    engines: dict[str, Engine] = {}
+
+    def dnabert_variants() -> None:
+        for name, mode, attention in (
+            ("bias_regional", "regional", "bias"),
+            ("flex_regional", "regional", "flex"),
+            ("bias_stack", "stack", "bias"),
+        ):
+            b = load_dnabert(files.dnabert).to(DEV, torch.bfloat16)
+            accelerate_dnabert(b, True, mode=mode, attention=attention)
+            eng = Engine(files, DEV, EngineSettings(force_model_length=True))
+            eng.dnabert = b
+            tokens = b.tokenize(dna)
+            t0 = time.time()
+            eng._warm_up("dnabert", b)
+            R[f"dna_{name}_warmup_s"] = time.time() - t0
+            engines[name] = (eng, tokens)
+        for round_ in (1, 2):  # interleaved, twice
+            for name, (eng, tokens) in engines.items():
+                rate = best(len(dna), lambda e=eng, t=tokens: e.embed_dna([], tokens=t))
+                R[f"dna_{name}_frames_per_s_{round_}"] = rate
+        log({k: round(v) for k, v in R.items() if k.startswith("dna_") and "per_s" in k})
+
+    step("dnabert", dnabert_variants, 60)
+    engines.clear()
+    torch.cuda.empty_cache()
+
+    def starts() -> None:
+        args = [str(files.esm), str(files.dnabert), str(files.classifier), str(work / "c2")]
+        for label, mode in (("cold", "plain"), ("warm_trivial", "trivial")):
+            t = time.time()
+            out = subprocess.run(
+                [sys.executable, "-c", START_CODE, *args, mode],
+                capture_output=True,
+                text=True,
+                timeout=150,
+                env={k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"},
+            )
+            lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+            R[f"start_{label}"] = json.loads(lines[-1]) if lines else out.stderr[-1500:]
+            R[f"start_{label}_wall_s"] = time.time() - t
+            log(f"start {label}: {R[f'start_{label}_wall_s']:.1f} s")
+
+    step("starts", starts, 100)
+
+    def fp8_recommended() -> None:
+        from virnucpro_tui.models.esm import load_esm
+        from virnucpro_tui.models.fast import FastEsm, compile_layers
+
+        torch._inductor.config.coordinate_descent_tuning = True
+        torch._inductor.config.coordinate_descent_check_all_directions = True
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            quantize_,
+        )
+
+        esm = load_esm(files.esm).to(DEV, torch.bfloat16)
+        fast = FastEsm(esm.encoder)
+        quantize_(
+            fast.layers,
+            Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+            filter_fn=lambda m, _n: isinstance(m, torch.nn.Linear),
+        )
+        compile_layers(fast.layers)
+        esm.encoder = fast
+        eng = Engine(files, DEV, EngineSettings(force_model_length=True))
+        eng.esm = esm
+        t0 = time.time()
+        eng._warm_up("esm", esm)
+        R["fp8_recommended_inductor_warmup_s"] = time.time() - t0
+        proteins = random_proteins(3432, 166)
+        tokens = esm.tokenize(proteins)
+        R["fp8_recommended_inductor_proteins_per_s"] = best(
+            len(proteins), lambda: eng.embed_proteins([], tokens=tokens)
+        )
+
+    step("fp8_recommended", fp8_recommended, 60)
+
+
+if __name__ == "__main__":
+    main()

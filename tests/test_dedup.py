@@ -85,7 +85,7 @@ def test_memory_is_a_few_bytes_per_distinct_frame(tmp_path: Path) -> None:
     for i in range(50_000):
         t.add(frame(i, f"ACGT{i:08d}"))
     # 4-byte slots at most 70% full and 8-byte digests in 8 MiB blocks: the first block
-    # dominates here; beyond it, about 14 bytes a frame (docs/benchmarks.md has 10 million)
+    # dominates here; at scale about 18 bytes a frame (docs/benchmarks.md: ten million frames)
     assert t.nbytes <= (1 << 17) * 4 + (1 << 20) * 8
 
 

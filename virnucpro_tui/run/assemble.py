@@ -112,7 +112,11 @@ class FeatureSink:
         rows = sum(s.frames for s in read_records(shards_dir / job / RECORDS_FILE))
         self.request = request
         self.rows = FeatureRows(shards_dir, job, shard_count, request.shard_size)
-        self.writer = open_feature_writer(request.format, out_dir, rows, self.rows.dim)
+        try:
+            self.writer = open_feature_writer(request.format, out_dir, rows, self.rows.dim)
+        except BaseException:
+            self.rows.close()
+            raise
         self.ids: list[str] = []
         self.ordinals: list[int] = []
         self.written = 0
@@ -214,8 +218,10 @@ def assemble_job(
     """
     totals = JobTotals()
     votes = SortedVotes(shards_dir / job)
-    sink = FeatureSink(shards_dir, job, shard_count, out_dir, features) if features else None
+    sink: FeatureSink | None = None
     try:
+        if features is not None:
+            sink = FeatureSink(shards_dir, job, shard_count, out_dir, features)
         top = _write_outputs(
             shards_dir, job, shard_count, out_dir, top_n, checkpoint, votes, totals, sink
         )

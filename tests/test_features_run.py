@@ -24,6 +24,7 @@ from safetensors.numpy import load_file
 
 from tests.helpers import (
     OUTPUT_FILES,
+    SAMPLE_READS,
     assert_no_live_processes,
     cli,
     cli_env,
@@ -279,3 +280,19 @@ def test_disk_full_while_assembling_features_stops_resumably_and_leaves_nothing(
     r = cli(run_args(dup_input, out, "--save-features"), env)
     assert r.returncode == 0, r.stderr
     assert finished(out) == baseline
+
+
+def test_each_input_of_a_run_gets_its_own_features(
+    tmp_path: Path, env, demo_models, dup_input: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(dup_input), str(SAMPLE_READS), "--out", str(out), *SMALL]
+    r = cli([*args, "--devices", "cpu:2", "--save-features"], env)
+    assert r.returncode == 0, r.stderr
+    for job in ("dups", "sample_reads"):
+        assert_features_reproduce_the_scores(out / job, demo_models)
+        assert job_done_of(out, job)["features_path"] == str(out / job / FEATURES_PT)
+
+
+def job_done_of(out: Path, job: str) -> dict[str, Any]:
+    return next(e for e in events(out) if e["type"] == "job_done" and e["job"] == job)

@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   bootstrap .venv, then score sample_data/ with the demo models
+#   make demo   bootstrap .venv, then score sample_data/ with the demo models (the dashboard
+#               closes by itself when the run is done)
 #   make test   bootstrap .venv with the test tools, then run lint, import contracts and tests
 SHELL := /bin/bash
 PY = .venv/bin/python
@@ -8,7 +9,7 @@ PY = .venv/bin/python
 
 demo:
 	@scripts/bootstrap.sh >/dev/null
-	$(PY) -m virnucpro_tui run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out
+	VIRNUCPRO_TUI_EXIT_ON_DONE=1 $(PY) -m virnucpro_tui run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out
 
 test:
 	@scripts/bootstrap.sh test,ray >/dev/null

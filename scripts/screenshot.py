@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate ``docs/screenshot.svg``: the dashboard 25 minutes into a run on two H200s.
 
-The events are the fixed sequence in ``virnucpro_tui/ui/scenario.py`` (fixed timestamps, a seeded
+The events are the fixed sequence in ``tests/ui/scenario.py`` (fixed timestamps, a seeded
 generator), so the picture only changes when the dashboard does.
 
     python scripts/screenshot.py [--size 160x48] [--workers 2] [--out docs/screenshot.svg]
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from virnucpro_tui.ui import scenario  # noqa: E402
+from tests.ui import scenario  # noqa: E402
 from virnucpro_tui.ui.app import VirnucproApp  # noqa: E402
 from virnucpro_tui.ui.controllers import ScriptedRun  # noqa: E402
 

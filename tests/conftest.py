@@ -33,3 +33,21 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("demo-models")
     os.environ["VIRNUCPRO_TUI_DEMO_DIR"] = str(root)
     return ensure_demo_models(root)
+
+
+LOCAL_BASELINE_ARGS = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
+
+
+@pytest.fixture(scope="session")
+def local_baseline(tmp_path_factory: pytest.TempPathFactory, demo_models) -> dict[str, bytes]:
+    """The local pool's three output files for both sample inputs (demo models), by
+    ``job/file``: what every other backend and placement must reproduce byte for byte."""
+    from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env, outputs
+
+    out = tmp_path_factory.mktemp("local") / "run"
+    r = cli(
+        ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *LOCAL_BASELINE_ARGS],
+        cli_env(demo_models.root),
+    )
+    assert r.returncode == 0, r.stderr
+    return outputs(out, ["sample_contigs", "sample_reads"])

@@ -35,7 +35,7 @@ def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, 
 
 
 def cli(
-    args: list[str], env: dict[str, str], timeout: float = 240
+    args: list[str], env: dict[str, str], timeout: float = 240, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "virnucpro_tui", *args],
@@ -44,10 +44,13 @@ def cli(
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
 
 
-def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "virnucpro_tui", *args],
         env=env,
@@ -56,6 +59,7 @@ def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         text=True,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        cwd=cwd,
     )
 
 

@@ -6,12 +6,26 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import shlex
+import signal
+import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import cli, cli_env, kill_tree, start_cli
+from tests.helpers import (
+    assert_no_live_processes,
+    cli,
+    cli_env,
+    kill_tree,
+    start_cli,
+    wait_for_event,
+    worker_pids,
+)
+from tests.ui import scenario
 from tests.ui.helpers import (
     first_reads,
     headless_run,
@@ -22,8 +36,8 @@ from tests.ui.helpers import (
 )
 from virnucpro_tui.headless import attach, attach_headless
 from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
-from virnucpro_tui.run.attach import EventTail
-from virnucpro_tui.ui import scenario
+from virnucpro_tui.run.attach import EventTail, Process, RunWatch
+from virnucpro_tui.run.rundir import LockRecord
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import AttachedRun
 from virnucpro_tui.ui.screens import CompletionScreen
@@ -185,8 +199,9 @@ async def watch_live(out: Path) -> None:
     app = VirnucproApp(AttachedRun(out, poll_s=0.1), demo=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "first progress")
-        first = app.view.frames_done
         await settle(pilot, app)
+        app.refresh_dashboard()  # synchronous: the widgets show the view as it is now
+        first = app.view.frames_done
         assert "RUNNING" in app.query_one(HeaderBar).shown
         assert f"{first:,}/" in app.query_one(OverallProgress).shown
         await pilot.press("p")
@@ -237,3 +252,159 @@ def test_attach_dashboard_waits_for_a_run_that_has_not_written_yet(tmp_path: Pat
             )
 
     asyncio.run(watch())
+
+
+# -- liveness: a run whose process died ---------------------------------------------------------
+def test_the_lock_record_tells_a_live_run_from_a_dead_one_and_a_reused_pid(tmp_path: Path) -> None:
+    import socket
+
+    import psutil
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = run_dir / ".lock"
+    me = psutil.Process()
+    cases = [
+        (LockRecord(os.getpid(), socket.gethostname(), "", me.create_time()), Process.ALIVE),
+        # the same pid, another process start: a pid reused after the run died
+        (LockRecord(os.getpid(), socket.gethostname(), "", me.create_time() - 3600), Process.GONE),
+        (LockRecord(os.getpid(), "another-host", "", me.create_time()), Process.ELSEWHERE),
+    ]
+    for record, expected in cases:
+        lock.write_text(record.text())
+        assert RunWatch(run_dir).process() == expected, record
+    lock.unlink()
+    assert RunWatch(run_dir).process() == Process.UNKNOWN
+
+
+def start_slow_run(tmp_path: Path, demo_models, sleep_s: float = 0.3) -> tuple[Path, Any, list]:
+    out = tmp_path / "run"
+    reads = first_reads(tmp_path / "reads60.fa", 60)
+    args = ["run", str(reads), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"]
+    args += ["--shard-size", "8"]
+    env = cli_env(demo_models.root, faults={"sleep_per_batch_s": sleep_s})
+    return out, start_cli(args, env), args
+
+
+@pytest.mark.slow
+def test_attach_to_a_run_killed_with_sigkill_shows_it_dead(tmp_path: Path, demo_models) -> None:
+    """kill -9 of the run's main process (its workers exit by themselves): the attached
+    dashboard goes from RUNNING to DEAD (workers gone, no ETA, the command that resumes it) and
+    stays so; --follow stops with exit 1; --no-ui says "still running" only while it is."""
+    out, proc, _args = start_slow_run(tmp_path, demo_models)
+    plain, codes = io.StringIO(), []
+    follower = threading.Thread(
+        target=lambda: codes.append(
+            attach_headless(out, True, plain, poll_s=0.1, interval_s=0.5, check_every_s=0.2)
+        )
+    )
+    try:
+        wait_for_event(out, lambda e: e["type"] == "shard_done", proc=proc)
+        env = cli_env(demo_models.root)
+        alive = cli(["attach", str(out), "--no-ui"], env)
+        assert alive.returncode == 0 and "the run is still running" in alive.stdout
+        follower.start()
+        shown = asyncio.run(watch_the_kill(out, proc))
+        follower.join(timeout=30)
+        assert not follower.is_alive() and codes == [1]
+        dead = cli(["attach", str(out), "--no-ui"], env)
+    finally:
+        kill_tree(proc)
+    header_alive, header_dead, header_later, panel_dead = shown
+    assert "RUNNING" in header_alive and "DEAD" not in header_alive
+    assert "DEAD" in header_dead and "RUNNING" not in header_dead
+    assert f"the run's process (pid {proc.pid}) ended without finishing" in header_dead
+    assert "ETA none (not running)" in header_dead and "frames/s average" in header_dead
+    assert "resume: " in header_dead and f"--out {out}" in header_dead
+    assert header_later == header_dead  # it stays dead; the elapsed time does not run on
+    assert "GONE" in panel_dead and "gone (pid" in panel_dead and "silent for" not in panel_dead
+    text = plain.getvalue()
+    assert "run dead: " in text and f"rerun the same command (same --out {out})" in text
+    assert "-m virnucpro_tui run" in text
+    assert dead.returncode == 1 and "still running" not in dead.stdout
+    assert f"the run's process (pid {proc.pid}) ended without finishing" in dead.stdout
+    assert_no_live_processes(worker_pids(out))
+
+
+async def watch_the_kill(out: Path, proc: Any) -> tuple[str, str, str, str]:
+    app = VirnucproApp(AttachedRun(out, poll_s=0.1, check_every_s=0.2), demo=True, toasts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.view.frames_done > 0, 60, "the run's progress")
+        await settle(pilot, app)
+        alive = " ".join(app.query_one(HeaderBar).shown.split())
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only: the workers notice by themselves
+        proc.wait(timeout=10)
+        await wait_for(pilot, lambda: app.view.dead, 30, "the run shown dead")
+        await settle(pilot, app)
+        dead = " ".join(app.query_one(HeaderBar).shown.split())
+        panel = panel_title_and_text(app, 0)
+        await pilot.pause(2.0)
+        await settle(pilot, app)
+        later = " ".join(app.query_one(HeaderBar).shown.split())
+        await pilot.press("q")
+    assert app.return_code == 1  # leaving a dead run's dashboard: the run did not complete
+    return alive, dead, later, panel
+
+
+def panel_title_and_text(app: VirnucproApp, worker: int) -> str:
+    panel = app.query_one(f"#worker-{worker}", WorkerPanel)
+    return f"{panel.title_text.plain}\n{panel.shown}"
+
+
+@pytest.mark.slow
+def test_attach_across_a_resume_counts_every_frame_once(tmp_path: Path, demo_models) -> None:
+    """kill -9 mid-run, then the command attach gives resumes it: attached to the resumed run,
+    the totals are the job's frames (never the dead segment's added to them) and the workers
+    shown are the new ones."""
+    out, proc, _args = start_slow_run(tmp_path, demo_models, sleep_s=0.2)
+    try:
+        wait_for_event(out, lambda e: e["type"] == "shard_done", proc=proc)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included
+        proc.wait(timeout=10)
+    finally:
+        kill_tree(proc)
+    first_pids = worker_pids(out)
+    killed = io.StringIO()
+    assert attach_headless(out, follow=False, stream=killed) == 1
+    command = next(
+        line.strip() for line in killed.getvalue().splitlines() if "-m virnucpro_tui" in line
+    )
+    resumed = subprocess.Popen(
+        shlex.split(command),
+        env=cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.1}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = asyncio.run(watch_the_resume(out))
+        assert resumed.wait(timeout=180) == 0
+    finally:
+        kill_tree(resumed)
+    frames = next(e for e in reversed(run_events(out)) if e["type"] == "job_done")["frames"]
+    assert max(seen["done"]) <= frames and max(seen["totals"]) <= frames  # never doubled
+    assert seen["final"] == (frames, frames)
+    new_pids = worker_pids(out) - first_pids
+    assert new_pids and seen["pids"] <= new_pids  # no pid of the dead segment on show
+    after = io.StringIO()
+    assert attach_headless(out, follow=False, stream=after) == 0
+    assert f"run complete: {frames:,} frames" in after.getvalue()
+    assert f"100.0% {frames:,}/{frames:,} frames" in after.getvalue()
+
+
+async def watch_the_resume(out: Path) -> dict[str, Any]:
+    app = VirnucproApp(AttachedRun(out, poll_s=0.1, check_every_s=0.2), demo=True, toasts=False)
+    seen: dict[str, Any] = {"done": [], "totals": [], "pids": set()}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.view.segments == 2, 120, "the resumed run")
+        while not app.view.status.finished:
+            totals = app.view.totals()
+            seen["done"].append(totals.done)
+            seen["totals"].append(totals.total or 0)
+            seen["pids"] |= {w.pid for w in app.view.workers.values() if w.pid}
+            await pilot.pause(0.2)
+        totals = app.view.totals()
+        seen["final"] = (totals.done, totals.total)
+        seen["pids"] |= {w.pid for w in app.view.workers.values() if w.pid}
+    return seen

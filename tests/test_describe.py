@@ -3,6 +3,7 @@ what the headless lines, attach and the dashboard's log say about each event."""
 
 from __future__ import annotations
 
+from tests.ui import scenario
 from tests.ui.helpers import ev
 from virnucpro_tui.pool.events import RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
@@ -12,10 +13,10 @@ from virnucpro_tui.run.describe import (
     log_description,
     notable_text,
     progress_line,
+    run_state,
     summary_lines,
 )
-from virnucpro_tui.run.view import RunView
-from virnucpro_tui.ui import scenario
+from virnucpro_tui.run.view import RunView, Totals
 
 T = 1_000.0
 
@@ -153,13 +154,391 @@ def test_progress_and_summary_of_a_finished_run() -> None:
     assert not [x for x in lines if x.startswith("resumable")]
 
 
+# -- issue 12: the views never show a false state -------------------------------------------------
+def started(ts: float = T, resumed: bool = False, pid: int = 100, **fields: object) -> object:
+    slots = [{"worker": 0, "kind": "cpu", "index": None, "uuid": None, "name": "CPU"}]
+    return ev(
+        "run_started",
+        ts,
+        out="/r",
+        jobs=["a"],
+        devices=["cpu"],
+        workers=slots,
+        resumed=resumed,
+        pid=pid,
+        **fields,
+    )
+
+
+def shard_done(
+    ts: float, shard: int, frames: int = 10, worker: int = 0, **fields: object
+) -> object:
+    return ev(
+        "shard_done",
+        ts,
+        worker,
+        "a",
+        shard=shard,
+        frames=frames,
+        seconds=1.0,
+        virus_frames=frames // 2,
+        others_frames=frames - frames // 2,
+        histogram=[frames] + [0] * 19,
+        **fields,
+    )
+
+
+def test_a_busy_state_without_a_shard_says_only_busy() -> None:
+    """After a periodic cache clear a worker restored "busy" without a shard: the log said
+    ``busy on big60_contigs #None (0 frames)``."""
+    restored = ev("worker_state", T, 0, "big60_contigs", state="busy")
+    assert log_description(restored) == "busy"
+    assert "None" not in log_description(restored)
+
+
+def test_plurals() -> None:
+    one = ev(
+        "job_prepared",
+        T,
+        job="a",
+        chunks_prepared=3,
+        chunks_total=3,
+        frames_prepared=7,
+        done=True,
+        shards_total=1,
+    )
+    assert event_line(one) == "job a: prepared 7 frames in 1 shard"
+    paused = ev("run_paused", T, shards_running=1)
+    assert event_line(paused) == "paused: no new shard starts; 1 shard already running finish"
+
+
+def test_a_resumed_run_is_a_new_segment_and_counts_each_shard_once() -> None:
+    view = fold(
+        started(T, pid=100),
+        ev("worker_state", T + 1, 0, state="busy", pid=4242, job="a", shard=0, frames=10),
+        shard_done(T + 2, 0),
+        shard_done(T + 3, 1),
+        ev("progress", T + 3.5, 0, "a", shard=2, stage="esm", frames_done=5, frames_total=10),
+        # kill -9: no run_done; the same command resumes
+        started(T + 100, resumed=True, pid=200),
+        ev("worker_state", T + 101, 0, state="starting", pid=5151),
+        ev("shard_skipped", T + 102, job="a", shard=0, frames=10),
+        ev("shard_skipped", T + 102, job="a", shard=1, frames=10),
+        ev(
+            "job_prepared",
+            T + 102,
+            job="a",
+            chunks_prepared=4,
+            chunks_total=4,
+            frames_prepared=30,
+            done=True,
+            shards_total=3,
+        ),
+    )
+    assert view.segments == 2 and view.resumed and view.pid == 200
+    assert view.frames_done == 20 and view.totals() == Totals(20, 30, True)  # not 40 of 30
+    assert view.frames_in_flight == 0  # the dead segment's shard in progress is gone
+    assert view.workers[0].pid == 5151 and view.workers[0].shards_done == 0  # no old pid
+    assert view.virus_frames == 10  # the results scored before the resume stay, once
+    assert view.elapsed(T + 110) == 10.0  # this segment's time
+    view.apply(shard_done(T + 104, 2))
+    assert view.frames_done == 30 and view.totals().fraction == 1.0
+
+
+def test_a_recomputed_shard_replaces_its_scores() -> None:
+    view = fold(started(), shard_done(T + 1, 0), shard_done(T + 2, 0))
+    assert view.frames_done == 10 and view.virus_frames == 5 and view.histogram[0] == 10
+
+
+def test_a_dead_run_shows_dead_with_gone_workers_no_eta_and_the_resume_command() -> None:
+    view = fold(
+        started(T),
+        ev(
+            "job_started",
+            T,
+            job="a",
+            input="/a.fa",
+            out_dir="/r",
+            records=5,
+            chunks_total=4,
+            bases=100,
+        ),
+        ev(
+            "job_prepared",
+            T + 1,
+            job="a",
+            chunks_prepared=2,
+            chunks_total=4,
+            frames_prepared=20,
+            done=False,
+            shards_total=None,
+        ),
+        ev("worker_state", T + 1, 0, state="busy", pid=4242, job="a", shard=0, frames=10),
+        shard_done(T + 5, 0),
+        ev("progress", T + 6, 0, "a", shard=1, stage="esm", frames_done=5, frames_total=10),
+    )
+    view.resume_command = "cd /w && virnucpro-tui run a.fa --out /r"
+    assert view.live and view.eta_seconds(T + 7) is not None
+    view.process_gone(T + 8)
+    assert view.dead and not view.live and run_state(view) == "dead"
+    assert view.eta_seconds(T + 9) is None and view.throughput(now=T + 9) == 0.0
+    assert view.workers[0].gone and view.frames_in_flight == 0
+    line = progress_line(view, T + 9)
+    assert "ETA none (not running)" in line and "workers: 1 gone" in line
+    assert "DEAD: the run's process (pid 100) ended without finishing" in line
+    lines = summary_lines(view)
+    assert lines[0].startswith("run dead: 10 frames in 00:08")
+    assert lines[-2:] == [
+        "resumable: rerun the same command (same --out /r) to continue",
+        "  cd /w && virnucpro-tui run a.fa --out /r",
+    ]
+    view.apply(ev("run_done", T + 9, status="complete", exit_code=0))  # it did finish after all
+    assert not view.dead and run_state(view) == "complete"
+
+
+def test_totals_are_estimated_from_the_first_prepared_record_never_unknown() -> None:
+    sizes = [
+        {"job": "a", "bytes": 1000, "records": 10, "chunks": 100},
+        {"job": "b", "bytes": 500, "records": 5, "chunks": 50},
+    ]
+    view = fold(
+        ev("run_started", T, out="/r", jobs=["a", "b"], sizes=sizes),
+        ev(
+            "job_started",
+            T,
+            job="a",
+            input="/a.fa",
+            out_dir="/r/a",
+            records=10,
+            chunks_total=100,
+            bases=1,
+        ),
+    )
+    assert view.totals().total is None and "sizing the inputs" in progress_line(view, T)
+    view.apply(
+        ev(
+            "job_prepared",
+            T + 0.1,
+            job="a",
+            chunks_prepared=10,
+            chunks_total=100,
+            frames_prepared=40,
+            done=False,
+            shards_total=None,
+            bytes_read=100,
+            bytes_total=1000,
+        )
+    )
+    # a: 40 frames per 10 chunks of 100; b, not started: 50 chunks at the same 4 per chunk
+    assert view.totals() == Totals(0, 400 + 200, False)
+    line = progress_line(view, T + 0.2)
+    assert "  0.0% 0/~600 frames" in line and "?" not in line
+    view.apply(
+        ev(
+            "job_prepared",
+            T + 1,
+            job="a",
+            chunks_prepared=100,
+            chunks_total=100,
+            frames_prepared=300,
+            done=True,
+            shards_total=3,
+        )
+    )
+    assert view.totals() == Totals(0, 300 + 150, False)  # b at a's 3 frames per chunk
+
+
+def test_eta_is_smoothed_and_never_zero_while_frames_remain() -> None:
+    view = fold(
+        started(T),
+        ev(
+            "job_prepared",
+            T,
+            job="a",
+            chunks_prepared=4,
+            chunks_total=4,
+            frames_prepared=100,
+            done=True,
+            shards_total=10,
+        ),
+    )
+    for i in range(9):  # a shard of 10 frames every 2 s
+        view.apply(
+            ev(
+                "progress",
+                T + 2 * i,
+                0,
+                "a",
+                shard=i,
+                stage="start",
+                frames_done=0,
+                frames_total=10,
+            )
+        )
+        view.apply(shard_done(T + 2 * i + 2, i))
+    assert abs(view.throughput(now=T + 18) - 5.0) < 0.01
+    assert view.eta_seconds(T + 18) == 2.0  # 10 frames left at 5 frames/s
+    view.apply(
+        ev("progress", T + 19, 0, "a", shard=9, stage="esm", frames_done=10, frames_total=10)
+    )
+    eta = view.eta_seconds(T + 19)
+    assert eta is not None and eta >= 1.0  # work remains (the shard is not written): not 00:00
+    assert "ETA 00:00" not in progress_line(view, T + 19)
+
+
+def test_warm_up_is_a_phase_of_its_own_with_its_elapsed_time() -> None:
+    view = fold(
+        ev(
+            "run_started",
+            T,
+            out="/r",
+            jobs=["a"],
+            workers=[{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "H200"}],
+        ),
+        ev("worker_state", T, 0, state="loading"),
+        ev("model_load", T + 1, 0, model="esm", phase="start", source="/m"),
+        ev("model_load", T + 8.7, 0, model="esm", phase="warmup_start", source="/m", compile=True),
+    )
+    esm = view.workers[0].models["esm"]
+    assert esm.state == "warming up" and esm.compiling and esm.since == T + 8.7
+    assert "workers: 1 compiling ESM-2 (00:42)" in progress_line(view, T + 8.7 + 42)
+    warm_start = ev(
+        "model_load", T + 8.7, 0, model="esm", phase="warmup_start", source="/m", compile=True
+    )
+    assert event_line(warm_start) == (
+        "worker 0: esm compiling and warming up (the first shard waits for it)"
+    )
+    view.apply(
+        ev("model_load", T + 66, 0, model="esm", phase="warmup_done", source="/m", seconds=57.3)
+    )
+    view.apply(
+        ev(
+            "model_load",
+            T + 66,
+            0,
+            model="esm",
+            phase="done",
+            source="/m",
+            seconds=7.7,
+            compile_seconds=57.3,
+            bytes_on_device=5 * 2**30,
+            dtype="bfloat16",
+        )
+    )
+    assert (esm.state, esm.seconds, esm.warmup_seconds) == ("loaded", 7.7, 57.3)
+
+
+def test_stage_rates_come_from_synchronised_seconds_only() -> None:
+    """On a GPU, the times at which batches were queued say nothing of the stage's speed: the
+    rate comes from the device-synchronised stage seconds, and the stages add up to the shard."""
+    gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "H200"}]
+    closes = {"frames_total": 2048, "stage_done": 2048, "stage_total": 2048}
+    unsynced = fold(
+        ev("run_started", T, out="/r", jobs=["a"], workers=gpu),
+        ev("progress", T, 0, "a", shard=0, stage="start", frames_done=0, frames_total=2048),
+        ev(
+            "progress",
+            T + 0.1,
+            0,
+            "a",
+            shard=0,
+            stage="dnabert",
+            frames_done=1024,
+            seconds=0.1,
+            **closes,
+        ),
+        ev(
+            "progress",
+            T + 2.46,
+            0,
+            "a",
+            shard=0,
+            stage="esm",
+            frames_done=2048,
+            seconds=2.46,
+            **closes,
+        ),
+    )
+    assert unsynced.workers[0].esm_rate is None  # 868 proteins/s would be impossible: not shown
+    synced = fold(
+        ev("run_started", T, out="/r", jobs=["a"], workers=gpu),
+        shard_done(
+            T + 3.8,
+            0,
+            frames=2048,
+            stage_seconds={"tokenize": 0.04, "dnabert": 0.18, "esm": 3.55, "classifier": 0.01},
+        ),
+    )
+    w = synced.workers[0]
+    assert round(w.esm_rate or 0) == 577 and round(w.dnabert_rate or 0) == 11378
+    cpu = fold(
+        started(T),
+        ev("progress", T, 0, "a", shard=0, stage="start", frames_done=0, frames_total=100),
+        ev(
+            "progress",
+            T + 1,
+            0,
+            "a",
+            shard=0,
+            stage="dnabert",
+            frames_done=50,
+            seconds=1.0,
+            frames_total=100,
+            stage_done=100,
+            stage_total=100,
+        ),
+        ev(
+            "progress",
+            T + 5,
+            0,
+            "a",
+            shard=0,
+            stage="esm",
+            frames_done=100,
+            seconds=5.0,
+            frames_total=100,
+            stage_done=100,
+            stage_total=100,
+        ),
+    )
+    assert cpu.workers[0].esm_rate == 25.0  # CPU timings are synchronous
+
+
+def test_sequences_called_virus_come_first_then_by_max_score() -> None:
+    done = ev(
+        "job_done",
+        T,
+        job="a",
+        out_dir="/r",
+        outputs={},
+        sequences=3,
+        viral_sequences=2,
+        chunks=3,
+        chunks_with_frames=3,
+        chunks_without_frames=0,
+        frames=9,
+        virus_frames=5,
+        viral_chunks=2,
+        top_sequences=[
+            ["contig_0013", 0.9387, "others"],
+            ["c1", 0.91, "virus"],
+            ["c2", 0.62, "virus"],
+        ],
+        skipped_shards=0,
+        seconds=1.0,
+        demo=False,
+    )
+    view = fold(started(), done)
+    assert [t[0] for t in view.top_sequences] == ["c1", "c2", "contig_0013"]
+
+
 def test_frames_computed_once_and_saved_features_in_progress_and_summary() -> None:
     """With duplicates, progress counts the frames to compute; the summary says how many were
     computed once and names the saved features with their size (docs/features.md)."""
     prepared = ev("job_prepared", T + 1, job="a", chunks_prepared=4, chunks_total=4,
                   frames_prepared=10, done=True, shards_total=1, duplicate_frames=3)  # fmt: skip
     assert notable_text(prepared) == (
-        "job a: prepared 10 frames in 1 shards (3 identical frames reuse an earlier result)"
+        "job a: prepared 10 frames in 1 shard (3 identical frames reuse an earlier result)"
     )
     view = fold(
         ev("run_started", T, out="/r", jobs=["a"]),

@@ -16,15 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env
+from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env
+from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
 from virnucpro_tui.headless import HeadlessReporter
-from virnucpro_tui.ui import scenario
+from virnucpro_tui.pool.events import parse_event, read_events
+from virnucpro_tui.run.describe import log_description
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
-PROGRESS = re.compile(
-    r"^\d\d:\d\d:\d\d +(\d+\.\d|  \?  )% [\d,]+/[\d,?]+ frames \| [\d,.]+ frames/s \| ETA "
+PROGRESS = re.compile(  # a percentage and a total (``~``: an estimate) on every line, never "?"
+    r"^\d\d:\d\d:\d\d +\d+\.\d% [\d,]+/~?[\d,]+ frames \| [\d,.]+ frames/s"
+    r"( average)? \| ETA "
 )
 
 
@@ -54,7 +57,9 @@ def test_reporter_off_a_tty_writes_plain_lines_every_interval() -> None:
     progress = [line for line in lines if PROGRESS.match(line)]
     assert len(progress) >= 4  # one per interval, not one per event
     assert lines[0] == f"virnucpro-tui run -> {scenario.OUT} on cuda:0, cuda:1"
-    assert "worker 0: esm loaded in 38.4 s (5.3 GiB, bfloat16)" in lines
+    assert "worker 0: esm compiling and warming up (the first shard waits for it)" in lines
+    assert "worker 0: esm warmed up in 23.9 s" in lines
+    assert "worker 0: esm loaded in 7.7 s (5.3 GiB, bfloat16), then warm-up 23.9 s" in lines
     assert "worker 1: out of memory on a batch of 512, retrying in halves" in lines
     assert progress[-1].split(" ", 1)[1].startswith("100.0% 3,349,116/3,349,116 frames")
     assert "run complete: 3,349,116 frames in 35:21" in lines
@@ -174,3 +179,52 @@ def test_events_jsonl_dash_streams_json_lines_on_stdout(
     on_disk = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert on_disk == events  # the same stream as the run directory's events.jsonl
     assert_plain_run_output(captured.err, out)  # the progress lines stay on stderr
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_python_warning(tmp_path: Path, demo_models, small_input: Path) -> None:
+    """A worker that holds a multiprocessing lock (tqdm makes one under torch.compile on a GPU)
+    must release it when it exits: the run's resource tracker would otherwise print
+    "There appear to be 1 leaked semaphore objects" once the run is over."""
+    out = tmp_path / "run"
+    env = cli_env(demo_models.root, faults={"named_semaphore": True})
+    args = ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:2"]
+    result = cli([*args, "--no-ui"], env)
+    assert result.returncode == 0, result.stderr
+    assert "run complete:" in result.stderr
+    assert "leaked" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_two_inputs_show_progress_and_eta_from_the_first_line(tmp_path: Path, demo_models) -> None:
+    """Two inputs, the second read only once the first is prepared: from the first progress
+    line on, every line has a percentage and a total (``~`` until both inputs are prepared),
+    never ``?``; the ETA is never 00:00 while frames remain. With a cache clear after every
+    shard, no event reads ``busy on ... #None``."""
+    out = tmp_path / "run"
+    env = cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.05})
+    args = ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), "--demo"]
+    args += ["--devices", "cpu:2", "--shard-size", "32", "--progress-interval", "0.2"]
+    result = cli([*args, "--clear-cache-every", "1", "--no-ui"], env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    clock = re.compile(r"^\d\d:\d\d:\d\d ")
+    progress = [i for i, line in enumerate(lines) if clock.match(line)]
+    assert len(progress) >= 5
+    assert all(PROGRESS.match(lines[i]) for i in progress), [lines[i] for i in progress]
+    assert not [lines[i] for i in progress if "?" in lines[i]]
+    prepared = max(i for i, line in enumerate(lines) if "prepared" in line and "frames in" in line)
+    assert all("/~" in lines[i] for i in progress if i < prepared)  # estimates until then
+    assert "/~" in lines[progress[0]]
+    assert all("/~" not in lines[i] for i in progress if i > prepared)
+    unfinished = [lines[i] for i in progress if " 100.0% " not in lines[i]]
+    assert unfinished and not [line for line in unfinished if "ETA 00:00" in line]
+    assert " 100.0% 345/345 frames" in lines[progress[-1]]
+    events = read_events(out / "events.jsonl")
+    started = next(e for e in events if e["type"] == "run_started")["ts"]
+    first = lines[progress[0]][:8]  # the first progress line, within the run's first seconds
+    assert first <= time.strftime("%H:%M:%S", time.localtime(started + 2))
+    busy = [e for e in events if e["type"] == "worker_state" and e["state"] == "busy"]
+    assert busy and all(e.get("shard") is not None for e in busy)
+    assert sum(e["type"] == "cache_cleared" for e in events) >= 345 // 32
+    assert not [e for e in events if "#None" in log_description(parse_event(e))]

@@ -462,7 +462,9 @@ def write_job(shards: Path, preds: list, size: int = 7) -> int:
         for rid, group in itertools.groupby(
             preds, key=lambda p: chunk_key(p.frame_id).rsplit("_chunk_", 1)[0]
         ):
-            fh.write(f"{rid}\t500\t1\t1\t{len(list(group))}\n")
+            frames = list(group)
+            chunks = len({chunk_key(f.frame_id) for f in frames})  # every chunk has frames
+            fh.write(f"{rid}\t500\t{chunks}\t{chunks}\t{len(frames)}\n")
     for index, start in enumerate(range(0, len(preds), size)):
         part = preds[start : start + size]
         probs = np.array([[p.p_others, p.p_virus] for p in part], dtype=np.float32)
@@ -538,3 +540,30 @@ def test_assembly_of_many_chunks_keeps_votes_in_bounded_sorted_runs(
     assert (tmp_path / "out" / HIGHESTSCORE_FILE).read_text() == expected.getvalue()
     assert not [p for p in spilled if p.exists()]  # the runs are removed
     assert not list((tmp_path / "shards").rglob(".*.partial"))
+
+
+def test_the_top_sequences_are_those_called_virus_first_then_by_max_score(
+    tmp_path: Path,
+) -> None:
+    """A sequence with the highest P(virus) of one frame can still be called others (fewer than
+    half its chunks viral): the top list ranks the calls first, so it never contradicts them."""
+
+    def frame(fid: str, p_virus: float) -> Prediction:
+        return Prediction(fid, np.float32(1 - p_virus), np.float32(p_virus))
+
+    # one very high frame, in 1 of 3 chunks: called others
+    contradiction = [frame("top_chunk_1F1", 0.9999), frame("top_chunk_2F1", 0.01)]
+    contradiction.append(frame("top_chunk_3R2", 0.02))
+    preds = contradiction + random_predictions(300, seed=9)
+    totals = assemble.assemble_job(
+        tmp_path / "shards", "job", write_job(tmp_path / "shards", preds), tmp_path / "out"
+    )
+    rows = [
+        line.split("\t")
+        for line in (tmp_path / "out" / "sequence_summary.tsv").read_text().splitlines()[1:]
+    ]
+    best_virus = sorted((-float(r[6]), r[0]) for r in rows if r[7] == "virus")[:10]
+    assert [t[0] for t in totals.top_sequences] == [rid for _, rid in best_virus]
+    assert all(call == "virus" for _, _, call in totals.top_sequences)
+    top = next(r for r in rows if r[0] == "top")
+    assert top[7] == "others" and float(top[6]) > min(t[1] for t in totals.top_sequences)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -32,12 +33,17 @@ from tests.helpers import (
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
 from virnucpro_tui.pool.events import Event, Heartbeat, WarningEvent, WorkerState
+from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.ray_backend import (
     ClusterNode,
     EventBuffer,
     describe_death,
+    died_with_node,
     placed_slot,
+    run_dir_problem,
+    security_notices,
     slots_for_cluster,
+    starts_private_cluster,
 )
 
 JOBS = ["sample_contigs", "sample_reads"]
@@ -64,7 +70,7 @@ def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
 
 HEAD_SCRIPT = """
 import os, sys, ray
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
 print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
 sys.stdin.read()  # until the tests close stdin; the cluster ends with this process
 """
@@ -111,17 +117,6 @@ def ray_args(ray_head: tuple[str, str]) -> list[str]:
     return ["--backend", "ray", "--ray-address", ray_head[0]]
 
 
-@pytest.fixture(scope="module")
-def local_baseline(tmp_path_factory: pytest.TempPathFactory, demo_models) -> dict[str, bytes]:
-    out = tmp_path_factory.mktemp("local") / "run"
-    r = cli(
-        ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *BASE],
-        cli_env(demo_models.root),
-    )
-    assert r.returncode == 0, r.stderr
-    return outputs(out, JOBS)
-
-
 @needs_ray
 def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     tmp_path: Path, ray_head, ray_env, local_baseline
@@ -159,6 +154,13 @@ def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS
     states = [e["state"] for e in ev if e["type"] == "worker_state"]
     assert states[0] == "starting" and states[-1] == "stopped" and "crashed" not in states
+    # the actor names its Ray node and host in its worker_state events (the supervisor's own
+    # "stopped" does not)
+    sent = [e for e in ev if e["type"] == "worker_state" and e["state"] != "stopped"]
+    assert {(len(e["node"]), e["host"]) for e in sent} == {(56, socket.gethostname())}
+    # a cluster with token authentication, joined with the token: no security warning
+    assert not [e for e in ev if e["type"] == "warning"]
+    assert "token authentication" not in r.stderr
     # the actor's output went to its log, nothing of Ray's to the terminal
     assert "Ray actor" in (out / "logs" / "worker-0.log").read_text()
     assert "raylet" not in r.stderr + r.stdout and "ray::" not in r.stderr + r.stdout
@@ -250,11 +252,34 @@ def test_cluster_slots_are_one_per_gpu_across_nodes() -> None:
         "GPU 0 (H200 @ gpu-b)",
     ]
     assert where == {0: "head", 1: "head", 2: "n2"}
-    assert slots_for_cluster("auto", NODES[2:]) == ([slots_for_cluster("cpu:1", [])[0][0]], {})
+    # a cluster without GPUs: one CPU worker per node that has CPUs, pinned to it
+    assert slots_for_cluster("auto", NODES[2:]) == (
+        [DeviceSlot(0, "cpu", name="CPU @ cpu-c")],
+        {0: "n3"},
+    )
+    cpu_only = [
+        ClusterNode("h", "a", 4, 0),
+        ClusterNode("x", "b", 0, 0),
+        ClusterNode("y", "c", 8, 0),
+    ]
+    slots, where = slots_for_cluster("auto", cpu_only)
+    assert [(s.worker, s.kind, s.name) for s in slots] == [
+        (0, "cpu", "CPU @ a"),
+        (1, "cpu", "CPU @ c"),
+    ]
+    assert where == {0: "h", 1: "y"}  # the node without CPUs (a head started with 0) gets none
+    # cpu:N deals the workers round-robin over the nodes with CPUs
     cpu, where = slots_for_cluster("cpu:3", NODES)
-    assert [(s.worker, s.kind) for s in cpu] == [(0, "cpu"), (1, "cpu"), (2, "cpu")] and where == {}
+    assert [(s.worker, s.kind) for s in cpu] == [(0, "cpu"), (1, "cpu"), (2, "cpu")]
+    assert where == {0: "head", 1: "n2", 2: "n3"}
+    assert slots_for_cluster("cpu:5", cpu_only)[1] == {0: "h", 1: "y", 2: "h", 3: "y", 4: "h"}
+    # no node information (or no CPUs anywhere): unpinned, as Ray places them
+    assert slots_for_cluster("cpu:2", []) == ([DeviceSlot(0, "cpu"), DeviceSlot(1, "cpu")], {})
+    assert slots_for_cluster("auto", []) == ([DeviceSlot(0, "cpu")], {})
     with pytest.raises(InputError, match="auto .* or cpu:N"):
         slots_for_cluster("0,1", NODES)
+    with pytest.raises(InputError, match="1..256"):
+        slots_for_cluster("cpu:0", NODES)
 
 
 def test_actor_death_reasons_are_short() -> None:
@@ -300,3 +325,74 @@ def test_a_gpu_actor_reports_the_gpu_ray_gave_it(monkeypatch: pytest.MonkeyPatch
     assert placed_slot(slot, ["GPU-2a"], "gpu-b").label == "GPU 2 (NVIDIA H200 @ gpu-b)"
     assert placed_slot(slot, [], "gpu-c").label == "GPU 0 (H200 @ gpu-c)"  # NVML could not tell
     assert placed_slot(DeviceSlot(0, "cpu"), [], "x") == DeviceSlot(0, "cpu")
+
+
+def test_an_actor_that_lost_its_node_is_told_apart_from_one_that_died() -> None:
+    text = (
+        "The actor died unexpectedly before finishing this task.\n\tclass_name: WorkerActor\n"
+        "\tpid: 5806\n\tip: 192.0.2.2\nThe actor died because its node has died. Node Id: "
+        "62b5ccd23b842419b9268d04017a15a766260d17a5a0520383b930b8\n\tthe actor's node was "
+        "terminated unexpectedly: health check failed due to missing too many heartbeats"
+    )
+    assert describe_death(RuntimeError(text)) == (
+        "node lost (Ray node 62b5ccd23b84: terminated unexpectedly: health check failed due "
+        "to missing too many heartbeats)"
+    )
+    assert died_with_node(RuntimeError(text))
+    killed = RuntimeError("The actor is dead because it was killed by `ray.kill`.")
+    assert not died_with_node(killed)
+
+    class Preempted(RuntimeError):
+        preempted = True
+
+    assert died_with_node(Preempted("drained by the autoscaler"))
+
+
+def test_a_node_checks_it_shares_the_run_directory(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path / "run")
+    problem = run_dir_problem(layout, "abc", "node7 (0123)", wait_s=0)
+    assert problem is not None and str(layout.root) in problem and "node7 (0123)" in problem
+    assert "every node mounts at the same path" in problem
+    layout.logs.mkdir(parents=True)
+    layout.ray_run_marker.write_text("another run's token\n")
+    assert run_dir_problem(layout, "abc", "x", wait_s=0) is not None
+    layout.ray_run_marker.write_text("abc\n")
+    assert run_dir_problem(layout, "abc", "x", wait_s=0) is None
+    assert [p.name for p in layout.logs.iterdir()] == [layout.ray_run_marker.name]  # probe gone
+
+
+def test_a_warning_names_a_cluster_joined_without_authentication_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warnings' wording, through the function the factory calls (no cluster needed)."""
+    assert security_notices("10.1.2.3:6379", private=False, token=True) == []
+    (line,) = security_notices("10.1.2.3:6379", private=False, token=False)
+    assert line == (
+        "the Ray cluster at 10.1.2.3:6379 has no token authentication (it accepted this run "
+        "without a token): anyone who can reach it can run code on it; enable it with "
+        "`ray get-auth-token --generate` and RAY_AUTH_MODE=token on every node before "
+        "`ray start` and for this command (docs/ray.md#security)"
+    )
+    assert security_notices("10.1.2.3:6379", private=False, token=None) == [line]  # Ray < 2.52
+    # the cluster a run starts for itself: silent when it is loopback-only with a token
+    assert security_notices("127.0.0.1:6379", private=True, token=True) == []
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert security_notices("10.1.2.3:6379", private=True, token=False) == [
+        "the Ray cluster started for this run listens on 10.1.2.3, not on loopback only: other "
+        "machines can reach it",
+        "the Ray cluster started for this run has no token authentication (RAY_AUTH_MODE="
+        "disabled): any local user can run code in it; use Ray >= 2.52 and unset RAY_AUTH_MODE "
+        "or set it to token",
+    ]
+
+
+@needs_ray
+def test_a_private_cluster_is_started_only_when_ray_would_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # no `ray start` cluster recorded here
+    assert starts_private_cluster(None) and starts_private_cluster("local")
+    assert not starts_private_cluster("10.0.0.1:6379") and not starts_private_cluster("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not starts_private_cluster(None)

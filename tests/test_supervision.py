@@ -302,3 +302,62 @@ def test_many_instant_workers() -> None:
     pool, _ = make_pool(backend, workers=8)
     finished = done_by(run_all(pool, shards(400, frames=1)))
     assert sorted(finished) == list(range(400)) and len(set(finished.values())) == 8
+
+
+# -- a worker whose machine is lost (a Ray node), and one that cannot find room to start -------
+def test_a_worker_whose_host_is_lost_is_respawned_without_counting_a_restart() -> None:
+    backend = FakeBackend(
+        plans={1: FakeWorkerPlan(seconds_per_shard=1.0, host_lost_on_shard=2)},
+        default=FakeWorkerPlan(seconds_per_shard=1.0),
+    )
+    pool, rec = make_pool(backend, workers=2, max_restarts=0)  # a counted restart would retire
+    returned = run_all(pool, shards(8))
+    assert sorted(done_by(returned)) == list(range(8))
+    crashed = [e for e in rec.of(ev.WorkerStateChanged) if e.state == ev.WorkerState.CRASHED]
+    assert [(e.worker, e.reason) for e in crashed] == [(1, "node lost (its host is gone)")]
+    assert ev.WorkerState.RESTARTING in rec.states(1) and not pool.workers[1].retired
+    assert (pool.workers[1].generation, pool.workers[1].restarts) == (1, 0)
+    assert not rec.of(ev.ErrorEvent)  # nothing retired
+    requeued = rec.of(ev.ShardRequeued)
+    assert requeued and all("node lost" in e.reason for e in requeued)  # type: ignore[attr-defined]
+    assert 1 in done_by(returned).values()  # the new worker took shards
+
+
+def test_a_replacement_with_no_room_gets_no_shards_and_the_others_finish() -> None:
+    plan = FakeWorkerPlan(seconds_per_shard=10.0, host_lost_on_shard=1, unplaced_generations=(1,))
+    backend = FakeBackend(plans={1: plan}, default=FakeWorkerPlan(seconds_per_shard=10.0))
+    pool, rec = make_pool(backend, workers=2, hang_timeout_s=30)
+    returned = run_all(pool, shards(8))
+    waiting = backend.spawned[-1]
+    assert waiting.config.generation == 1 and not waiting.ready and waiting.started == []
+    assert done_by(returned) == dict.fromkeys(range(8), 0)  # the lost one's shard included
+    warnings = [e for e in rec.of(ev.WarningEvent) if e.worker == 1]
+    assert [e.message for e in warnings] == [  # type: ignore[attr-defined]
+        "worker 1 (CPU worker 1) is waiting for a place to run (a Ray node with room for it); "
+        "the run goes on with the other workers"
+    ]  # once, although it waited several hang timeouts (80 s of work)
+    assert [s for s in rec.states(1) if s == ev.WorkerState.CRASHED] == [ev.WorkerState.CRASHED]
+    started = backend.now()
+    pool.stop(graceful=True)
+    assert backend.now() - started < 5  # not held up by the one that never started
+    assert not waiting.alive and rec.states(1)[-1] == ev.WorkerState.STOPPED
+
+
+def test_a_worker_that_never_starts_while_no_other_works_is_a_counted_failure() -> None:
+    plan = FakeWorkerPlan(unplaced_generations=(0, 1))
+    backend = FakeBackend(default=plan)
+    pool, rec = make_pool(backend, workers=1, hang_timeout_s=30, max_restarts=1)
+    for shard in shards(2):
+        pool.submit(shard)
+    with pytest.raises(WorkerFailure, match="did not start within 3. s"):
+        for _ in range(1000):
+            pool.poll(1.0)
+    assert pool.backlog == 2 and not any(t.started for t in backend.spawned)
+    assert not rec.of(ev.WarningEvent)  # nobody else works: it is not just waiting
+
+
+def test_the_backends_warnings_are_events() -> None:
+    backend = FakeBackend()
+    backend.warnings = ["the cluster has no token authentication"]
+    _, rec = make_pool(backend, workers=1)
+    assert [e.message for e in rec.of(ev.WarningEvent)] == backend.warnings  # type: ignore[attr-defined]

@@ -25,7 +25,12 @@ from virnucpro_tui.errors import (
 from virnucpro_tui.models.settings import PRECISIONS
 
 PROG = "virnucpro-tui"
-REPO_SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+DEMO_COMMAND = (
+    f"{PROG} run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out"
+)
+INPUT_HELP = "a FASTA file of nucleotide sequences (contigs or reads; plain or gzip)"
+DIR_HELP = "the run directory: the --out of a `run` (its events.jsonl, manifest and lock)"
+LENGTHS = (300, 500)  # the chunk lengths the published classifiers were trained for
 
 
 def _positive_int(text: str) -> int:
@@ -64,7 +69,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--force-model-length",
         action="store_true",
-        help="accept a classifier trained for another chunk length",
+        help="allow a --length other than 300 or 500, and a classifier trained for another "
+        "chunk length (with a warning)",
     )
 
 
@@ -76,7 +82,7 @@ def _add_run_parser(sub: Any) -> None:
         "(its own subdirectory when there are several). Rerun the same command to resume.",
     )
     p.add_argument(
-        "inputs", nargs="*", type=Path, metavar="INPUT", help="FASTA files (plain or gzip)"
+        "inputs", nargs="*", type=Path, metavar="INPUT", help=f"{INPUT_HELP}; one or more"
     )
     p.add_argument(
         "--out", "-o", type=Path, required=True, help="run directory (outputs, events.jsonl, logs)"
@@ -213,23 +219,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
 
     p = sub.add_parser(
-        "prepare", help="write the published intermediate files (chunks, identified frames)"
+        "prepare",
+        help="write the published intermediate files (chunks, identified frames)",
+        description="Chunk INPUT and translate its six frames exactly as the published tool "
+        "does, and write its three intermediate files into --out: <stem>_chunked<L>.fa, "
+        "<stem>_identified_nucleotide.fa and <stem>_identified_protein.faa. No model is needed.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT")
-    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500")
+    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500 (default 500)")
     p.add_argument("--out", "-o", type=Path, required=True, help="output directory")
 
-    p = sub.add_parser("attach", help="watch a running or finished run from its events.jsonl")
-    p.add_argument("run_dir", type=Path, metavar="DIR")
+    p = sub.add_parser(
+        "attach",
+        help="watch a running or finished run from its run directory",
+        description="Watch a run that another process executes (or has finished) from its run "
+        "directory: the dashboard, read-only, in a terminal; plain lines otherwise. Exit status "
+        "without the dashboard: 0 when the run completed (or, without --follow, is still "
+        "running); 1 when it ended without completing (its process died, it was interrupted "
+        "or it failed), with the command that resumes it.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument(
         "--no-ui", action="store_true", help="print plain lines instead of the dashboard"
     )
     p.add_argument(
-        "--follow", action="store_true", help="with --no-ui, keep following until the run ends"
+        "--follow",
+        action="store_true",
+        help="with --no-ui, keep printing until the run ends or its process dies",
     )
 
     p = sub.add_parser(
-        "bench", help="measure the engine and the pipeline (random weights of the real shapes)"
+        "bench",
+        help="measure the engine and the pipeline (random weights of the real shapes)",
+        description="Measure the engine's stages, the scoring fidelity and the whole pipeline "
+        "with random weights of the real model shapes (docs/benchmarks.md); --tiny checks the "
+        "benchmark itself on the CPU in seconds.",
     )
     p.add_argument(
         "--tiny",
@@ -257,12 +281,33 @@ def build_parser() -> argparse.ArgumentParser:
         "scaling",
     )
 
-    p = sub.add_parser("models", help="demo models and model lookup")
+    p = sub.add_parser(
+        "models",
+        help="download, locate or build the models",
+        description="The models a run uses: download the published ones, show which files a "
+        "run would use, or build the demo models.",
+    )
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    d = msub.add_parser("demo", help="build the demo models (random weights) into DIR")
-    d.add_argument("dir", type=Path, metavar="DIR")
-    d = msub.add_parser("locate", help="show which model files a run would use")
-    d.add_argument("--length", type=int, default=500)
+    d = msub.add_parser(
+        "demo",
+        help="build the demo models (random weights) into DIR",
+        description="Build tiny models with random weights in the real architectures and file "
+        "formats into DIR (`run --demo` builds its own): their scores are NOT biological "
+        "predictions.",
+    )
+    d.add_argument("dir", type=Path, metavar="DIR", help="the directory to write them into")
+    d = msub.add_parser(
+        "locate",
+        help="show which model files a run would use",
+        description="Show the model files a `run` with the same options would use, in the "
+        "order they are looked up (options, --config, the standard caches), and check them.",
+    )
+    d.add_argument(
+        "--length",
+        type=int,
+        default=500,
+        help="the chunk length whose classifier to look for: 300 or 500 (default 500)",
+    )
     _add_model_options(d)
     _add_models_download_parser(msub)
     _add_check_precision_parser(sub)
@@ -359,13 +404,16 @@ def _add_models_download_parser(msub: Any) -> None:
     )
 
 
-def _check_length(length: int, demo: bool) -> None:
-    if length not in (300, 500) and not demo:
-        raise InputError(
-            f"--length {length}: the published VirNucPro models exist for 300 and 500 bp only"
-        )
+def _check_length(length: int, force: bool) -> None:
+    """300 or 500, the lengths the published classifiers exist for; another length only with
+    --force-model-length (demo models or not: the rule is the same)."""
     if not 30 <= length <= 100_000:
         raise InputError(f"--length {length}: expected 300 or 500")
+    if length not in LENGTHS and not force:
+        raise InputError(
+            f"--length {length}: the published VirNucPro models exist for 300 and 500 bp only "
+            "(--force-model-length uses another length anyway)"
+        )
 
 
 def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
@@ -397,11 +445,7 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
         )
         files = ModelFiles(Path(found.esm), Path(found.dnabert), Path(found.classifier))
     bundle = check_model_files(files).classifier
-    warning = check_chunk_length(
-        bundle,
-        args.length,
-        force=args.force_model_length or (args.demo and args.length not in (300, 500)),
-    )
+    warning = check_chunk_length(bundle, args.length, force=args.force_model_length)
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return files, args.demo or bool(getattr(bundle, "demo", False))
@@ -410,13 +454,10 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
 def _inputs(args: argparse.Namespace) -> list[Path]:
     if args.inputs:
         return list(args.inputs)
-    if args.demo and REPO_SAMPLE_DATA.is_dir():
-        return sorted(
-            p
-            for p in REPO_SAMPLE_DATA.iterdir()
-            if p.name.startswith("sample_") and ".fa" in p.name
-        )
-    raise InputError("no INPUT given (FASTA files to score)")
+    raise InputError(
+        f"no INPUT given (the FASTA files to score); to try the demo models on the sample "
+        f"data, from the repository: {DEMO_COMMAND}"
+    )
 
 
 def wants_ui(args: argparse.Namespace) -> bool:
@@ -434,7 +475,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.pool.worker import WorkerSettings
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
-    _check_length(args.length, args.demo)
+    _check_length(args.length, args.force_model_length)
     _check_precision(args.precision, args.devices)
     inputs = _inputs(args)
     scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
@@ -472,7 +513,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks = _extra_sinks(args)
     backend = _backend(args)
     if wants_ui(args):
-        from virnucpro_tui.ui.app import run_dashboard
+        from virnucpro_tui.ui.launch import run_dashboard
 
         return run_dashboard(cfg, sinks, backend)
     from virnucpro_tui.headless import HeadlessReporter
@@ -525,7 +566,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.core.prepare import write_intermediate_files
 
-    _check_length(args.length, demo=False)
+    _check_length(args.length, force=False)
     for warning in scan_input(args.input, args.length).warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
@@ -554,7 +595,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if not ui:
         return attach(args.run_dir, follow=args.follow)
     check_run_dir(args.run_dir)
-    from virnucpro_tui.ui.app import attach_dashboard
+    from virnucpro_tui.ui.launch import attach_dashboard
 
     return int(attach_dashboard(args.run_dir))
 
@@ -573,13 +614,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "demo":
         from virnucpro_tui.models.demo import DEMO_NOTICE, build_demo_models
 
-        demo = build_demo_models(args.dir)
+        built = build_demo_models(args.dir)
         print(
-            f"demo models written to {demo.root}\n  esm: {demo.esm}\n  dnabert: {demo.dnabert}\n"
-            f"  classifier (300): {demo.classifier_300}\n  classifier (500): {demo.classifier_500}\n{DEMO_NOTICE}"
+            f"demo models written to {built.root}\n  esm: {built.esm}\n"
+            f"  dnabert: {built.dnabert}\n  classifier (300): {built.classifier_300}\n"
+            f"  classifier (500): {built.classifier_500}\n{DEMO_NOTICE}"
         )
         return 0
     args.inputs = []
+    _check_length(args.length, args.force_model_length)
     files, demo = resolve_models(args)
     print(
         f"esm: {files.esm}\ndnabert: {files.dnabert}\nclassifier: {files.classifier}"
@@ -593,7 +636,7 @@ def cmd_check_precision(args: argparse.Namespace) -> int:
     from virnucpro_tui.check_precision import main as check_main
     from virnucpro_tui.core.fasta import scan_input
 
-    _check_length(args.length, args.demo)
+    _check_length(args.length, args.force_model_length)
     scan_input(args.input, args.length)
     target = choose_target(args.device, args.precision)  # fp8 on a CPU stops here
     files, demo = resolve_models(args)

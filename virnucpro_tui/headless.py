@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from virnucpro_tui.errors import EXIT_OK, InputError
+from virnucpro_tui.errors import EXIT_ERROR, EXIT_OK, InputError
 from virnucpro_tui.pool.events import Event, RunDone, RunStatus
-from virnucpro_tui.pool.layout import RunLayout
-from virnucpro_tui.run.attach import EventTail, check_run_dir, owner_alive, run_owner
+from virnucpro_tui.run.attach import Process, RunWatch, check_run_dir
 from virnucpro_tui.run.describe import event_line, progress_line, summary_lines
 from virnucpro_tui.run.view import RunView
 
@@ -59,11 +58,13 @@ class HeadlessReporter:
                 self.print(text)
 
     def tick(self, now: float | None = None, force: bool = False) -> None:
-        """A progress line, if the run is going and ``interval_s`` has passed (or ``force``)."""
+        """A progress line, if the run is going and ``interval_s`` has passed (or ``force``).
+        The first waits until the inputs' size can be estimated (within the first second)."""
         now = now or time.time()
-        if self.view.status != RunStatus.RUNNING:
+        if not self.view.live:
             return
-        if force or now - self._last_line >= self.interval_s:
+        sized = self.view.totals().total is not None or self.view.frames_done > 0
+        if force or (sized and now - self._last_line >= self.interval_s):
             self._last_line = now
             self.print(progress_line(self.view, now))
 
@@ -75,45 +76,70 @@ def attach_headless(
     stream: TextIO | None = None,
     poll_s: float = 0.5,
     interval_s: float = 5.0,
+    check_every_s: float = 2.0,
 ) -> int:
-    """Print the events so far; with ``follow``, keep printing until the run ends."""
+    """Print the events so far; with ``follow``, keep printing until the run ends or its
+    process dies. Exit 0 when the run completed (or, without ``follow``, is still running);
+    1 when it ended without completing: died, interrupted or failed (docs/reliability.md)."""
     reporter = HeadlessReporter(stream or sys.stdout, interval_s)
-    tail = EventTail(RunLayout(run_dir).events)
+    watch = RunWatch(run_dir, check_every_s)
+    reporter.view.resume_command = watch.resume_command()
     try:
-        for event in tail.backlog():
+        for event in watch.tail.backlog():
             reporter.feed(event)
+        _check_process(watch, reporter)
         reporter.tick(force=True)
-        if not follow:
-            if not reporter.view.status.finished:
-                reporter.print(
-                    f"(the run is still going: `{PROG} attach --follow {run_dir}` keeps watching)"
-                )
-            return EXIT_OK
-        _follow(run_dir, tail, reporter, poll_s)
+        if follow:
+            _follow(watch, reporter, poll_s)
+        return _outcome(watch, reporter, follow)
     finally:
-        tail.close()
-    return EXIT_OK
+        watch.close()
 
 
-def _follow(run_dir: Path, tail: EventTail, reporter: HeadlessReporter, poll_s: float) -> None:
-    if not tail.path.exists():
-        reporter.print(f"waiting for {tail.path} ...")
-    quiet_polls = 0
-    while not reporter.view.status.finished:
-        events = tail.poll()
-        for event in events:
+def _check_process(watch: RunWatch, reporter: HeadlessReporter) -> None:
+    """Once the lock record says the process is gone, read what it wrote last; without its
+    ``run_done`` the run died unfinished."""
+    if reporter.view.status.finished or watch.process() != Process.GONE:
+        return
+    for event in watch.tail.poll():
+        reporter.feed(event)
+    if not reporter.view.status.finished:
+        reporter.view.process_gone(time.time())
+
+
+def _follow(watch: RunWatch, reporter: HeadlessReporter, poll_s: float) -> None:
+    if not watch.tail.path.exists():
+        reporter.print(f"waiting for {watch.tail.path} ...")
+    view = reporter.view
+    while not view.status.finished and not view.dead:
+        for event in watch.tail.poll():
             reporter.feed(event)
-        quiet_polls = 0 if events or owner_alive(run_dir) is not False else quiet_polls + 1
-        if quiet_polls >= 2:  # the owner is gone and nothing more came: killed, not finished
-            owner = run_owner(run_dir)
-            reporter.print(
-                f"the run's process ({owner.pid if owner else None}) ended without finishing; "
-                "rerun the same command to resume"
-            )
-            return
+        _check_process(watch, reporter)
         reporter.tick()
-        if not reporter.view.status.finished:
+        if not view.status.finished and not view.dead:
             time.sleep(poll_s)
+
+
+def _outcome(watch: RunWatch, reporter: HeadlessReporter, follow: bool) -> int:
+    view = reporter.view
+    if view.dead:
+        for text in summary_lines(view):
+            reporter.print(text)
+        return EXIT_ERROR
+    if view.status.finished:
+        return EXIT_OK if view.status == RunStatus.COMPLETE else EXIT_ERROR
+    where = watch.owner_text() or "no lock record"
+    if watch.process() == Process.ALIVE:
+        reporter.print(
+            f"(the run is still running, {where}: `{PROG} attach --follow {watch.run_dir}` "
+            "keeps watching)"
+        )
+    else:
+        reporter.print(
+            f"(the run's process is {where}: from this host it cannot be told whether it "
+            f"still runs; `{PROG} attach --follow {watch.run_dir}` watches for its end)"
+        )
+    return EXIT_OK
 
 
 def attach(run_dir: Path, follow: bool) -> int:

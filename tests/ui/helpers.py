@@ -17,11 +17,12 @@ from rich.console import Console
 from textual.pilot import Pilot
 
 from tests.helpers import SAMPLE_READS
+from tests.ui.scenario import NOW
 from virnucpro_tui import cli
 from virnucpro_tui.pool.events import Event, parse_event, read_events
-from virnucpro_tui.ui.app import VirnucproApp, live_app
+from virnucpro_tui.ui.app import VirnucproApp
 from virnucpro_tui.ui.controllers import ScriptedRun
-from virnucpro_tui.ui.scenario import NOW
+from virnucpro_tui.ui.launch import live_app
 
 
 def screen_text(app: VirnucproApp) -> str:
@@ -43,11 +44,20 @@ def screen_text(app: VirnucproApp) -> str:
     return console.export_text()
 
 
-async def settle(pilot: Pilot, app: VirnucproApp) -> None:
-    """Let queued messages run, repaint from the view, let the repaint land."""
-    await pilot.pause()
-    app.refresh_dashboard()
-    await pilot.pause()
+async def settle(pilot: Pilot, app: VirnucproApp, rounds: int = 8) -> None:
+    """Let queued messages run, repaint from the view, let the repaint land: until the screen
+    is the same twice in a row (a scripted run with a fixed clock converges; how many rounds
+    that takes depends on the machine's load, what it converges to does not), or ``rounds``
+    have passed (a live run keeps changing)."""
+    previous = None
+    for _ in range(rounds):
+        await pilot.pause()
+        app.refresh_dashboard()
+        await pilot.pause()
+        current = screen_text(app)
+        if current == previous:
+            return
+        previous = current
 
 
 async def wait_for(
@@ -74,7 +84,9 @@ def scripted_app(
     """The dashboard over a fixed event list, with a fixed clock and no toasts (stable screens)."""
     options.setdefault("clock", lambda: NOW)
     options.setdefault("toasts", False)
-    return VirnucproApp(ScriptedRun(events, read_only=read_only), **options)
+    app = VirnucproApp(ScriptedRun(events, read_only=read_only), **options)
+    app.animation_level = "none"  # a tab's underline slides: a snapshot must not catch it halfway
+    return app
 
 
 def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:
@@ -86,7 +98,7 @@ def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:
         return 0
 
     with (
-        mock.patch("virnucpro_tui.ui.app.run_dashboard", fake_dashboard),
+        mock.patch("virnucpro_tui.ui.launch.run_dashboard", fake_dashboard),
         mock.patch("virnucpro_tui.cli.wants_ui", lambda _args: True),
     ):
         assert cli.main(["run", *args]) == 0
@@ -96,7 +108,7 @@ def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:
 def live_dashboard(args: list[str], **options: Any) -> VirnucproApp:
     """The dashboard driving a real run, configured exactly as the CLI would."""
     cfg, sinks, pool_factory = cli_run_config(args)
-    return live_app(cfg, sinks, pool_factory, **options)
+    return live_app(cfg, sinks, pool_factory, **options)[0]
 
 
 def run_events(run_dir: Path) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from tests.helpers import (
 from tests.ui.helpers import (
     first_reads,
     live_dashboard,
+    notifications,
     run_events,
     screen_text,
     settle,
@@ -159,3 +160,70 @@ def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, mo
     )
     assert (out / "more_reads" / "prediction_results.txt").exists()
     assert_no_live_processes(worker_pids(out))
+
+
+def test_pause_starts_no_shard_and_says_how_many_still_finish(
+    tmp_path: Path, demo_models, monkeypatch
+) -> None:
+    """p with two real workers holding prefetched shards: no shard starts between run_paused
+    and run_resumed; the header and the toast say how many started shards still finish, and
+    count down to none; p again restarts dispatch and the run completes."""
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.2}))
+    out = tmp_path / "run"
+    args = [str(SAMPLE_READS), "--out", str(out), "--demo", "--devices", "cpu:2"]
+    app = live_dashboard([*args, "--shard-size", "8"])
+
+    async def run() -> tuple[int, str, str, list[str]]:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.view.frames_done > 0, 120, "a first shard")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.view.paused, 30, "run_paused")
+            app.refresh_dashboard()  # synchronous: the header as the view is now
+            finishing_now = app.view.shards_finishing
+            at_pause = " ".join(app.query_one(HeaderBar).shown.split())
+            toasts = notifications(app)
+            await wait_for(pilot, lambda: app.view.shards_finishing == 0, 60, "the running shards")
+            await pilot.pause(2.0)  # a shard that wrongly started would show by now
+            await settle(pilot, app)
+            drained = " ".join(app.query_one(HeaderBar).shown.split())
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompletionScreen), 180, "the end")
+            await pilot.press("q")
+        return finishing_now, at_pause, drained, toasts
+
+    finishing_now, at_pause, drained, toasts = asyncio.run(run())
+    assert app.return_code == 0
+    events = run_events(out)
+    paused = next(i for i, e in enumerate(events) if e["type"] == "run_paused")
+    resumed = next(i for i, e in enumerate(events) if e["type"] == "run_resumed")
+    running = events[paused]["shards_running"]
+    during = events[paused:resumed]
+    assert not [e for e in during if e["type"] == "worker_state" and e["state"] == "busy"]
+    assert sum(e["type"] == "shard_done" for e in during) == running
+
+    def finishing(n: int) -> str:
+        return f"{n} shard{'s' if n != 1 else ''} still finishing" if n else "none is running"
+
+    assert 0 <= finishing_now <= running <= 2
+    assert "PAUSED" in at_pause and f"no new shard starts; {finishing(finishing_now)}" in at_pause
+    assert f"Paused: no new shard starts; {finishing(running)}. p resumes." in toasts
+    assert "PAUSED" in drained and "no new shard starts; none is running" in drained
+    assert any(e["type"] == "worker_state" and e["state"] == "busy" for e in events[resumed:])
+    assert len(labels(out / "prediction_results.txt")) == 101  # every frame, once
+    assert_no_live_processes(worker_pids(out))
+
+
+def test_the_dashboard_ends_by_itself_when_asked_to(tmp_path: Path, demo_models) -> None:
+    """``make demo`` sets VIRNUCPRO_TUI_EXIT_ON_DONE: the dashboard closes when the run is done,
+    with the run's exit code, instead of waiting on its completion view for q."""
+    out = tmp_path / "run"
+    reads = first_reads(tmp_path / "reads20.fa", 20)
+    app = live_dashboard([str(reads), "--out", str(out), *CPU], exit_on_done=True)
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)):
+            await wait_for_exit(app, 120)
+
+    asyncio.run(run())
+    assert app.return_code == 0 and app.view.status == "complete"
+    assert (out / "prediction_results.txt").exists()

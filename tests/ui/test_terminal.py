@@ -91,3 +91,41 @@ def test_dashboard_in_a_terminal_stops_on_ctrl_c_twice_and_restores_it(
     done = run_events(out)[-1]
     assert done["type"] == "run_done" and done["status"] == "interrupted" and done["resumable"]
     assert_no_live_processes(worker_pids(out))
+
+
+def controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is its stdin, so that the
+    terminal hanging up sends it SIGHUP (as when an ssh session or a tmux pane dies)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_attach_leaves_when_its_terminal_hangs_up(tmp_path: Path, demo_models) -> None:
+    """The terminal of a dashboard hangs up: the process ends (before, Textual's output thread
+    died writing to the dead terminal and the app's shutdown waited for it forever, in about
+    two hangups out of five)."""
+    from tests.ui.helpers import headless_run
+
+    run = headless_run(tmp_path).out
+    env = {**cli_env(demo_models.root), "TERM": "xterm-256color"}
+    for _attempt in range(5):
+        master, slave = open_terminal(120, 40)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "virnucpro_tui", "attach", str(run)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            preexec_fn=controlling_terminal,
+        )
+        os.close(slave)
+        screen, deadline = b"", time.time() + 60
+        while b"Run complete" not in screen and time.time() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                screen += os.read(master, 65536)
+        assert b"Run complete" in screen  # the dashboard is up, on its completion view
+        os.close(master)  # the terminal hangs up
+        try:
+            assert proc.wait(timeout=20) is not None
+        finally:
+            kill_tree(proc)

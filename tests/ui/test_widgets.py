@@ -9,15 +9,16 @@ from typing import Any
 from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
+from tests.ui import scenario
 from tests.ui.helpers import ev as event
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.pool.events import CacheCleared, Event, ShardDone
 from virnucpro_tui.run.describe import fmt_bytes
 from virnucpro_tui.run.view import RunView
-from virnucpro_tui.ui import scenario
-from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp, _print_outcome
+from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import LiveRun
+from virnucpro_tui.ui.launch import print_outcome
 from virnucpro_tui.ui.messages import EventMessage, RunFinished
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
@@ -27,6 +28,7 @@ from virnucpro_tui.ui.widgets import (
     EventLog,
     HeaderBar,
     JobTable,
+    OverallProgress,
     ResultsSummary,
     TopTable,
     WorkerPanel,
@@ -66,6 +68,21 @@ def cpu_run_start(demo: bool = False) -> list[Event]:
     ]
 
 
+def cpu_memory() -> Event:
+    """A CPU worker's memory reading: 300 MiB of its own, 20 of 32 GiB free."""
+    return ev(
+        "gpu_memory",
+        T + 2,
+        0,
+        kind="cpu",
+        allocated=300 * 2**20,
+        reserved=300 * 2**20,
+        peak=310 * 2**20,
+        free=20 * 2**30,
+        total=32 * 2**30,
+    )
+
+
 def panel_text(app: Any, worker: int) -> str:
     panel = app.query_one(f"#worker-{worker}", WorkerPanel)
     return f"{panel.title_text.plain}\n{panel.shown}"
@@ -86,10 +103,10 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
             await settle(pilot, app)
             w0, w1 = panel_text(app, 0), panel_text(app, 1)
             assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in w0
-            assert "DNABERT-S loaded 3.1 s, 358.0 MiB" in w0
-            assert "ESM-2 loaded 38.4 s, 5.3 GiB" in w0
+            assert "DNABERT-S loaded 3.1 s + warm-up 14.2 s, 358.0 MiB" in w0
+            assert "ESM-2 loaded 7.7 s + warm-up 23.9 s, 5.3 GiB" in w0
             assert "MLP loaded 0.0 s, 6.5 MiB" in w0
-            assert "ESM-2 loaded 39.4 s, 5.3 GiB" in w1
+            assert "ESM-2 loaded 8.7 s + warm-up 23.9 s, 5.3 GiB" in w1
             for text in (
                 "alloc 61.2 GiB",
                 "reserved 72.0 GiB",
@@ -115,17 +132,7 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
 
 def test_model_load_states_cpu_worker_and_restarts() -> None:
     events = cpu_run_start() + [
-        ev(
-            "gpu_memory",
-            T + 2,
-            0,
-            kind="cpu",
-            allocated=300 * 2**20,
-            reserved=300 * 2**20,
-            peak=310 * 2**20,
-            free=20 * 2**30,
-            total=32 * 2**30,
-        ),
+        cpu_memory(),
         ev(
             "model_load",
             T + 3,
@@ -284,15 +291,18 @@ def test_results_counts_histogram_and_top_scores() -> None:
             assert (
                 top_row[bins.index(max(bins)) * cell] == "█"
             )  # the tallest bin reaches the top row
-            top = app.query_one(TopTable)
-            assert str(app.query_one("#top-title").render()) == "Top-scoring frames so far"
-            assert float(top.get_row_at(0)[2]) == max(s for e in done for _, s in e.top)
+            top = app.query_one("#top", TopTable)
+            assert str(app.query_one("#top-title").render()).startswith("Top-scoring frames so far")
+            assert float(top.row_text(0)[2]) == max(s for e in done for _, s in e.top)
             app.apply_events(scenario.finished_events()[len(events) :])
             await settle(pilot, app)
             summary = app.query_one("#results-summary", ResultsSummary).shown
             assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
-            assert str(app.query_one("#top-title").render()) == "Top-scoring input sequences"
-            assert top.get_row_at(0)[1:] == ["contig_00001", "0.9998", "virus"]
+            assert str(app.query_one("#top-title").render()).startswith("Top input sequences")
+            assert top.row_text(0)[1:] == ["contig_00001", "virus", "0.9998"]
+            headers = " ".join(top.shown.splitlines()[0].split())
+            assert "Call (virus: ≥ half its chunks viral)" in headers
+            assert "max P(virus) (its best frame)" in headers
 
     asyncio.run(scenario_run())
 
@@ -391,7 +401,7 @@ def test_event_log_filters_by_worker_and_kind() -> None:
             )
             app.query_one("#log-group", Select).value = "models"
             await settle(pilot, app)
-            assert len(log.shown_lines()) == 12 and all(
+            assert len(log.shown_lines()) == 20 and all(  # 2 workers: 4 + 4 + 2 phases
                 "model_load" in line for line in log.shown_lines()
             )
 
@@ -570,7 +580,7 @@ def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
 
     asyncio.run(scenario_run())
     assert app.return_code == 2 and controller.exit_code == 2
-    _print_outcome(app.view, controller.error)
+    print_outcome(app.view, controller.error)
     assert capsys.readouterr().err == (
         "virnucpro-tui: error: /data/run: in use by another virnucpro-tui run (pid 7 on gpu01)\n"
     )
@@ -602,5 +612,145 @@ def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
             assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
             app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
             assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
+
+    asyncio.run(scenario_run())
+
+
+# -- issue 12: what the dashboard shows is true, and explained -------------------------------------
+def footer(app: VirnucproApp) -> str:
+    return screen_text(app).rstrip("\n").split("\n")[-1]
+
+
+def test_the_footer_offers_only_the_keys_that_work() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events(), read_only=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "q Quit" in keys and "l Log" in keys and "? Help" in keys
+            for gone in ("Pause", "Clear caches", "Add input", "Summary"):
+                assert gone not in keys, keys
+            await pilot.press("p")  # pressed anyway: says why it does nothing
+            assert READ_ONLY_NOTICE in notifications(app) and app.controller.calls == []
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "p Pause/resume" in keys and "c Clear caches" in keys and "a Add input" in keys
+            assert "Summary" not in keys  # nothing to summarise yet
+        app = scripted_app(scenario.finished_events())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("escape")  # from the completion view to the dashboard
+            await settle(pilot, app)
+            keys = footer(app)
+            assert "s Summary" in keys and "q Quit" in keys
+            assert "Pause" not in keys and "Add input" not in keys  # the run is over
+
+    asyncio.run(scenario_run())
+
+
+def test_the_help_legend_shows_the_glyphs_the_bars_are_drawn_with() -> None:
+    async def scenario_run() -> tuple[set[str], set[str], str]:
+        drawn: set[str] = set()
+        for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory()]):
+            app = scripted_app(events)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(pilot, app)
+                memory = [
+                    line for line in panel_text(app, 0).splitlines() if line.startswith("memory")
+                ][0]
+                drawn |= set(memory.split(" · ")[0].removeprefix("memory").strip())
+                progress = app.query_one(OverallProgress).shown
+        app = scripted_app(scenario.mid_run_events())
+        async with app.run_test(size=(120, 50)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("question_mark")
+            await settle(pilot, app)
+            shown = str(app.screen.query_one("#help-text").render())
+        return drawn, set(progress.split(" ")[0]), shown
+
+    drawn, progress, shown = asyncio.run(scenario_run())
+    assert {"█", "▓", "▒", "░"} <= drawn  # GPU: allocated, reserved; CPU: other processes
+    for glyph in drawn | progress:
+        assert f"{glyph} " in shown, glyph  # each glyph drawn is explained
+    assert "▒ other processes" in shown and "▓ reserved (cache)" in shown
+    assert "at least half of its chunks with frames are viral" in shown  # the call rule
+
+
+def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
+    gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "NVIDIA H200"}]
+    events = [
+        ev("run_started", T, out="/r", jobs=["a"], devices=["cuda:0"], workers=gpu),
+        ev("worker_state", T, 0, state="loading", device="cuda:0", pid=7),
+        ev("model_load", T + 1, 0, model="dnabert", phase="start", source="/m/d"),
+        ev("model_load", T + 4, 0, model="dnabert", phase="warmup_start", source="", compile=True),
+    ]
+
+    async def scenario_run() -> None:
+        now = {"t": T + 46}
+        app = scripted_app(events, clock=lambda: now["t"])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            panel = panel_text(app, 0)
+            assert "DNABERT-S compiling… 00:42" in panel and "ESM-2 not loaded" in panel
+            now["t"] = T + 50
+            await settle(pilot, app)
+            assert "DNABERT-S compiling… 00:46" in panel_text(app, 0)  # the time goes on
+            app.apply_events(
+                [
+                    ev(
+                        "model_load",
+                        T + 51,
+                        0,
+                        model="dnabert",
+                        phase="warmup_done",
+                        source="",
+                        seconds=47.0,
+                    ),
+                    ev(
+                        "model_load",
+                        T + 51,
+                        0,
+                        model="dnabert",
+                        phase="done",
+                        source="/m/d",
+                        seconds=3.0,
+                        compile_seconds=47.0,
+                        bytes_on_device=358 * 2**20,
+                    ),
+                    ev("model_load", T + 51, 0, model="esm", phase="start", source="/m/e"),
+                ]
+            )
+            now["t"] = T + 63
+            await settle(pilot, app)
+            panel = panel_text(app, 0)
+            assert "DNABERT-S loaded 3.0 s + warm-up 47.0 s, 358.0 MiB" in panel
+            assert "ESM-2 loading… 00:12" in panel
+
+    asyncio.run(scenario_run())
+
+
+def test_a_pause_says_how_many_shards_are_still_finishing() -> None:
+    async def scenario_run() -> None:
+        app = scripted_app(scenario.mid_run_events(), toasts=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            app.apply_events([ev("run_paused", scenario.NOW, shards_running=2)])
+            await settle(pilot, app)
+            header = " ".join(app.query_one(HeaderBar).shown.split())
+            assert "PAUSED" in header and "ETA paused" in header
+            assert "no new shard starts; 2 shards still finishing (p resumes)" in header
+            assert "Paused: no new shard starts; 2 shards still finishing. p resumes." in (
+                notifications(app)
+            )
+            done = [e for e in scenario.mid_run_events() if isinstance(e, ShardDone)][-1]
+            app.apply_events([done])
+            await settle(pilot, app)
+            assert "1 shard still finishing" in app.query_one(HeaderBar).shown
+            app.apply_events([done, ev("run_resumed", scenario.NOW + 1)])
+            await settle(pilot, app)
+            assert "PAUSED" not in app.query_one(HeaderBar).shown
+            assert "Resumed: shards start again." in notifications(app)
 
     asyncio.run(scenario_run())

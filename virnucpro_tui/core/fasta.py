@@ -7,9 +7,11 @@ so the command line can print one line and exit 2.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import hashlib
 import io
+import os
 import re
 import zlib
 from array import array
@@ -148,10 +150,37 @@ def _looks_like_protein(seq: str) -> bool:
     return acgtn < 0.5 * len(head)
 
 
-def iter_records(path: str | Path) -> Iterator[FastaRecord]:
-    """Stream validated records. Raises :class:`InputError` on the first problem."""
+class ReadPosition:
+    """How much of an input file a reader has consumed, in bytes of the file as stored
+    (compressed bytes for gzip): the operating system's offset in the open file, so it counts
+    what was read from disk, read-ahead included. For progress estimates (docs/events.md)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._last = 0
+
+    def follow(self, handle: TextIO) -> None:
+        self._fd, self._last = handle.fileno(), 0
+
+    def stop(self) -> None:
+        """Before the file is closed: its descriptor may be reused afterwards."""
+        self._last, self._fd = self.bytes, None
+
+    @property
+    def bytes(self) -> int:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self._last = os.lseek(self._fd, 0, os.SEEK_CUR)
+        return self._last
+
+
+def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iterator[FastaRecord]:
+    """Stream validated records. Raises :class:`InputError` on the first problem. ``position``
+    follows how far into the file the reading is."""
     p = Path(path)
     handle = open_fasta(p)
+    if position is not None:
+        position.follow(handle)
     try:
         try:
             first = _first_content_line(handle, p)
@@ -175,6 +204,8 @@ def iter_records(path: str | Path) -> Iterator[FastaRecord]:
                 f"{p}: unreadable input after record {index} ({exc.__class__.__name__}: {exc})"
             ) from None
     finally:
+        if position is not None:
+            position.stop()
         handle.close()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from virnucpro_tui.core.chunking import chunk_sequence
-from virnucpro_tui.core.fasta import FastaRecord, input_stem, iter_records
+from virnucpro_tui.core.fasta import FastaRecord, ReadPosition, input_stem, iter_records
 from virnucpro_tui.core.translation import Frame, identify_frames_batch
 
 FASTA_WIDTH = 60  # Biopython's SeqIO.write wrapping, as in the published chunked file
@@ -70,9 +70,12 @@ def _translate_pending(
         pos += n
 
 
-def prepare_file(path: str | Path, chunk_length: int) -> Iterator[PreparedRecord]:
-    """Validated, prepared records of one FASTA file, in input order."""
-    return prepare_records(iter_records(path), chunk_length)
+def prepare_file(
+    path: str | Path, chunk_length: int, position: ReadPosition | None = None
+) -> Iterator[PreparedRecord]:
+    """Validated, prepared records of one FASTA file, in input order (``position`` follows how
+    far into the file the reading is)."""
+    return prepare_records(iter_records(path, position), chunk_length)
 
 
 def write_wrapped(out: TextIO, name: str, seq: str, width: int = FASTA_WIDTH) -> None:

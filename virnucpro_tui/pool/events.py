@@ -136,6 +136,8 @@ class WorkerStateChanged(Event, frozen=True, kw_only=True, tag="worker_state"):
     shard: int | UnsetType = UNSET  # on busy
     frames: int | UnsetType = UNSET  # on busy
     reason: str | UnsetType = UNSET  # on crashed, restarting, clearing
+    node: str | UnsetType = UNSET  # from a Ray actor: the id of the Ray node it runs on
+    host: str | UnsetType = UNSET  # from a Ray actor: that node's host name
 
 
 class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
@@ -254,6 +256,15 @@ class SlotInfo(msgspec.Struct, frozen=True, gc=False):
     name: str = "CPU"
 
 
+class JobSize(msgspec.Struct, frozen=True, gc=False):
+    """One input's size, as ``run_started`` lists it (known before preparation starts)."""
+
+    job: str
+    bytes: int  # the file on disk (compressed, for gzip)
+    records: int
+    chunks: int
+
+
 class RunStarted(Event, frozen=True, kw_only=True, tag="run_started"):
     out: str
     inputs: tuple[str, ...] = ()
@@ -269,6 +280,7 @@ class RunStarted(Event, frozen=True, kw_only=True, tag="run_started"):
     backend: str | None = None
     pid: int | None = None
     persistent: bool | None = None
+    sizes: tuple[JobSize, ...] = ()  # every job's input, to estimate totals from the start
 
 
 class JobStarted(Event, frozen=True, kw_only=True, tag="job_started"):
@@ -291,6 +303,8 @@ class JobPrepared(Event, frozen=True, kw_only=True, tag="job_prepared"):
     frames_prepared: int
     done: bool
     shards_total: int | None
+    bytes_read: int | UnsetType = UNSET  # of the input file (compressed bytes, for gzip)
+    bytes_total: int | UnsetType = UNSET
     duplicate_frames: int = 0  # of frames_prepared, those identical to an earlier frame
 
 

@@ -37,6 +37,8 @@ class FakeWorkerPlan:
     seconds_per_shard: float = 0.0
     load_seconds: float = 0.0
     faults: FaultPlan = field(default_factory=FaultPlan)
+    host_lost_on_shard: int = 0  # the first generation's host is lost as it starts its Nth shard
+    unplaced_generations: tuple[int, ...] = ()  # these never find a host: not ready, silent
 
 
 class FakeTransport:
@@ -61,16 +63,27 @@ class FakeTransport:
         self.stopping = False
         self.hung = False
         self.state = ev.WorkerState.STARTING
+        self.unplaced = config.generation in plan.unplaced_generations
+        self._host_lost = False
         self._exit: str | None = None
         self._now = now
         self._next_heartbeat = now + config.settings.heartbeat_s
-        self._set_state(now, ev.WorkerState.STARTING, uuid=config.slot.uuid)
-        self._set_state(now, ev.WorkerState.IDLE)
+        if not self.unplaced:
+            self._set_state(now, ev.WorkerState.STARTING, uuid=config.slot.uuid)
+            self._set_state(now, ev.WorkerState.IDLE)
 
     # -- the transport protocol ---------------------------------------------------------------
     @property
     def alive(self) -> bool:
         return self._exit is None
+
+    @property
+    def ready(self) -> bool:
+        return not self.unplaced
+
+    @property
+    def host_lost(self) -> bool:
+        return self._host_lost
 
     def send(self, command: tp.Command) -> bool:
         if not self.alive:
@@ -105,7 +118,7 @@ class FakeTransport:
 
     # -- the simulation -----------------------------------------------------------------------
     def next_due(self) -> float:
-        if not self.alive or self.hung:
+        if not self.alive or self.hung or self.unplaced:
             return math.inf
         if self.current is None and (self.inbox or self.stopping):
             return -math.inf  # due now
@@ -113,6 +126,8 @@ class FakeTransport:
 
     def advance(self, now: float) -> None:
         self._now = now
+        if self.unplaced:
+            return  # waiting for a host: nothing happens
         while self.alive and not self.hung:
             if self.current is not None and now >= self.current_ends:
                 self._finish(now)
@@ -130,6 +145,9 @@ class FakeTransport:
     def _start(self, now: float, shard: Shard) -> None:
         number = len(self.started) + 1
         self.started.append(shard.key)
+        if self.config.generation == 0 and self.plan.host_lost_on_shard == number:
+            self._exit, self._host_lost = "node lost (its host is gone)", True
+            return
         if self.faults.exit_on_shard == number:
             self._exit = "exited with code 9"
             return
@@ -312,6 +330,7 @@ class FakeBackend:
         self.write_results = write_results
         self.spawned: list[FakeTransport] = []
         self.opened: list[tuple[list[DeviceSlot], RunLayout]] = []
+        self.warnings: list[str] = []  # what ``open`` tells the user
         self._now = 1_000.0
 
     def now(self) -> float:
@@ -320,8 +339,9 @@ class FakeBackend:
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
         return resolve_devices(spec, gpus=[])
 
-    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
         self.opened.append((list(slots), layout))
+        return list(self.warnings)
 
     def spawn(self, config: WorkerConfig) -> FakeTransport:
         plan = self.plans.get(config.slot.worker, self.default)

@@ -6,7 +6,9 @@ with an error, and is retried elsewhere), ``exit_on_shard`` (the worker dies wit
 code 9 when it starts its Nth shard), ``hang_on_shard`` (the worker stops itself with
 SIGSTOP when it starts its Nth shard, 1-based), ``fail_load`` (model loading raises),
 ``enospc_on_shard_write`` (writing the worker's Nth shard result fails with ENOSPC, "No space
-left on device"), ``workers`` (restrict to these worker numbers), ``generations`` (restrict to
+left on device"), ``named_semaphore`` (the worker creates a multiprocessing lock, a named
+semaphore registered with the run's resource tracker, as tqdm does under ``torch.compile``),
+``workers`` (restrict to these worker numbers), ``generations`` (restrict to
 these restart generations; default [0], so a respawned worker runs clean).
 
 Orchestrator keys (read by the main process; ``workers`` and ``generations`` do not apply):
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV = "VIRNUCPRO_TUI_FAULTS"
+_HELD: list[object] = []  # what a fault keeps alive in the worker
 
 
 class InjectedOOM(RuntimeError):
@@ -51,6 +54,7 @@ class FaultPlan:
     fail_on_shard: int = 0
     fail_load: bool = False
     enospc_on_shard_write: int = 0
+    named_semaphore: bool = False
     assembly_delay_s: float = 0.0
     enospc_in_assembly: bool = False
     enospc_in_features: bool = False
@@ -95,6 +99,10 @@ class FaultPlan:
             raise InjectedOOM()
 
     def on_shard_start(self, shard_number: int) -> None:
+        if self.named_semaphore and shard_number == 1:
+            import multiprocessing
+
+            _HELD.append(multiprocessing.RLock())  # kept for the process's life, like tqdm's
         if self.exit_on_shard and shard_number == self.exit_on_shard:
             os._exit(9)
         if self.hang_on_shard and shard_number == self.hang_on_shard:

@@ -12,7 +12,8 @@ and ``attach`` use inside ``--out`` (docs/architecture.md#the-run-directory).
     OUT/shards/JOB/duplicates.tsv  frames not computed: an identical frame's result is copied
     OUT/shards/JOB/.dedup-keys.partial  distinct frames' keys while the job is prepared
     OUT/logs/worker-N.log      a worker's stdout and stderr
-    OUT/logs/ray-driver.log    Ray's own notices (``--backend ray``)
+    OUT/logs/ray-driver.log    the Ray cluster used, and Ray's own notices (``--backend ray``)
+    OUT/logs/.ray-run          a token each Ray node checks it can read (a shared ``--out``)
     OUT[/JOB]/...              the final outputs (a subdirectory per job when there are several)
 """
 
@@ -84,6 +85,10 @@ class RunLayout:
     @property
     def ray_driver_log(self) -> Path:
         return self.logs / "ray-driver.log"
+
+    @property
+    def ray_run_marker(self) -> Path:
+        return self.logs / ".ray-run"
 
     def job_dir(self, job: str, single: bool) -> Path:
         """Where a job's final outputs go: the run directory itself for a single input."""

@@ -37,6 +37,9 @@ class ProcessTransport:
     def alive(self) -> bool:
         return self.process.is_alive()
 
+    ready = True  # a process starts at once
+    host_lost = False
+
     def send(self, command: Command) -> bool:
         try:
             self.conn.send(command)
@@ -85,8 +88,8 @@ class LocalBackend:
     def resolve_slots(self, spec: str) -> list[DeviceSlot]:
         return resolve_devices(spec)
 
-    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
-        pass
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
+        return []
 
     def spawn(self, config: WorkerConfig) -> ProcessTransport:
         config.parent_pid = os.getpid()

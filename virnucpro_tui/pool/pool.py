@@ -4,7 +4,9 @@ Shards wait in one queue held here. A worker gets the next shard as soon as it h
 current shard plus one prefetched while the backlog is deep), so a fast GPU is never idle while
 a slow one holds a backlog. Dead workers (exit, SIGKILL, a dead Ray actor) and hung ones (no
 message for ``hang_timeout_s``) have their shards requeued and are respawned on the same slot,
-up to ``max_restarts`` times. Pausing takes back the shards not started yet.
+up to ``max_restarts`` times; a worker whose machine was lost is respawned without counting.
+A worker gets shards only once it is ready (a Ray actor waiting for a node with room is not).
+Pausing takes back the shards not started yet.
 
 All of this is transport-independent: a ``Backend`` starts the workers and waits for them, a
 ``WorkerTransport`` carries one worker's shards and messages (``transport.py``).
@@ -44,6 +46,7 @@ class WorkerHandle(Generic[tp.T]):
     slot: DeviceSlot
     transport: tp.T | None = None
     generation: int = 0
+    restarts: int = 0  # the restarts that count against the limit (``generation`` counts all)
     state: ev.WorkerState = ev.WorkerState.STARTING
     assigned: deque[Shard] = field(default_factory=deque)  # sent, not finished, in order
     running: tp.ShardKey | None = None  # the assigned shard it has started
@@ -52,6 +55,7 @@ class WorkerHandle(Generic[tp.T]):
     retired: bool = False
     stopping: bool = False
     models_loaded: bool = False
+    waiting_noted: bool = False  # told the user it waits to start
 
     @property
     def n(self) -> int:
@@ -60,6 +64,10 @@ class WorkerHandle(Generic[tp.T]):
     @property
     def alive(self) -> bool:
         return self.transport is not None and self.transport.alive
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and self.transport is not None and self.transport.ready
 
     def take(self, key: tp.ShardKey) -> Shard | None:
         """Remove the assigned shard ``key`` (finished, failed or recalled)."""
@@ -101,7 +109,8 @@ class PersistentWorkerPool(Generic[tp.T]):
     def start(self) -> None:
         if self.workers:
             config = self.make_config(self.workers[0].slot, 0)
-            self.backend.open([w.slot for w in self.workers], config.layout)
+            for warning in self.backend.open([w.slot for w in self.workers], config.layout):
+                self.emit(ev.WarningEvent(message=warning))
         for w in self.workers:
             self._spawn(w)
         self.started = True
@@ -114,14 +123,16 @@ class PersistentWorkerPool(Generic[tp.T]):
             None,
             False,
         )
-        w.last_message = self.clock()
+        w.last_message, w.waiting_noted = self.clock(), False
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker; graceful lets them finish what they hold, else they are killed."""
         for w in self.workers:
             w.stopping = True
-            if w.alive and graceful and w.transport is not None:
+            if w.ready and graceful and w.transport is not None:
                 w.transport.send(tp.Stop())
+            elif w.alive and w.transport is not None and not w.ready:
+                w.transport.kill()  # it never started: it holds nothing to finish
         deadline = self.clock() + (self.policy.stop_timeout_s if graceful else 0)
         while graceful and self.clock() < deadline and any(w.alive for w in self.workers):
             self._unreported += self._receive(0.2)
@@ -194,7 +205,7 @@ class PersistentWorkerPool(Generic[tp.T]):
             return
         live = self.live_workers()
         for w in live:
-            if not w.alive or w.stopping or w.transport is None:
+            if not w.ready or w.stopping or w.transport is None:
                 continue
             depth = 1 + (self.policy.prefetch if len(self.queue) > len(live) else 0)
             while self.queue and len(w.assigned) < depth:
@@ -291,9 +302,12 @@ class PersistentWorkerPool(Generic[tp.T]):
             if reason is not None:
                 out += self._recover(w, reason)
             elif now - w.last_message > self.policy.hang_timeout_s:
-                silent = now - w.last_message
+                if not w.transport.ready and self._others_working(w):
+                    out += self._note_waiting(w)  # it holds no shard: let it wait for room
+                    continue
+                silent, ready = now - w.last_message, w.transport.ready
                 w.transport.kill()
-                out += self._recover(w, f"hung: no heartbeat for {silent:.0f} s, killed")
+                out += self._recover(w, _silence(ready, silent, w.n))
         if not self.live_workers():
             raise WorkerFailure(
                 f"every worker failed past its restart limit ({self.policy.max_restarts} "
@@ -301,7 +315,24 @@ class PersistentWorkerPool(Generic[tp.T]):
             )
         return out
 
+    def _others_working(self, w: WorkerHandle[tp.T]) -> bool:
+        return any(o is not w and o.ready and not o.retired for o in self.workers)
+
+    def _note_waiting(self, w: WorkerHandle[tp.T]) -> list[ev.Event]:
+        if w.waiting_noted:
+            return []
+        w.waiting_noted = True
+        event = ev.WarningEvent(
+            worker=w.n,
+            message=f"worker {w.n} ({w.slot.label}) is waiting for a place to run (a Ray node "
+            "with room for it); the run goes on with the other workers",
+        )
+        self.emit(event)
+        return [event]
+
     def _recover(self, w: WorkerHandle[tp.T], reason: str) -> list[ev.Event]:
+        # a worker whose machine was lost is not at fault: its restart is not counted
+        counted = not (w.transport is not None and w.transport.host_lost)
         events: list[ev.Event] = [
             ev.WorkerStateChanged(
                 worker=w.n, state=ev.WorkerState.CRASHED, device=w.slot.label, reason=reason
@@ -311,7 +342,7 @@ class PersistentWorkerPool(Generic[tp.T]):
         if w.transport is not None:
             w.transport.close()
         w.running, w.recalling = None, False
-        retire = w.generation >= self.policy.max_restarts
+        retire = counted and w.restarts >= self.policy.max_restarts
         if retire:
             w.retired = True
             log = RunLayout.worker_log_name(w.n)
@@ -334,6 +365,7 @@ class PersistentWorkerPool(Generic[tp.T]):
         if retire:
             return events
         w.generation += 1
+        w.restarts += int(counted)
         events.append(
             ev.WorkerStateChanged(
                 worker=w.n,
@@ -346,3 +378,13 @@ class PersistentWorkerPool(Generic[tp.T]):
         self.emit(events[-1])
         self._spawn(w)
         return events
+
+
+def _silence(ready: bool, seconds: float, worker: int) -> str:
+    """Why a silent worker is killed: hung, or it never started."""
+    if ready:
+        return f"hung: no heartbeat for {seconds:.0f} s, killed"
+    return (
+        f"did not start within {seconds:.0f} s (no node had room for it, or it failed to "
+        f"start: see {RunLayout.worker_log_name(worker)}), killed"
+    )

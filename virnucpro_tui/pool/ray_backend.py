@@ -16,7 +16,10 @@ Transport. Each actor is a threaded actor with four single-thread concurrency gr
 The queue, dispatch, retries, restart limits, pause and the events the supervisor emits are the
 pool's own (``pool.py``); this module is only a ``Backend`` and its ``ActorTransport``. A dead
 actor (its ``run`` or ``events`` call fails) or a hung one (killed by the pool) is replaced by a
-new actor, placed on the same node when the cluster still has it.
+new actor on the node its slot is pinned to; one that died with its node (``host_lost``) is
+replaced wherever Ray finds room. An actor is ``ready`` once it has reported in.
+
+Placement, the shared run directory and security: docs/ray.md.
 
 Ray is optional: without it ``ray_backend`` raises an ``InputError`` saying how to install it,
 and this module imports without it.
@@ -25,6 +28,7 @@ and this module imports without it.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -32,15 +36,18 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from virnucpro_tui.core.shards import Shard
-from virnucpro_tui.errors import InputError, VirnucproError
+from virnucpro_tui.errors import InputError, RunDirError, VirnucproError
 from virnucpro_tui.pool.devices import DeviceSlot, nvml_gpus, resolve_devices
-from virnucpro_tui.pool.events import Event
+from virnucpro_tui.pool.events import Event, WorkerStateChanged
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import (
     ClearCache,
@@ -68,6 +75,9 @@ EVENT_WAIT_S = 2.0  # longest an events() call waits for the first event
 EVENT_SETTLE_S = 0.02  # once one arrives, how long to let a burst gather
 BUFFER_LIMIT = 20_000  # past this, an actor drops its telemetry until it is drained
 FORWARDED_ENV_PREFIX = "VIRNUCPRO_TUI_"  # e.g. fault injection reaches the actors too
+MARKER_WAIT_S = 15.0  # how long a node looks for the run's marker (NFS may cache its absence)
+CHECK_TIMEOUT_S = MARKER_WAIT_S + 60  # for every node's check to answer
+LOOPBACK = "127.0.0.1"
 
 
 def import_ray() -> Any:
@@ -149,7 +159,8 @@ def placed_slot(slot: DeviceSlot, gpu_ids: list[Any], host: str) -> DeviceSlot:
 
 
 class WorkerActor:
-    """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls."""
+    """The body of a Ray actor: the local pool's ``Worker`` behind Ray method calls. Its
+    ``worker_state`` events name the Ray node (``node``) and host (``host``) it runs on."""
 
     def __init__(self, cfg: WorkerConfig) -> None:
         redirect_output(cfg.log_path)  # nothing from a worker reaches a terminal
@@ -170,7 +181,13 @@ class WorkerActor:
         # a shard starts only once the events before it have reached the pool (or after a
         # second), so a shard_done is not lost when the next shard kills the actor
         self.inbox = ShardInbox(before_take=lambda: self.outbox.wait_delivered(1.0))
-        self.worker = Worker(cfg, self.outbox.put)
+        self.worker = Worker(cfg, self._send)
+
+    def _send(self, message: WorkerMessage) -> None:
+        """Out to the pool; a ``worker_state`` names the node and host it comes from."""
+        if isinstance(message, WorkerStateChanged):
+            message = msgspec.structs.replace(message, node=self.node_id, host=self.host)
+        self.outbox.put(message)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -203,6 +220,47 @@ class WorkerActor:
         return self.outbox.drain(wait_s)
 
 
+def run_dir_problem(
+    layout: RunLayout, token: str, where: str, wait_s: float = MARKER_WAIT_S
+) -> str | None:
+    """Why a node cannot use the run directory (None: it can).
+
+    The orchestrator writes ``token`` to the run's marker before it starts the actors; a node
+    that cannot read it there sees another directory (``--out`` not on a filesystem every node
+    shares), and one that cannot write there would lose its results."""
+    run_dir = layout.root
+    deadline = time.monotonic() + wait_s
+    while True:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if layout.ray_run_marker.read_text().strip() == token:
+                break
+        if time.monotonic() >= deadline:
+            return (
+                f"the run directory {run_dir} on Ray node {where} is not the orchestrator's: --out "
+                "must be on a filesystem that every node mounts at the same path "
+                "(docs/ray.md#shared-filesystem-required-for-more-than-one-node)"
+            )
+        time.sleep(0.5)
+    probe = layout.logs / f".write-test-{socket.gethostname()}-{os.getpid()}"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return (
+            f"cannot write the run directory {run_dir} on Ray node {where} "
+            f"({exc.strerror or exc}): every node must be able to write --out"
+        )
+    return None
+
+
+def check_this_node(layout: RunLayout, token: str) -> str | None:
+    """``run_dir_problem`` as a Ray task runs it on a node."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return run_dir_problem(layout, token, f"{socket.gethostname()} ({node[:12]})")
+
+
 def _sigkill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
@@ -219,30 +277,30 @@ class ClusterNode:
 
 
 def cluster_nodes(ray: Any) -> list[ClusterNode]:
-    """The cluster's live nodes and their CPUs and GPUs, head node first."""
+    """The cluster's live nodes and their CPUs and GPUs: the head first, then by host and id."""
     nodes = []
-    for n in sorted(
-        ray.nodes(), key=lambda n: "node:__internal_head__" not in n.get("Resources", {})
-    ):
+    for n in ray.nodes():
         if not n.get("Alive", n.get("alive")):
             continue
         res = n.get("Resources", {})
         accel = next((k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")), None)
         host = n.get("NodeManagerHostname") or n.get("NodeManagerAddress") or n["NodeID"][:12]
-        nodes.append(
-            ClusterNode(n["NodeID"], host, float(res.get("CPU", 0)), int(res.get("GPU", 0)), accel)
+        node = ClusterNode(
+            n["NodeID"], host, float(res.get("CPU", 0)), int(res.get("GPU", 0)), accel
         )
-    return nodes
+        nodes.append(("node:__internal_head__" not in res, node.host, node.node_id, node))
+    return [node for *_, node in sorted(nodes, key=lambda item: item[:3])]
 
 
 def slots_for_cluster(
     spec: str, nodes: list[ClusterNode]
 ) -> tuple[list[DeviceSlot], dict[int, str]]:
-    """Worker slots for ``--devices`` on a cluster, and the node each GPU slot prefers.
+    """Worker slots for ``--devices`` on a cluster, and the node each slot is pinned to.
 
-    ``auto``: one worker per GPU in the cluster (node by node), or one CPU worker when the
-    cluster has no GPU. ``cpu:N``: N CPU workers wherever Ray places them. GPU indices name
-    local GPUs and are refused."""
+    ``auto``: one worker per GPU in the cluster (node by node); on a cluster without GPUs, one
+    CPU worker per node that has CPUs. ``cpu:N``: N CPU workers dealt round-robin over the
+    nodes that have CPUs, in ``cluster_nodes`` order. GPU indices name local GPUs and are
+    refused."""
     spec = spec.strip().lower()
     if spec == "auto":
         slots: list[DeviceSlot] = []
@@ -255,24 +313,46 @@ def slots_for_cluster(
                         len(slots), "cuda", i, None, f"{node.accelerator or 'GPU'} @ {node.host}"
                     )
                 )
-        return (slots, where) if slots else ([DeviceSlot(0, "cpu")], {})
+        if slots:
+            return slots, where
+        return _cpu_slots(max(1, sum(n.cpus > 0 for n in nodes)), nodes)
     if re.fullmatch(r"cpu(?::\d+)?", spec):
-        return resolve_devices(spec, gpus=[]), {}
+        return _cpu_slots(len(resolve_devices(spec, gpus=[])), nodes)
     raise InputError(
         f"--devices {spec}: with --backend ray the workers are the cluster's GPUs; "
         "use auto (one actor per GPU in the cluster) or cpu:N (N CPU actors)"
     )
 
 
+def _cpu_slots(count: int, nodes: list[ClusterNode]) -> tuple[list[DeviceSlot], dict[int, str]]:
+    hosts = [n for n in nodes if n.cpus > 0]
+    if not hosts:
+        return [DeviceSlot(w, "cpu") for w in range(count)], {}
+    placed = [hosts[w % len(hosts)] for w in range(count)]
+    return (
+        [DeviceSlot(w, "cpu", name=f"CPU @ {node.host}") for w, node in enumerate(placed)],
+        {w: node.node_id for w, node in enumerate(placed)},
+    )
+
+
 def describe_death(exc: BaseException) -> str:
     """A short reason for a dead actor, from Ray's long error text."""
     text = " ".join(str(exc).split())
+    lost = re.search(r"its node has died\. Node Id: (\w+)(?:.*?terminated (.+?)(?:\.\s|$))?", text)
+    if lost:
+        how = f": terminated {lost.group(2).rstrip('.')}" if lost.group(2) else ""
+        return f"node lost (Ray node {lost.group(1)[:12]}{how})"
     cause = re.search(r"The actor is dead because (.+?)\.(?:\s|$)", text)
     reason = cause.group(1).replace("`", "") if cause else "unexpectedly"
     exit_type = re.search(r"Worker exit type: (\w+)", text)
     detail = re.search(r"Worker exit detail: (.+?)\.(?:\s|$)", text)
     extra = ": ".join(x.group(1) for x in (exit_type, detail) if x)
     return f"actor died ({reason}{'; ' + extra if extra else ''})"
+
+
+def died_with_node(exc: BaseException) -> bool:
+    """Whether an actor died because its node died (lost, drained or preempted)."""
+    return bool(getattr(exc, "preempted", False)) or "its node has died" in str(exc)
 
 
 def _driver_messages_to(path: Path) -> None:
@@ -312,10 +392,20 @@ class ActorTransport:
         self.events_ref: Any = _call(actor, "events", "events", EVENT_WAIT_S)
         self.recall_ref: Any = None
         self._exit_reason: str | None = None
+        self.reported = False  # it has sent something: placed, and its worker runs
+        self.node_lost = False  # it died with its node
 
     @property
     def alive(self) -> bool:
         return self.actor is not None and self._exit_reason is None
+
+    @property
+    def ready(self) -> bool:
+        return self.reported
+
+    @property
+    def host_lost(self) -> bool:
+        return self.node_lost
 
     def watched(self) -> list[Any]:
         """The outstanding calls whose completion means news."""
@@ -346,6 +436,7 @@ class ActorTransport:
             messages += self._take_recall()
         if self.run_ref is not None and self.run_ref in ready and self.alive:
             messages += self._take_exit()
+        self.reported = self.reported or bool(messages)
         return messages
 
     def _take_events(self) -> list[WorkerMessage]:
@@ -355,10 +446,10 @@ class ActorTransport:
         try:
             batch: list[WorkerMessage] = self.ray.get(ref)
         except unavailable:
-            time.sleep(0.1)  # transient (network, node under load): ask again soon;
-            batch = []  # the heartbeat timeout decides if it lasts
+            time.sleep(0.1)  # transient (network, node under load or going): ask again soon;
+            batch = []  # Ray reports the death if it lasts, else the heartbeat timeout decides
         except ray_exc.RayActorError as exc:
-            self._exit_reason = describe_death(exc)
+            self._died(exc)
             return []
         if self.alive:
             self.events_ref = _call(self.actor, "events", "events", EVENT_WAIT_S)
@@ -376,8 +467,11 @@ class ActorTransport:
         ray_exc = self.ray.exceptions
         try:
             reason = f"exited with code {self.ray.get(self.run_ref)}"
+        except getattr(ray_exc, "ActorUnavailableError", ()):
+            self.run_ref = None  # unreachable, maybe with its node: its events call will tell
+            return []
         except ray_exc.RayActorError as exc:
-            self._exit_reason = describe_death(exc)
+            self._died(exc)
             return []
         except ray_exc.RayError as exc:
             reason = f"failed: {str(exc).strip().splitlines()[-1][:300]}"
@@ -385,6 +479,18 @@ class ActorTransport:
         self._exit_reason = self._exit_reason or reason
         self._terminate()
         return messages
+
+    def _died(self, exc: BaseException) -> None:
+        self._exit_reason = describe_death(exc)
+        self.node_lost = died_with_node(exc) or not self._node_alive()
+
+    def _node_alive(self) -> bool:
+        """Whether the node the actor ran on is still in the cluster (True when unknown)."""
+        try:
+            node_id = self.ray.get(self.info_ref, timeout=0)["node_id"]
+            return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
+        except Exception:  # noqa: BLE001 - it never answered, or the GCS did not: assume so
+            return True
 
     def _drain(self) -> list[WorkerMessage]:
         last = _call(self.actor, "events", "events", 0.0)
@@ -419,8 +525,8 @@ class ActorTransport:
         self.run_ref = self.events_ref = self.recall_ref = None
 
     def _reap(self) -> None:
-        try:
-            info = self.ray.get(self.info_ref, timeout=2)
+        try:  # one that never reported in may never have been placed: do not wait for it
+            info = self.ray.get(self.info_ref, timeout=2 if self.reported else 0)
         except Exception:  # noqa: BLE001 - it never answered: nothing to reap
             return
         if info["node_id"] == self.local_node:
@@ -437,7 +543,8 @@ def _call(actor: Any, method: str, group: str, *args: Any) -> Any:
 
 
 class RayBackend:
-    """Worker actors on a Ray cluster: one per cluster GPU (``--devices auto``) or ``cpu:N``."""
+    """Worker actors on a Ray cluster: one per cluster GPU (``--devices auto``), one per node
+    of a cluster without GPUs, or ``cpu:N`` spread over the nodes (docs/ray.md)."""
 
     name = "ray"
 
@@ -447,16 +554,22 @@ class RayBackend:
         self.address = address
         self.init_options = init_options or {}
         self.ray = import_ray()
-        self._placement: dict[int, str] = {}  # worker -> the node of its GPU
+        self._placement: dict[int, str] = {}  # worker -> the node it is pinned to
+        self._nodes: dict[str, ClusterNode] = {}
         self._actor_class: Any = None
         self._cpu_share = 1.0
         self._local_node = ""
+        self._notices: list[str] = []  # security warnings, given to the first pool only
+        self._description = ""  # the cluster in one line, for the driver log
 
     def connect(self) -> Any:
-        """Join the cluster at ``address`` ($RAY_ADDRESS, or a local one when neither is set)."""
+        """Join the cluster at ``address`` or $RAY_ADDRESS, or the one last started with
+        ``ray start`` on this machine; with none of them, start a private one for the run that
+        listens on loopback only, with token authentication (docs/ray.md#security)."""
         ray = self.ray
         if ray.is_initialized():
             return ray
+        private = starts_private_cluster(self.address)
         options = {
             "log_to_driver": False,
             "include_dashboard": False,
@@ -466,7 +579,11 @@ class RayBackend:
         main = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if main else None
         try:
-            ray.init(address=self.address, **options)
+            if private:
+                with _loopback_only():
+                    ray.init(address="local", _node_ip_address=LOOPBACK, **options)
+            else:
+                ray.init(address=self.address, **options)
         except ConnectionError as exc:
             raise InputError(
                 f"--ray-address {self.address}: cannot reach a Ray cluster ({_one_line(exc)})"
@@ -479,6 +596,14 @@ class RayBackend:
         finally:
             if previous is not None:  # ray.init sets its own; keep the front end's SIGTERM handling
                 signal.signal(signal.SIGTERM, previous)
+        gcs = ray.get_runtime_context().gcs_address
+        token = token_auth_enabled()
+        self._notices = security_notices(gcs, private, token)
+        self._description = (
+            f"Ray {ray.__version__} cluster at {gcs} "
+            f"({'started for this run' if private else 'joined'}), "
+            f"token authentication {'on' if token else 'off'}"
+        )
         return ray
 
     def now(self) -> float:
@@ -488,13 +613,21 @@ class RayBackend:
         slots, self._placement = slots_for_cluster(spec, cluster_nodes(self.connect()))
         return slots
 
-    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
         ray = self.connect()
+        self._nodes = {n.node_id: n for n in cluster_nodes(ray)}
+        self._placement = {
+            s.worker: self._placement[s.worker] for s in slots if s.worker in self._placement
+        }
         self._check_capacity(slots, ray.cluster_resources())
         self._actor_class = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(WorkerActor)
         self._local_node = ray.get_runtime_context().get_node_id()
         if slots:
             _driver_messages_to(layout.ray_driver_log)
+            _log_line(layout.ray_driver_log, self._description)
+            self._check_run_dir(_absolute(layout), slots)
+        notices, self._notices = self._notices, []
+        return notices
 
     def _check_capacity(self, slots: Sequence[DeviceSlot], resources: dict[str, float]) -> None:
         gpus_needed = sum(s.kind == "cuda" for s in slots)
@@ -508,16 +641,45 @@ class RayBackend:
         if slots and cpus <= 0:
             raise InputError("the Ray cluster has no CPUs to place worker actors on")
         # one CPU per actor where the cluster has them; a fair share of a small one otherwise
-        self._cpu_share = min(1.0, int(cpus / len(slots) * 1000) / 1000) if slots else 1.0
+        self._cpu_share = _cpu_fraction(cpus / len(slots)) if slots else 1.0
+
+    def _check_run_dir(self, layout: RunLayout, slots: Sequence[DeviceSlot]) -> None:
+        """Before any actor starts, each node that will run one checks that it sees and can
+        write the orchestrator's run directory (a fresh token in ``layout.ray_run_marker``)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        token = uuid.uuid4().hex
+        layout.ray_run_marker.parent.mkdir(parents=True, exist_ok=True)
+        layout.ray_run_marker.write_text(token + "\n")
+        pinned = {self._placement.get(s.worker) for s in slots}
+        nodes = pinned - {None} if None not in pinned else set(self._nodes)
+        check = self.ray.remote(num_cpus=0, max_retries=0)(check_this_node)
+        refs = [
+            check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
+                layout, token
+            )
+            for n in sorted(n for n in nodes if n)
+        ]
+        done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
+        for ref in done:  # a node that does not answer (gone, overloaded) is not held against
+            problem = None
+            with contextlib.suppress(Exception):
+                problem = self.ray.get(ref)
+            if problem:
+                raise RunDirError(problem)
 
     def spawn(self, config: WorkerConfig) -> ActorTransport:
+        config = _portable(config)
+        node = self._pinned_node(config.slot.worker)
+        cpus, threads = self._actor_cpus(config.slot, node)
+        if threads is not None:
+            config = replace(config, torch_threads=threads)
         options: dict[str, Any] = {
-            "num_cpus": self._cpu_share,
+            "num_cpus": cpus,
             "num_gpus": 1 if config.slot.kind == "cuda" else 0,
             "runtime_env": {"env_vars": actor_environment(config)},
             "max_restarts": 0,
         }
-        node = self._placement.get(config.slot.worker) if config.slot.kind == "cuda" else None
         if node:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -525,12 +687,152 @@ class RayBackend:
         actor = self._actor_class.options(**options).remote(config)
         return ActorTransport(self.ray, actor, self._local_node)
 
+    def _pinned_node(self, worker: int) -> str | None:
+        """The node the worker is pinned to, while the cluster has it; once it is gone, the
+        worker goes wherever Ray finds room."""
+        node = self._placement.get(worker)
+        if node and not any(n["NodeID"] == node and n["Alive"] for n in self.ray.nodes()):
+            del self._placement[worker]
+            return None
+        return node
+
+    def _actor_cpus(self, slot: DeviceSlot, node_id: str | None) -> tuple[float, int | None]:
+        """The CPUs Ray reserves for the actor, and its torch threads (None: as configured).
+        A CPU worker pinned to a node shares that node's CPUs with the others pinned there."""
+        node = self._nodes.get(node_id or "")
+        if node is None or slot.kind != "cpu":
+            return self._cpu_share, None
+        per_actor = node.cpus / max(1, sum(n == node_id for n in self._placement.values()))
+        return _cpu_fraction(per_actor), max(1, int(per_actor))
+
     def wait(self, transports: Sequence[ActorTransport], timeout: float) -> None:
         refs = [r for t in transports for r in t.watched()]
         if refs:
             self.ray.wait(refs, num_returns=1, timeout=timeout)
         else:
             time.sleep(min(timeout, 0.05))
+
+
+def _cpu_fraction(cpus: float) -> float:
+    """At most one CPU, in thousandths (what Ray accepts), never zero."""
+    return max(0.001, min(1.0, int(cpus * 1000) / 1000))
+
+
+def _absolute(layout: RunLayout) -> RunLayout:
+    return replace(layout, root=layout.root.absolute())
+
+
+def _portable(config: WorkerConfig) -> WorkerConfig:
+    """The config with absolute paths: an actor's working directory is not the driver's."""
+    files = replace(
+        config.files,
+        **{f.name: Path(getattr(config.files, f.name)).absolute() for f in fields(config.files)},
+    )
+    return replace(config, layout=_absolute(config.layout), files=files)
+
+
+def _log_line(path: Path, line: str) -> None:
+    if not line:
+        return
+    with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (driver) {line}\n")
+
+
+def starts_private_cluster(address: str | None) -> bool:
+    """Whether ``ray.init(address)`` would start a new cluster instead of joining one: Ray's
+    own rule ($RAY_ADDRESS, then the last ``ray start`` on this machine), read without side
+    effects. False when this Ray does not tell."""
+    if address == "local":
+        return True
+    if address is not None:
+        return False
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return False
+    try:
+        return canonicalize_bootstrap_address(None) is None  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - let ray.init decide, and report, as it would
+        return False
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Let the cluster being started keep 127.0.0.1 as its node address.
+
+    On Linux, Ray swaps a loopback node address for the machine's routable one, and binds its
+    servers to every interface unless the node address is 127.0.0.1; its single-machine mode
+    (the default on macOS and Windows) keeps it. That mode is a module switch read while the
+    node starts; it is restored at once. Without the switch the cluster listens as Ray
+    chooses, and the run says so (``security_notices``)."""
+    try:
+        import ray._private.ray_constants as constants
+    except ImportError:
+        yield
+        return
+    saved = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if saved is None:
+        yield
+        return
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+
+
+def token_auth_enabled() -> bool | None:
+    """Whether this driver authenticates with a token (None: this Ray has no token auth)."""
+    try:
+        from ray._raylet import (  # type: ignore[attr-defined]
+            AuthenticationMode,
+            get_authentication_mode,
+        )
+    except ImportError:
+        return None
+    return bool(get_authentication_mode() == AuthenticationMode.TOKEN)
+
+
+def security_notices(gcs_address: str, private: bool, token: bool | None) -> list[str]:
+    """Warnings about how exposed the cluster is (docs/ray.md#security).
+
+    A cluster with token authentication refuses a driver without a token, so a joined cluster
+    that accepted this driver without one has none. With a token configured here, whether the
+    cluster checks it cannot be seen from the driver: no warning then."""
+    if private:
+        notes = []
+        host = gcs_address.rsplit(":", 1)[0].strip("[]")
+        if not _is_loopback(host):
+            notes.append(
+                f"the Ray cluster started for this run listens on {host}, not on loopback only: "
+                "other machines can reach it"
+            )
+        if not token:
+            mode = os.environ.get("RAY_AUTH_MODE")
+            why = f"RAY_AUTH_MODE={mode}" if mode else "this Ray version has none"
+            notes.append(
+                f"the Ray cluster started for this run has no token authentication ({why}): "
+                "any local user can run code in it; use Ray >= 2.52 and unset RAY_AUTH_MODE "
+                "or set it to token"
+            )
+        return notes
+    if token:
+        return []
+    return [
+        f"the Ray cluster at {gcs_address} has no token authentication (it accepted this run "
+        "without a token): anyone who can reach it can run code on it; enable it with "
+        "`ray get-auth-token --generate` and RAY_AUTH_MODE=token on every node before "
+        "`ray start` and for this command (docs/ray.md#security)"
+    ]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -77,6 +77,18 @@ class WorkerTransport(Protocol):
         """The worker can still take commands (not known dead)."""
         ...
 
+    @property
+    def ready(self) -> bool:
+        """The worker has reported in, so it takes shards. A Ray actor waiting for a node with
+        room is not ready: it holds no shard meanwhile."""
+        ...
+
+    @property
+    def host_lost(self) -> bool:
+        """It ended because the machine it ran on was lost (a Ray node died), through no fault
+        of its own: its restart does not count against the restart limit."""
+        ...
+
     def send(self, command: Command) -> bool:
         """Deliver a command; False when the channel is broken."""
         ...
@@ -114,8 +126,9 @@ class Backend(Protocol[T]):
         """The worker slots for ``--devices SPEC``."""
         ...
 
-    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> None:
-        """Get ready to start workers for ``slots`` (checks capacity; may raise InputError)."""
+    def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
+        """Get ready to start workers for ``slots`` (checks capacity; may raise InputError).
+        Returns warnings for the user (e.g. a cluster without authentication)."""
         ...
 
     def spawn(self, config: WorkerConfig) -> T:

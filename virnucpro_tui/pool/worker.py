@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from virnucpro_tui.core.features import write_shard_features
 from virnucpro_tui.core.shards import Shard, write_shard_result
@@ -107,6 +108,17 @@ def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
     )
     code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
     sys.stdout.flush()
+    leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """End the worker process now, after multiprocessing's exit finalizers: a library may hold
+    a named semaphore registered with the run's resource tracker (tqdm makes a lock under
+    ``torch.compile``), and unless it is unregistered the tracker warns "There appear to be N
+    leaked semaphore objects" when the run ends. ``os._exit`` skips the interpreter's slow,
+    thread-joining shutdown (and CUDA's teardown), which is why it is used at all."""
+    with contextlib.suppress(Exception):
+        multiprocessing.util._exit_function()  # type: ignore[attr-defined]  # as a Process's end
     os._exit(code)
 
 
@@ -115,7 +127,7 @@ def _pipe_sender(conn: Connection) -> Callable[[WorkerMessage], None]:
         try:
             conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
-            os._exit(3)  # orchestrator gone: never linger as an orphan
+            leave(3)  # orchestrator gone: never linger as an orphan
 
     return send
 
@@ -311,7 +323,7 @@ class Worker:
             try:
                 command: Command = conn.recv()
             except (EOFError, OSError):
-                os._exit(3)
+                leave(3)
             if isinstance(command, RunShard):
                 inbox.put(command.shard)
             elif isinstance(command, ClearCache):
@@ -400,11 +412,11 @@ class Worker:
                 **score_stats(result.frame_ids, result.probs),
             )
         )
+        self.job = self.shard = None
+        self.set_state(ev.WorkerState.IDLE)  # before a periodic clear, which restores the state
         every = self.cfg.settings.clear_cache_every
         if every and self.shards_done % every == 0:
             self.clear_cache("periodic")
-        self.job = self.shard = None
-        self.set_state(ev.WorkerState.IDLE)
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
@@ -532,7 +544,7 @@ class Worker:
         parent = self.cfg.parent_pid
         while True:
             if parent and os.getppid() != parent:
-                os._exit(3)  # the orchestrator died (kill -9): exit, free the GPU
+                leave(3)  # the orchestrator died (kill -9): exit, free the GPU
             now = time.time()
             self.send(
                 ev.Heartbeat(

@@ -229,9 +229,7 @@ def assemble_job(
         votes.remove_runs()
         if sink is not None:
             sink.close()
-    totals.top_sequences = [
-        (rid, score, call) for score, rid, call in sorted(top, key=lambda t: -t[0])[:top_n]
-    ]
+    totals.top_sequences = [(rid, score, call) for score, rid, call in _best(top, top_n)]
     totals.outputs = {
         name: str(out_dir / name) for name in (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE)
     }
@@ -281,7 +279,7 @@ def _write_outputs(
             if summary.max_virus_score is not None:
                 top.append((float(summary.max_virus_score), summary.id, summary.call))
                 if len(top) > 4 * top_n:
-                    top = sorted(top, key=lambda t: -t[0])[:top_n]
+                    top = _best(top, top_n)
             if checkpoint is not None and (n == 1 or n % CHECKPOINT_EVERY == 0):
                 pred_out.flush()
                 summary_out.flush()
@@ -299,6 +297,12 @@ def _next_frame(frames: Iterator[tuple[Prediction, int]], job: str) -> tuple[Pre
     if item is None:
         raise ValueError(f"job {job}: fewer scored frames than prepared frames")
     return item
+
+
+def _best(top: list[tuple[float, str, str]], n: int) -> list[tuple[float, str, str]]:
+    """The ``n`` best sequences: those called virus first, then by max P(virus), so the list
+    never ranks a sequence called others above one called virus (docs/outputs.md#the-call)."""
+    return sorted(top, key=lambda t: (t[2] != "virus", -t[0]))[:n]
 
 
 def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Prediction]) -> None:

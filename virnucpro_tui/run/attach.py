@@ -8,12 +8,15 @@ front ends use this module: ``headless.attach`` (plain lines) and the dashboard'
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro_tui.errors import InputError
-from virnucpro_tui.pool.events import Event, decode_event
+from virnucpro_tui.pool.events import Event, StrEnum, decode_event
 from virnucpro_tui.pool.layout import EVENTS, LOCK, MANIFEST, RunLayout
 from virnucpro_tui.run.rundir import LockRecord
 
@@ -142,3 +145,76 @@ def owner_alive(run_dir: Path) -> bool | None:
     or nobody is named."""
     owner = run_owner(run_dir)
     return owner.alive() if owner is not None else None
+
+
+class Process(StrEnum):
+    """What the run directory's lock record says about the run's process."""
+
+    ALIVE = "alive"
+    GONE = "gone"  # not running on this host any more (its pid is free or another process's)
+    ELSEWHERE = "elsewhere"  # on another host: cannot tell
+    UNKNOWN = "unknown"  # no lock record
+
+
+class RunWatch:
+    """A run read from its directory by another process: its events (``EventTail``), whether
+    its process is alive (the lock record: pid, host and process start time, so a reused pid
+    is not taken for the run), and the command that resumes it (from the manifest)."""
+
+    def __init__(self, run_dir: Path, check_every_s: float = 2.0) -> None:
+        self.run_dir = Path(run_dir)
+        self.layout = RunLayout(self.run_dir)
+        self.tail = EventTail(self.layout.events)
+        self.check_every_s = check_every_s
+        self.owner: LockRecord | None = None
+        self._process = Process.UNKNOWN
+        self._checked = -check_every_s
+
+    def process(self, now: float | None = None) -> Process:
+        """The process's state, from the lock record read at most every ``check_every_s``."""
+        now = time.monotonic() if now is None else now
+        if now - self._checked >= self.check_every_s:
+            self._checked = now
+            self.owner = LockRecord.read(self.layout.lock)
+            alive = self.owner.alive() if self.owner is not None else None
+            if self.owner is None:
+                self._process = Process.UNKNOWN
+            elif alive is None:
+                self._process = Process.ELSEWHERE
+            else:
+                self._process = Process.ALIVE if alive else Process.GONE
+        return self._process
+
+    def owner_text(self) -> str | None:
+        """``pid 1234 on host`` and, once that process is gone, ``(gone)``."""
+        if self.owner is None:
+            return None
+        gone = " (gone)" if self._process == Process.GONE else ""
+        return f"{self.owner.describe()}{gone}"
+
+    def resume_command(self) -> str | None:
+        return resume_command(self.layout.manifest)
+
+    def close(self) -> None:
+        self.tail.close()
+
+
+def resume_command(manifest_path: Path) -> str | None:
+    """The shell command that resumes a run: the one the manifest recorded, without
+    ``--restart`` (which would discard the run), run from the directory it was run from."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        argv = [str(a) for a in manifest["command"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not argv:
+        return None
+    program = argv[0]
+    if Path(program).name == "__main__.py":  # python -m virnucpro_tui
+        argv[:1] = [str(manifest.get("executable") or "python3"), "-m", "virnucpro_tui"]
+    argv = [a for a in argv if a != "--restart"]
+    command = shlex.join(argv)
+    cwd = manifest.get("cwd")
+    if isinstance(cwd, str) and cwd and Path(cwd) != Path.cwd():
+        command = f"cd {shlex.quote(cwd)} && {command}"
+    return command

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from virnucpro_tui.pool import events as ev
-from virnucpro_tui.run.view import RunView
+from virnucpro_tui.run.view import ModelView, RunView, WorkerView
 
 MODEL_LABELS = {"dnabert": "DNABERT-S", "esm": "ESM-2", "classifier": "MLP"}
 
@@ -53,24 +53,119 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
+def shards(count: int) -> str:
+    return plural(count, "shard")
+
+
+# -- the run's state --------------------------------------------------------------------------------
+def run_state(view: RunView) -> str:
+    """The run's state in one word: starting, running, paused, dead, complete, ..."""
+    if view.dead:
+        return "dead"
+    if view.status.finished:
+        return str(view.status)
+    if view.paused:
+        return "paused"
+    return str(view.status)
+
+
+def pause_text(view: RunView) -> str:
+    """What a pause means now: no shard starts; how many of those started still finish."""
+    if view.shards_finishing:
+        return f"no new shard starts; {shards(view.shards_finishing)} still finishing"
+    return "no new shard starts; none is running"
+
+
+def dead_text(view: RunView) -> str:
+    pid = f" (pid {view.pid})" if view.pid else ""
+    return f"the run's process{pid} ended without finishing"
+
+
+def worker_activity(w: WorkerView, now: float, live: bool) -> str:
+    """What a worker is doing, in a few words: ``busy``, ``warming up ESM-2 00:42``, ``gone``."""
+    if w.gone:
+        return "gone"
+    loading = w.loading_model
+    if loading is not None and live:
+        name, model = loading
+        return f"{model_phase(model)} {MODEL_LABELS.get(name, name)}"
+    return str(w.state)
+
+
+def model_phase(model: ModelView) -> str:
+    if model.state == "warming up":
+        return "compiling" if model.compiling else "warming up"
+    return str(model.state)
+
+
+def phase_elapsed(model: ModelView, now: float) -> str:
+    return fmt_duration(max(now - model.since, 0.0)) if model.since is not None else ""
+
+
+def workers_text(view: RunView, now: float) -> str:
+    """``2 busy``, ``1 busy, 1 compiling ESM-2 (00:42)``, ``2 gone``: grouped by activity."""
+    groups: dict[str, list[WorkerView]] = {}
+    for w in view.workers.values():
+        groups.setdefault(worker_activity(w, now, view.live), []).append(w)
+    parts = []
+    for activity, members in sorted(groups.items()):
+        loading = [m for w in members if (m := w.loading_model) is not None]
+        elapsed = ""
+        if loading and view.live and not members[0].gone:
+            longest = min((m.since for _, m in loading if m.since is not None), default=None)
+            elapsed = f" ({fmt_duration(now - longest)})" if longest is not None else ""
+        parts.append(f"{len(members)} {activity}{elapsed}")
+    return ", ".join(parts) or "starting"
+
+
+def totals_text(view: RunView) -> str:
+    """``47.0% 1,234/~2,626 frames`` (``~``: an estimate), or what is known before any total."""
+    totals = view.totals()
+    if totals.total is not None and totals.fraction is not None:
+        approx = "" if totals.exact else "~"
+        unsized = f" + {plural(totals.unsized, 'job')} not sized yet" if totals.unsized else ""
+        return (
+            f"{100 * totals.fraction:5.1f}% {totals.done:,}/{approx}{totals.total:,} frames"
+            + unsized
+        )
+    read = view.fraction_read()
+    reading = f", {100 * read:.0f}% of the inputs read" if read is not None else ""
+    return f"{totals.done:,} frames (sizing the inputs{reading})"
+
+
+def eta_text(view: RunView, now: float) -> str:
+    if view.dead:
+        return "none (not running)"
+    if view.status.finished:
+        return "done"
+    if view.paused:
+        return "paused"
+    unsized = view.totals().unsized
+    eta = fmt_duration(view.eta_seconds(now))
+    return f"{eta} + {plural(unsized, 'job')}" if unsized and eta != fmt_duration(None) else eta
+
+
+def rate_text(view: RunView, now: float) -> str:
+    if view.status.finished or view.dead:
+        return f"{fmt_rate(view.average_throughput())} frames/s average"
+    return f"{fmt_rate(view.throughput(now=now))} frames/s"
+
+
 # -- lines ------------------------------------------------------------------------------------------
 def progress_line(view: RunView, now: float | None = None) -> str:
-    """``HH:MM:SS  47.0% 1,234/2,626 frames | 12.3 frames/s | ETA 01:52 | ...``"""
+    """``HH:MM:SS  47.0% 1,234/~2,626 frames | 12.3 frames/s | ETA 01:52 | ...``"""
     now = now or time.time()
-    done, total = view.frames_done, view.frames_total
-    pct = f"{100 * done / total:5.1f}%" if total else "  ?  %"
-    total_s = f"{total:,}" if total is not None else "?"
     jobs_done = sum(1 for j in view.jobs.values() if j.status == ev.JobStatus.DONE)
-    states: dict[str, int] = {}
-    for w in view.workers.values():
-        states[w.state] = states.get(w.state, 0) + 1
-    workers = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "starting"
-    paused = " | PAUSED" if view.paused else ""
+    state = ""
+    if view.dead:
+        state = f" | DEAD: {dead_text(view)}"
+    elif view.paused:
+        state = f" | PAUSED: {pause_text(view)}"
     return (
-        f"{time.strftime('%H:%M:%S', time.localtime(now))} {pct} {done:,}/{total_s} frames | "
-        f"{view.throughput(now=now):,.1f} frames/s | ETA {fmt_duration(view.eta_seconds(now))} | "
+        f"{time.strftime('%H:%M:%S', time.localtime(now))} {totals_text(view)} | "
+        f"{rate_text(view, now)} | ETA {eta_text(view, now)} | "
         f"elapsed {fmt_duration(view.elapsed(now))} | jobs {jobs_done}/{len(view.jobs)} | "
-        f"workers: {workers}{paused}"
+        f"workers: {workers_text(view, now)}{state}"
     )
 
 
@@ -88,23 +183,18 @@ def notable_text(e: ev.Event) -> str | None:
     if isinstance(e, ev.JobStarted):
         return f"job {e.job}: {e.records:,} sequences, {e.chunks_total:,} chunks from {e.input}"
     if isinstance(e, ev.JobPrepared) and e.done:
-        text = f"job {e.job}: prepared {e.frames_prepared:,} frames in {e.shards_total or 0} shards"
+        text = (
+            f"job {e.job}: prepared {e.frames_prepared:,} frames in {shards(e.shards_total or 0)}"
+        )
         return text + (f" ({dedup_text(e.duplicate_frames)})" if e.duplicate_frames else "")
     if isinstance(e, ev.JobDone):
         demo = " [DEMO: not biological predictions]" if e.demo else ""
         return (
-            f"job {e.job}: done, {e.frames:,} frames, {e.viral_sequences}/"
-            f"{e.sequences} sequences called virus{demo} -> {e.out_dir}"
+            f"job {e.job}: done, {e.frames:,} frames, {e.viral_sequences:,}/"
+            f"{e.sequences:,} sequences called virus{demo} -> {e.out_dir}"
         )
-    if isinstance(e, ev.ModelLoad) and e.phase == ev.ModelPhase.WARMUP_START:
-        return f"{e.model} compiling and warming up"
-    if isinstance(e, ev.ModelLoad) and e.phase == ev.ModelPhase.DONE:
-        warm = ev.present(e.compile_seconds)
-        return (
-            f"{e.model} loaded in {e.seconds or 0:.1f} s "
-            f"({fmt_bytes(ev.present(e.bytes_on_device))}, {ev.present(e.dtype)})"
-            + (f", compiled and warmed up in {warm:.1f} s" if warm else "")
-        )
+    if isinstance(e, ev.ModelLoad):
+        return _model_load_text(e)
     if isinstance(e, ev.WorkerStateChanged) and e.state in (
         ev.WorkerState.CRASHED,
         ev.WorkerState.RESTARTING,
@@ -120,8 +210,29 @@ def notable_text(e: ev.Event) -> str | None:
         return f"shard {e.job}/{e.shard} requeued (attempt {e.attempt}): {e.reason}"
     if isinstance(e, ev.CacheCleared) and e.reason == "manual":
         return f"cache cleared, {fmt_bytes(e.bytes_freed)} freed"
-    if isinstance(e, ev.RunPaused | ev.RunResumed):
-        return "dispatch paused" if isinstance(e, ev.RunPaused) else "dispatch resumed"
+    if isinstance(e, ev.RunPaused):
+        running = ev.present(e.shards_running)
+        finishing = f"; {shards(running)} already running finish" if running else ""
+        return f"paused: no new shard starts{finishing}"
+    if isinstance(e, ev.RunResumed):
+        return "resumed: shards start again"
+    return None
+
+
+def _model_load_text(e: ev.ModelLoad) -> str | None:
+    """A model's load, warm-up and errors (its start is only in the log)."""
+    if e.phase == ev.ModelPhase.WARMUP_START:
+        work = "compiling and warming up" if e.compile else "warming up"
+        return f"{e.model} {work} (the first shard waits for it)"
+    if e.phase == ev.ModelPhase.WARMUP_DONE:
+        return f"{e.model} warmed up in {e.seconds or 0:.1f} s"
+    if e.phase == ev.ModelPhase.DONE:
+        warmup = ev.present(e.compile_seconds)
+        extra = f", then warm-up {warmup:.1f} s" if warmup else ""
+        return (
+            f"{e.model} loaded in {e.seconds or 0:.1f} s "
+            f"({fmt_bytes(ev.present(e.bytes_on_device))}, {ev.present(e.dtype)}){extra}"
+        )
     return None
 
 
@@ -143,8 +254,8 @@ def _quiet_text(e: ev.Event) -> str:
     """One line about an event that is not notable (the dashboard's log shows every event)."""
     if isinstance(e, ev.WorkerStateChanged):
         text = str(e.state)
-        if e.state == ev.WorkerState.BUSY:
-            text += f" on {e.job} #{ev.present(e.shard)} ({e.frames or 0:,} frames)"
+        if e.state == ev.WorkerState.BUSY and (shard := ev.present(e.shard)) is not None:
+            text += f" on {e.job} #{shard} ({e.frames or 0:,} frames)"
         if e.reason:
             text += f": {e.reason}"
         return text + (f" (pid {e.pid})" if e.state == ev.WorkerState.STARTING and e.pid else "")
@@ -181,7 +292,10 @@ def dedup_text(duplicates: int) -> str:
 
 
 def summary_lines(view: RunView) -> list[str]:
-    lines = [f"run {view.status}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
+    state = run_state(view)
+    lines = [f"run {state}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
+    if view.dead:
+        lines[0] += f" ({dead_text(view)})"
     for job in view.jobs.values():
         r = job.result
         if job.status == ev.JobStatus.DONE and r is not None:
@@ -200,9 +314,18 @@ def summary_lines(view: RunView) -> list[str]:
             if r.features_path:
                 lines.append(f"    features: {r.features_path} ({fmt_bytes(r.features_bytes)})")
         else:
-            lines.append(f"  {job.name}: {job.status}, {job.frames_done:,} frames done")
+            status = "not finished" if view.dead or view.status.finished else job.status
+            lines.append(f"  {job.name}: {status}, {job.frames_done:,} frames done")
     if view.status != ev.RunStatus.COMPLETE and view.resumable:
-        lines.append(f"resumable: rerun the same command (same --out {view.out}) to continue")
+        lines += resume_lines(view)
     if view.demo:
         lines.append(f"DEMO: {view.notice}")
+    return lines
+
+
+def resume_lines(view: RunView) -> list[str]:
+    """How to continue a run that did not complete (the exact command when it is known)."""
+    lines = [f"resumable: rerun the same command (same --out {view.out}) to continue"]
+    if view.resume_command:
+        lines.append(f"  {view.resume_command}")
     return lines

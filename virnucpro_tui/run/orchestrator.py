@@ -21,7 +21,7 @@ from typing import Any
 from virnucpro_tui import __version__
 from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.core.dedup import FrameTable, distinct_frames, key_stride
-from virnucpro_tui.core.fasta import InputScan, scan_input
+from virnucpro_tui.core.fasta import InputScan, ReadPosition, scan_input
 from virnucpro_tui.core.features import ShardFeatures
 from virnucpro_tui.core.prepare import prepare_file
 from virnucpro_tui.core.shards import (
@@ -106,6 +106,12 @@ class JobState:
     duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
     producer: Iterator[Shard] | None = None
     started_at: float = 0.0
+    position: ReadPosition = field(default_factory=ReadPosition)  # bytes of the input read
+
+    @property
+    def size(self) -> ev.JobSize:
+        """The input's size, known before preparation (``run_started`` lists them)."""
+        return ev.JobSize(self.name, _file_size(self.path), self.scan.records, self.scan.chunks)
 
     @property
     def complete(self) -> bool:
@@ -184,6 +190,8 @@ class Orchestrator:
             "status": ev.RunStatus.RUNNING,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.cfg.command,
+            "cwd": os.getcwd(),  # where the command ran: its paths may be relative
+            "executable": sys.executable,
             "inputs": inputs,
             "settings": self._settings(),
             "models": self._model_digests(),
@@ -324,6 +332,7 @@ class Orchestrator:
                 backend=self.cfg.backend,
                 pid=os.getpid(),
                 persistent=self.cfg.persistent,
+                sizes=tuple(j.size for j in self.jobs),
             )
         )
         self.telemetry = NvmlTelemetry([s.uuid for s in self.slots if s.uuid])
@@ -473,7 +482,7 @@ class Orchestrator:
                 table.close()
 
     def _frames(self, job: JobState, rec_out: Any, table: FrameTable | None) -> Iterator[Any]:
-        for rec in prepare_file(job.path, self.cfg.chunk_length):
+        for rec in prepare_file(job.path, self.cfg.chunk_length, job.position):
             if self.stop_requested.is_set():
                 raise StopRequested  # the producer is abandoned; a resume prepares the job again
             n_frames = sum(len(f) for f in rec.frames)
@@ -490,6 +499,7 @@ class Orchestrator:
         now = time.time()
         if done or now - self._last_prepare_note > 1.0:
             self._last_prepare_note = now
+            size = _file_size(job.path)
             self.emit(
                 ev.JobPrepared(
                     job=job.name,
@@ -499,6 +509,8 @@ class Orchestrator:
                     duplicate_frames=job.duplicate_frames,
                     done=done,
                     shards_total=job.shards_total if done else None,
+                    bytes_read=size if done else min(job.position.bytes, size),
+                    bytes_total=size,
                 )
             )
 
@@ -744,6 +756,13 @@ class Orchestrator:
                     )
                 )
                 self.manifest["inputs"].append(item)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _dist_version(name: str) -> str | None:

@@ -2,6 +2,19 @@
 
 Both front ends (the Textual app and the headless reporter) and ``attach`` read a run through
 this one model, so what they show always agrees. Pure Python, no Textual.
+
+Three rules keep it true (docs/architecture.md#events-and-front-ends):
+
+- **One run in a view.** ``run_started`` opens a segment of the history (a resumed run is a new
+  segment): workers, rates, ETA and pause fold only the current segment. Finished work is a
+  ledger of verified shards (``shard_done`` and ``shard_skipped``, keyed by job and shard), so a
+  shard done before a resume and skipped after it counts once.
+- **Liveness is a fact.** Events cannot say that the run's process died: the front end that
+  knows (``attach``, from the lock record) calls ``process_gone``; the run then shows as dead,
+  its workers gone, with no ETA, until a new segment starts.
+- **Totals are estimates until exact.** A job's frames are exact once prepared; before, they are
+  extrapolated from what was prepared (per chunk, else per byte read), and a job not yet started
+  from its chunk count at the frames per chunk seen so far (``frames_estimate``).
 """
 
 from __future__ import annotations
@@ -12,14 +25,24 @@ from dataclasses import dataclass, field
 
 from virnucpro_tui.pool import events as ev
 
+RATE_WINDOW_S = 60.0  # the smoothed rate is the slope of work done over this window
+STAGES = ("dnabert", "esm")  # the model stages whose speed the panels show
+
 
 @dataclass
 class ModelView:
-    state: str = "not loaded"  # not loaded, loading, compiling, loaded, error
-    seconds: float | None = None
-    warmup_seconds: float | None = None  # torch.compile + warm-up batches (GPU fast path)
+    state: str = "not loaded"  # not loaded, loading, warming up, loaded, error
+    since: float | None = None  # when the current phase began (event time)
+    seconds: float | None = None  # reading and moving to the device
+    warmup_seconds: float | None = None  # compilation and warm-up batches
+    compiling: bool = False  # the warm-up includes torch.compile
     bytes_on_device: int | None = None
     dtype: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Loading or warming up: a phase whose elapsed time the views show."""
+        return self.state in ("loading", "warming up")
 
 
 @dataclass
@@ -29,6 +52,7 @@ class WorkerView:
     kind: str = "cpu"
     uuid: str | None = None
     state: ev.WorkerState = ev.WorkerState.STARTING
+    gone: bool = False  # the run's process died: this worker is gone with it
     pid: int | None = None
     generation: int = 0
     models: dict[str, ModelView] = field(
@@ -49,12 +73,17 @@ class WorkerView:
     restarts: int = 0
     throughput: deque[float] = field(default_factory=lambda: deque(maxlen=60))  # frames/s per shard
     last_event: float = 0.0
-    # added for the dashboard: per-model speed of the last finished stage, the last problem
-    esm_rate: float | None = None  # ESM-2 proteins/s over the last shard's ESM stage
-    dnabert_rate: float | None = None  # DNABERT-S frames/s over the last shard's DNABERT stage
+    # per-model speed of the last measured stage (docs/events.md: stage_seconds)
+    esm_rate: float | None = None  # ESM-2 proteins/s
+    dnabert_rate: float | None = None  # DNABERT-S frames/s
+    synced_stages: bool = False  # the worker reports device-synchronised stage seconds
     stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
-    synced_stages: bool = False  # the worker reports GPU-synchronised ``stage_seconds``
     last_error: str | None = None
+
+    @property
+    def loading_model(self) -> tuple[str, ModelView] | None:
+        """The model being loaded or warmed up now, if any."""
+        return next(((n, m) for n, m in self.models.items() if m.busy), None)
 
 
 @dataclass
@@ -67,31 +96,78 @@ class JobView:
     chunks_prepared: int = 0
     frames_prepared: int = 0
     duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
+    bytes_read: int = 0
+    bytes_total: int = 0
     prepared: bool = False
-    frames_done: int = 0
+    shards: dict[int, int] = field(default_factory=dict)  # verified shards: index -> frames
     out_dir: str = ""
     result: ev.JobDone | None = None
     added: bool = False  # added while the run was going (UI `a`)
+    earlier_total: int | None = None  # exact in an earlier segment: a resume prepares the same
+
+    @property
+    def frames_done(self) -> int:
+        return self.result.frames if self.result is not None else sum(self.shards.values())
 
     @property
     def frames_total(self) -> int | None:
-        """The frames to compute (duplicates are copied, not computed): exact once preparation
-        is done, else extrapolated from the chunks prepared so far; every frame once done."""
-        if self.status == ev.JobStatus.DONE:
-            return self.frames_done
-        computed = self.frames_prepared - self.duplicate_frames
-        if self.prepared:
-            return computed
+        """Exact once preparation is done; None before (see ``frames_estimate``). Until the job
+        is done, the frames to compute: duplicates are copied, not computed
+        (docs/architecture.md#identical-frames-computed-once)."""
+        if self.result is not None:
+            return self.result.frames
+        return self.frames_to_compute if self.prepared else None
+
+    @property
+    def frames_to_compute(self) -> int:
+        return self.frames_prepared - self.duplicate_frames
+
+    def frames_estimate(self, frames_per_chunk: float | None) -> int | None:
+        """The job's frames: exact once prepared (or in an earlier segment: a resume prepares the
+        same), else extrapolated from what was prepared per chunk (or per byte read), else from
+        its chunk count at ``frames_per_chunk``."""
+        exact = self.frames_total if self.frames_total is not None else self.earlier_total
+        if exact is not None:
+            return exact
+        estimate = self._extrapolate(frames_per_chunk)
+        if estimate is None:
+            return None
+        return max(round(estimate), self.frames_to_compute, self.frames_done)
+
+    def _extrapolate(self, frames_per_chunk: float | None) -> float | None:
+        frames = self.frames_to_compute
         if self.chunks_prepared and self.chunks_total:
-            return round(computed / self.chunks_prepared * self.chunks_total)
+            return frames / self.chunks_prepared * self.chunks_total
+        if frames and self.bytes_read and self.bytes_total:
+            return frames / self.bytes_read * self.bytes_total
+        if self.chunks_total and frames_per_chunk is not None:
+            return self.chunks_total * frames_per_chunk
         return None
 
     @property
-    def fraction(self) -> float:
-        if self.status == ev.JobStatus.DONE:
+    def fraction_read(self) -> float | None:
+        """How much of the input preparation has read, by bytes (None before it starts)."""
+        if self.prepared:
             return 1.0
-        total = self.frames_total
-        return min(self.frames_done / total, 1.0) if total else 0.0
+        return self.bytes_read / self.bytes_total if self.bytes_total else None
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The run's frames: done, and the total (an estimate until every job is prepared) of the
+    jobs whose size is known; ``unsized`` jobs cannot be estimated yet (event logs written
+    before ``run_started`` listed the inputs' sizes)."""
+
+    done: int
+    total: int | None
+    exact: bool
+    unsized: int = 0
+
+    @property
+    def fraction(self) -> float | None:
+        if self.total is None:
+            return None
+        return min(self.done / self.total, 1.0) if self.total else 1.0
 
 
 class RunView:
@@ -102,10 +178,15 @@ class RunView:
         self.status = ev.RunStatus.STARTING
         self.exit_code: int | None = None
         self.resumable = True  # run_done says whether running the same command again continues
-        self.started: float | None = None
+        self.started: float | None = None  # the current segment's start
         self.finished: float | None = None
         self.paused = False
+        self.shards_finishing = 0  # while paused: started shards that have not finished yet
         self.resumed = False
+        self.segments = 0  # run_started events seen: a resume opens a new segment
+        self.dead_since: float | None = None  # process_gone: the process died unfinished
+        self.pid: int | None = None
+        self.resume_command: str | None = None  # set by the front end that knows it
         self.run_started: ev.RunStarted | None = None  # the settings the run announced
         self.workers: dict[int, WorkerView] = {}
         self.jobs: dict[str, JobView] = {}
@@ -113,14 +194,38 @@ class RunView:
         self.virus_frames = 0
         self.others_frames = 0
         self.histogram = [0] * ev.HISTOGRAM_BINS
-        self.top_frames: list[tuple[str, float]] = []
+        self._scored: dict[tuple[str | None, int], ev.ShardDone] = {}
+        self._top_frames: dict[str, float] = {}
         self.top_sequences: list[tuple[str, float, str]] = []
         self.errors: list[str] = []
         self.warnings: list[str] = []
-        self._done_marks: deque[tuple[float, int]] = deque(maxlen=2000)
         self._partial: dict[int, int] = {}
+        self._work = 0  # frames scored in this segment (finished shards)
+        self._work_marks: deque[tuple[float, int]] = deque(maxlen=4000)
         self.last_ts = 0.0
         self.events_seen = 0
+
+    # -- facts from outside the events -------------------------------------------------------
+    def process_gone(self, at: float) -> None:
+        """The run's process is gone (not running on this host any more). Without its
+        ``run_done`` the run died unfinished: it shows as dead, its workers as gone."""
+        if self.status.finished or self.dead_since is not None:
+            return
+        self.dead_since = at
+        self.paused = False
+        self._partial.clear()
+        for w in self.workers.values():
+            w.gone, w.shard = True, None
+
+    @property
+    def dead(self) -> bool:
+        """The run's process died without finishing (``process_gone``, no ``run_done``)."""
+        return self.dead_since is not None and not self.status.finished
+
+    @property
+    def live(self) -> bool:
+        """The run is going: started, not finished, its process not gone."""
+        return self.status == ev.RunStatus.RUNNING and not self.dead
 
     # -- folding ------------------------------------------------------------------------------
     def apply(self, event: ev.Event) -> None:
@@ -128,6 +233,9 @@ class RunView:
         self.last_ts = event.ts
         if not event.TELEMETRY:
             self.log.append(event)
+        if isinstance(event, ev.RunStarted):
+            self._on_run_started(event)  # first: it opens the segment the rest folds into
+            return
         if event.worker is not None:
             w = self._worker(event.worker)
             w.last_event = event.ts
@@ -156,12 +264,14 @@ class RunView:
             w.shard_done, w.shard_total = e.frames_done, e.frames_total
             self._partial[w.worker] = w.shard_done
             _note_stage_rate(w, e)
+            self._mark_work(e.ts)
         elif isinstance(e, ev.ShardDone):
             w.shards_done += 1
             w.frames_done += e.frames
             w.shard_done = w.shard_total = e.frames
             if e.seconds:
                 w.throughput.append(e.frames / max(e.seconds, 1e-9))
+            _note_shard_stage_rates(w, e)
             self._partial.pop(w.worker, None)
         elif isinstance(e, ev.GpuMemory):
             w.memory = e
@@ -177,19 +287,20 @@ class RunView:
 
     def _apply_run(self, e: ev.Event) -> None:
         """What an event changes in the run, its jobs and its results."""
-        if isinstance(e, ev.RunStarted):
-            self._on_run_started(e)
-        elif isinstance(e, ev.RunDone):
+        if isinstance(e, ev.RunDone):
             self.status, self.exit_code, self.finished = e.status, e.exit_code, e.ts
             self.resumable = e.resumable
-        elif isinstance(e, ev.RunPaused | ev.RunResumed):
-            self.paused = isinstance(e, ev.RunPaused)
+            self.paused = False
+        elif isinstance(e, ev.RunPaused):
+            self.paused, self.shards_finishing = True, ev.present(e.shards_running) or 0
+        elif isinstance(e, ev.RunResumed):
+            self.paused, self.shards_finishing = False, 0
         elif isinstance(e, ev.ShardDone):
             self._on_shard_done(e)
         elif isinstance(e, ev.ShardSkipped):
             job = self._job(e.job)
             if job is not None:
-                job.frames_done += e.frames
+                job.shards[e.shard] = e.frames
         elif isinstance(e, ev.ErrorEvent):
             who = f"worker {e.worker}: " if e.worker is not None else ""
             self.errors.append(f"{who}{e.message}")
@@ -201,15 +312,36 @@ class RunView:
                 self._on_job_event(job, e)
 
     def _on_run_started(self, e: ev.RunStarted) -> None:
+        """A run's process starts: a new segment. Its live state starts afresh; the ledger of
+        verified shards and the results of earlier segments stay."""
+        self.segments += 1
         self.out, self.demo, self.notice = e.out, e.demo, e.notice
         self.status, self.started, self.resumed = ev.RunStatus.RUNNING, e.ts, e.resumed
-        self.run_started = e
+        self.finished = self.exit_code = self.dead_since = None
+        self.paused, self.shards_finishing, self.resumable = False, 0, True
+        self.pid, self.run_started = e.pid, e
+        self.workers.clear()
+        self._partial.clear()
+        self._work, self._work_marks = 0, deque(maxlen=4000)
         for info in e.workers:
             w = self._worker(info.worker)
             w.kind, w.uuid = info.kind, info.uuid
             w.device = f"GPU {info.index} · {info.name}" if w.kind == "cuda" else "CPU"
         for name in e.jobs:
             self._job(name)
+        sizes = {s.job: s for s in e.sizes}
+        for job in self.jobs.values():
+            if job.frames_total is not None:
+                job.earlier_total = job.frames_total
+            job.status = ev.JobStatus.DONE if job.result is not None else ev.JobStatus.QUEUED
+            job.chunks_prepared = job.frames_prepared = job.bytes_read = job.duplicate_frames = 0
+            job.prepared = job.result is not None
+            if (size := sizes.get(job.name)) is not None:
+                job.records, job.chunks_total, job.bytes_total = (
+                    size.records,
+                    size.chunks,
+                    size.bytes,
+                )
 
     def _on_worker_state(self, w: WorkerView, e: ev.WorkerStateChanged) -> None:
         w.state = e.state
@@ -223,25 +355,31 @@ class RunView:
             w.generation = ev.present(e.generation) or w.generation
             w.models = {m: ModelView() for m in ev.MODELS}
             w.shard = None
+        if e.state == ev.WorkerState.BUSY and (shard := ev.present(e.shard)) is not None:
+            w.job, w.shard = e.job, shard
+            w.shard_done, w.shard_total = 0, ev.present(e.frames) or 0
         if e.state in (ev.WorkerState.IDLE, ev.WorkerState.CRASHED, ev.WorkerState.STOPPED):
-            self._partial.pop(w.worker, None)
+            if self._partial.pop(w.worker, None):
+                self._mark_work(e.ts)
             w.shard = None if e.state != ev.WorkerState.IDLE else w.shard
 
     def _on_model_load(self, w: WorkerView, e: ev.ModelLoad) -> None:
         m = w.models.setdefault(e.model, ModelView())
-        m.state = {
-            ev.ModelPhase.START: "loading",
-            ev.ModelPhase.WARMUP_START: "compiling",
-            ev.ModelPhase.WARMUP_DONE: "compiling",
-            ev.ModelPhase.DONE: "loaded",
-            ev.ModelPhase.ERROR: "error",
-        }[e.phase]
-        if e.phase == ev.ModelPhase.WARMUP_DONE:
+        if e.phase == ev.ModelPhase.START:
+            m.state, m.since = "loading", e.ts
+        elif e.phase == ev.ModelPhase.WARMUP_START:
+            m.state, m.since, m.compiling = "warming up", e.ts, bool(ev.present(e.compile))
+        elif e.phase == ev.ModelPhase.WARMUP_DONE:
             m.warmup_seconds = ev.present(e.seconds)
-        if e.phase == ev.ModelPhase.DONE:
+            m.since = e.ts  # the rest of the load (if any) until done
+        elif e.phase == ev.ModelPhase.DONE:
+            m.state, m.since = "loaded", None
             m.seconds, m.dtype = ev.present(e.seconds), ev.present(e.dtype)
             m.bytes_on_device = ev.present(e.bytes_on_device)
-        if e.phase == ev.ModelPhase.ERROR:
+            if m.warmup_seconds is None:
+                m.warmup_seconds = ev.present(e.compile_seconds)
+        elif e.phase == ev.ModelPhase.ERROR:
+            m.state, m.since = "error", None
             self.errors.append(
                 f"worker {w.worker}: {e.model} failed to load: {ev.present(e.message)}"
             )
@@ -249,13 +387,26 @@ class RunView:
     def _on_shard_done(self, e: ev.ShardDone) -> None:
         job = self._job(e.job)
         if job is not None:
-            job.frames_done += e.frames
-        self._done_marks.append((e.ts, e.frames))
-        self.virus_frames += e.virus_frames
-        self.others_frames += e.others_frames
+            job.shards[e.shard] = e.frames
+        self._work += e.frames
+        self._mark_work(e.ts)
+        if self.paused and self.shards_finishing:
+            self.shards_finishing -= 1  # one of those still running at the pause has finished
+        old = self._scored.get((e.job, e.shard))  # recomputed (a corrupt result): replace it
+        if old is not None:
+            self._add_scores(old, -1)
+        self._scored[(e.job, e.shard)] = e
+        self._add_scores(e, 1)
+        for frame, score in e.top:
+            self._top_frames[frame] = max(score, self._top_frames.get(frame, 0.0))
+        if len(self._top_frames) > 100:
+            self._top_frames = dict(self._best_frames(10))
+
+    def _add_scores(self, e: ev.ShardDone, sign: int) -> None:
+        self.virus_frames += sign * e.virus_frames
+        self.others_frames += sign * e.others_frames
         for i, c in enumerate(e.histogram[: ev.HISTOGRAM_BINS]):
-            self.histogram[i] += c
-        self.top_frames = sorted([*self.top_frames, *e.top], key=lambda t: -t[1])[:10]
+            self.histogram[i] += sign * c
 
     def _on_job_event(
         self, job: JobView, e: ev.JobStarted | ev.JobAdded | ev.JobPrepared | ev.JobDone
@@ -263,22 +414,30 @@ class RunView:
         if isinstance(e, ev.JobStarted):
             job.status, job.input, job.out_dir = ev.JobStatus.RUNNING, e.input, e.out_dir
             job.records, job.chunks_total = e.records, e.chunks_total
+            job.result, job.prepared = None, False
         elif isinstance(e, ev.JobAdded):
             job.input, job.records, job.chunks_total = e.input, e.records, e.chunks_total
             job.added = True
         elif isinstance(e, ev.JobPrepared):
             job.chunks_prepared, job.frames_prepared = e.chunks_prepared, e.frames_prepared
+            job.bytes_read = ev.present(e.bytes_read) or job.bytes_read
+            job.bytes_total = ev.present(e.bytes_total) or job.bytes_total
             job.duplicate_frames, job.prepared = e.duplicate_frames, e.done
         else:
             job.status, job.result = ev.JobStatus.DONE, e
-            job.frames_done = e.frames
             job.frames_prepared, job.prepared = e.frames, True
             job.duplicate_frames = e.duplicate_frames
-            self.top_sequences = sorted(
-                [*self.top_sequences, *e.top_sequences], key=lambda t: -t[1]
-            )[:10]
+            others = [t for t in self.top_sequences if t[0] not in {s[0] for s in e.top_sequences}]
+            self.top_sequences = sorted([*others, *e.top_sequences], key=_call_then_score)[:10]
 
     # -- derived figures ----------------------------------------------------------------------
+    @property
+    def top_frames(self) -> list[tuple[str, float]]:
+        return self._best_frames(10)
+
+    def _best_frames(self, n: int) -> list[tuple[str, float]]:
+        return sorted(self._top_frames.items(), key=lambda t: -t[1])[:n]
+
     @property
     def frames_done(self) -> int:
         return sum(j.frames_done for j in self.jobs.values())
@@ -289,70 +448,135 @@ class RunView:
 
     @property
     def frames_total(self) -> int | None:
+        """The exact total, once every job is prepared (else None: see ``totals``)."""
         totals = [j.frames_total for j in self.jobs.values()]
         if any(t is None for t in totals):
             return None
         return sum(t for t in totals if t is not None)
 
-    def throughput(self, window_s: float = 30.0, now: float | None = None) -> float:
-        """Frames per second over the last ``window_s`` seconds of finished shards."""
-        now = now if now is not None else (self.finished or time.time())
-        recent = [(t, n) for t, n in self._done_marks if now - t <= window_s]
-        if not recent:
-            return 0.0
-        span = (
-            max(now - recent[0][0], 1e-9)
-            if len(recent) > 1
-            else max(now - (self.started or now), 1.0)
+    def frames_per_chunk(self) -> float | None:
+        """Frames per chunk over everything prepared so far (None before anything is)."""
+        chunks = sum(j.chunks_prepared for j in self.jobs.values() if not j.prepared)
+        frames = sum(j.frames_to_compute for j in self.jobs.values() if not j.prepared)
+        for j in self.jobs.values():
+            if j.prepared and j.chunks_total:
+                chunks, frames = chunks + j.chunks_total, frames + (j.frames_total or 0)
+        return frames / chunks if chunks else None
+
+    def totals(self) -> Totals:
+        """Frames done and the total: exact, estimated (``exact`` False), or None when some job
+        cannot be estimated yet."""
+        exact = self.frames_total
+        if exact is not None:
+            return Totals(self.frames_done, exact, True)
+        ratio = self.frames_per_chunk()
+        estimates = [j.frames_estimate(ratio) for j in self.jobs.values()]
+        known = [e for e in estimates if e is not None]
+        if not known:
+            return Totals(self.frames_done, None, False, len(estimates))
+        floor = self.frames_done + self.frames_in_flight + self._unfinished()
+        return Totals(self.frames_done, max(sum(known), floor), False, len(estimates) - len(known))
+
+    def fraction_read(self) -> float | None:
+        """The share of the inputs' bytes that preparation has read (None when unknown)."""
+        sizes = [(j.bytes_total, j.fraction_read) for j in self.jobs.values()]
+        whole = sum(size for size, _ in sizes)
+        if not whole:
+            return None
+        return sum(size * (read or 0.0) for size, read in sizes) / whole
+
+    def _unfinished(self) -> int:
+        """Frames of the shards in flight that are not scored yet."""
+        return sum(
+            max(w.shard_total - w.shard_done, 0)
+            for w in self.workers.values()
+            if w.worker in self._partial
         )
-        span = min(max(span, 1.0), window_s)
-        return sum(n for _, n in recent) / span
+
+    def _mark_work(self, ts: float) -> None:
+        self._work_marks.append((ts, self._work + self.frames_in_flight))
+
+    def throughput(self, window_s: float = RATE_WINDOW_S, now: float | None = None) -> float:
+        """Frames per second, smoothed: the work done (finished shards and the progress of those
+        in flight) over the last ``window_s`` seconds of this segment. Zero unless live."""
+        if not self.live or not self._work_marks:
+            return 0.0
+        now = now if now is not None else time.time()
+        before = [m for m in self._work_marks if m[0] <= now - window_s]
+        first = before[-1] if before else self._work_marks[0]
+        work = self._work_marks[-1][1] - first[1]
+        return max(work / max(now - first[0], 1.0), 0.0)
 
     def eta_seconds(self, now: float | None = None) -> float | None:
-        total, rate = self.frames_total, self.throughput(now=now)
+        """Seconds left at the smoothed rate; None when unknown (no estimate, no rate, not live)
+        and never zero while frames remain."""
+        if not self.live or self.paused:
+            return None
+        total, rate = self.totals().total, self.throughput(now=now)
         if total is None or rate <= 0:
             return None
-        return max(total - self.frames_done - self.frames_in_flight, 0) / rate
+        left = max(total - self.frames_done - self.frames_in_flight, self._unfinished())
+        return max(left / rate, 1.0)  # the last shard is still being written: not zero
 
     def proteins_per_s(self) -> float:
         """ESM-2 speed summed over the live workers (each worker's last shard), proteins/s."""
+        if not self.live:
+            return 0.0
         return sum(w.esm_rate or 0.0 for w in self.workers.values() if w.state.live)
 
     def average_throughput(self) -> float:
-        """Frames per second over the whole run so far (what a finished run reports)."""
+        """Frames per second over the whole segment (what a finished run reports)."""
         elapsed = self.elapsed()
-        return self.frames_done / elapsed if elapsed > 0 else 0.0
+        return self._work / elapsed if elapsed > 0 else 0.0
 
     def elapsed(self, now: float | None = None) -> float:
         if self.started is None:
             return 0.0
-        return (self.finished or now or time.time()) - self.started
+        end = self.finished or self.dead_since or now or time.time()
+        return max(end - self.started, 0.0)
+
+
+def _call_then_score(top: tuple[str, float, str]) -> tuple[bool, float]:
+    """Sequences called virus first, then by max P(virus) (docs/outputs.md#the-call)."""
+    return top[2] != "virus", -top[1]
 
 
 def _note_stage_rate(w: WorkerView, e: ev.Progress) -> None:
-    """Per-model speed from the stage's GPU-synchronised ``stage_seconds``; for event logs
-    without it, from the progress event that closes a stage (batches counted when queued)."""
-    synced = ev.present(e.stage_seconds)
-    if synced is not None:
-        w.synced_stages = True
-        total = e.stage_total if isinstance(e.stage_total, int) else 0
-        if e.stage in ("dnabert", "esm") and total and synced > 0:
-            if e.stage == "esm":
-                w.esm_rate = total / synced
-            else:
-                w.dnabert_rate = total / synced
-        return
-    if w.synced_stages:
-        return
+    """Per-model speed from the progress event that closes a stage: from its device-synchronised
+    ``stage_seconds`` when the worker reports them; without them only on a CPU worker (whose
+    timings are synchronous anyway); a GPU's unsynchronised times would charge one stage's work
+    to the next, so they are never shown as speeds."""
     if e.stage == "start":
         w.stage_end_s = 0.0
-    if e.stage not in ("dnabert", "esm") or not e.closes_stage:
+    if e.stage not in STAGES or not e.closes_stage:
         return
     total = e.stage_total if isinstance(e.stage_total, int) else 0
+    synced = ev.present(e.stage_seconds)
     span = e.seconds - (w.stage_end_s if e.stage == "esm" else 0.0)
     w.stage_end_s = e.seconds
-    if span > 0:
-        if e.stage == "esm":
-            w.esm_rate = total / span
-        else:
-            w.dnabert_rate = total / span
+    if synced is not None:
+        w.synced_stages = True
+        span = synced
+    elif w.synced_stages or w.kind == "cuda":
+        return
+    _set_stage_rate(w, e.stage, total, span)
+
+
+def _note_shard_stage_rates(w: WorkerView, e: ev.ShardDone) -> None:
+    """Per-model speeds from a finished shard's device-synchronised stage seconds."""
+    seconds = ev.present(e.stage_seconds)
+    if not seconds:
+        return
+    w.synced_stages = True
+    for stage in STAGES:
+        if stage in seconds:
+            _set_stage_rate(w, stage, e.frames, seconds[stage])
+
+
+def _set_stage_rate(w: WorkerView, stage: str, items: int, seconds: float) -> None:
+    if seconds <= 0 or items <= 0:
+        return
+    if stage == "esm":
+        w.esm_rate = items / seconds
+    else:
+        w.dnabert_rate = items / seconds

@@ -1,5 +1,5 @@
 """The Textual dashboard: the only package that imports Textual.
 
-``app.run_dashboard`` drives a run live; ``app.attach_dashboard`` follows one read-only from its
-``events.jsonl``. Both render from one :class:`~virnucpro_tui.run.view.RunView`.
+``launch.run_dashboard`` drives a run live; ``launch.attach_dashboard`` follows one read-only
+from its run directory. Both render from one :class:`~virnucpro_tui.run.view.RunView`.
 """

@@ -1,8 +1,8 @@
-"""What the dashboard is connected to: a live run it steers, an attached run it only watches,
-or a scripted event list (tests, screenshots).
+"""What the dashboard is connected to (``RunController``): a live run it steers, an attached run
+it only watches, or a scripted event list (tests, screenshots).
 
 ``run_in_thread`` runs in the app's thread worker and talks back only through ``post``
-(``App.post_message``, which is thread-safe). The steering methods are called on the app thread.
+(``App.post_message``, which is thread-safe). The other methods are called on the app thread.
 """
 
 from __future__ import annotations
@@ -12,43 +12,84 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
 from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
 from virnucpro_tui.pool.events import Event, EventSink
-from virnucpro_tui.pool.layout import RunLayout
-from virnucpro_tui.run.attach import EventTail, run_owner
-from virnucpro_tui.ui.messages import EventBatch, EventMessage, RunFinished
+from virnucpro_tui.run.attach import Process, RunWatch
+from virnucpro_tui.ui.messages import (
+    EventBatch,
+    EventMessage,
+    OwnerChanged,
+    ProcessGone,
+    RunFinished,
+)
+
+if TYPE_CHECKING:  # the orchestrator (and torch) load only for a live run
+    from virnucpro_tui.run.orchestrator import Orchestrator
 
 Post = Callable[[Message], Any]
 BACKLOG_BATCH = 5000
-OWNER_CHECK_S = 2.0
+
+
+class RunController(Protocol):
+    """The dashboard's side of a run. ``read_only``: the steering keys (p, c, a) are off.
+    ``drives_run``: the run ends with the app (a live run); otherwise the app only watches."""
+
+    read_only: bool
+    drives_run: bool
+    waiting_for: str | None  # what the dashboard waits for before the first event
+    resume_command: str | None  # the command that resumes the run, when known
+    finished: threading.Event  # set when run_in_thread has returned
+
+    def start(self, post: Post) -> None:
+        """On the app thread, once the app is mounted (before ``run_in_thread``)."""
+
+    def run_in_thread(self, post: Post) -> None:
+        """The run, in the app's thread worker; events come back through ``post``."""
+
+    def stop(self, abandon: bool) -> None: ...
+
+    def set_paused(self, paused: bool) -> None: ...
+
+    def clear_caches(self) -> None: ...
+
+    def add_input(self, path: Path) -> None: ...
+
+    def close(self) -> None:
+        """The app is going away."""
 
 
 class LiveRun:
     """Drives an Orchestrator in the app's thread worker."""
 
     read_only = False
-    owner: str | None = None
+    drives_run = True
     waiting_for: str | None = None
+    resume_command: str | None = None
 
-    def __init__(self, make_orchestrator: Callable[[EventSink], Any]) -> None:
+    def __init__(self, make_orchestrator: Callable[[EventSink], Orchestrator]) -> None:
         self._make = make_orchestrator
-        self.orchestrator: Any = None
+        self.orchestrator: Orchestrator | None = None
         self.finished = threading.Event()
         self.exit_code: int | None = None
         self.error: str | None = None
         self.traceback: str | None = None
 
-    def prepare(self, post: Post) -> None:
+    def start(self, post: Post) -> None:
         self.orchestrator = self._make(lambda event: post(EventMessage(event)))
+
+    def _run(self) -> Orchestrator:
+        if self.orchestrator is None:
+            raise RuntimeError("the live run is not started yet")
+        return self.orchestrator
 
     def run_in_thread(self, post: Post) -> None:
         code, error = EXIT_ERROR, None
         try:
-            code = self.orchestrator.execute()
+            code = self._run().execute()
         except VirnucproError as exc:
             code, error = exc.exit_code, str(exc)
         except Exception as exc:  # noqa: BLE001 - shown as one line after the app exits
@@ -60,16 +101,16 @@ class LiveRun:
         post(RunFinished(code, error))
 
     def stop(self, abandon: bool) -> None:
-        self.orchestrator.request_stop(abandon=abandon)
+        self._run().request_stop(abandon=abandon)
 
     def set_paused(self, paused: bool) -> None:
-        self.orchestrator.set_paused(paused)
+        self._run().set_paused(paused)
 
     def clear_caches(self) -> None:
-        self.orchestrator.clear_caches()
+        self._run().clear_caches()
 
     def add_input(self, path: Path) -> None:
-        self.orchestrator.add_input(path)
+        self._run().add_input(path)
 
     def close(self) -> None:
         """The app is going away: never leave the run (and its workers) behind."""
@@ -78,48 +119,44 @@ class LiveRun:
 
 
 class AttachedRun:
-    """Follows a run that another process executes, by tailing its events.jsonl (read-only)."""
+    """Follows a run that another process executes (read-only): its events.jsonl, and whether
+    its process lives (``RunWatch``). A process gone without ``run_done`` is posted as
+    ``ProcessGone`` once its last events are read."""
 
     read_only = True
+    drives_run = False
 
-    def __init__(self, run_dir: Path, poll_s: float = 0.25) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: Path, poll_s: float = 0.25, check_every_s: float = 2.0) -> None:
+        self.watch = RunWatch(Path(run_dir), check_every_s)
         self.poll_s = poll_s
-        self.tail = EventTail(RunLayout(self.run_dir).events)
+        self.waiting_for: str | None = str(self.watch.tail.path)
+        self.resume_command = self.watch.resume_command()
         self._stop = threading.Event()
         self.finished = threading.Event()
-        self._owner: str | None = None
-        self._owner_checked = -OWNER_CHECK_S
 
-    @property
-    def owner(self) -> str | None:
-        """Who runs it, from the run directory's lock ("gone" once that process has died)."""
-        now = time.monotonic()
-        if now - self._owner_checked > OWNER_CHECK_S:
-            self._owner_checked = now
-            owner = run_owner(self.run_dir)
-            gone = " (gone)" if owner is not None and owner.alive() is False else ""
-            self._owner = f"{owner.describe()}{gone}" if owner is not None else None
-        return self._owner
-
-    @property
-    def waiting_for(self) -> str | None:
-        return str(self.tail.path)
-
-    def prepare(self, post: Post) -> None:
+    def start(self, post: Post) -> None:
         pass
 
     def run_in_thread(self, post: Post) -> None:
+        owner: str | None = None
         try:
-            backlog = self.tail.backlog()
+            backlog = self.watch.tail.backlog()
             for start in range(0, len(backlog), BACKLOG_BATCH):
                 post(EventBatch(backlog[start : start + BACKLOG_BATCH], backlog=True))
-            while not self._stop.wait(self.poll_s):
-                events = self.tail.poll()
+            while True:
+                process = self.watch.process()
+                if (text := self.watch.owner_text()) != owner:
+                    owner = text
+                    post(OwnerChanged(text))
+                events = self.watch.tail.poll()  # after the liveness check: the last events too
                 if events:
                     post(EventBatch(events))
+                if process == Process.GONE:
+                    post(ProcessGone(time.time()))
+                if self._stop.wait(self.poll_s):
+                    return
         finally:
-            self.tail.close()
+            self.watch.close()
             self.finished.set()
 
     def stop(self, abandon: bool) -> None:
@@ -139,10 +176,13 @@ class AttachedRun:
 
 
 class ScriptedRun:
-    """No run at all: events are fed by the caller; steering calls are recorded."""
+    """No run at all: a fixed event list, delivered on the app thread when the app starts (so
+    what a test or a screenshot sees does not depend on thread timing); steering calls are
+    recorded."""
 
-    owner: str | None = None
+    drives_run = False
     waiting_for: str | None = None
+    resume_command: str | None = None
 
     def __init__(self, events: list[Event] | None = None, read_only: bool = False) -> None:
         self.events = list(events or [])
@@ -150,12 +190,11 @@ class ScriptedRun:
         self.calls: list[tuple[str, Any]] = []
         self.finished = threading.Event()
 
-    def prepare(self, post: Post) -> None:
-        pass
-
-    def run_in_thread(self, post: Post) -> None:
+    def start(self, post: Post) -> None:
         if self.events:
             post(EventBatch(self.events))
+
+    def run_in_thread(self, post: Post) -> None:
         self.finished.set()
 
     def stop(self, abandon: bool) -> None:

@@ -44,3 +44,20 @@ class RunFinished(Message, bubble=False):
         super().__init__()
         self.exit_code = exit_code
         self.error = error
+
+
+class OwnerChanged(Message, bubble=False):
+    """Attach: who runs the run, from its lock record (``pid N on HOST``, ``(gone)`` once
+    that process has died); None without a lock record."""
+
+    def __init__(self, owner: str | None) -> None:
+        super().__init__()
+        self.owner = owner
+
+
+class ProcessGone(Message, bubble=False):
+    """Attach: the run's process is gone and its last events have been read."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self.at = at

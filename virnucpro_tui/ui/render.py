@@ -6,26 +6,36 @@ rests on colour alone (NO_COLOR, 256-colour terminals): states are words, bars u
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.cells import cell_len
+from rich.console import Console, JustifyMethod, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.run.describe import (
     MODEL_LABELS,
+    dead_text,
+    eta_text,
     fmt_bytes,
     fmt_clock,
     fmt_count,
     fmt_duration,
     fmt_rate,
     log_description,
+    model_phase,
+    pause_text,
     percent,
+    phase_elapsed,
     plural,
+    rate_text,
     summary_lines,
+    totals_text,
 )
 from virnucpro_tui.run.view import JobView, RunView, WorkerView
 
@@ -40,9 +50,21 @@ STATE_STYLES = {
     "stopped": "dim",
     "crashed": "bold red",
     "restarting": "bold red",
+    "gone": "bold red",
 }
 LABEL_WIDTH = 8
 SILENT_AFTER_S = 10.0
+# The glyphs of every bar, in one place: the bars draw with them and the help explains them.
+FILLED, RESERVED, OTHERS, FREE = "█", "▓", "▒", "░"
+MEMORY_LEGEND = {
+    "GPU": ((FILLED, "allocated"), (RESERVED, "reserved (cache)"), (FREE, "free")),
+    "CPU": ((FILLED, "this worker (RSS)"), (OTHERS, "other processes"), (FREE, "free")),
+}
+PROGRESS_LEGEND = ((FILLED, "done"), (RESERVED, "in flight"), (FREE, "to do"))
+CALL_RULE = (
+    "a sequence is called virus when at least half of its chunks with frames are viral; a "
+    "chunk is viral when its best frame's P(virus) is at least its best P(others)"
+)
 
 
 @dataclass
@@ -52,8 +74,25 @@ class Mode:
     read_only: bool = False
     stopping: bool = False
     abandoning: bool = False
+    over: bool = False  # the run has ended (or never started), as far as the app is concerned
     owner: str | None = None  # attach: "pid 1234 on host"
     waiting_for: str | None = None  # attach: the events file, until it has events
+    resume_command: str | None = None  # the command that resumes the run, when known
+
+
+@dataclass
+class DashboardState:
+    """What every widget renders from: the run's view, the app's mode and its clock. The app
+    owns one and hands it to each widget it composes."""
+
+    view: RunView
+    mode: Mode
+    clock: Callable[[], float]
+
+    @property
+    def live(self) -> bool:
+        """The run is going and the app still follows it."""
+        return self.view.live and not self.mode.over
 
 
 # -- building blocks ------------------------------------------------------------------------------
@@ -64,6 +103,9 @@ def pack(segments: Iterable[Text], width: int, sep: str = " · ") -> list[Text]:
     for segment in segments:
         if not segment.plain:
             continue
+        if cell_len(segment.plain) > width:
+            segment = segment.copy()
+            segment.truncate(width, overflow="ellipsis")
         if line.plain and cell_len(line.plain) + len(sep) + cell_len(segment.plain) > width:
             lines.append(line)
             line = Text()
@@ -92,7 +134,7 @@ def bar(fraction: float, width: int, fill_style: str = "green") -> Text:
     """``[████░░░░]`` with ``fraction`` of ``width`` filled."""
     fraction = min(max(fraction, 0.0), 1.0)
     filled = round(fraction * width)
-    return Text.assemble(("█" * filled, fill_style), ("░" * (width - filled), "dim"))
+    return Text.assemble((FILLED * filled, fill_style), (FREE * (width - filled), "dim"))
 
 
 def stacked_bar(total: float, parts: Sequence[tuple[float, str, str]], width: int) -> Text:
@@ -103,7 +145,7 @@ def stacked_bar(total: float, parts: Sequence[tuple[float, str, str]], width: in
         cells = min(round(max(value, 0) / total * width), width - used) if total > 0 else 0
         text.append(glyph * cells, style=style)
         used += cells
-    text.append("░" * (width - used), style="dim")
+    text.append(FREE * (width - used), style="dim")
     return text
 
 
@@ -122,6 +164,8 @@ def sparkline(values: Sequence[float], width: int) -> Text:
 
 # -- header and overall progress ------------------------------------------------------------------
 def run_status(view: RunView, mode: Mode) -> tuple[str, str]:
+    if view.dead:
+        return "DEAD", "bold red"
     if view.status.finished:
         style = {"complete": "bold green", "interrupted": "bold yellow"}.get(
             view.status, "bold red"
@@ -154,42 +198,50 @@ def header_text(view: RunView, width: int, now: float, mode: Mode) -> Text:
     first.append(Text(f"run {view.out or mode.waiting_for or '…'}"))
     inputs = ", ".join(job_input_name(j) for j in view.jobs.values()) or "-"
     figures = [Text(f"inputs {inputs}"), *_timing_segments(view, now), *_speed_segments(view, now)]
-    if mode.stopping and not view.status.finished:
-        figures.append(Text("q again abandons the shards in flight", style="bold yellow"))
-    return join_lines(pack(first, width) + pack(figures, width))
+    lines = pack(first, width) + pack(figures, width)
+    if view.dead:
+        lines += _dead_lines(view, mode, width)
+    elif view.paused and not view.status.finished:
+        lines += pack([Text(f"paused: {pause_text(view)} (p resumes)", "bold yellow")], width)
+    if mode.stopping and not view.status.finished and not view.dead:
+        lines += pack([Text("q again abandons the shards in flight", style="bold yellow")], width)
+    return join_lines(lines)
 
 
-def known_totals(view: RunView) -> tuple[int, int]:
-    """The frames of the jobs whose size is known, and how many jobs are not sized yet."""
-    totals = [j.frames_total for j in view.jobs.values()]
-    return sum(t for t in totals if t is not None), sum(1 for t in totals if t is None)
+def _dead_lines(view: RunView, mode: Mode, width: int) -> list[Text]:
+    """Why the run is not running, and the whole command that resumes it (wrapped, never cut:
+    it is there to be copied)."""
+    command = mode.resume_command or view.resume_command
+    how = f"resume: {command}" if command else f"resume: rerun the same command (--out {view.out})"
+    lines = pack([Text(dead_text(view), style="bold red")], width)
+    return lines + [Text(line, style="bold") for line in wrap_words(how, width)]
 
 
-def eta_text(view: RunView, now: float) -> str:
-    if view.status.finished:
-        return "done"
-    if view.paused:
-        return "paused"
-    eta = view.eta_seconds(now)
-    if eta is not None:
-        return fmt_duration(eta)
-    known, unknown = known_totals(view)
-    rate = view.throughput(now=now)
-    if not known or rate <= 0:
-        return fmt_duration(None)
-    left = max(known - view.frames_done - view.frames_in_flight, 0) / rate
-    return f"{fmt_duration(left)} + {plural(unknown, 'job')}"
+def wrap_words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces (a longer word is split)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        while cell_len(word) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:width])
+            word = word[width:]
+        if line and cell_len(line) + 1 + cell_len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
 
 
 def _timing_segments(view: RunView, now: float) -> list[Text]:
-    elapsed = view.elapsed(None if view.finished else now)
-    return [Text(f"elapsed {fmt_duration(elapsed)}"), Text(f"ETA {eta_text(view, now)}")]
+    return [Text(f"elapsed {fmt_duration(view.elapsed(now))}"), Text(f"ETA {eta_text(view, now)}")]
 
 
 def _speed_segments(view: RunView, now: float) -> list[Text]:
-    if view.status.finished:
-        return [Text(f"{fmt_rate(view.average_throughput())} frames/s average")]
-    segments = [Text(f"{fmt_rate(view.throughput(now=now))} frames/s", style="bold")]
+    segments = [Text(rate_text(view, now), style="" if not view.live else "bold")]
     proteins = view.proteins_per_s()
     if proteins:
         segments.append(Text(f"ESM-2 {fmt_rate(proteins)} proteins/s"))
@@ -197,37 +249,32 @@ def _speed_segments(view: RunView, now: float) -> list[Text]:
 
 
 def progress_text(view: RunView, width: int) -> Text:
-    done, total, in_flight = view.frames_done, view.frames_total, view.frames_in_flight
-    complete = view.status == "complete"
+    totals = view.totals()
     jobs_done = sum(1 for j in view.jobs.values() if j.status == ev.JobStatus.DONE)
-    known, unknown = known_totals(view)
-    if total:
-        label = f" {100 * done / total:5.1f}%  {done:,}/{total:,} frames"
-    elif known:
-        total = known
-        label = f" {100 * done / known:5.1f}%  {done:,}/{known:,} frames + {plural(unknown, 'job')}"
-    else:
-        label = f" {'100.0%' if complete else '  ?  %'}  {done:,}/? frames (preparing)"
-    label += f" · jobs {jobs_done}/{len(view.jobs)}"
+    label = f" {totals_text(view)} · jobs {jobs_done}/{len(view.jobs)}"
     bar_width = max(width - cell_len(label), 10)
-    whole = total or (done if complete else 0)
-    parts = [(done, "█", "green"), (in_flight, "▓", "yellow")]
-    return stacked_bar(whole, parts, bar_width) + Text(label)
+    if totals.total is None:
+        read = view.fraction_read() or 0.0
+        return stacked_bar(1.0, [(read, OTHERS, "dim")], bar_width) + Text(label)
+    in_flight = 0 if view.dead else view.frames_in_flight
+    parts = [(totals.done, FILLED, "green"), (in_flight, RESERVED, "yellow")]
+    return stacked_bar(totals.total, parts, bar_width) + Text(label)
 
 
 # -- worker panels --------------------------------------------------------------------------------
 def worker_title(w: WorkerView) -> Text:
+    state = "gone" if w.gone else str(w.state)
     return Text.assemble(
         (f"worker {w.worker}", "bold"),
         f" · {w.device or 'device pending'} · ",
-        (w.state.upper(), STATE_STYLES.get(w.state, "")),
+        (state.upper(), STATE_STYLES.get(state, "")),
     )
 
 
 def worker_text(w: WorkerView, width: int, now: float, running: bool) -> Text:
     lines = [
         *labelled("state", _state_segments(w, now, running), width),
-        *labelled("models", _model_segments(w), width),
+        *labelled("models", _model_segments(w, now, running), width),
         *labelled("memory", _memory_segments(w, width), width),
         *labelled("speed", _speed_segments_worker(w, width), width),
         *labelled("shard", _shard_segments(w, width), width),
@@ -239,6 +286,9 @@ def worker_text(w: WorkerView, width: int, now: float, running: bool) -> Text:
 
 
 def _state_segments(w: WorkerView, now: float, running: bool) -> list[Text]:
+    if w.gone:
+        pid = f" (pid {w.pid})" if w.pid else ""
+        return [Text(f"gone{pid}: the run's process died", style=STATE_STYLES["gone"])]
     segments = [Text(w.state, style=STATE_STYLES.get(w.state, ""))]
     if w.pid:
         segments.append(Text(f"pid {w.pid}"))
@@ -268,25 +318,23 @@ def _utilisation_segments(w: WorkerView) -> list[Text]:
     return segments
 
 
-def _model_segments(w: WorkerView) -> list[Text]:
+def _model_segments(w: WorkerView, now: float, running: bool) -> list[Text]:
     segments = []
     for name in ev.MODELS:
         m = w.models.get(name)
         label = MODEL_LABELS.get(name, name)
         if m is None or m.state == "not loaded":
             segments.append(Text(f"{label} not loaded", style="dim"))
-        elif m.state == "loading":
-            segments.append(Text(f"{label} loading…", style="bold yellow"))
-        elif m.state == "compiling":
-            segments.append(Text(f"{label} compiling and warming up…", style="bold yellow"))
+        elif m.busy:
+            elapsed = f" {phase_elapsed(m, now)}" if running else ""
+            segments.append(Text(f"{label} {model_phase(m)}…{elapsed}", style="bold yellow"))
         elif m.state == "error":
             segments.append(Text(f"{label} load error", style="bold red"))
         else:
             size = fmt_bytes(m.bytes_on_device)
-            warm = f", warm-up {m.warmup_seconds:.1f} s" if m.warmup_seconds else ""
-            segments.append(
-                Text(f"{label} loaded {m.seconds or 0:.1f} s{warm}, {size}", style="green")
-            )
+            warmup = f" + warm-up {m.warmup_seconds:.1f} s" if m.warmup_seconds else ""
+            text = f"{label} loaded {m.seconds or 0:.1f} s{warmup}, {size}"
+            segments.append(Text(text, style="green"))
     return segments
 
 
@@ -299,7 +347,7 @@ def _memory_segments(w: WorkerView, width: int) -> list[Text]:
     if mem.kind == "cpu":
         used = total - mem.free
         gauge = stacked_bar(
-            total, [(allocated, "█", "green"), (used - allocated, "▒", "blue")], bar_width
+            total, [(allocated, FILLED, "green"), (used - allocated, OTHERS, "blue")], bar_width
         )
         return [
             gauge,
@@ -307,7 +355,7 @@ def _memory_segments(w: WorkerView, width: int) -> list[Text]:
             Text(f"peak {fmt_bytes(mem.peak)}"),
             Text(f"machine free {fmt_bytes(mem.free)} of {fmt_bytes(total)}"),
         ]
-    parts = [(allocated, "█", "green"), (reserved - allocated, "▓", "yellow")]
+    parts = [(allocated, FILLED, "green"), (reserved - allocated, RESERVED, "yellow")]
     gauge = stacked_bar(total, parts, bar_width)
     return [
         gauge,
@@ -353,40 +401,110 @@ def _cache_segments(w: WorkerView) -> list[Text]:
     return segments
 
 
-# -- job queue ------------------------------------------------------------------------------------
-JOB_COLUMNS = ("Job", "Status", "Seqs", "Frames", "Progress", "Virus", "Outputs")
+# -- tables -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header, alignment, and when it goes if the width runs out (columns
+    with the lowest ``drop`` go first; 0: never)."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    drop: int = 0
+    short: str = ""  # the header when the full ones do not fit
+
+
+def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> Table:
+    """A table for ``width`` cells: short headers when the full ones do not fit, then columns
+    dropped in their ``drop`` order; what still does not fit is cut with an ellipsis, never
+    silently."""
+    if _natural_width(columns, rows) > width:
+        columns = [replace(c, header=c.short or c.header) for c in columns]
+    keep = list(range(len(columns)))
+    droppable = sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop)
+    for index in droppable:
+        if _natural_width(*_only(keep, columns, rows)) <= width:
+            break
+        keep.remove(index)
+    kept_columns, kept_rows = _only(keep, columns, rows)
+    table = Table(box=None, pad_edge=False, show_edge=False, expand=False, padding=(0, 1))
+    for column in kept_columns:
+        header = Text(column.header, style="bold", overflow="ellipsis", no_wrap=True)
+        table.add_column(
+            header, justify=column.justify, overflow="ellipsis", no_wrap=True, min_width=1
+        )
+    for row in kept_rows:
+        table.add_row(*row)
+    table.width = min(width, _natural_width(kept_columns, kept_rows))
+    return table
+
+
+def _only(
+    keep: list[int], columns: Sequence[Column], rows: Sequence[Sequence[Text]]
+) -> tuple[list[Column], list[list[Text]]]:
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def plain(renderable: RenderableType, width: int) -> str:
+    """What ``renderable`` shows at ``width`` columns, as plain text (no trailing spaces)."""
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(renderable, crop=True)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def _natural_width(columns: Sequence[Column], rows: Sequence[Sequence[Text]]) -> int:
+    widths = [cell_len(c.header) for c in columns]
+    for row in rows:
+        widths = [max(w, cell_len(cell.plain)) for w, cell in zip(widths, row, strict=True)]
+    return sum(widths) + max(len(widths) - 1, 0) * 2
+
+
+JOB_COLUMNS = (
+    Column("Job"),
+    Column("Status"),
+    Column("Seqs", "right", drop=3),
+    Column("Frames", "right"),
+    Column("Progress", drop=4),
+    Column("Called virus", "right", drop=2),
+    Column("Outputs", drop=1),
+)
 
 
 def job_status(job: JobView, view: RunView) -> str:
-    if job.status == ev.JobStatus.RUNNING and not job.prepared:
-        status = "preparing"
-    elif job.status != ev.JobStatus.DONE and view.status.finished:
+    if job.status != ev.JobStatus.DONE and (view.status.finished or view.dead):
         status = "stopped"
+    elif job.status == ev.JobStatus.RUNNING and not job.prepared:
+        status = "preparing"
     else:
         status = str(job.status)
     return f"{status} (added)" if job.added else status
 
 
 def job_cells(job: JobView, view: RunView) -> tuple[Text, ...]:
-    total = job.frames_total
+    total = job.frames_estimate(view.frames_per_chunk())
     if total is None:
-        frames = f"{job.frames_done:,}/?"
+        frames = f"{job.frames_done:,}"
     else:
-        frames = f"{job.frames_done:,}/{'' if job.prepared else '~'}{total:,}"
+        frames = f"{job.frames_done:,}/{'' if job.frames_total is not None else '~'}{total:,}"
     status = job_status(job, view)
     style = {"done": "green", "running": "bold", "preparing": "yellow", "stopped": "yellow"}
     r = job.result
     calls = f"{r.viral_sequences:,}/{r.sequences:,}" if r is not None else "-"
-    progress = bar(job.fraction, 10) + Text(f" {100 * job.fraction:5.1f}%")
+    fraction = 1.0 if job.result is not None else (job.frames_done / total if total else 0.0)
+    progress = bar(fraction, 10) + Text(f" {100 * min(fraction, 1.0):.1f}%")
     return (
         Text(job.name),
         Text(status, style=style.get(status.split()[0], "")),
-        Text(fmt_count(job.records), justify="right"),
-        Text(frames, justify="right"),
+        Text(fmt_count(job.records)),
+        Text(frames),
         progress,
-        Text(calls, justify="right"),
+        Text(calls),
         Text(output_place(job.out_dir, view.out)),
     )
+
+
+def job_table(view: RunView, width: int) -> Table:
+    rows = [job_cells(job, view) for job in view.jobs.values()]
+    return fit_table(JOB_COLUMNS, rows, width)
 
 
 def output_place(out_dir: str, run_dir: str) -> str:
@@ -423,7 +541,8 @@ def results_text(view: RunView, width: int) -> Text:
         sequences = [
             Text(f"{seqs:,} sequences"),
             Text(f"{viral:,} called virus ({percent(viral, seqs)})", style="bold red"),
-            Text(f"{chunks:,} chunks, {empty:,} without a stop-free frame"),
+            Text(f"{chunks:,} chunks"),
+            Text(f"{empty:,} without a stop-free frame"),
         ]
     else:
         sequences = [Text("counted when a job is done", style="dim")]
@@ -465,17 +584,53 @@ def histogram_text(counts: Sequence[int], width: int, height: int) -> Text:
     return join_lines(lines)
 
 
-def top_rows(view: RunView) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]]:
-    """The best-scoring input sequences (once a job is done), else the best frames so far."""
-    rows: list[tuple[str, ...]]
+TOP_SEQUENCE_COLUMNS = (  # the headers say what each figure is (docs/outputs.md#the-call)
+    Column("#", "right"),
+    Column("Sequence"),
+    Column("Call (virus: ≥ half its chunks viral)", short="Call"),
+    Column("max P(virus) (its best frame)", "right", short="max P(virus)"),
+)
+TOP_FRAME_COLUMNS = (Column("#", "right"), Column("Frame"), Column("P(virus)", "right"))
+
+
+def top_rows(
+    view: RunView, compact: bool = False
+) -> tuple[str, Sequence[Column], list[tuple[Text, ...]]]:
+    """The input sequences called virus first, then by max P(virus) (once a job is done), else
+    the best frames so far. The title says how a call is made (``compact``: a short title and
+    five rows, for the overview)."""
+    rows: list[tuple[Text, ...]]
     if view.top_sequences:
         rows = [
-            (str(i + 1), sid, f"{score:.4f}", str(call))
+            (Text(str(i + 1)), Text(sid), Text(call, style=_call_style(call)), Text(f"{score:.4f}"))
             for i, (sid, score, call) in enumerate(view.top_sequences)
         ]
-        return "Top-scoring input sequences", ("#", "Sequence", "max P(virus)", "Call"), rows
-    rows = [(str(i + 1), fid, f"{score:.4f}", "") for i, (fid, score) in enumerate(view.top_frames)]
-    return "Top-scoring frames so far", ("#", "Frame", "P(virus)", ""), rows
+        title = (
+            "Top sequences: called virus first, then by max P(virus)"
+            if compact
+            else "Top input sequences: called virus first, then by max P(virus) (their best "
+            f"frame's score). Call: {CALL_RULE}."
+        )
+        return title, TOP_SEQUENCE_COLUMNS, rows[:5] if compact else rows
+    frames: list[tuple[Text, ...]] = [
+        (Text(str(i + 1)), Text(fid), Text(f"{score:.4f}"))
+        for i, (fid, score) in enumerate(view.top_frames)
+    ]
+    title = (
+        "Top frames so far"
+        if compact
+        else "Top-scoring frames so far (sequences are called when their job is done)"
+    )
+    return title, TOP_FRAME_COLUMNS, frames[:5] if compact else frames
+
+
+def _call_style(call: str) -> str:
+    return "bold red" if call == "virus" else ("blue" if call == "others" else "dim")
+
+
+def top_table(view: RunView, width: int) -> tuple[str, Table]:
+    title, columns, rows = top_rows(view)
+    return title, fit_table(columns, rows, width)
 
 
 # -- event log ------------------------------------------------------------------------------------
@@ -516,6 +671,18 @@ def log_matches(event: ev.Event, worker: object, group: object) -> bool:
     if isinstance(worker, int) and event.worker != worker:
         return False
     return not (isinstance(group, str) and event.type not in LOG_GROUPS.get(group, ()))
+
+
+def recent_text(event: ev.Event) -> Text:
+    """A compact log line for the overview: time, who, what (the kind shows in the colour)."""
+    who = f"w{event.worker}" if event.worker is not None else "run"
+    return Text.assemble(
+        (fmt_clock(event.ts), "dim"),
+        " ",
+        (f"{who:>3}", "bold"),
+        " ",
+        (log_description(event) or event.type, EVENT_STYLES.get(event.type, "")),
+    )
 
 
 def log_text(event: ev.Event) -> Text:

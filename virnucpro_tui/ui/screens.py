@@ -12,28 +12,63 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-HELP = """\
+from virnucpro_tui.ui import render
+
+KEYS = """\
 [b]Keys[/b]
   [b]q[/b]        quit: asks, lets the shards in flight finish, stays resumable
            (q again while it stops abandons the shards in flight)
   [b]ctrl+c[/b]   the same without asking; a second ctrl+c abandons
-  [b]p[/b]        pause or resume dispatch (running shards finish)
+  [b]p[/b]        pause: shards already running finish, no new one starts; p resumes
   [b]c[/b]        empty every worker's GPU cache now (panels show bytes freed)
   [b]a[/b]        add a FASTA input while the run goes on
   [b]l[/b]        the event log, filtered by worker and kind
   [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
-  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works
+  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
+READ_ONLY_KEYS = """\
+[b]Keys[/b] (attached, read-only: p, c and a belong to the process running the run)
+  [b]q[/b]        leave (the run goes on)
+  [b]l[/b]        the event log, filtered by worker and kind
+  [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
+
+
+def _legend(items: tuple[tuple[str, str], ...]) -> str:
+    return "  ".join(f"{glyph} {meaning}" for glyph, meaning in items)
+
+
+def help_text(read_only: bool = False) -> str:
+    """The help screen: the keys that work in this mode, what the panels and bars show (with
+    the glyphs the bars are drawn with), and how a sequence's call is made."""
+    gpu, cpu = render.MEMORY_LEGEND["GPU"], render.MEMORY_LEGEND["CPU"]
+    return f"""\
+{READ_ONLY_KEYS if read_only else KEYS}
 
 [b]Worker panels[/b]
-  state    state, pid, restarts; GPU utilisation from NVML ("CPU" on CPU)
-  models   DNABERT-S, ESM-2, MLP: load time and size on the device
-  memory   [green]█[/green] allocated  [yellow]▓[/yellow] reserved (cache)  ░ free; peak, free, total
-  speed    frames/s of recent shards; ESM-2 proteins/s over its stage
+  state    state, pid, restarts; GPU utilisation from NVML ("CPU" on CPU); GONE once the
+           run's process has died
+  models   DNABERT-S, ESM-2, MLP: loading, compiling/warming up (with the time so far),
+           then load time + warm-up time and size on the device
+  memory   GPU: {_legend(gpu)}
+           CPU: {_legend(cpu)}
+  speed    frames/s of recent shards; DNABERT-S frames/s and ESM-2 proteins/s over their
+           stages, from device-synchronised stage times
   shard    the shard in progress and its frames
   cache    clears (periodic, on OOM, or c) and what the last one freed
 
-Attached ([b]virnucpro-tui attach[/b]): read-only, so p, c and a are off.
+[b]Progress[/b]  {_legend(render.PROGRESS_LEGEND)}; {PROGRESS_NOTE}
+
+[b]Calls[/b]  {render.CALL_RULE}. {CALL_NOTE}
 """
+
+
+PROGRESS_NOTE = (
+    "a total with ~ is an estimate (from the input read so far) until every input is prepared"
+)
+CALL_NOTE = (
+    "max P(virus) is the best single frame's score, so a sequence can score high and still be "
+    "called others (docs/outputs.md)."
+)
 
 
 class ConfirmQuitScreen(ModalScreen[bool]):
@@ -132,9 +167,13 @@ class AddInputScreen(ModalScreen[Path | None]):
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__()
+        self.text = text or help_text()
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide-dialog"):
-            yield Static(HELP)
+            yield Static(self.text, id="help-text")
             yield Static("[dim]esc, ? or q closes this[/dim]")
 
     def action_close(self) -> None:

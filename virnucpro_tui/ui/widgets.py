@@ -1,10 +1,13 @@
-"""The dashboard's widgets. Each one renders from the app's RunView (see ``render.py``)."""
+"""The dashboard's widgets. Each renders from the ``DashboardState`` it is given (the app's
+RunView, mode and clock) through the pure functions of ``render.py``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 from rich.cells import cell_len
+from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -12,30 +15,24 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import Select, Static
 
 from virnucpro_tui.pool.events import Event, WorkerState
-from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
-
-if TYPE_CHECKING:
-    from virnucpro_tui.ui.app import VirnucproApp
+from virnucpro_tui.ui.render import DashboardState
 
 LOG_LINES_KEPT = 10_000
 
 
 class ViewWidget(Widget):
-    """Shows text built from the RunView; repaints only when that text changes."""
+    """Shows what ``build`` makes from the dashboard's state; repaints only when it changes."""
 
     DEFAULT_CSS = "ViewWidget { height: auto; }"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, state: DashboardState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.state = state
         self._text = Text()
-
-    @property
-    def dashboard(self) -> VirnucproApp:
-        return cast("VirnucproApp", self.app)
 
     def build(self, width: int) -> Text:
         raise NotImplementedError
@@ -56,8 +53,13 @@ class ViewWidget(Widget):
         """The plain text on show (what the tests read)."""
         return self._text.plain
 
-    def render(self) -> Text:
+    def render(self) -> RenderableType:
         return self._text
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """The height of what ``build`` makes at this width now (the text on show may have been
+        built before the latest events, or for another width)."""
+        return self.build(width).plain.count("\n") + 1
 
     def on_mount(self) -> None:
         self.update_from_view()
@@ -70,8 +72,8 @@ class ViewWidget(Widget):
 
 class HeaderBar(ViewWidget):
     def build(self, width: int) -> Text:
-        app = self.dashboard
-        return render.header_text(app.view, width, app.clock(), app.mode)
+        state = self.state
+        return render.header_text(state.view, width, state.clock(), state.mode)
 
 
 class DemoBanner(Static):
@@ -83,36 +85,38 @@ class DemoBanner(Static):
 
 class OverallProgress(ViewWidget):
     def build(self, width: int) -> Text:
-        return render.progress_text(self.dashboard.view, width)
+        return render.progress_text(self.state.view, width)
 
 
 class WorkerPanel(ViewWidget):
     """One worker: device, state, models, memory, speed, shard, cache."""
 
-    def __init__(self, worker: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, state: DashboardState, worker: int, **kwargs: Any) -> None:
+        super().__init__(state, **kwargs)
         self.worker = worker
         self.title_text = Text()
 
     def build(self, width: int) -> Text:
-        app = self.dashboard
-        w = app.view.workers[self.worker]
+        w = self.state.view.workers.get(self.worker)
+        if w is None:  # a resumed run has fewer workers: the panel goes on the next repaint
+            return Text()
         self.title_text = render.worker_title(w)
         self.border_title = self.title_text
-        for state in WorkerState:
-            self.set_class(w.state == state, f"-{state}")
-        return render.worker_text(w, width, app.clock(), app.run_is_live)
+        for worker_state in WorkerState:
+            self.set_class(w.state == worker_state and not w.gone, f"-{worker_state}")
+        self.set_class(w.gone, "-gone")
+        return render.worker_text(w, width, self.state.clock(), self.state.live)
 
 
 class ResultsSummary(ViewWidget):
     """Virus/others counts and the score histogram."""
 
-    def __init__(self, histogram_height: int = 8, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, state: DashboardState, histogram_height: int = 8, **kwargs: Any) -> None:
+        super().__init__(state, **kwargs)
         self.histogram_height = histogram_height
 
     def build(self, width: int) -> Text:
-        view = self.dashboard.view
+        view = self.state.view
         counts = render.results_text(view, width)
         height = (
             self.histogram_height
@@ -124,68 +128,73 @@ class ResultsSummary(ViewWidget):
 
 
 class RecentEvents(ViewWidget):
-    """The latest log lines, newest first (the full, filterable log is on the Log tab)."""
+    """The latest events, newest first, as many as the widget's height holds, each cut to its
+    width with an ellipsis (the full, filterable log is on the Log tab)."""
 
-    def __init__(self, lines: int = 40, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lines = lines
+    DEFAULT_CSS = "RecentEvents { height: 1fr; min-height: 4; }"
 
     def build(self, width: int) -> Text:
-        view = self.dashboard.view
-        recent = list(view.log)[-self.lines :]
+        rows = max(self.size.height, 1)
+        recent = list(self.state.view.log)[-rows:]
         if not recent:
             return Text("no events yet", style="dim")
         out = []
         for event in reversed(recent):
-            line = render.log_text(event)
+            line = render.recent_text(event)
             line.truncate(width, overflow="ellipsis")
             out.append(line)
         return render.join_lines(out)
 
 
-class JobTable(DataTable):
+class TableWidget(ViewWidget):
+    """A table fitted to the widget's width (``render.fit_table``)."""
+
+    def __init__(self, state: DashboardState, **kwargs: Any) -> None:
+        super().__init__(state, **kwargs)
+        self._columns: Sequence[render.Column] = ()
+        self._rows: list[tuple[Text, ...]] = []
+
+    def rows(
+        self,
+    ) -> tuple[list[render.Column] | tuple[render.Column, ...], list[tuple[Text, ...]]]:
+        raise NotImplementedError
+
+    def build(self, width: int) -> Text:
+        self._columns, self._rows = self.rows()
+        return Text(render.plain(render.fit_table(self._columns, self._rows, width), width))
+
+    def render(self) -> RenderableType:
+        """Fitted to the width the widget has now (a scrollbar may have taken two columns)."""
+        return render.fit_table(self._columns, self._rows, self.size.width or self.text_width())
+
+    def row_text(self, key: str | int) -> list[str]:
+        """A row's cells in full (uncut), by its first cell's text or its index."""
+        for i, row in enumerate(self._rows):
+            if key == i or row[0].plain == key:
+                return [cell.plain for cell in row]
+        raise KeyError(key)
+
+
+class JobTable(TableWidget):
     """The job queue: one row per input."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", show_cursor=False, zebra_stripes=True, **kwargs)
-        self._shown: dict[str, tuple[str, ...]] = {}
-        for name in render.JOB_COLUMNS:
-            self.add_column(name, key=name)
-
-    def sync(self, view: RunView) -> None:
-        for job in view.jobs.values():
-            cells = render.job_cells(job, view)
-            plain = tuple(c.plain for c in cells)
-            if self._shown.get(job.name) == plain:
-                continue
-            if job.name not in self._shown:
-                self.add_row(*cells, key=job.name)
-            else:
-                for column, cell in zip(render.JOB_COLUMNS, cells, strict=True):
-                    self.update_cell(job.name, column, cell, update_width=True)
-            self._shown[job.name] = plain
-
-    def row_text(self, job: str) -> list[str]:
-        return [str(getattr(c, "plain", c)) for c in self.get_row(job)]
+    def rows(self) -> tuple[tuple[render.Column, ...], list[tuple[Text, ...]]]:
+        view = self.state.view
+        return render.JOB_COLUMNS, [render.job_cells(job, view) for job in view.jobs.values()]
 
 
-class TopTable(DataTable):
-    """The best scores: input sequences once a job is done, frames until then."""
+class TopTable(TableWidget):
+    """The best scores: input sequences once a job is done, frames until then. ``compact``:
+    the overview's short version (a short title, five rows)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(zebra_stripes=True, **kwargs)
-        self._shown: tuple[Any, ...] = ()
+    def __init__(self, state: DashboardState, compact: bool = False, **kwargs: Any) -> None:
+        super().__init__(state, **kwargs)
+        self.compact = compact
+        self.title = ""
 
-    def sync(self, view: RunView) -> str:
-        title, columns, rows = render.top_rows(view)
-        if (title, rows) != self._shown:
-            self._shown = (title, rows)
-            self.clear(columns=True)
-            for column in columns:
-                self.add_column(column, key=column or "call")
-            for row in rows:
-                self.add_row(*row)
-        return title
+    def rows(self) -> tuple[Any, list[tuple[Text, ...]]]:
+        self.title, columns, rows = render.top_rows(self.state.view, self.compact)
+        return columns, rows
 
 
 class EventLog(Vertical):
@@ -206,13 +215,10 @@ class EventLog(Vertical):
             yield Select(groups, value="all", allow_blank=False, compact=True, id="log-group")
         yield EventLines(id="log-lines")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, state: DashboardState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.state = state
         self._workers = 0
-
-    @property
-    def dashboard(self) -> VirnucproApp:
-        return cast("VirnucproApp", self.app)
 
     @staticmethod
     def _worker_options(count: int) -> list[tuple[str, Any]]:
@@ -225,8 +231,8 @@ class EventLog(Vertical):
         group = self.query_one("#log-group", Select).value
         return (None if worker == "all" else worker), (None if group == "all" else group)
 
-    def sync_workers(self, view: RunView) -> None:
-        count = max(view.workers, default=-1) + 1
+    def sync_workers(self) -> None:
+        count = max(self.state.view.workers, default=-1) + 1
         if count == self._workers:
             return
         self._workers = count
@@ -247,7 +253,7 @@ class EventLog(Vertical):
 
     def rebuild(self) -> None:
         worker, group = self.filters()
-        view = self.dashboard.view
+        view = self.state.view
         self.query_one(EventLines).replace(
             [e for e in view.log if render.log_matches(e, worker, group)]
         )
@@ -271,10 +277,6 @@ class EventLines(ScrollView, can_focus=True):
         self.events: list[Event] = []
         self._strips: dict[int, Strip] = {}
         self._widest = 0
-
-    @property
-    def dashboard(self) -> VirnucproApp:
-        return cast("VirnucproApp", self.app)
 
     def replace(self, events: list[Event]) -> None:
         self.events, self._strips, self._widest = [], {}, 0

@@ -1,7 +1,9 @@
 """A realistic, fixed event sequence: GPU workers on H200s in the middle of a run.
 
 It feeds the README screenshot (``scripts/screenshot.py``) and the layout snapshot tests. It is
-deterministic: fixed timestamps, a seeded generator, and ``NOW`` as the dashboard's clock.
+deterministic: fixed timestamps, a seeded generator, and ``NOW`` as the dashboard's clock. The
+workers report what the engine reports on a GPU: a warm-up phase per model and
+device-synchronised stage seconds (docs/events.md).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def _start(ts: float, workers: int) -> list[Record]:
             backend="local",
             pid=48213,
             persistent=True,
+            sizes=[
+                {"job": "gut_contigs", "bytes": 108_233_417, "records": 118_437, "chunks": 742_860},
+                {"job": "phage_reads", "bytes": 2_416_090, "records": 12_004, "chunks": 14_210},
+            ],
         ),
         _event(
             ts + 0.2,
@@ -130,39 +136,43 @@ def _start(ts: float, workers: int) -> list[Record]:
 
 
 def _model_loads(ts: float, worker: int) -> list[Record]:
-    loads = [
-        ("dnabert", 3.1, 358 * MIB),
-        ("esm", 38.4 + worker, 5.31 * GIB),
-        ("classifier", 0.02, 6.5 * MIB),
+    """As the engine loads on a GPU: DNABERT-S is read and compiled while ESM-2's file is read,
+    then ESM-2 compiles; each compilation and warm-up is its own phase."""
+    loads = [  # model, start, load seconds, warm-up start, warm-up seconds, size on the device
+        ("dnabert", 0.0, 3.1, 3.1, 14.2, 358 * MIB),
+        ("esm", 3.2, 7.7 + worker, 17.4, 23.9, 5.31 * GIB),
+        ("classifier", 41.4, 0.02, None, None, 6.5 * MIB),
     ]
     events = []
-    for model, seconds, size in loads:
+    for model, begin, seconds, warmup_at, warmup, size in loads:
+        source, common = f"/models/{model}", {"model": model, "dtype": "bfloat16"}
         events.append(
-            _event(
-                ts,
-                "model_load",
-                worker,
-                "gut_contigs",
-                model=model,
-                phase="start",
-                source=f"/models/{model}",
-                dtype="bfloat16",
-            )
+            _event(ts + begin, "model_load", worker, phase="start", source=source, **common)
         )
-        ts += seconds
+        end = ts + begin + seconds
+        if warmup_at is not None and warmup is not None:
+            events.append(
+                _event(ts + warmup_at, "model_load", worker, phase="warmup_start", source=source)
+                | {"model": model, "compile": True}
+            )
+            end = ts + warmup_at + warmup
+            events.append(
+                _event(end, "model_load", worker, phase="warmup_done", source=source)
+                | {"model": model, "seconds": warmup}
+            )
         events.append(
             _event(
-                ts,
+                end,
                 "model_load",
                 worker,
-                "gut_contigs",
-                model=model,
                 phase="done",
                 seconds=seconds,
                 bytes_on_device=int(size),
-                dtype="bfloat16",
-                source=f"/models/{model}",
+                source=source,
                 demo=False,
+                compile_seconds=warmup,
+                fast_path=warmup is not None,
+                **common,
             )
         )
     return events
@@ -202,6 +212,7 @@ def _shards(rng: random.Random, workers: int, start: float, until: float) -> lis
                     others_frames=SHARD - virus,
                     histogram=_histogram(rng, SHARD),
                     top=top,
+                    stage_seconds=_stage_seconds(seconds),
                 )
             )
             if done % 10 == 0:
@@ -296,6 +307,12 @@ def _now_state(workers: int, next_shard: int) -> list[Record]:
     return events
 
 
+def _stage_seconds(seconds: float) -> dict[str, float]:
+    """A shard's device-synchronised stage seconds: they add up to its seconds."""
+    shares = {"tokenize": 0.010, "dnabert": 0.047, "esm": 0.940, "classifier": 0.003}
+    return {stage: round(seconds * share, 4) for stage, share in shares.items()}
+
+
 def _closed_stages(ts: float, worker: int, shard: int) -> list[Record]:
     """The previous shard's stage ends, which carry the per-model speeds."""
     common = {"shard": shard, "frames_total": SHARD, "stage_total": SHARD, "stage_done": SHARD}
@@ -321,6 +338,7 @@ def _closed_stages(ts: float, worker: int, shard: int) -> list[Record]:
             frames_done=SHARD // 2,
             tokens=SHARD * 110,
             seconds=dnabert_s,
+            stage_seconds=dnabert_s,
             **common,
         ),
         _event(
@@ -332,6 +350,7 @@ def _closed_stages(ts: float, worker: int, shard: int) -> list[Record]:
             frames_done=SHARD,
             tokens=SHARD * 290,
             seconds=esm_s,
+            stage_seconds=round(esm_s - dnabert_s, 4),
             **common,
         ),
     ]

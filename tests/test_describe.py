@@ -530,3 +530,36 @@ def test_sequences_called_virus_come_first_then_by_max_score() -> None:
     )
     view = fold(started(), done)
     assert [t[0] for t in view.top_sequences] == ["c1", "c2", "contig_0013"]
+
+
+def test_frames_computed_once_and_saved_features_in_progress_and_summary() -> None:
+    """With duplicates, progress counts the frames to compute; the summary says how many were
+    computed once and names the saved features with their size (docs/features.md)."""
+    prepared = ev("job_prepared", T + 1, job="a", chunks_prepared=4, chunks_total=4,
+                  frames_prepared=10, done=True, shards_total=1, duplicate_frames=3)  # fmt: skip
+    assert notable_text(prepared) == (
+        "job a: prepared 10 frames in 1 shard (3 identical frames reuse an earlier result)"
+    )
+    view = fold(
+        ev("run_started", T, out="/r", jobs=["a"]),
+        ev("job_started", T, job="a", input="a.fa", out_dir="/r", records=2, chunks_total=4,
+           bases=2000),
+        prepared,
+        ev("shard_done", T + 2, worker=0, job="a", shard=0, frames=7),
+    )  # fmt: skip
+    assert (view.frames_done, view.frames_total) == (7, 7)  # the 3 duplicates are not computed
+    done = ev("job_done", T + 3, job="a", out_dir="/r",
+              outputs={"prediction_results.txt": "/r/prediction_results.txt",
+                       "prediction_features.pt": "/r/prediction_features.pt"},
+              sequences=2, viral_sequences=1, chunks=4, chunks_with_frames=4,
+              chunks_without_frames=0, frames=10, virus_frames=5, viral_chunks=2,
+              top_sequences=[], skipped_shards=0, seconds=2.0, demo=True, duplicate_frames=3,
+              features_path="/r/prediction_features.pt", features_bytes=3 * 2**20)  # fmt: skip
+    view.apply(done)
+    assert (view.frames_done, view.frames_total) == (10, 10)
+    lines = summary_lines(view)
+    assert "    prediction_features.pt: /r/prediction_features.pt" in lines
+    assert (
+        "    computed once: 7 distinct frames; 3 identical frames reuse an earlier result" in lines
+    )
+    assert "    features: /r/prediction_features.pt (3.0 MiB)" in lines

@@ -13,6 +13,7 @@ from virnucpro_tui.pool.events import (
     TELEMETRY_TYPES,
     ErrorEvent,
     Heartbeat,
+    JobDone,
     JobPrepared,
     ModelLoad,
     ModelPhase,
@@ -79,7 +80,15 @@ def as_json(event: object) -> dict[str, object]:
             JobPrepared(ts=12.5, job="a", chunks_prepared=3, chunks_total=9, frames_prepared=7,
                         done=False, shards_total=None),
             {"type": "job_prepared", "worker": None, "job": "a", "chunks_prepared": 3,
-             "chunks_total": 9, "frames_prepared": 7, "done": False, "shards_total": None},
+             "chunks_total": 9, "frames_prepared": 7, "done": False, "shards_total": None,
+             "duplicate_frames": 0},
+        ),
+        (  # identical frames computed once: how many of the prepared frames copy a result
+            JobPrepared(ts=12.5, job="a", chunks_prepared=9, chunks_total=9, frames_prepared=20,
+                        done=True, shards_total=2, duplicate_frames=6),
+            {"type": "job_prepared", "worker": None, "job": "a", "chunks_prepared": 9,
+             "chunks_total": 9, "frames_prepared": 20, "done": True, "shards_total": 2,
+             "duplicate_frames": 6},
         ),
         (
             ShardDone(ts=12.5, worker=0, job="a", shard=1, frames=2, seconds=0.5, tokens=9,
@@ -101,6 +110,46 @@ def test_events_write_the_documented_json(event: object, expected: dict[str, obj
     assert as_json(event) == {**BASE, **expected}
     assert decode_event(encode_event(event)) == event  # type: ignore[arg-type]
     assert pickle.loads(pickle.dumps(event)) == event
+
+
+def test_fields_added_in_v1_default_when_an_older_run_did_not_write_them() -> None:
+    """events.jsonl of a run from before deduplication and saved features still reads."""
+    old_prepared = {
+        "type": "job_prepared",
+        "v": 1,
+        "ts": 1.0,
+        "job": "a",
+        "chunks_prepared": 1,
+        "chunks_total": 1,
+        "frames_prepared": 4,
+        "done": True,
+        "shards_total": 1,
+    }
+    old_done = {"type": "job_done", "v": 1, "ts": 2.0, "job": "a", "out_dir": "/r",
+                "outputs": {}, "sequences": 1, "viral_sequences": 0, "chunks": 1,
+                "chunks_with_frames": 1, "chunks_without_frames": 0, "frames": 4,
+                "virus_frames": 0, "viral_chunks": 0, "top_sequences": [], "skipped_shards": 0,
+                "seconds": 1.0, "demo": True}  # fmt: skip
+    prepared = decode_event(json.dumps(old_prepared))
+    done = decode_event(json.dumps(old_done))
+    assert isinstance(prepared, JobPrepared) and prepared.duplicate_frames == 0
+    assert isinstance(done, JobDone)
+    assert (done.duplicate_frames, done.features_path, done.features_bytes) == (0, None, None)
+
+
+def test_job_done_names_the_saved_features_and_their_size() -> None:
+    event = JobDone(ts=2.0, job="a", out_dir="/r", outputs={"prediction_features.pt": "/r/f.pt"},
+                    sequences=1, viral_sequences=0, chunks=1, chunks_with_frames=1,
+                    chunks_without_frames=0, frames=4, virus_frames=0, viral_chunks=0,
+                    top_sequences=(), skipped_shards=0, seconds=1.0, demo=True,
+                    duplicate_frames=1, features_path="/r/f.pt", features_bytes=2048)  # fmt: skip
+    data = as_json(event)
+    assert (data["duplicate_frames"], data["features_path"], data["features_bytes"]) == (
+        1,
+        "/r/f.pt",
+        2048,
+    )
+    assert decode_event(encode_event(event)) == event
 
 
 def test_run_started_lists_its_workers() -> None:

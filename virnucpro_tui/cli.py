@@ -137,6 +137,27 @@ def _add_run_parser(sub: Any) -> None:
         default=None,
         help="do not torch.compile the models on GPU (faster start, slower run)",
     )
+    g.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="compute every frame, even one identical to an earlier frame of the same input "
+        "(by default it is computed once and its result copied)",
+    )
+    g = p.add_argument_group("features")
+    g.add_argument(
+        "--save-features",
+        action="store_true",
+        help="also save each frame's classifier input (DNABERT-S then ESM-2 embeddings, 3,328 "
+        "values) per input, in prediction_results.txt order (docs/features.md)",
+    )
+    g.add_argument(
+        "--features-format",
+        choices=["pt", "safetensors"],
+        default="pt",
+        help="pt: the published {'ids', 'data'} torch file (default); safetensors: a tensor "
+        "'data' with the ids in a .ids.txt sidecar",
+    )
     from virnucpro_tui.pool.pool import PoolPolicy
     from virnucpro_tui.pool.worker import WorkerSettings
 
@@ -478,6 +499,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         persistent=args.persistent,
         restart=args.restart,
         backend=args.backend,
+        dedup=args.dedup,
+        save_features=args.save_features,
+        features_format=args.features_format,
         policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
         worker=WorkerSettings(
             clear_cache_every=args.clear_cache_every,

@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 
 @contextlib.contextmanager
@@ -32,3 +32,43 @@ def atomic_text_writer(path: str | Path, fsync: bool = True) -> Iterator[TextIO]
 def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
     with atomic_text_writer(path, fsync=fsync) as fh:
         fh.write(text)
+
+
+def _temporary(target: Path) -> tuple[int, str]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+
+
+class PartialFile:
+    """A binary file written under a hidden temporary name (``.NAME.XXXX.partial``) and renamed
+    into place by ``commit``; ``abort`` removes it. For files written over many calls (the
+    assembled features); a reader never sees a part under the final name."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        fd, tmp = _temporary(self.target)
+        self.tmp = Path(tmp)
+        self.fh: BinaryIO = os.fdopen(fd, "w+b")
+
+    def commit(self, fsync: bool = True) -> None:
+        self.fh.flush()
+        if fsync:
+            os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.target)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview, fsync: bool = True) -> None:
+    """Write ``path`` atomically (a temporary file renamed into place)."""
+    partial = PartialFile(path)
+    try:
+        partial.fh.write(data)
+        partial.commit(fsync=fsync)
+    except BaseException:
+        partial.abort()
+        raise

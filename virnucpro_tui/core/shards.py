@@ -1,7 +1,8 @@
 """Shards: fixed-size slices of one input's frame stream, and their result files.
 
 A shard's boundaries depend only on the input and the shard size, so a resumed run cuts the
-same shards again and can skip the finished ones. A result file holds the shard's rows in the
+same shards again and can skip the finished ones. With deduplication (``core/dedup.py``) the
+stream cut is that of the job's distinct frames. A result file holds the shard's rows in the
 ``prediction_results.txt`` format behind a header with a SHA-256 of the rows, so a truncated
 or altered file is detected and recomputed.
 """
@@ -29,6 +30,7 @@ class Shard:
     job: str
     index: int
     frames: list[Frame] = field(default_factory=list)
+    save_features: bool = False  # the worker also writes the frames' features (--save-features)
 
     @property
     def key(self) -> str:
@@ -48,6 +50,7 @@ class ShardResult:
     tokens: int = 0
     worker: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)  # GPU-synchronised, sum ~ seconds
+    features: np.ndarray | None = None  # (n, dim) float32, when the shard asked for them
 
     def predictions(self) -> list[Prediction]:
         return predictions_from_arrays(self.frame_ids, self.probs)
@@ -57,19 +60,26 @@ class CorruptShardError(Exception):
     """A shard result file is truncated, altered or belongs to another shard."""
 
 
-def iter_shards(frames: Iterable[Frame], job: str, shard_size: int) -> Iterator[Shard]:
-    shard = Shard(job, 0)
+def iter_shards(
+    frames: Iterable[Frame], job: str, shard_size: int, save_features: bool = False
+) -> Iterator[Shard]:
+    shard = Shard(job, 0, save_features=save_features)
     for frame in frames:
         shard.frames.append(frame)
         if len(shard.frames) == shard_size:
             yield shard
-            shard = Shard(job, shard.index + 1)
+            shard = Shard(job, shard.index + 1, save_features=save_features)
     if shard.frames:
         yield shard
 
 
 def shard_path(shards_dir: str | Path, job: str, index: int) -> Path:
     return Path(shards_dir) / job / f"{index:06d}.tsv"
+
+
+def shard_features_path(shards_dir: str | Path, job: str, index: int) -> Path:
+    """The shard's features (``run --save-features``), next to its result."""
+    return Path(shards_dir) / job / f"{index:06d}.features.safetensors"
 
 
 def _body(preds: Iterable[Prediction]) -> str:

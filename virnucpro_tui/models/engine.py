@@ -314,9 +314,11 @@ class Engine:
         progress: Progress | None = None,
         tokens: ShardTokens | None = None,
         clock: StageClock | None = None,
+        features_out: list[torch.Tensor] | None = None,
     ) -> np.ndarray:
         """P(others), P(virus) per frame, as float32 (n, 2). ``clock`` gets each stage's
-        seconds, taken after the device finished the stage's work."""
+        seconds, taken after the device finished the stage's work; the classifier's input
+        (n, dim) is appended to ``features_out`` (on the CPU, float32) when one is given."""
         from virnucpro_tui.models.classifier import predict_proba
 
         self.load()
@@ -336,18 +338,26 @@ class Engine:
         _stage_done(progress, "esm", n, clock)
         with clock("classifier"):
             features = torch.cat([dna, protein], dim=1).to(self.device)
+            if features_out is not None:
+                features_out.append(features.float().cpu())
             probs = predict_proba(self.classifier, features).float().cpu().numpy()
         _stage_done(progress, "classifier", n, clock)
         return probs
 
     def process_shard(
-        self, shard: Shard, progress: Progress | None = None, tokens: ShardTokens | None = None
+        self,
+        shard: Shard,
+        progress: Progress | None = None,
+        tokens: ShardTokens | None = None,
+        keep_features: bool = False,
     ) -> ShardResult:
-        """Score one shard end to end. The 3328-value features never leave this function."""
+        """Score one shard end to end; with ``keep_features`` the result carries the 3328-value
+        features too (``run --save-features``)."""
         start = time.perf_counter()
         stats = BatchStats()
         clock = StageClock(self.device)
-        probs = self.score_frames(shard.frames, stats, progress, tokens, clock)
+        kept: list[torch.Tensor] | None = [] if keep_features else None
+        probs = self.score_frames(shard.frames, stats, progress, tokens, clock, features_out=kept)
         return ShardResult(
             shard.job,
             shard.index,
@@ -356,6 +366,7 @@ class Engine:
             seconds=time.perf_counter() - start,
             tokens=stats.tokens,
             stage_seconds={k: round(v, 4) for k, v in clock.seconds.items()},
+            features=kept[0].numpy() if kept else None,
         )
 
 

@@ -305,6 +305,7 @@ class JobPrepared(Event, frozen=True, kw_only=True, tag="job_prepared"):
     shards_total: int | None
     bytes_read: int | UnsetType = UNSET  # of the input file (compressed bytes, for gzip)
     bytes_total: int | UnsetType = UNSET
+    duplicate_frames: int = 0  # of frames_prepared, those identical to an earlier frame
 
 
 class ShardSkipped(Event, frozen=True, kw_only=True, tag="shard_skipped"):
@@ -346,6 +347,9 @@ class JobDone(Event, frozen=True, kw_only=True, tag="job_done"):
     skipped_shards: int
     seconds: float
     demo: bool
+    duplicate_frames: int = 0  # frames that copied the result of an identical frame
+    features_path: str | None = None  # --save-features: the job's features file
+    features_bytes: int | None = None  # its size on disk (with the ids sidecar of safetensors)
 
 
 class WarningEvent(Event, frozen=True, kw_only=True, tag="warning"):

@@ -14,7 +14,8 @@ these restart generations; default [0], so a respawned worker runs clean).
 Orchestrator keys (read by the main process; ``workers`` and ``generations`` do not apply):
 ``assembly_delay_s`` (assembly pauses this long once the temporary output files hold their
 first record; a stop request ends the pause), ``enospc_in_assembly`` (writing the final outputs
-fails with ENOSPC after their first record).
+fails with ENOSPC after their first record), ``enospc_in_features`` (writing the saved features
+fails with ENOSPC once their first rows are written).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FaultPlan:
     named_semaphore: bool = False
     assembly_delay_s: float = 0.0
     enospc_in_assembly: bool = False
+    enospc_in_features: bool = False
     workers: list[int] | None = None
     generations: list[int] = field(default_factory=lambda: [0])
 
@@ -117,4 +119,9 @@ class FaultPlan:
         if self.assembly_delay_s:
             stop.wait(self.assembly_delay_s)
         if self.enospc_in_assembly:
+            raise injected_disk_full()
+
+    def in_features(self, rows_written: int) -> None:
+        """Called as assembly writes the saved features; may fail like a full disk."""
+        if self.enospc_in_features and rows_written:
             raise injected_disk_full()

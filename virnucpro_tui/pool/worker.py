@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
+from virnucpro_tui.core.features import write_shard_features
 from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
@@ -373,6 +374,7 @@ class Worker:
                 shard,
                 progress=self._progress_reporter(shard),
                 tokens=tokens.result() if tokens is not None else None,
+                keep_features=shard.save_features,
             )
             result.worker = self.n
             self._write_result(shard, result)
@@ -418,7 +420,17 @@ class Worker:
         return True
 
     def _write_result(self, shard: Shard, result: Any) -> None:
+        """The features first (when asked for), then the result: a shard whose result exists
+        has its features too (docs/features.md)."""
         self.faults.before_shard_write(self.shards_done + 1)
+        if shard.save_features:
+            write_shard_features(
+                self.cfg.layout.shard_features(shard.job, shard.index),
+                shard.job,
+                shard.index,
+                result.frame_ids,
+                result.features,
+            )
         write_shard_result(self.cfg.layout.shard_result(shard.job, shard.index), result)
 
     def _report_disk_full(self, shard: Shard) -> None:

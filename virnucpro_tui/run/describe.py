@@ -183,9 +183,10 @@ def notable_text(e: ev.Event) -> str | None:
     if isinstance(e, ev.JobStarted):
         return f"job {e.job}: {e.records:,} sequences, {e.chunks_total:,} chunks from {e.input}"
     if isinstance(e, ev.JobPrepared) and e.done:
-        return (
+        text = (
             f"job {e.job}: prepared {e.frames_prepared:,} frames in {shards(e.shards_total or 0)}"
         )
+        return text + (f" ({dedup_text(e.duplicate_frames)})" if e.duplicate_frames else "")
     if isinstance(e, ev.JobDone):
         demo = " [DEMO: not biological predictions]" if e.demo else ""
         return (
@@ -286,6 +287,10 @@ def _quiet_text(e: ev.Event) -> str:
     return ""
 
 
+def dedup_text(duplicates: int) -> str:
+    return f"{plural(duplicates, 'identical frame')} reuse an earlier result"
+
+
 def summary_lines(view: RunView) -> list[str]:
     state = run_state(view)
     lines = [f"run {state}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
@@ -301,6 +306,13 @@ def summary_lines(view: RunView) -> list[str]:
             )
             for name, path in r.outputs.items():
                 lines.append(f"    {name}: {path}")
+            if r.duplicate_frames:
+                lines.append(
+                    f"    computed once: {r.frames - r.duplicate_frames:,} distinct frames; "
+                    f"{dedup_text(r.duplicate_frames)}"
+                )
+            if r.features_path:
+                lines.append(f"    features: {r.features_path} ({fmt_bytes(r.features_bytes)})")
         else:
             status = "not finished" if view.dead or view.status.finished else job.status
             lines.append(f"  {job.name}: {status}, {job.frames_done:,} frames done")

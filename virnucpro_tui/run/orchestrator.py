@@ -20,7 +20,9 @@ from typing import Any
 
 from virnucpro_tui import __version__
 from virnucpro_tui.core.checksums import sha256_file
+from virnucpro_tui.core.dedup import FrameTable, distinct_frames, key_stride
 from virnucpro_tui.core.fasta import InputScan, ReadPosition, scan_input
+from virnucpro_tui.core.features import ShardFeatures
 from virnucpro_tui.core.prepare import prepare_file
 from virnucpro_tui.core.shards import (
     CorruptShardError,
@@ -46,7 +48,7 @@ from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.transport import Backend
 from virnucpro_tui.pool.worker import WorkerConfig, WorkerSettings
-from virnucpro_tui.run.assemble import assemble_job
+from virnucpro_tui.run.assemble import FeatureRequest, assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -71,6 +73,9 @@ class RunConfig:
     policy: PoolPolicy = field(default_factory=PoolPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     telemetry_every_s: float = 2.0
+    dedup: bool = True  # identical frames computed once (--no-dedup turns it off)
+    save_features: bool = False  # --save-features
+    features_format: str = "pt"  # --features-format: pt or safetensors
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scans: list[InputScan] | None = None  # validation already done by the caller
 
@@ -98,6 +103,7 @@ class JobState:
     chunks_prepared: int = 0
     frames_prepared: int = 0
     skipped_shards: int = 0
+    duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
     producer: Iterator[Shard] | None = None
     started_at: float = 0.0
     position: ReadPosition = field(default_factory=ReadPosition)  # bytes of the input read
@@ -156,6 +162,8 @@ class Orchestrator:
             "precision": e.precision,
             "esm_max_tokens": e.esm_max_tokens,
             "dnabert_max_tokens": e.dnabert_max_tokens,
+            "dedup": self.cfg.dedup,
+            "features": self.cfg.features_format if self.cfg.save_features else None,
         }
 
     def _model_digests(self) -> dict[str, dict[str, Any]]:
@@ -444,16 +452,36 @@ class Orchestrator:
             self.emit(ev.WarningEvent(job=job.name, message=message))
 
     def _produce(self, job: JobState) -> Iterator[Shard]:
-        records = self.rundir.layout.records(job.name)
+        """The job's shards of frames to compute; its records and duplicates files are renamed
+        into place once they are complete (docs/architecture.md#identical-frames-computed-once)."""
+        layout = self.rundir.layout
+        records, duplicates = layout.records(job.name), layout.duplicates(job.name)
         records.parent.mkdir(parents=True, exist_ok=True)
         records_tmp = records.with_name(records.name + ".partial")
-        with records_tmp.open("w", encoding="utf-8") as rec_out:
-            yield from iter_shards(
-                self._frames(job, rec_out), job.name, self.cfg.effective_shard_size
-            )
-        os.replace(records_tmp, records)
+        duplicates_tmp = duplicates.with_name(duplicates.name + ".partial")
+        table = (
+            FrameTable(layout.dedup_keys(job.name), key_stride(self.cfg.chunk_length))
+            if self.cfg.dedup
+            else None
+        )
+        job.duplicate_frames = 0
+        try:
+            with (
+                records_tmp.open("w", encoding="utf-8") as rec_out,
+                duplicates_tmp.open("w", encoding="utf-8") as dup_out,
+            ):
+                frames = distinct_frames(self._frames(job, rec_out, table), table, dup_out)
+                yield from iter_shards(
+                    frames, job.name, self.cfg.effective_shard_size, self.cfg.save_features
+                )
+            job.duplicate_frames = table.duplicates if table is not None else 0
+            os.replace(records_tmp, records)
+            os.replace(duplicates_tmp, duplicates)
+        finally:
+            if table is not None:
+                table.close()
 
-    def _frames(self, job: JobState, rec_out: Any) -> Iterator[Any]:
+    def _frames(self, job: JobState, rec_out: Any, table: FrameTable | None) -> Iterator[Any]:
         for rec in prepare_file(job.path, self.cfg.chunk_length, job.position):
             if self.stop_requested.is_set():
                 raise StopRequested  # the producer is abandoned; a resume prepares the job again
@@ -463,6 +491,7 @@ class Orchestrator:
             )
             job.chunks_prepared += len(rec.chunks)
             job.frames_prepared += n_frames
+            job.duplicate_frames = table.duplicates if table is not None else 0
             self._note_prepare(job)
             yield from rec.all_frames()
 
@@ -477,6 +506,7 @@ class Orchestrator:
                     chunks_prepared=job.chunks_prepared,
                     chunks_total=job.scan.chunks,
                     frames_prepared=job.frames_prepared,
+                    duplicate_frames=job.duplicate_frames,
                     done=done,
                     shards_total=job.shards_total if done else None,
                     bytes_read=size if done else min(job.position.bytes, size),
@@ -490,9 +520,9 @@ class Orchestrator:
         if not path.exists():
             return False
         try:
-            read_shard_rows(path, job.name, shard.index, [f.id for f in shard.frames])
+            self._verify_shard(job, shard.index, [f.id for f in shard.frames])
         except CorruptShardError as exc:
-            path.unlink(missing_ok=True)
+            self._remove_shard(job, shard.index)
             self.emit(
                 ev.WarningEvent(job=job.name, shard=shard.index, message=f"recomputing: {exc}")
             )
@@ -502,6 +532,19 @@ class Orchestrator:
         job.skipped_shards += 1
         self.emit(ev.ShardSkipped(job=job.name, shard=shard.index, frames=len(shard)))
         return True
+
+    def _verify_shard(self, job: JobState, index: int, ids: list[str] | None = None) -> None:
+        """Raise ``CorruptShardError`` unless the shard's result (and, with --save-features, its
+        features) are whole and belong to these frames."""
+        layout = self.rundir.layout
+        read_shard_rows(layout.shard_result(job.name, index), job.name, index, ids)
+        if self.cfg.save_features:
+            features = ShardFeatures.open(layout.shard_features(job.name, index), job.name, index)
+            features.verify(ids)
+
+    def _remove_shard(self, job: JobState, index: int) -> None:
+        self.rundir.layout.shard_result(job.name, index).unlink(missing_ok=True)
+        self.rundir.layout.shard_features(job.name, index).unlink(missing_ok=True)
 
     def _job_produced(self, job: JobState) -> None:
         job.produced = True
@@ -532,6 +575,7 @@ class Orchestrator:
                     job.shards_total,
                     job.out_dir,
                     checkpoint=self._assembly_checkpoint,
+                    features=self._feature_request(),
                 )
             except CorruptShardError as exc:
                 self._recompute_after_corruption(job, exc)
@@ -549,6 +593,7 @@ class Orchestrator:
                 ) from None
             self._write_provenance(job)
             job.status = ev.JobStatus.DONE
+            job.frames_done = totals.frames  # the duplicates are done too
             self.emit(
                 ev.JobDone(
                     job=job.name,
@@ -566,8 +611,18 @@ class Orchestrator:
                     skipped_shards=job.skipped_shards,
                     seconds=round(time.time() - job.started_at, 3),
                     demo=self.cfg.demo,
+                    duplicate_frames=totals.duplicate_frames,
+                    features_path=totals.features_path,
+                    features_bytes=totals.features_bytes,
                 )
             )
+
+    def _feature_request(self) -> FeatureRequest | None:
+        if not self.cfg.save_features:
+            return None
+        return FeatureRequest(
+            self.cfg.features_format, self.cfg.effective_shard_size, self.faults.in_features
+        )
 
     def _assembly_checkpoint(self, records_written: int) -> None:
         self.faults.in_assembly(records_written, self.stop_requested)
@@ -579,13 +634,13 @@ class Orchestrator:
         self.emit(ev.WarningEvent(job=job.name, message=f"{exc}; recomputing"))
         job.status = ev.JobStatus.RUNNING
         for index in sorted(job.done):
-            path = self.rundir.layout.shard_result(job.name, index)
             try:
-                read_shard_rows(path, job.name, index)
+                self._verify_shard(job, index)
             except CorruptShardError:
-                path.unlink(missing_ok=True)
+                self._remove_shard(job, index)
         job.produced, job.producer = False, None
         job.chunks_prepared = job.frames_prepared = job.frames_done = job.skipped_shards = 0
+        job.duplicate_frames = 0
         job.done.clear()
         job.shards_total = 0
 

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from virnucpro_tui.core.atomic import atomic_write_text
+from virnucpro_tui.core.features import FEATURE_FILES
 from virnucpro_tui.core.outputs import HIGHESTSCORE_FILE, PREDICTION_FILE, SUMMARY_FILE
 from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.pool.layout import EVENTS, MANIFEST, RunLayout
 
 PROVENANCE = "provenance.json"
 NOTICE = "NOTICE.txt"
-OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE)
+OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE, *FEATURE_FILES)
 
 
 def job_names(paths: list[Path]) -> list[str]:

@@ -95,6 +95,7 @@ class JobView:
     chunks_total: int = 0
     chunks_prepared: int = 0
     frames_prepared: int = 0
+    duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
     bytes_read: int = 0
     bytes_total: int = 0
     prepared: bool = False
@@ -110,10 +111,16 @@ class JobView:
 
     @property
     def frames_total(self) -> int | None:
-        """Exact once preparation is done; None before (see ``frames_estimate``)."""
+        """Exact once preparation is done; None before (see ``frames_estimate``). Until the job
+        is done, the frames to compute: duplicates are copied, not computed
+        (docs/architecture.md#identical-frames-computed-once)."""
         if self.result is not None:
             return self.result.frames
-        return self.frames_prepared if self.prepared else None
+        return self.frames_to_compute if self.prepared else None
+
+    @property
+    def frames_to_compute(self) -> int:
+        return self.frames_prepared - self.duplicate_frames
 
     def frames_estimate(self, frames_per_chunk: float | None) -> int | None:
         """The job's frames: exact once prepared (or in an earlier segment: a resume prepares the
@@ -125,13 +132,14 @@ class JobView:
         estimate = self._extrapolate(frames_per_chunk)
         if estimate is None:
             return None
-        return max(round(estimate), self.frames_prepared, self.frames_done)
+        return max(round(estimate), self.frames_to_compute, self.frames_done)
 
     def _extrapolate(self, frames_per_chunk: float | None) -> float | None:
+        frames = self.frames_to_compute
         if self.chunks_prepared and self.chunks_total:
-            return self.frames_prepared / self.chunks_prepared * self.chunks_total
-        if self.frames_prepared and self.bytes_read and self.bytes_total:
-            return self.frames_prepared / self.bytes_read * self.bytes_total
+            return frames / self.chunks_prepared * self.chunks_total
+        if frames and self.bytes_read and self.bytes_total:
+            return frames / self.bytes_read * self.bytes_total
         if self.chunks_total and frames_per_chunk is not None:
             return self.chunks_total * frames_per_chunk
         return None
@@ -326,7 +334,7 @@ class RunView:
             if job.frames_total is not None:
                 job.earlier_total = job.frames_total
             job.status = ev.JobStatus.DONE if job.result is not None else ev.JobStatus.QUEUED
-            job.chunks_prepared = job.frames_prepared = job.bytes_read = 0
+            job.chunks_prepared = job.frames_prepared = job.bytes_read = job.duplicate_frames = 0
             job.prepared = job.result is not None
             if (size := sizes.get(job.name)) is not None:
                 job.records, job.chunks_total, job.bytes_total = (
@@ -414,10 +422,11 @@ class RunView:
             job.chunks_prepared, job.frames_prepared = e.chunks_prepared, e.frames_prepared
             job.bytes_read = ev.present(e.bytes_read) or job.bytes_read
             job.bytes_total = ev.present(e.bytes_total) or job.bytes_total
-            job.prepared = e.done
+            job.duplicate_frames, job.prepared = e.duplicate_frames, e.done
         else:
             job.status, job.result = ev.JobStatus.DONE, e
             job.frames_prepared, job.prepared = e.frames, True
+            job.duplicate_frames = e.duplicate_frames
             others = [t for t in self.top_sequences if t[0] not in {s[0] for s in e.top_sequences}]
             self.top_sequences = sorted([*others, *e.top_sequences], key=_call_then_score)[:10]
 
@@ -448,7 +457,7 @@ class RunView:
     def frames_per_chunk(self) -> float | None:
         """Frames per chunk over everything prepared so far (None before anything is)."""
         chunks = sum(j.chunks_prepared for j in self.jobs.values() if not j.prepared)
-        frames = sum(j.frames_prepared for j in self.jobs.values() if not j.prepared)
+        frames = sum(j.frames_to_compute for j in self.jobs.values() if not j.prepared)
         for j in self.jobs.values():
             if j.prepared and j.chunks_total:
                 chunks, frames = chunks + j.chunks_total, frames + (j.frames_total or 0)

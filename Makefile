@@ -15,6 +15,7 @@ test:
 	@scripts/bootstrap.sh test,ray >/dev/null
 	$(PY) -m ruff check virnucpro_tui tests scripts
 	$(PY) -m ruff format --check virnucpro_tui tests scripts
+	$(PY) -m mypy
 	.venv/bin/lint-imports
 	$(PY) -m pytest -q
 

@@ -22,8 +22,14 @@ from typing import Any
 
 import torch
 
-from virnucpro_tui.bench import TINY, Shapes, random_frames_dna, random_proteins, timed
-from virnucpro_tui.bench_child import build_models
+from virnucpro_tui.bench_child import (
+    TINY,
+    Shapes,
+    build_models,
+    random_frames_dna,
+    random_proteins,
+    timed,
+)
 from virnucpro_tui.models.dnabert import load_dnabert
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.esm import load_esm

@@ -18,8 +18,13 @@ from typing import Any
 
 import torch
 
-from virnucpro_tui.bench import Shapes, random_frames_dna, random_proteins, timed
-from virnucpro_tui.bench_child import build_models
+from virnucpro_tui.bench_child import (
+    Shapes,
+    build_models,
+    random_frames_dna,
+    random_proteins,
+    timed,
+)
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 OUT.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import torch
 
-from virnucpro_tui.bench import Shapes, random_frames_dna, random_proteins, timed
-from virnucpro_tui.bench_child import build_models
+from virnucpro_tui.bench_child import (
+    Shapes,
+    build_models,
+    random_frames_dna,
+    random_proteins,
+    timed,
+)
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 

@@ -16,15 +16,20 @@ import os
 import re
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from Bio.SeqIO.FastaIO import SimpleFastaParser
+from Bio.SeqIO import FastaIO
 
 from virnucpro_tui.errors import InputError
+
+# Biopython's parser carries no annotations: its documented signature (title, sequence)
+simple_fasta_parser: Callable[[Iterable[str]], Iterator[tuple[str, str]]] = (
+    FastaIO.SimpleFastaParser
+)
 
 FASTA_SUFFIXES = (".fasta", ".fas", ".fna", ".ffn", ".fa", ".fsa", ".seq", ".faa")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -201,7 +206,7 @@ def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iter
         lines = itertools.chain((first,), handle)  # in C: no Python frame per line
         index = 0
         try:
-            for title, seq in SimpleFastaParser(lines):
+            for title, seq in simple_fasta_parser(lines):
                 rid = title.split(None, 1)[0] if title else ""
                 _check_record(p, index, rid, seq)
                 yield FastaRecord(index, rid, title, seq)
@@ -229,7 +234,7 @@ def scan_input(path: str | Path, chunk_length: int) -> InputScan:
     """
     p = Path(path)
     scan = InputScan(path=p)
-    digests = array("Q")
+    digests: array[int] = array("Q")
     for record in iter_records(p):
         scan.records += 1
         n = len(record.seq)
@@ -250,7 +255,7 @@ def scan_input(path: str | Path, chunk_length: int) -> InputScan:
     return scan
 
 
-def _check_duplicates(path: Path, digests: array) -> None:
+def _check_duplicates(path: Path, digests: array[int]) -> None:
     arr = np.frombuffer(digests, dtype=np.uint64)
     if len(arr) < 2:
         return

@@ -236,7 +236,7 @@ def _build_dnabert(out: Path, seed: int) -> None:
 def _build_esm(root: Path, seed: int) -> Any:
     """Write the checkpoint and its contact-regression file; return the fair-esm ESM2 module
     (for calibration)."""
-    from esm.model.esm2 import ESM2  # type: ignore[import-untyped]
+    from esm.model.esm2 import ESM2
 
     with _seeded(seed + 3):
         model = ESM2(ESM_LAYERS, ESM_DIM, ESM_HEADS, esm_alphabet(), token_dropout=True)

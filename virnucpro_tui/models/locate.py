@@ -4,19 +4,17 @@ the standard caches. Only resolves paths; loads nothing."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.errors import ModelError
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib  # type: ignore[no-redef]
-    except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
+else:  # pragma: no cover - Python 3.10: the tomli backport, a dependency there (pyproject.toml)
+    import tomli as tomllib
 
 ESM_FILE = "esm2_t36_3B_UR50D.pt"
 ESM_HF_REPO = "facebook/esm2_t36_3B_UR50D"
@@ -75,8 +73,9 @@ def resolve_model_paths(
     searches = {}
     for kind in ("esm", "dnabert", "classifier"):
         search = _Search(kind)
-        if explicit[kind] is not None:
-            search.found = _explicit(kind, Path(explicit[kind]).expanduser())
+        given = explicit[kind]
+        if given is not None:
+            search.found = _explicit(kind, Path(given).expanduser())
         elif config_key[kind] in settings:
             search.found = _configured(
                 kind, settings[config_key[kind]], config_path, config_key[kind]
@@ -84,10 +83,11 @@ def resolve_model_paths(
         else:
             _search_caches(search, length)
         searches[kind] = search
-    missing = [s for s in searches.values() if s.found is None]
-    if missing:
+    found = {kind: s.found for kind, s in searches.items() if s.found is not None}
+    if len(found) < len(searches):
+        missing = [s for s in searches.values() if s.found is None]
         raise ModelError(_missing_message(missing, length, config_path))
-    return ModelPaths(*(searches[k].found for k in ("esm", "dnabert", "classifier")))  # type: ignore[arg-type]
+    return ModelPaths(found["esm"], found["dnabert"], found["classifier"])
 
 
 # --- explicit and configured paths -----------------------------------------------------------
@@ -141,8 +141,6 @@ def _read_config(config: str | os.PathLike[str] | None) -> tuple[dict[str, Any],
 
 
 def _parse_toml(path: Path) -> dict[str, Any]:
-    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
-        raise ModelError(f"{path}: reading TOML needs Python 3.11+ or the 'tomli' package")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -24,6 +24,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
+from msgspec import UNSET
+
 from virnucpro_tui.core.features import write_shard_features
 from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
@@ -478,7 +480,7 @@ class Worker:
                     stage_total=total,
                     tokens=tokens,
                     seconds=round(now - start, 4),
-                    stage_seconds=ev.UNSET if stage_seconds is None else stage_seconds,
+                    stage_seconds=UNSET if stage_seconds is None else stage_seconds,
                 )
             )
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import esm  # type: ignore[import-untyped]
+import esm
 import torch
-from esm.data import Alphabet  # type: ignore[import-untyped]
+from esm.data import Alphabet
 
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.esm.encoder import (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from esm.data import Alphabet  # type: ignore[import-untyped]
+from esm.data import Alphabet
 
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.esm import tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from esm.data import Alphabet  # type: ignore[import-untyped]
+from esm.data import Alphabet
 
 ALPHABET_ARCH = "ESM-1b"
 TRUNCATION = 1024

@@ -107,6 +107,7 @@ def test_tail_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
     assert [e.shard for e in tail.poll()] == [3]
 
 
+@pytest.mark.slow
 def test_attach_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
     missing = cli(["attach", str(tmp_path / "nope")], env={**cli_env(tmp_path)})
     assert (
@@ -126,6 +127,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_models) -> Path:
     return headless_run(tmp_path_factory.getbasetemp()).out
 
 
+@pytest.mark.slow
 def test_attach_no_ui_prints_a_finished_run(finished_run: Path) -> None:
     stream = io.StringIO()
     assert attach_headless(finished_run, follow=False, stream=stream) == 0
@@ -138,6 +140,7 @@ def test_attach_no_ui_prints_a_finished_run(finished_run: Path) -> None:
     assert "\x1b" not in text
 
 
+@pytest.mark.slow
 def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
     async def watch() -> None:
         app = VirnucproApp(AttachedRun(finished_run), demo=True)
@@ -160,6 +163,7 @@ def test_attach_dashboard_shows_a_finished_run(finished_run: Path) -> None:
 
 
 # -- a live run ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_attach_follows_a_live_run_to_its_end(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, faults={"sleep_per_batch_s": 0.2})
@@ -218,6 +222,7 @@ async def watch_live(out: Path) -> None:
     assert app.return_code == 0
 
 
+@pytest.mark.slow
 def test_attach_entry_point_without_a_terminal(
     finished_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -226,6 +231,7 @@ def test_attach_entry_point_without_a_terminal(
     assert "run complete:" in out and str(finished_run / "prediction_results.txt") in out
 
 
+@pytest.mark.ui
 def test_attach_dashboard_waits_for_a_run_that_has_not_written_yet(tmp_path: Path) -> None:
     run_dir = tmp_path / "queued"
     run_dir.mkdir()

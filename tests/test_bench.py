@@ -26,6 +26,8 @@ REQUIRED = (
     "first_shard_done_s_warm",
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
     tmp.mkdir(exist_ok=True)

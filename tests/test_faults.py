@@ -167,6 +167,7 @@ def heavy_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_kill9_during_prepare_then_resume(
     tmp_path: Path, env, demo_models, heavy_input: Path
 ) -> None:
@@ -207,6 +208,7 @@ def test_ctrl_c_then_kill9_during_prepare_then_resume(
     assert outputs(out) == outputs(clean)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_kill9_during_assembly_then_resume(
     tmp_path: Path, env, demo_models, small_input, baseline
 ) -> None:
@@ -242,6 +244,7 @@ def test_ctrl_c_then_kill9_during_assembly_then_resume(
     assert len(skipped) == shard_count(baseline), "nothing finished is recomputed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_resumes(
     tmp_path: Path, env, demo_models, small_input, baseline, sig: signal.Signals
@@ -292,6 +295,7 @@ def kill_worker_when_busy(out: Path, proc: subprocess.Popen[str], generation: in
     return busy["pid"]
 
 
+@pytest.mark.slow
 def test_worker_killed_repeatedly_up_to_the_restart_limit(
     tmp_path: Path, demo_models, small_input, baseline
 ) -> None:
@@ -313,6 +317,7 @@ def test_worker_killed_repeatedly_up_to_the_restart_limit(
     assert_no_live_processes(killed | worker_pids(out))
 
 
+@pytest.mark.slow
 def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
     tmp_path: Path, env, demo_models, small_input, baseline
 ) -> None:
@@ -340,6 +345,7 @@ def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
 # -- a full disk --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
     tmp_path: Path, env, demo_models, small_input, baseline
 ) -> None:
@@ -370,6 +376,7 @@ def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
     assert outputs(out) == baseline
 
 
+@pytest.mark.slow
 def test_disk_full_writing_the_final_outputs_then_resume(
     tmp_path: Path, env, demo_models, small_input, baseline
 ) -> None:
@@ -423,6 +430,7 @@ def fill_up(path: Path) -> None:
             assert exc.errno == 28
 
 
+@pytest.mark.slow
 def test_real_disk_full_on_a_tmpfs_then_space_back(
     tiny_tmpfs: Path, env, demo_models, small_input, baseline
 ) -> None:

@@ -107,6 +107,7 @@ def assert_plain_run_output(text: str, out: Path) -> None:
     assert "\x1b" not in text and not CONTROL.search(text)
 
 
+@pytest.mark.slow
 def test_without_a_terminal_the_run_is_headless(
     tmp_path_factory: pytest.TempPathFactory, demo_models
 ) -> None:
@@ -119,6 +120,7 @@ def test_without_a_terminal_the_run_is_headless(
     ]
 
 
+@pytest.mark.slow
 def test_term_dumb_on_a_terminal_is_headless(
     tmp_path: Path, demo_models, small_input: Path
 ) -> None:
@@ -160,6 +162,7 @@ def test_term_dumb_on_a_terminal_is_headless(
     assert_plain_run_output(text, out)
 
 
+@pytest.mark.slow
 def test_events_jsonl_dash_streams_json_lines_on_stdout(
     tmp_path: Path, demo_models, small_input: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -277,6 +277,7 @@ def odd_run(tmp_path_factory: pytest.TempPathFactory, demo_models) -> tuple[Path
     return root, out
 
 
+@pytest.mark.slow
 def test_run_crlf_outputs_identical_to_lf(odd_run: tuple[Path, Path]) -> None:
     _root, out = odd_run
     for name in (
@@ -287,6 +288,7 @@ def test_run_crlf_outputs_identical_to_lf(odd_run: tuple[Path, Path]) -> None:
         assert (out / "odd" / name).read_bytes() == (out / "odd_crlf" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_run_ids_verbatim_and_nothing_outside_out(odd_run: tuple[Path, Path]) -> None:
     root, out = odd_run
     outside = sorted(
@@ -302,6 +304,7 @@ def test_run_ids_verbatim_and_nothing_outside_out(odd_run: tuple[Path, Path]) ->
         assert f"\n{rid}_chunk_1" in predictions
 
 
+@pytest.mark.slow
 def test_run_warns_about_rna(odd_run: tuple[Path, Path]) -> None:
     _root, out = odd_run
     warnings = [e for e in events(out) if e["type"] == "warning"]
@@ -372,6 +375,7 @@ def write_random_records(path: Path, records: int, length: int, seed: int) -> No
             fh.write(f">r{i}\n{''.join(rng.choices('ACGT', k=length))}\n")
 
 
+@pytest.mark.slow
 def test_huge_sequence_and_many_records_stay_bounded_in_memory(tmp_path: Path) -> None:
     tiny = tmp_path / "tiny.fa"
     tiny.write_text(">t\nACGTACGT\n")

@@ -218,6 +218,7 @@ def test_a_bad_model_file_is_refused_before_any_work(
     assert not marker.exists() and not out.exists()
 
 
+@pytest.mark.slow
 def test_the_refusal_is_the_only_line_on_stderr(tmp_path: Path, demo_models) -> None:
     """In a real process: torch's own warnings for a plain pickle do not reach the user."""
     marker = tmp_path / "pwned"
@@ -345,6 +346,7 @@ def perturb_esm(path: Path) -> None:
     changed.replace(path)
 
 
+@pytest.mark.slow
 def test_a_changed_model_refuses_the_resume_and_restart_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_models, model_copies
 ) -> None:

@@ -28,6 +28,8 @@ from tests.helpers import (
 )
 from virnucpro_tui.core.outputs import read_prediction_results
 
+pytestmark = pytest.mark.slow
+
 JOBS = ["sample_contigs", "sample_reads"]
 BASE = ["--demo", "--no-ui", "--shard-size", "24"]
 

@@ -62,10 +62,11 @@ RAY_MISSING = not _ray_importable()
 
 
 def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
+    """A test of the Ray backend itself (slow: Ray starts processes)."""
     skip = pytest.mark.skipif(
         RAY_MISSING, reason="ray is not importable (pip install 'virnucpro-tui[ray]')"
     )
-    return pytest.mark.ray(skip(test))
+    return pytest.mark.slow(pytest.mark.ray(skip(test)))
 
 
 HEAD_SCRIPT = """
@@ -217,6 +218,7 @@ def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
     assert_no_live_processes(worker_pids(out))  # the actors are gone with the run
 
 
+@pytest.mark.slow
 def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path, demo_models) -> None:
     shim = tmp_path / "shim" / "ray"
     shim.mkdir(parents=True)

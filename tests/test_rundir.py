@@ -48,6 +48,7 @@ def test_a_reused_pid_is_not_the_run() -> None:
     assert LockRecord(me.pid, "another-host", started=me.started).alive() is None
 
 
+@pytest.mark.slow
 def test_a_dead_process_is_not_alive() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

@@ -99,6 +99,7 @@ def random_model(seed: int = 0) -> MLPClassifier:
     return model
 
 
+@pytest.mark.slow
 def test_published_pickle_is_main_class(published: tuple[Path, dict]) -> None:
     path, _ = published
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
@@ -122,6 +123,7 @@ def test_published_pickle_loads_and_matches(published: tuple[Path, dict]) -> Non
     assert bundle.model.bn1.num_batches_tracked.item() == 123
 
 
+@pytest.mark.slow
 def test_pickle_from_older_torch(tmp_path: Path) -> None:
     path = tmp_path / "500_model.pth"
     expected = write_published(path, old_style=True)
@@ -191,6 +193,7 @@ def _evil_pickle(path: Path, marker: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True)
 
 
+@pytest.mark.slow
 def test_malicious_pickle_refused_and_never_runs(tmp_path: Path) -> None:
     path, marker = tmp_path / "300_model.pth", tmp_path / "pwned"
     _evil_pickle(path, marker)

@@ -198,6 +198,7 @@ def _all_tensors(models: DemoModels) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(built: DemoModels, tmp_path: Path) -> None:
     again = build_demo_models(tmp_path / "again", seed=0)
     assert again.root == tmp_path / "again"

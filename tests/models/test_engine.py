@@ -74,6 +74,7 @@ def test_fp8_is_refused_on_the_cpu_before_any_model_loads(demo_models) -> None:
     assert loads == [] and not engine.loaded
 
 
+@pytest.mark.slow
 def test_fp8_refused_by_the_cli_with_one_line_and_exit_2(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     r = cli(

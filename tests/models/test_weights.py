@@ -46,6 +46,7 @@ def test_skip_weight_init_is_scoped_to_its_thread_and_block() -> None:
     assert torch.equal(nn.Linear(64, 64).weight, expected)  # and so does this one, afterwards
 
 
+@pytest.mark.slow
 def test_uninitialised_3b_encoder_costs_no_memory_and_no_decomposition_imports() -> None:
     """The meta build of the real 3B shapes, in a fresh process: no tensor storage, and none of
     the ~800 modules that initialising on the meta device would import (about a second)."""

@@ -31,7 +31,7 @@ from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen
 from virnucpro_tui.ui.widgets import HeaderBar, JobTable, WorkerPanel
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
 CPU = ["--demo", "--devices", "cpu:1"]
 
 

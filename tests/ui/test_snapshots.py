@@ -20,6 +20,8 @@ from tests.ui.helpers import screen_text, scripted_app, settle
 from virnucpro_tui.ui.render import JOB_COLUMNS
 from virnucpro_tui.ui.widgets import JobTable, WorkerPanel
 
+pytestmark = pytest.mark.ui
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("VIRNUCPRO_UPDATE_SNAPSHOTS") == "1"
 

@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import SAMPLE_READS, assert_no_live_processes, cli_env, kill_tree, worker_pids
 from tests.ui.helpers import run_events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
 ALT_SCREEN_ON, ALT_SCREEN_OFF = b"\x1b[?1049h", b"\x1b[?1049l"
 
 

@@ -37,6 +37,8 @@ from virnucpro_tui.ui.widgets import (
     WorkerPanel,
 )
 
+pytestmark = pytest.mark.ui
+
 T = scenario.T0
 
 

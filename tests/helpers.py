@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
@@ -124,3 +128,41 @@ def kill_tree(proc: subprocess.Popen[str]) -> None:
 def outputs(run_dir: Path, jobs: list[str] | None = None) -> dict[str, bytes]:
     dirs = [run_dir / j for j in jobs] if jobs else [run_dir]
     return {f"{d.name}/{name}": (d / name).read_bytes() for d in dirs for name in OUTPUT_FILES}
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def _ray_importable() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+RAY_MISSING = not _ray_importable()
+# what a test that starts Ray carries: slow, in the Ray group (tests/conftest.py), skipped with
+# the reason when ray is not installed
+RAY_TEST_MARKS = (
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        RAY_MISSING, reason="ray is not importable (pip install 'virnucpro-tui[ray]')"
+    ),
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_ray(test: F) -> F:
+    """Mark one test as starting Ray (RAY_TEST_MARKS)."""
+    for mark in RAY_TEST_MARKS:
+        test = mark(test)
+    return test
+
+
+def private_ray_dir() -> Path:
+    """A new private Ray temp directory: no other Ray on this machine is found or disturbed
+    (short, because Ray puts its sockets there). Removed at exit too: Ray's exit hooks,
+    registered later and so run earlier, may write a session directory into it."""
+    path = Path(tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp"))
+    atexit.register(shutil.rmtree, path, True)
+    return path

@@ -57,11 +57,6 @@ def random_dna(length: int, seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(demo_models) -> dict[str, str]:
-    return cli_env(demo_models.root)
-
-
-@pytest.fixture(scope="module")
 def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 45 frames in 8 shards of 6: quick to score, several shards to lose or keep."""
     path = tmp_path_factory.mktemp("inputs") / "small.fa"
@@ -70,9 +65,11 @@ def small_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory, env, small_input: Path) -> dict[str, bytes]:
+def baseline(
+    tmp_path_factory: pytest.TempPathFactory, demo_env, small_input: Path
+) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("baseline") / "run"
-    r = cli(["run", str(small_input), "--out", str(out), *SMALL], env)
+    r = cli(["run", str(small_input), "--out", str(out), *SMALL], demo_env)
     assert r.returncode == 0, r.stderr
     return outputs(out)
 
@@ -169,13 +166,13 @@ def heavy_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_ctrl_c_then_kill9_during_prepare_then_resume(
-    tmp_path: Path, env, demo_models, heavy_input: Path
+    tmp_path: Path, demo_env, demo_models, heavy_input: Path
 ) -> None:
     clean = tmp_path / "clean" / "run"
-    assert cli(run_args(heavy_input, clean), env).returncode == 0
+    assert cli(run_args(heavy_input, clean), demo_env).returncode == 0
     out = tmp_path / "run"
 
-    proc = start_cli(run_args(heavy_input, out), env)
+    proc = start_cli(run_args(heavy_input, out), demo_env)
     wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
     children = descendants(proc)
     err = interrupt(proc, signal.SIGINT)
@@ -189,7 +186,7 @@ def test_ctrl_c_then_kill9_during_prepare_then_resume(
     assert_no_live_processes(children | worker_pids(out))
     assert_no_final_outputs(out)
 
-    proc = start_cli(run_args(heavy_input, out), env)
+    proc = start_cli(run_args(heavy_input, out), demo_env)
     wait_for_event(
         out, lambda e: e["type"] == "job_started" and e["ts"] > first[-1]["ts"], proc=proc
     )
@@ -203,14 +200,14 @@ def test_ctrl_c_then_kill9_during_prepare_then_resume(
     assert_no_live_processes(children | worker_pids(out))
     assert_no_final_outputs(out)
 
-    r = cli(run_args(heavy_input, out), env)
+    r = cli(run_args(heavy_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     assert outputs(out) == outputs(clean)
 
 
 @pytest.mark.slow
 def test_ctrl_c_then_kill9_during_assembly_then_resume(
-    tmp_path: Path, env, demo_models, small_input, baseline
+    tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
     slow_assembly = faulty_env(demo_models, {"assembly_delay_s": 120})
@@ -247,7 +244,7 @@ def test_ctrl_c_then_kill9_during_assembly_then_resume(
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_resumes(
-    tmp_path: Path, env, demo_models, small_input, baseline, sig: signal.Signals
+    tmp_path: Path, demo_env, demo_models, small_input, baseline, sig: signal.Signals
 ) -> None:
     """A terminal's Ctrl-C, or systemd/SLURM stopping the job, signals every process."""
     out = tmp_path / "run"
@@ -272,7 +269,7 @@ def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_r
     assert_no_final_outputs(out)
     done = {e["shard"] for e in ev if e["type"] == "shard_done"}
 
-    r = cli(run_args(small_input, out), env)
+    r = cli(run_args(small_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     assert {e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped"} == done
     assert outputs(out) == baseline
@@ -319,7 +316,7 @@ def test_worker_killed_repeatedly_up_to_the_restart_limit(
 
 @pytest.mark.slow
 def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
-    tmp_path: Path, env, demo_models, small_input, baseline
+    tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
     faults = faulty_env(demo_models, {"sleep_per_batch_s": 0.4, "generations": [0, 1]})
@@ -337,7 +334,7 @@ def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
     assert_no_final_outputs(out)
     assert_no_live_processes(killed | worker_pids(out))
 
-    r = cli(run_args(small_input, out), env)
+    r = cli(run_args(small_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     assert outputs(out) == baseline
 
@@ -347,7 +344,7 @@ def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
 
 @pytest.mark.slow
 def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
-    tmp_path: Path, env, demo_models, small_input, baseline
+    tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
     r = cli(run_args(small_input, out), faulty_env(demo_models, {"enospc_on_shard_write": 3}))
@@ -367,7 +364,7 @@ def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
     assert_no_final_outputs(out)
     assert_no_live_processes(worker_pids(out))
 
-    r = cli(run_args(small_input, out), env)
+    r = cli(run_args(small_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     assert sorted(e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped") == [
         0,
@@ -378,7 +375,7 @@ def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
 
 @pytest.mark.slow
 def test_disk_full_writing_the_final_outputs_then_resume(
-    tmp_path: Path, env, demo_models, small_input, baseline
+    tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
     r = cli(run_args(small_input, out), faulty_env(demo_models, {"enospc_in_assembly": True}))
@@ -392,7 +389,7 @@ def test_disk_full_writing_the_final_outputs_then_resume(
     assert not partial_files(out)
     assert_no_live_processes(worker_pids(out))
 
-    r = cli(run_args(small_input, out), env)
+    r = cli(run_args(small_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     skipped = [e for e in session_events(out, 1) if e["type"] == "shard_skipped"]
     assert len(skipped) == shard_count(baseline)
@@ -432,7 +429,7 @@ def fill_up(path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_disk_full_on_a_tmpfs_then_space_back(
-    tiny_tmpfs: Path, env, demo_models, small_input, baseline
+    tiny_tmpfs: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tiny_tmpfs / "run"
     proc = start_cli(
@@ -453,7 +450,7 @@ def test_real_disk_full_on_a_tmpfs_then_space_back(
     done = {e["shard"] for e in events(out) if e["type"] == "shard_done"}
 
     (tiny_tmpfs / "filler").unlink()  # space is back
-    r = cli(run_args(small_input, out), env)
+    r = cli(run_args(small_input, out), demo_env)
     assert r.returncode == 0, r.stderr
     assert {e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped"} == done
     assert outputs(out) == baseline

@@ -47,11 +47,6 @@ FEATURES = (FEATURES_PT, FEATURES_SAFETENSORS, FEATURES_IDS)
 
 
 @pytest.fixture(scope="module")
-def env(demo_models) -> dict[str, str]:
-    return cli_env(demo_models.root)
-
-
-@pytest.fixture(scope="module")
 def dup_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 ORF-rich records, then 6 copies of some of them under other ids, interleaved: about
     a third of the frames are identical to an earlier one."""
@@ -111,10 +106,12 @@ def frame_keys(path: Path) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory, env, dup_input: Path) -> dict[str, bytes]:
+def baseline(
+    tmp_path_factory: pytest.TempPathFactory, demo_env, dup_input: Path
+) -> dict[str, bytes]:
     """An uninterrupted run with deduplication and saved features (.pt)."""
     out = tmp_path_factory.mktemp("baseline") / "run"
-    r = cli(run_args(dup_input, out, "--save-features"), env)
+    r = cli(run_args(dup_input, out, "--save-features"), demo_env)
     assert r.returncode == 0, r.stderr
     return finished(out)
 
@@ -126,11 +123,11 @@ def baseline(tmp_path_factory: pytest.TempPathFactory, env, dup_input: Path) -> 
     ("workers", "fmt"), [(1, "pt"), (2, "pt"), (1, "safetensors")], ids=["1-pt", "2-pt", "1-st"]
 )
 def test_the_classifier_on_saved_features_reproduces_prediction_results(
-    tmp_path: Path, env, demo_models, dup_input: Path, workers: int, fmt: str
+    tmp_path: Path, demo_env, demo_models, dup_input: Path, workers: int, fmt: str
 ) -> None:
     out = tmp_path / "run"
     extra = ("--save-features", "--features-format", fmt)
-    r = cli(run_args(dup_input, out, *extra, workers=workers), env)
+    r = cli(run_args(dup_input, out, *extra, workers=workers), demo_env)
     assert r.returncode == 0, r.stderr
     assert_features_reproduce_the_scores(out, demo_models)
     ids, data = saved_features(out)
@@ -157,13 +154,13 @@ def test_the_classifier_on_saved_features_reproduces_prediction_results(
 
 
 def test_dedup_computes_each_distinct_frame_once_and_agrees_with_no_dedup(
-    tmp_path: Path, env, dup_input: Path, baseline: dict[str, bytes]
+    tmp_path: Path, demo_env, dup_input: Path, baseline: dict[str, bytes]
 ) -> None:
     plain = tmp_path / "plain"
-    r = cli(run_args(dup_input, plain, "--no-dedup"), env)
+    r = cli(run_args(dup_input, plain, "--no-dedup"), demo_env)
     assert r.returncode == 0, r.stderr
     dedup = tmp_path / "dedup"
-    r = cli(run_args(dup_input, dedup), env)
+    r = cli(run_args(dup_input, dedup), demo_env)
     assert r.returncode == 0, r.stderr
 
     keys = frame_keys(dup_input)
@@ -197,11 +194,11 @@ def test_dedup_computes_each_distinct_frame_once_and_agrees_with_no_dedup(
 
 
 def test_a_resume_with_another_dedup_setting_is_refused(
-    tmp_path: Path, env, dup_input: Path
+    tmp_path: Path, demo_env, dup_input: Path
 ) -> None:
     out = tmp_path / "run"
-    assert cli(run_args(dup_input, out), env).returncode == 0
-    r = cli(run_args(dup_input, out, "--no-dedup"), env)
+    assert cli(run_args(dup_input, out), demo_env).returncode == 0
+    r = cli(run_args(dup_input, out, "--no-dedup"), demo_env)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert "dedup was True, now False" in last and "--restart" in last, r.stderr
@@ -211,7 +208,7 @@ def test_a_resume_with_another_dedup_setting_is_refused(
 
 
 def test_kill9_mid_run_with_features_then_resume_gives_the_same_bytes(
-    tmp_path: Path, env, demo_models, dup_input: Path, baseline: dict[str, bytes]
+    tmp_path: Path, demo_env, demo_models, dup_input: Path, baseline: dict[str, bytes]
 ) -> None:
     out = tmp_path / "run"
     slow = cli_env(demo_models.root, {"sleep_per_batch_s": 0.3})
@@ -228,7 +225,7 @@ def test_kill9_mid_run_with_features_then_resume_gives_the_same_bytes(
         (out / "shards" / "dups" / f"{i:06d}.features.safetensors").exists() for i in done
     )
 
-    r = cli(run_args(dup_input, out, "--save-features"), env)
+    r = cli(run_args(dup_input, out, "--save-features"), demo_env)
     assert r.returncode == 0, r.stderr
     second = session_events(out, 1)
     skipped = {e["shard"] for e in second if e["type"] == "shard_skipped"}
@@ -243,16 +240,16 @@ def test_kill9_mid_run_with_features_then_resume_gives_the_same_bytes(
 
 
 def test_a_corrupt_shard_features_file_is_detected_and_the_shard_recomputed(
-    tmp_path: Path, env, demo_models, dup_input: Path, baseline: dict[str, bytes]
+    tmp_path: Path, demo_env, demo_models, dup_input: Path, baseline: dict[str, bytes]
 ) -> None:
     out = tmp_path / "run"
-    assert cli(run_args(dup_input, out, "--save-features"), env).returncode == 0
+    assert cli(run_args(dup_input, out, "--save-features"), demo_env).returncode == 0
     damaged = out / "shards" / "dups" / "000001.features.safetensors"
     raw = bytearray(damaged.read_bytes())
     raw[-3] ^= 0x10
     damaged.write_bytes(bytes(raw))
 
-    r = cli(run_args(dup_input, out, "--save-features"), env)
+    r = cli(run_args(dup_input, out, "--save-features"), demo_env)
     assert r.returncode == 0, r.stderr
     second = session_events(out, 1)
     warnings = [e for e in second if e["type"] == "warning" and e.get("shard") == 1]
@@ -263,7 +260,7 @@ def test_a_corrupt_shard_features_file_is_detected_and_the_shard_recomputed(
 
 
 def test_disk_full_while_assembling_features_stops_resumably_and_leaves_nothing(
-    tmp_path: Path, env, demo_models, dup_input: Path, baseline: dict[str, bytes]
+    tmp_path: Path, demo_env, demo_models, dup_input: Path, baseline: dict[str, bytes]
 ) -> None:
     out = tmp_path / "run"
     full = cli_env(demo_models.root, {"enospc_in_features": True})
@@ -277,17 +274,17 @@ def test_disk_full_while_assembling_features_stops_resumably_and_leaves_nothing(
     assert not list(out.rglob(".*.partial")), "no temporary file is left"
     assert_no_live_processes(worker_pids(out))
 
-    r = cli(run_args(dup_input, out, "--save-features"), env)
+    r = cli(run_args(dup_input, out, "--save-features"), demo_env)
     assert r.returncode == 0, r.stderr
     assert finished(out) == baseline
 
 
 def test_each_input_of_a_run_gets_its_own_features(
-    tmp_path: Path, env, demo_models, dup_input: Path
+    tmp_path: Path, demo_env, demo_models, dup_input: Path
 ) -> None:
     out = tmp_path / "run"
     args = ["run", str(dup_input), str(SAMPLE_READS), "--out", str(out), *SMALL]
-    r = cli([*args, "--devices", "cpu:2", "--save-features"], env)
+    r = cli([*args, "--devices", "cpu:2", "--save-features"], demo_env)
     assert r.returncode == 0, r.stderr
     for job in ("dups", "sample_reads"):
         assert_features_reproduce_the_scores(out / job, demo_models)

@@ -38,22 +38,11 @@ def run_args(out: Path, *extra: str) -> list[str]:
     return ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *BASE, *extra]
 
 
-@pytest.fixture(scope="module")
-def env(demo_models) -> dict[str, str]:
-    return cli_env(demo_models.root)
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> dict[str, bytes]:
-    out = tmp_path_factory.mktemp("baseline") / "run"
-    r = cli(run_args(out, "--devices", "cpu:1"), env)
-    assert r.returncode == 0, r.stderr
-    return outputs(out, JOBS)
-
-
-def test_two_workers_two_inputs_share_one_warm_pool(tmp_path: Path, env, baseline) -> None:
+def test_two_workers_two_inputs_share_one_warm_pool(
+    tmp_path: Path, demo_env, local_baseline
+) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(out, "--devices", "cpu:2", "--clear-cache-every", "2"), env)
+    r = cli(run_args(out, "--devices", "cpu:2", "--clear-cache-every", "2"), demo_env)
     assert r.returncode == 0, r.stderr
     ev = events(out)
     assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
@@ -83,7 +72,7 @@ def test_two_workers_two_inputs_share_one_warm_pool(tmp_path: Path, env, baselin
     assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS or sorted(
         e["job"] for e in ev if e["type"] == "job_done"
     ) == JOBS
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
     # the per-sequence summary and provenance are there, and say these are demo scores
     assert (
         "not biological predictions" in (out / "sample_contigs" / "NOTICE.txt").read_text().lower()
@@ -91,17 +80,17 @@ def test_two_workers_two_inputs_share_one_warm_pool(tmp_path: Path, env, baselin
     assert '"demo": true' in (out / "sample_contigs" / "provenance.json").read_text()
 
 
-def test_no_persistent_reloads_models_per_input(tmp_path: Path, env, baseline) -> None:
+def test_no_persistent_reloads_models_per_input(tmp_path: Path, demo_env, local_baseline) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(out, "--devices", "cpu:1", "--no-persistent"), env)
+    r = cli(run_args(out, "--devices", "cpu:1", "--no-persistent"), demo_env)
     assert r.returncode == 0, r.stderr
     loads = [e for e in events(out) if e["type"] == "model_load" and e["phase"] == "done"]
     assert len(loads) == 6  # three models, reloaded for the second input
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
 
 
 def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
-    tmp_path: Path, demo_models, baseline
+    tmp_path: Path, demo_models, local_baseline
 ) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"sleep_per_batch_s": 0.3, "workers": [0]})
@@ -131,7 +120,7 @@ def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
     requeued = {(e["job"], e["shard"]) for e in ev if e["type"] == "shard_requeued"}
     # the shard in progress, plus at most the one prefetched behind it (not started yet)
     assert (busy["job"], busy["shard"]) in requeued and len(requeued) <= 2
-    assert outputs(out, JOBS) == baseline  # every frame scored exactly once, in order
+    assert outputs(out, JOBS) == local_baseline  # every frame scored exactly once, in order
 
 
 def test_restart_limit_fails_the_run_clearly(tmp_path: Path, demo_models) -> None:
@@ -147,17 +136,17 @@ def test_restart_limit_fails_the_run_clearly(tmp_path: Path, demo_models) -> Non
     assert not (out / "sample_contigs" / "prediction_results.txt").exists()
 
 
-def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, baseline) -> None:
+def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, local_baseline) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"hang_on_shard": 2})
     r = cli(run_args(out, "--devices", "cpu:1", "--hang-timeout", "4"), env)
     assert r.returncode == 0, r.stderr
     crashed = [e for e in events(out) if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert len(crashed) == 1 and "hung" in crashed[0]["reason"]
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
 
 
-def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, baseline) -> None:
+def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, local_baseline) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"oom_batches": 2})
     r = cli(run_args(out, "--devices", "cpu:1"), env)
@@ -166,14 +155,14 @@ def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, baseline) ->
     assert len(ooms) == 2 and all(e["action"] == "split" and e["batch_size"] > 1 for e in ooms)
     ours = read_prediction_results(out / "sample_contigs" / "prediction_results.txt")
     base_path = tmp_path / "base.txt"
-    base_path.write_bytes(baseline["sample_contigs/prediction_results.txt"])
+    base_path.write_bytes(local_baseline["sample_contigs/prediction_results.txt"])
     ref = read_prediction_results(base_path)
     assert [p.frame_id for p in ours] == [p.frame_id for p in ref]
     np.testing.assert_allclose([p.p_virus for p in ours], [p.p_virus for p in ref], atol=1e-5)
 
 
 def test_sigterm_stops_cleanly_and_the_rerun_resumes(
-    tmp_path: Path, demo_models, env, baseline
+    tmp_path: Path, demo_models, demo_env, local_baseline
 ) -> None:
     out = tmp_path / "run"
     proc = start_cli(
@@ -189,16 +178,16 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(
     assert_no_live_processes(worker_pids(out))
     assert '"status": "interrupted"' in (out / "manifest.json").read_text()
     done_before = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_done"}
-    r = cli(run_args(out, "--devices", "cpu:1"), env)
+    r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     skipped = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_skipped"}
     assert skipped == done_before and skipped
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
 
 
 @pytest.mark.parametrize("after_shards", [0, 3, 14])
 def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
-    tmp_path: Path, demo_models, env, baseline, after_shards: int
+    tmp_path: Path, demo_models, demo_env, local_baseline, after_shards: int
 ) -> None:
     out = tmp_path / "run"
     proc = start_cli(
@@ -220,9 +209,9 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
         kill_tree(proc)
         proc.wait(timeout=30)
     assert_no_live_processes(worker_pids(out))
-    r = cli(run_args(out, "--devices", "cpu:2"), env)
+    r = cli(run_args(out, "--devices", "cpu:2"), demo_env)
     assert r.returncode == 0, r.stderr
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
 
 
 def test_orchestrator_killed_alone_leaves_no_orphan_workers(tmp_path: Path, demo_models) -> None:
@@ -240,28 +229,30 @@ def test_orchestrator_killed_alone_leaves_no_orphan_workers(tmp_path: Path, demo
         kill_tree(proc)
 
 
-def test_corrupt_shards_are_detected_and_recomputed(tmp_path: Path, env, baseline) -> None:
+def test_corrupt_shards_are_detected_and_recomputed(
+    tmp_path: Path, demo_env, local_baseline
+) -> None:
     out = tmp_path / "run"
-    assert cli(run_args(out, "--devices", "cpu:1"), env).returncode == 0
+    assert cli(run_args(out, "--devices", "cpu:1"), demo_env).returncode == 0
     truncated = out / "shards" / "sample_contigs" / "000002.tsv"
     truncated.write_bytes(truncated.read_bytes()[:-40])
     tampered = out / "shards" / "sample_reads" / "000001.tsv"
     tampered.write_text(tampered.read_text().replace("\tothers\t", "\tvirus\t", 1))
     for job in JOBS:
         (out / job / "prediction_results.txt").unlink()
-    r = cli(run_args(out, "--devices", "cpu:1"), env)
+    r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     warnings = [e["message"] for e in events(out) if e["type"] == "warning"]
     assert any("checksum" in w and "000002" in w for w in warnings)
     assert any("checksum" in w and "000001" in w for w in warnings)
-    assert outputs(out, JOBS) == baseline
+    assert outputs(out, JOBS) == local_baseline
 
 
-def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, env) -> None:
+def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, demo_env) -> None:
     out = tmp_path / "run"
     assert (
         cli(
-            ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], env
+            ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], demo_env
         ).returncode
         == 0
     )
@@ -278,7 +269,7 @@ def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, env) -
             "--length",
             "300",
         ],
-        env,
+        demo_env,
     )
     assert r.returncode == 2
     assert "different run" in r.stderr and "chunk_length" in r.stderr and "--restart" in r.stderr
@@ -296,20 +287,20 @@ def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, env) -
             "300",
             "--restart",
         ],
-        env,
+        demo_env,
     )
     assert r.returncode == 0, r.stderr
     assert (out / "prediction_results.txt").read_bytes() != before
 
 
-def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models, env) -> None:
+def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models, demo_env) -> None:
     out = tmp_path / "run"
     first = start_cli(
         run_args(out, "--devices", "cpu:1"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.1})
     )
     try:
         wait_for_event(out, lambda e: e["type"] == "run_started", proc=first)
-        r = cli(run_args(out, "--devices", "cpu:1"), env)
+        r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
         assert r.returncode == 2 and "in use by another virnucpro-tui run" in r.stderr
         first.wait(timeout=180)
     finally:
@@ -319,7 +310,7 @@ def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models,
 
 
 def test_pause_starts_no_shard_until_resumed(
-    tmp_path: Path, demo_models, baseline, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, demo_models, local_baseline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pause takes back the prefetched shards: between run_paused and run_resumed no shard
     starts, and exactly the shards that were running finish."""
@@ -357,4 +348,4 @@ def test_pause_starts_no_shard_until_resumed(
     assert not [e for e in during if e["type"] == "worker_state" and e["state"] == "busy"]
     assert sum(e["type"] == "shard_done" for e in during) == ev[start]["shards_running"]
     assert any(e["type"] == "worker_state" and e["state"] == "busy" for e in ev[end:])
-    assert outputs(out, JOBS) == baseline  # every frame scored once
+    assert outputs(out, JOBS) == local_baseline  # every frame scored once

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ from tests.helpers import (
     cli_env,
     events,
     kill_tree,
+    needs_ray,
     outputs,
+    private_ray_dir,
     start_cli,
     wait_for_event,
     worker_pids,
@@ -50,25 +53,6 @@ JOBS = ["sample_contigs", "sample_reads"]
 BASE = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
 
 
-def _ray_importable() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-RAY_MISSING = not _ray_importable()
-
-
-def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
-    """A test of the Ray backend itself (slow: Ray starts processes)."""
-    skip = pytest.mark.skipif(
-        RAY_MISSING, reason="ray is not importable (pip install 'virnucpro-tui[ray]')"
-    )
-    return pytest.mark.slow(pytest.mark.ray(skip(test)))
-
-
 HEAD_SCRIPT = """
 import os, sys, ray
 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -78,9 +62,18 @@ sys.stdin.read()  # until the tests close stdin; the cluster ends with this proc
 
 
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[tuple[str, str]]:
+def ray_module_dir() -> Iterator[Path]:
+    """The private Ray temp directory of this module's cluster."""
+    path = private_ray_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head(ray_module_dir: Path) -> Iterator[tuple[str, str]]:
     """A local Ray cluster (2 CPUs) for the module: its address and auth mode."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(ray_module_dir)
     head = subprocess.Popen(
         [sys.executable, "-c", HEAD_SCRIPT],
         stdin=subprocess.PIPE,
@@ -106,9 +99,9 @@ def ray_head() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def ray_env(demo_models, ray_head) -> dict[str, str]:
-    env = cli_env(demo_models.root)
-    env.pop("RAY_ADDRESS", None)
+def ray_env(demo_env: dict[str, str], ray_head, ray_module_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in demo_env.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(ray_module_dir)
     if ray_head[1]:  # e.g. token authentication, on by default for local clusters of Ray >= 2.59
         env["RAY_AUTH_MODE"] = ray_head[1]
     return env

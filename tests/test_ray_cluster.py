@@ -10,7 +10,6 @@ that does not share ``--out``. What only real machines can show: docs/ray.md#wha
 
 from __future__ import annotations
 
-import atexit
 import ipaddress
 import os
 import re
@@ -29,6 +28,7 @@ import psutil
 import pytest
 
 from tests.helpers import (
+    RAY_TEST_MARKS,
     ROOT,
     SAMPLE_CONTIGS,
     SAMPLE_READS,
@@ -42,20 +42,7 @@ from tests.helpers import (
     wait_for_event,
 )
 
-try:
-    import ray  # noqa: F401
-except ImportError:
-    RAY_MISSING = True
-else:
-    RAY_MISSING = False
-
-pytestmark = [
-    pytest.mark.ray,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        RAY_MISSING, reason="ray is not importable (pip install 'virnucpro-tui[ray]')"
-    ),
-]
+pytestmark = list(RAY_TEST_MARKS)
 
 JOBS = ["sample_contigs", "sample_reads"]
 INPUTS = [str(SAMPLE_CONTIGS), str(SAMPLE_READS)]
@@ -106,17 +93,6 @@ class SimCluster:
 
     def live_node_ids(self) -> set[str]:
         return {n["NodeID"] for n in self.cluster.global_state.node_table() if n["Alive"]}
-
-
-@pytest.fixture
-def ray_tmp() -> Iterator[Path]:
-    """A private Ray temp dir: no other Ray on this machine is found or disturbed (short,
-    because Ray puts its sockets there)."""
-    path = Path(tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp"))
-    # Ray's exit hooks, registered later and so run earlier, may write a session directory
-    atexit.register(shutil.rmtree, path, True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _node_args(name: str, cpus: int) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_q_with_confirmation_stops_and_leaves_a_resumable_run(
             await pilot.press("q")
             assert isinstance(app.screen, ConfirmQuitScreen)
             await pilot.press("y")
-            await settle(pilot, app)
+            # the answer repaints the header at once; read it before the shards in flight end
             assert "STOPPING" in app.query_one(HeaderBar).shown
             await wait_for_exit(app, 60)
         assert app.return_code == 130

@@ -7,6 +7,7 @@ from tests.ui import scenario
 from tests.ui.helpers import ev
 from virnucpro_tui.pool.events import RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
+    eta_text,
     event_line,
     fmt_bytes,
     fmt_duration,
@@ -563,3 +564,25 @@ def test_frames_computed_once_and_saved_features_in_progress_and_summary() -> No
         "    computed once: 7 distinct frames; 3 identical frames reuse an earlier result" in lines
     )
     assert "    features: /r/prediction_features.pt (3.0 MiB)" in lines
+
+
+def test_the_eta_of_a_run_that_stopped_unfinished_is_none_not_done() -> None:
+    """'ETA done' is only for a complete run: an interrupted or failed one will not finish."""
+    events = scenario.mid_run_events()
+    last = events[-1].ts
+    for status, code, shown in (
+        ("interrupted", 130, "none (interrupted)"),
+        ("failed", 1, "none (failed)"),
+        ("complete", 0, "done"),
+    ):
+        done = ev(
+            "run_done",
+            last + 1,
+            status=status,
+            exit_code=code,
+            seconds=60.0,
+            frames=1,
+            resumable=status != "complete",
+            jobs={},
+        )
+        assert eta_text(fold(*events, done), last + 2) == shown

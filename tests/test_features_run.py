@@ -126,7 +126,12 @@ def test_the_classifier_on_saved_features_reproduces_prediction_results(
     tmp_path: Path, demo_env, demo_models, dup_input: Path, workers: int, fmt: str
 ) -> None:
     out = tmp_path / "run"
-    extra = ("--save-features", "--features-format", fmt)
+    # a format alone implies --save-features (the safetensors case gives only the format)
+    extra = (
+        ("--features-format", fmt)
+        if fmt == "safetensors"
+        else ("--save-features", "--features-format", fmt)
+    )
     r = cli(run_args(dup_input, out, *extra, workers=workers), demo_env)
     assert r.returncode == 0, r.stderr
     assert_features_reproduce_the_scores(out, demo_models)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from virnucpro_tui.errors import VirnucproError
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.events import (
     Event,
@@ -18,10 +19,11 @@ from virnucpro_tui.pool.events import (
     RunDone,
     ShardDone,
     ShardSkipped,
+    WarningEvent,
     WorkerStateChanged,
 )
 from virnucpro_tui.pool.fake import FakeBackend
-from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
+from virnucpro_tui.run.orchestrator import MAX_RECOMPUTATIONS, Orchestrator, RunConfig
 
 ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 
@@ -117,3 +119,29 @@ def test_fake_workers_in_real_time_stamp_their_events_in_unix_time(
     ]
     assert len(from_workers) > 4
     assert all(start - 0.01 <= e.ts <= end + 0.01 for e in from_workers), [e.ts for e in seen]
+
+
+def test_results_that_keep_going_bad_end_the_run_with_a_clear_error(
+    small_input: Path, tmp_path: Path, models: ModelFiles
+) -> None:
+    """A result that is unreadable every time (e.g. a worker writing to another disk) is
+    recomputed a bounded number of times, then the run fails saying where to look; it does not
+    loop for ever."""
+    out = tmp_path / "run"
+    seen: list[Event] = []
+
+    def corrupt_every_assembly(event: Event) -> None:
+        if isinstance(event, JobPrepared) and event.done:
+            first = sorted((out / "shards" / "small").glob("0*.tsv"))[0]
+            first.write_bytes(first.read_bytes()[:-20])
+
+    backend = FakeBackend(write_results=True)
+    orchestrator = Orchestrator(
+        config(small_input, out, models), [seen.append, corrupt_every_assembly], backend=backend
+    )  # type: ignore[list-item]
+    with pytest.raises(VirnucproError, match=r"job small: shard results went bad .* 4 times"):
+        orchestrator.execute()
+    recomputing = [e for e in seen if isinstance(e, WarningEvent) and "recomputing" in e.message]
+    assert len(recomputing) == MAX_RECOMPUTATIONS
+    assert isinstance(seen[-1], RunDone) and seen[-1].status == "failed"
+    assert not (out / "prediction_results.txt").exists()

@@ -154,9 +154,8 @@ def _add_run_parser(sub: Any) -> None:
     g.add_argument(
         "--features-format",
         choices=["pt", "safetensors"],
-        default="pt",
         help="pt: the published {'ids', 'data'} torch file (default); safetensors: a tensor "
-        "'data' with the ids in a .ids.txt sidecar",
+        "'data' with the ids in a .ids.txt sidecar; giving a format implies --save-features",
     )
     from virnucpro_tui.pool.pool import PoolPolicy
     from virnucpro_tui.pool.worker import WorkerSettings
@@ -500,8 +499,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         restart=args.restart,
         backend=args.backend,
         dedup=args.dedup,
-        save_features=args.save_features,
-        features_format=args.features_format,
+        save_features=args.save_features or args.features_format is not None,
+        features_format=args.features_format or "pt",
         policy=PoolPolicy(max_restarts=args.max_restarts, hang_timeout_s=args.hang_timeout),
         worker=WorkerSettings(
             clear_cache_every=args.clear_cache_every,

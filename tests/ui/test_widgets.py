@@ -16,9 +16,10 @@ from tests.ui import scenario
 from tests.ui.helpers import ev as event
 from tests.ui.helpers import notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
-from virnucpro_tui.pool.events import CacheCleared, Event, ShardDone
+from virnucpro_tui.pool.events import CacheCleared, Event, JobDone, JobPrepared, ShardDone
 from virnucpro_tui.run.describe import fmt_bytes
 from virnucpro_tui.run.view import RunView
+from virnucpro_tui.ui import render
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import LiveRun
 from virnucpro_tui.ui.launch import print_outcome
@@ -308,6 +309,38 @@ def test_results_counts_histogram_and_top_scores() -> None:
             headers = " ".join(top.shown.splitlines()[0].split())
             assert "Call (virus: ≥ half its chunks viral)" in headers
             assert "max P(virus) (its best frame)" in headers
+
+    asyncio.run(scenario_run())
+
+
+def test_results_and_summary_say_what_was_computed_once_and_where_the_features_are() -> None:
+    """Frames computed once and the saved features (path and size) show in the Results panel
+    and, labelled, on the completion summary."""
+    events: list[Event] = []
+    for e in scenario.finished_events():
+        if isinstance(e, JobPrepared) and e.job == "phage_reads":
+            e = msgspec.structs.replace(e, duplicate_frames=4_000)
+        if isinstance(e, JobDone) and e.job == "phage_reads":
+            e = msgspec.structs.replace(
+                e,
+                duplicate_frames=4_000,
+                features_path="/r/phage_reads/features.pt",
+                features_bytes=5 * 2**20,
+            )
+        events.append(e)
+
+    async def scenario_run() -> None:
+        app = scripted_app(events)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("2")
+            await settle(pilot, app)
+            summary = " ".join(app.query_one("#results-summary", ResultsSummary).shown.split())
+            assert "computed once: 4,000 identical frames reuse an earlier result" in summary
+            assert "saved /r/phage_reads/features.pt (5.0 MiB)" in summary
+            shown = " ".join(str(render.completion_text(app.view, None)).split())
+            assert "computed once: 56,512 distinct frames; 4,000 identical frames" in shown
+            assert "features: /r/phage_reads/features.pt (5.0 MiB)" in shown
+            assert "prediction_results.txt: /scratch" not in shown  # a file: its path alone
 
     asyncio.run(scenario_run())
 

@@ -385,6 +385,8 @@ class Worker:
                 self._report_disk_full(shard)
                 return True
             fatal = not self.engine.loaded
+            traceback.print_exc()  # into the log before the event: a fatal one stops this worker
+            sys.stderr.flush()
             self.send(
                 ev.ErrorEvent(
                     worker=self.n,
@@ -395,7 +397,6 @@ class Worker:
                     traceback=traceback.format_exc(limit=8)[-4000:],
                 )
             )
-            traceback.print_exc()
             if fatal:
                 self.set_state(ev.WorkerState.CRASHED, reason="model load failed")
                 return False

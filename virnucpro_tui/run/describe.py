@@ -136,8 +136,10 @@ def totals_text(view: RunView) -> str:
 def eta_text(view: RunView, now: float) -> str:
     if view.dead:
         return "none (not running)"
-    if view.status.finished:
+    if view.status == ev.RunStatus.COMPLETE:
         return "done"
+    if view.status.finished:
+        return f"none ({view.status})"  # interrupted or failed: nothing more will run
     if view.paused:
         return "paused"
     unsized = view.totals().unsized

@@ -53,6 +53,8 @@ from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
 
+MAX_RECOMPUTATIONS = 3  # per job, for results that go bad after they were written
+
 
 class StopRequested(Exception):
     """Raised inside preparation or assembly when the user asked to stop: both are redone on resume."""
@@ -104,6 +106,7 @@ class JobState:
     frames_prepared: int = 0
     skipped_shards: int = 0
     duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
+    recomputations: int = 0  # times its results went bad after they were written
     producer: Iterator[Shard] | None = None
     started_at: float = 0.0
     position: ReadPosition = field(default_factory=ReadPosition)  # bytes of the input read
@@ -279,6 +282,7 @@ class Orchestrator:
             if error is None:
                 raise
             if self.manifest:  # the run had started: its events and manifest record the failure
+                self._stop_pool_now()  # its workers' last events come before run_done
                 self.emit(ev.ErrorEvent(fatal=True, message=str(error)))
                 self._finish(ev.RunStatus.FAILED, 1, error=str(error), resumable=error.resumable)
             if error is exc:
@@ -286,13 +290,16 @@ class Orchestrator:
             raise error from None
         finally:
             self._abandon_producers()
-            if self.pool is not None and self.pool.started:
-                self.pool.stop(graceful=False)
+            self._stop_pool_now()
             if self.telemetry is not None:
                 self.telemetry.close()
             self.rundir.release()
             if writer is not None:
                 writer.close()
+
+    def _stop_pool_now(self) -> None:
+        if self.pool is not None and self.pool.started:
+            self.pool.stop(graceful=False)
 
     def _abandon_producers(self) -> None:
         """Close unfinished preparations now, not at interpreter exit: closing flushes their
@@ -630,7 +637,15 @@ class Orchestrator:
             raise StopRequested
 
     def _recompute_after_corruption(self, job: JobState, exc: CorruptShardError) -> None:
-        """A shard went bad after it was written: recompute this job's bad shards."""
+        """A shard went bad after it was written: recompute this job's bad shards (a bounded
+        number of times: results that keep going bad point at the disk, not at the shard)."""
+        job.recomputations += 1
+        if job.recomputations > MAX_RECOMPUTATIONS:
+            raise VirnucproError(
+                f"job {job.name}: shard results went bad after they were written "
+                f"{job.recomputations} times (last: {exc}); check that {self.rundir.root} is on "
+                "a reliable disk that every worker writes to"
+            )
         self.emit(ev.WarningEvent(job=job.name, message=f"{exc}; recomputing"))
         job.status = ev.JobStatus.RUNNING
         for index in sorted(job.done):

@@ -21,6 +21,7 @@ from virnucpro_tui.pool import events as ev
 from virnucpro_tui.run.describe import (
     MODEL_LABELS,
     dead_text,
+    dedup_text,
     eta_text,
     fmt_bytes,
     fmt_clock,
@@ -546,7 +547,15 @@ def results_text(view: RunView, width: int) -> Text:
         ]
     else:
         sequences = [Text("counted when a job is done", style="dim")]
+    duplicates = sum(j.duplicate_frames for j in view.jobs.values())
+    if duplicates:
+        frames.append(Text(f"computed once: {dedup_text(duplicates)}"))
     lines = labelled("frames", frames, width) + labelled("seqs", sequences, width)
+    saved = [
+        Text(f"{r.features_path} ({fmt_bytes(r.features_bytes)})") for r in done if r.features_path
+    ]
+    if saved:
+        lines += labelled("saved", saved, width)
     if view.demo:
         lines.append(Text(DEMO_BANNER, style="bold yellow"))
     return join_lines(lines)
@@ -709,8 +718,10 @@ def completion_text(view: RunView, error: str | None) -> Text:
     for line in lines[1:]:
         if line.startswith("DEMO"):
             out.append(Text(DEMO_BANNER, style="bold yellow"))
-        elif line.startswith("    "):  # "    name: path": the path says it all
-            out.append(Text.assemble("    ", (line.strip().partition(": ")[2], "bold")))
+        elif line.startswith("    "):  # "    what: value" (an output file, features, dedup)
+            label, _, value = line.strip().partition(": ")
+            named = Path(value).name == label  # an output file: its path says it all
+            out.append(Text.assemble("    " if named else f"    {label}: ", (value, "bold")))
         else:
             out.append(Text(line))
     for problem in view.errors[-3:]:

@@ -297,7 +297,8 @@ def test_attach_to_a_run_killed_with_sigkill_shows_it_dead(tmp_path: Path, demo_
     """kill -9 of the run's main process (its workers exit by themselves): the attached
     dashboard goes from RUNNING to DEAD (workers gone, no ETA, the command that resumes it) and
     stays so; --follow stops with exit 1; --no-ui says "still running" only while it is."""
-    out, proc, _args = start_slow_run(tmp_path, demo_models)
+    # slow enough to be still running when it is killed, on a loaded machine too
+    out, proc, _args = start_slow_run(tmp_path, demo_models, sleep_s=1.0)
     plain, codes = io.StringIO(), []
     follower = threading.Thread(
         target=lambda: codes.append(
@@ -338,6 +339,7 @@ async def watch_the_kill(out: Path, proc: Any) -> tuple[str, str, str, str]:
         await wait_for(pilot, lambda: app.view.frames_done > 0, 60, "the run's progress")
         await settle(pilot, app)
         alive = " ".join(app.query_one(HeaderBar).shown.split())
+        assert proc.poll() is None and not app.view.status.finished, "ended before the kill"
         os.kill(proc.pid, signal.SIGKILL)  # the main process only: the workers notice by themselves
         proc.wait(timeout=10)
         await wait_for(pilot, lambda: app.view.dead, 30, "the run shown dead")

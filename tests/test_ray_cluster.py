@@ -299,7 +299,11 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
         worker, busy, removed = _remove_node_while_busy(sim, out, proc, "c")
         waiting = wait_for_event(
             out,
-            lambda e: e["type"] == "warning" and "waiting for a place to run" in e["message"],
+            lambda e: (
+                e["type"] == "warning"
+                and e.get("worker") == worker
+                and "waiting for a place to run" in e["message"]
+            ),
             timeout=180,
             proc=proc,
         )

@@ -324,8 +324,9 @@ class PersistentWorkerPool(Generic[tp.T]):
         w.waiting_noted = True
         event = ev.WarningEvent(
             worker=w.n,
-            message=f"worker {w.n} ({w.slot.label}) is waiting for a place to run (a Ray node "
-            "with room for it); the run goes on with the other workers",
+            message=f"worker {w.n} ({w.slot.label}) has not started after "
+            f"{self.policy.hang_timeout_s:.0f} s: waiting for a place to run (a Ray node with room "
+            "for it) or still starting; the run goes on with the other workers",
         )
         self.emit(event)
         return [event]

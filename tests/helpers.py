@@ -67,6 +67,23 @@ def start_cli(
     )
 
 
+def start_cli_on_terminal(
+    args: list[str], env: dict[str, str], terminal: int, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """The command line with ``terminal`` (a pty's slave end) as its stdin, stdout and stderr.
+    The slave end is closed here: the master end reads EOF once the child closes it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "virnucpro_tui", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        **popen,
+    )
+    os.close(terminal)
+    return proc
+
+
 def events(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "events.jsonl"
     if not path.exists():

@@ -250,45 +250,14 @@ def test_corrupt_shards_are_detected_and_recomputed(
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, demo_env) -> None:
     out = tmp_path / "run"
-    assert (
-        cli(
-            ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], demo_env
-        ).returncode
-        == 0
-    )
+    reads = ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"]
+    assert cli(reads, demo_env).returncode == 0
     before = (out / "prediction_results.txt").read_bytes()
-    r = cli(
-        [
-            "run",
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            *BASE,
-            "--devices",
-            "cpu:1",
-            "--length",
-            "300",
-        ],
-        demo_env,
-    )
+    r = cli([*reads, "--length", "300"], demo_env)
     assert r.returncode == 2
     assert "different run" in r.stderr and "chunk_length" in r.stderr and "--restart" in r.stderr
     assert (out / "prediction_results.txt").read_bytes() == before
-    r = cli(
-        [
-            "run",
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            *BASE,
-            "--devices",
-            "cpu:1",
-            "--length",
-            "300",
-            "--restart",
-        ],
-        demo_env,
-    )
+    r = cli([*reads, "--length", "300", "--restart"], demo_env)
     assert r.returncode == 0, r.stderr
     assert (out / "prediction_results.txt").read_bytes() != before
 

@@ -172,23 +172,49 @@ def started(ts: float = T, resumed: bool = False, pid: int = 100, **fields: obje
 
 
 def job_started(ts: float, out_dir: str, records: int, chunks: int, **fields: object) -> object:
-    return ev("job_started", ts, job="a", input="/a.fa", out_dir=out_dir, records=records,
-              chunks_total=chunks, **fields)  # fmt: skip
+    return ev(
+        "job_started",
+        ts,
+        job="a",
+        input="/a.fa",
+        out_dir=out_dir,
+        records=records,
+        chunks_total=chunks,
+        **fields,
+    )
 
 
 def prepared(
     ts: float, chunks: int, total: int, frames: int, shards: int | None, **fields: object
 ) -> object:
     """Job a's ``job_prepared``: ``chunks`` of ``total`` chunks read (done when all are)."""
-    return ev("job_prepared", ts, job="a", chunks_prepared=chunks, chunks_total=total,
-              frames_prepared=frames, done=chunks == total, shards_total=shards, **fields)  # fmt: skip
+    return ev(
+        "job_prepared",
+        ts,
+        job="a",
+        chunks_prepared=chunks,
+        chunks_total=total,
+        frames_prepared=frames,
+        done=chunks == total,
+        shards_total=shards,
+        **fields,
+    )
 
 
 def stage_end(ts: float, stage: str, frames_done: int, seconds: float, total: int) -> object:
     """The ``progress`` event closing ``stage`` of shard a/0 (``total`` frames) on worker 0."""
     every = {"frames_total": total, "stage_done": total, "stage_total": total}
-    return ev("progress", ts, 0, "a", shard=0, stage=stage, frames_done=frames_done,
-              seconds=seconds, **every)  # fmt: skip
+    return ev(
+        "progress",
+        ts,
+        0,
+        "a",
+        shard=0,
+        stage=stage,
+        frames_done=frames_done,
+        seconds=seconds,
+        **every,
+    )
 
 
 def shard_done(

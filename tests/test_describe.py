@@ -4,7 +4,7 @@ what the headless lines, attach and the dashboard's log say about each event."""
 from __future__ import annotations
 
 from tests.ui import scenario
-from tests.ui.helpers import ev
+from tests.ui.helpers import ev, model_loaded
 from virnucpro_tui.pool.events import RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
     eta_text,
@@ -39,18 +39,7 @@ def test_formats() -> None:
 
 
 def test_worker_events_name_the_worker_in_plain_lines_only() -> None:
-    load = ev(
-        "model_load",
-        T,
-        0,
-        "a",
-        model="esm",
-        phase="done",
-        source="/m",
-        seconds=38.4,
-        bytes_on_device=5 * 2**30,
-        dtype="bfloat16",
-    )
+    load = model_loaded(T, 0, "esm", 38.4, 5 * 2**30, job="a", source="/m", dtype="bfloat16")
     assert notable_text(load) == "esm loaded in 38.4 s (5.0 GiB, bfloat16)"
     assert event_line(load) == "worker 0: esm loaded in 38.4 s (5.0 GiB, bfloat16)"
     assert log_description(load) == "esm loaded in 38.4 s (5.0 GiB, bfloat16)"
@@ -381,17 +370,8 @@ def test_warm_up_is_a_phase_of_its_own_with_its_elapsed_time() -> None:
         ev("model_load", T + 66, 0, model="esm", phase="warmup_done", source="/m", seconds=57.3)
     )
     view.apply(
-        ev(
-            "model_load",
-            T + 66,
-            0,
-            model="esm",
-            phase="done",
-            source="/m",
-            seconds=7.7,
-            compile_seconds=57.3,
-            bytes_on_device=5 * 2**30,
-            dtype="bfloat16",
+        model_loaded(
+            T + 66, 0, "esm", 7.7, 5 * 2**30, source="/m", compile_seconds=57.3, dtype="bfloat16"
         )
     )
     assert (esm.state, esm.seconds, esm.warmup_seconds) == ("loaded", 7.7, 57.3)

@@ -22,11 +22,13 @@ import psutil
 import pytest
 
 from tests.helpers import (
+    OUTPUT_FILES,
     assert_no_live_processes,
     cli,
     cli_env,
     events,
     kill_tree,
+    orf,
     outputs,
     start_cli,
     wait_for_event,
@@ -34,22 +36,12 @@ from tests.helpers import (
 )
 from virnucpro_tui.cli import main
 
-FINAL_FILES = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "sequence_summary.tsv",
-)
-# codons without a stop: frame 1 of every chunk is kept, so a short input makes many frames
-ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 SMALL = ["--demo", "--no-ui", "--devices", "cpu:1", "--shard-size", "6"]
 
 
 def orf_rich_fasta(records: int, length: int, seed: int) -> str:
     rng = random.Random(seed)
-    return "".join(
-        f">orf{i} synthetic\n{''.join(rng.choice(ORF_CODONS) for _ in range(length // 3))}\n"
-        for i in range(records)
-    )
+    return "".join(f">orf{i} synthetic\n{orf(length, rng)}\n" for i in range(records))
 
 
 def random_dna(length: int, seed: int) -> str:
@@ -123,7 +115,7 @@ def assert_one_clear_error(stderr: str, *words: str) -> str:
 
 
 def assert_no_final_outputs(out: Path) -> None:
-    present = [name for name in FINAL_FILES if (out / name).exists()]
+    present = [name for name in OUTPUT_FILES if (out / name).exists()]
     assert not present, f"complete-looking outputs of an unfinished run: {present}"
 
 

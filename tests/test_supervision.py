@@ -14,6 +14,7 @@ from virnucpro_tui.core.translation import Frame
 from virnucpro_tui.errors import DiskFullError, WorkerFailure
 from virnucpro_tui.models.settings import ModelFiles
 from virnucpro_tui.pool import events as ev
+from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.fake import FakeBackend, FakeWorkerPlan
 from virnucpro_tui.pool.faults import FaultPlan
@@ -238,6 +239,23 @@ def test_pause_takes_back_the_shards_not_started() -> None:
     returned = run_all(pool, [])
     finished = {e.shard for e in rec.of(ev.ShardDone) if isinstance(e, ev.ShardDone)}
     assert finished == set(range(10)) and returned is not None
+
+
+def test_a_recall_answered_after_a_result_does_not_count_that_shard_as_running() -> None:
+    """A worker may answer a recall just after sending a shard's result (seen under load): the
+    reply naming that shard must not make the pool, and so the paused header, wait for it."""
+    backend = FakeBackend(default=FakeWorkerPlan(seconds_per_shard=1.0))
+    pool, rec = make_pool(backend, workers=1)
+    start_all(pool, backend, shards(1))
+    (transport,) = backend.spawned
+    finished = transport.current
+    assert finished is not None and pool.running == 1
+    while not rec.of(ev.ShardDone):
+        pool.poll(0.2)
+    assert pool.running == 0
+    transport.outbox.append(tp.Recalled((), finished.key))  # the late reply
+    pool.poll(0.2)
+    assert pool.running == 0 and pool.pause() == 0
 
 
 def test_pause_before_the_first_shard_starts_nothing() -> None:

@@ -277,8 +277,8 @@ class PersistentWorkerPool(Generic[tp.T]):
 
     def _on_recalled(self, w: WorkerHandle[tp.T], reply: tp.Recalled) -> None:
         w.recalling = False
-        if reply.running is not None:
-            w.running = reply.running
+        if reply.running is not None and any(s.key == reply.running for s in w.assigned):
+            w.running = reply.running  # not one whose result came in before this reply
         back = [shard for key in reply.shards if (shard := w.take(key)) is not None]
         self.queue.extendleft(reversed(back))
 

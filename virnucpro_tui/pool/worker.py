@@ -402,6 +402,7 @@ class Worker:
             self.set_state(ev.WorkerState.IDLE)
             return True
         self.shards_done += 1
+        self.job = self.shard = None  # before the result: a recall answered now names no shard
         self.send(
             ev.ShardDone(
                 worker=self.n,
@@ -414,7 +415,6 @@ class Worker:
                 **score_stats(result.frame_ids, result.probs),
             )
         )
-        self.job = self.shard = None
         self.set_state(ev.WorkerState.IDLE)  # before a periodic clear, which restores the state
         every = self.cfg.settings.clear_cache_every
         if every and self.shards_done % every == 0:

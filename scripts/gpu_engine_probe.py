@@ -10,17 +10,13 @@ Steps run in order of importance and are skipped once DEADLINE_S (default 480) h
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from probe_common import Probe, fresh_python
 
 from virnucpro_tui.bench_child import (
     TINY,
@@ -35,35 +31,17 @@ from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.esm import load_esm
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-OUT.mkdir(parents=True, exist_ok=True)
-DEADLINE = time.time() + float(sys.argv[2] if len(sys.argv) > 2 else 480)
-R: dict[str, Any] = {"torch": torch.__version__}
+PROBE = Probe("probe", default_deadline_s=480)
+R = PROBE.results
+R["torch"] = torch.__version__
+REF: dict[str, torch.Tensor] = {}  # the fp32 reference embeddings, "esm" and "dnabert"
 DRY = os.environ.get("PROBE_CPU") == "1"  # a dry run of the script itself on the CPU
 DEV = torch.device("cpu" if DRY else "cuda")
 S = TINY if DRY else Shapes()
 N_FID = 16 if DRY else 512
 
 
-def log(msg: str) -> None:
-    print(f"[probe {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-    (OUT / "probe.json").write_text(json.dumps(R, indent=1, default=str))
-
-
-def step(name: str, fn: Any, needs_s: float) -> None:
-    if time.time() + needs_s > DEADLINE:
-        R[name] = "skipped: deadline"
-        log(f"{name}: skipped")
-        return
-    start = time.time()
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - record and go on with the next lever
-        import traceback
-
-        R[name + "_error"] = f"{type(exc).__name__}: {exc}"[:2000]
-        traceback.print_exc()
-    log(f"{name}: done in {time.time() - start:.0f} s")
+log, step = PROBE.log, PROBE.step
 
 
 def rate(n: int, fn: Any) -> float:
@@ -76,26 +54,30 @@ def cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).min())
 
 
+def measure(
+    name: str, eng: Engine, model: str, embed: Any, items: list[str], fid: list[str], unit: str
+) -> torch.Tensor:
+    """Compile and warm-up seconds of ``model``, ``unit``/s over ``items`` and the fidelity on
+    ``fid`` against the fp32 reference; returns the embeddings of ``fid``."""
+    c0 = time.time()
+    eng._warm_up(model, eng.esm if model == "esm" else eng.dnabert)
+    R[f"{name}_compile_warmup_s"] = time.time() - c0
+    R[f"{name}_{unit}_per_s"] = rate(len(items), lambda: embed(items))
+    got = embed(fid)
+    R[f"{name}_cos_min"] = cos_min(got, REF[model])
+    return got
+
+
 def engine_with(files: ModelFiles, esm: Any = None, dna: Any = None) -> Engine:
     eng = Engine(files, DEV, EngineSettings(force_model_length=True))
     eng.esm, eng.dnabert = esm, dna
     return eng
 
 
-def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="probe-"))
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "cache")
-    try:
-        run(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        log("cleaned up")
-        print(json.dumps(R, indent=1, default=str))
-
-
 def run(work: Path) -> None:
     from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
 
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "cache")
     for dt in () if DRY else (torch.bfloat16, torch.float16):
         a = torch.randn(8192, 8192, device=DEV, dtype=dt)
         for _ in range(3):
@@ -113,16 +95,15 @@ def run(work: Path) -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
     if DRY:
         torch.cuda.synchronize = lambda *a: None  # Engine._warm_up synchronises the GPU
-    ref: dict[str, torch.Tensor] = {}
 
     def reference() -> None:
         esm = load_esm(files.esm).to(DEV, torch.float32)
         eng = engine_with(files, esm=esm)
-        t, ref["esm"] = timed(lambda: eng.embed_proteins(fid_p), DEV)
+        t, REF["esm"] = timed(lambda: eng.embed_proteins(fid_p), DEV)
         R["esm_fp32_reference_proteins_per_s"] = N_FID / t
         eng.esm = esm = None
         dnab = load_dnabert(files.dnabert).to(DEV, torch.float32)
-        ref["dna"] = engine_with(files, dna=dnab).embed_dna(fid_d)
+        REF["dnabert"] = engine_with(files, dna=dnab).embed_dna(fid_d)
         torch.cuda.empty_cache()
 
     step("reference", reference, 40)
@@ -131,13 +112,8 @@ def run(work: Path) -> None:
         esm = load_esm(files.esm).to(DEV, dtype)
         accelerate_esm(esm, True, **kw)
         eng = engine_with(files, esm=esm)
-        c0 = time.time()
-        eng._warm_up("esm", esm)
-        R[f"{name}_compile_warmup_s"] = time.time() - c0
-        R[f"{name}_proteins_per_s"] = rate(len(proteins), lambda: eng.embed_proteins(proteins))
-        got = eng.embed_proteins(fid_p)
-        R[f"{name}_cos_min"] = cos_min(got, ref["esm"])
-        R[f"{name}_max_abs"] = float((got - ref["esm"]).abs().max())
+        got = measure(name, eng, "esm", eng.embed_proteins, proteins, fid_p, "proteins")
+        R[f"{name}_max_abs"] = float((got - REF["esm"]).abs().max())
         if name == "esm_fp16_regional":
             profile(eng, proteins[:429], "esm_fp16_regional")
         eng.esm = esm = None
@@ -158,12 +134,7 @@ def run(work: Path) -> None:
             compile_module(fast, "stack")
             b.model = fast
         eng = engine_with(files, dna=b)
-        c0 = time.time()
-        eng._warm_up("dnabert", b)
-        R[f"{name}_compile_warmup_s"] = time.time() - c0
-        R[f"{name}_frames_per_s"] = rate(len(dna), lambda: eng.embed_dna(dna))
-        got = eng.embed_dna(fid_d)
-        R[f"{name}_cos_min"] = cos_min(got, ref["dna"])
+        measure(name, eng, "dnabert", eng.embed_dna, dna, fid_d, "frames")
         if flex:
             profile(eng, dna[:2400], name, dna_stage=True)
         eng.dnabert = b = None
@@ -178,7 +149,7 @@ def run(work: Path) -> None:
         lambda: esm_variant("esm_fp16_gelu_epilogue", torch.float16, gelu_epilogue=True),
         60,
     )
-    step("esm_fp16_max_autotune", lambda: max_autotune(files, proteins, fid_p, ref), 200)
+    step("esm_fp16_max_autotune", lambda: max_autotune(files, proteins, fid_p), 200)
     step("esm_fp16_stack", lambda: esm_variant("esm_fp16_stack", torch.float16, mode="stack"), 120)
 
 
@@ -196,18 +167,11 @@ def warm_start(files: ModelFiles, work: Path) -> None:
         "print(json.dumps({'import_s':t1-t0,'load_s':t2-t1,'events':ev}))"
     )
     cache = os.environ["TORCHINDUCTOR_CACHE_DIR"]
-    args = [sys.executable, "-c", code, str(files.esm), str(files.dnabert), str(files.classifier)]
-    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
-    t = time.time()
-    out = subprocess.run(
-        [*args, cache, DEV.type], capture_output=True, text=True, env=env, timeout=200
-    )
-    R["warm_start_wall_s"] = time.time() - t
-    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    R["warm_start"] = json.loads(lines[-1]) if lines else out.stderr[-2000:]
+    args = [str(files.esm), str(files.dnabert), str(files.classifier), cache, DEV.type]
+    R["warm_start"], R["warm_start_wall_s"] = fresh_python(code, args, timeout=200)
 
 
-def max_autotune(files: ModelFiles, proteins: list[str], fid_p: list[str], ref: Any) -> None:
+def max_autotune(files: ModelFiles, proteins: list[str], fid_p: list[str]) -> None:
     """Inductor max-autotune (Triton GEMM templates, bias+GELU fused in the epilogue) on the
     fixed 429x168 shape (static), regional: only this layer's four GEMMs are tuned."""
     from virnucpro_tui.models.fast import FastEsm
@@ -218,14 +182,8 @@ def max_autotune(files: ModelFiles, proteins: list[str], fid_p: list[str], ref: 
         layer.compile(mode="max-autotune-no-cudagraphs", dynamic=False)
     esm.encoder = fast
     eng = engine_with(files, esm=esm)
-    c0 = time.time()
-    eng._warm_up("esm", esm)
-    R["esm_fp16_max_autotune_compile_warmup_s"] = time.time() - c0
-    R["esm_fp16_max_autotune_proteins_per_s"] = rate(
-        len(proteins), lambda: eng.embed_proteins(proteins)
-    )
-    got = eng.embed_proteins(fid_p)
-    R["esm_fp16_max_autotune_cos_min"] = cos_min(got, ref["esm"])
+    name = "esm_fp16_max_autotune"
+    measure(name, eng, "esm", eng.embed_proteins, proteins, fid_p, "proteins")
     log(f"max-autotune {R['esm_fp16_max_autotune_proteins_per_s']}")
 
 
@@ -265,7 +223,7 @@ def profile(eng: Engine, items: list[str], label: str, dna_stage: bool = False) 
 
 
 if __name__ == "__main__":
-    main()
+    PROBE.main(run)
     keys = [k for k in R if k.endswith(("_per_s", "_cos_min", "_compile_warmup_s", "_fraction"))]
     for k in keys:
         print(f"{k:50} {R[k]}")

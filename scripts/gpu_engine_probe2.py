@@ -6,17 +6,13 @@ worker start spends its time, and torchao's recommended Inductor settings for fp
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from probe_common import Probe, fresh_python
 
 from virnucpro_tui.bench_child import (
     Shapes,
@@ -26,10 +22,8 @@ from virnucpro_tui.bench_child import (
     timed,
 )
 
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-OUT.mkdir(parents=True, exist_ok=True)
-DEADLINE = time.time() + float(sys.argv[2] if len(sys.argv) > 2 else 190)
-R: dict[str, Any] = {}
+PROBE = Probe("probe2", default_deadline_s=190)
+R, log, step = PROBE.results, PROBE.log, PROBE.step
 DEV = torch.device("cuda")
 
 START_CODE = r"""
@@ -61,39 +55,9 @@ print(json.dumps(marks))
 """
 
 
-def log(msg: str) -> None:
-    print(f"[probe2 {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-    (OUT / "probe2.json").write_text(json.dumps(R, indent=1, default=str))
-
-
-def step(name: str, fn: Any, needs_s: float) -> None:
-    if time.time() + needs_s > DEADLINE:
-        R[name] = "skipped: deadline"
-        return log(f"{name}: skipped")
-    start = time.time()
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
-        R[name + "_error"] = f"{type(exc).__name__}: {exc}"[:1500]
-    log(f"{name}: {time.time() - start:.0f} s")
-
-
 def best(n: int, fn: Any) -> float:
     fn()
     return n / min(timed(fn, DEV)[0] for _ in range(2))
-
-
-def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="probe2-"))
-    try:
-        run(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        log("done")
-        print(json.dumps(R, indent=1, default=str))
 
 
 def run(work: Path) -> None:
@@ -138,17 +102,8 @@ def run(work: Path) -> None:
     def starts() -> None:
         args = [str(files.esm), str(files.dnabert), str(files.classifier), str(work / "c2")]
         for label, mode in (("cold", "plain"), ("warm_trivial", "trivial")):
-            t = time.time()
-            out = subprocess.run(
-                [sys.executable, "-c", START_CODE, *args, mode],
-                capture_output=True,
-                text=True,
-                timeout=150,
-                env={k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"},
-            )
-            lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-            R[f"start_{label}"] = json.loads(lines[-1]) if lines else out.stderr[-1500:]
-            R[f"start_{label}_wall_s"] = time.time() - t
+            start, wall = fresh_python(START_CODE, [*args, mode], timeout=150)
+            R[f"start_{label}"], R[f"start_{label}_wall_s"] = start, wall
             log(f"start {label}: {R[f'start_{label}_wall_s']:.1f} s")
 
     step("starts", starts, 100)
@@ -189,4 +144,4 @@ def run(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    PROBE.main(run)

@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env, outputs, private_ray_dir
+from tests.helpers import (
+    ROOT,
+    SAMPLE_CONTIGS,
+    SAMPLE_JOBS,
+    SAMPLE_READS,
+    cli,
+    cli_env,
+    outputs,
+    private_ray_dir,
+)
 from virnucpro_tui.models.demo import DemoModels
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = ROOT / "sample_data"
-SAMPLE_JOBS = ["sample_contigs", "sample_reads"]
 
 
 def _reference_dir() -> Path:

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -22,11 +23,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
 SAMPLE_READS = ROOT / "sample_data" / "sample_reads.fa.gz"
+SAMPLE_JOBS = ["sample_contigs", "sample_reads"]  # the jobs of a run of both sample inputs
 OUTPUT_FILES = (
     "prediction_results.txt",
     "prediction_results_highestscore.csv",
     "sequence_summary.tsv",
 )
+# codons without a stop: a run of them is one open reading frame (frame 1), never cut
+ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
+
+
+def orf(length: int, rng: random.Random) -> str:
+    """``length // 3`` random stop-free codons: an ORF in frame 1."""
+    return "".join(rng.choice(ORF_CODONS) for _ in range(length // 3))
 
 
 def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
@@ -65,6 +74,23 @@ def start_cli(
         start_new_session=True,
         cwd=cwd,
     )
+
+
+def start_cli_on_terminal(
+    args: list[str], env: dict[str, str], terminal: int, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """The command line with ``terminal`` (a pty's slave end) as its stdin, stdout and stderr.
+    The slave end is closed here: the master end reads EOF once the child closes it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "virnucpro_tui", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        **popen,
+    )
+    os.close(terminal)
+    return proc
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ what the headless lines, attach and the dashboard's log say about each event."""
 from __future__ import annotations
 
 from tests.ui import scenario
-from tests.ui.helpers import ev
+from tests.ui.helpers import ev, model_loaded
 from virnucpro_tui.pool.events import RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
     eta_text,
@@ -39,18 +39,7 @@ def test_formats() -> None:
 
 
 def test_worker_events_name_the_worker_in_plain_lines_only() -> None:
-    load = ev(
-        "model_load",
-        T,
-        0,
-        "a",
-        model="esm",
-        phase="done",
-        source="/m",
-        seconds=38.4,
-        bytes_on_device=5 * 2**30,
-        dtype="bfloat16",
-    )
+    load = model_loaded(T, 0, "esm", 38.4, 5 * 2**30, job="a", source="/m", dtype="bfloat16")
     assert notable_text(load) == "esm loaded in 38.4 s (5.0 GiB, bfloat16)"
     assert event_line(load) == "worker 0: esm loaded in 38.4 s (5.0 GiB, bfloat16)"
     assert log_description(load) == "esm loaded in 38.4 s (5.0 GiB, bfloat16)"
@@ -171,6 +160,52 @@ def started(ts: float = T, resumed: bool = False, pid: int = 100, **fields: obje
     )
 
 
+def job_started(ts: float, out_dir: str, records: int, chunks: int, **fields: object) -> object:
+    return ev(
+        "job_started",
+        ts,
+        job="a",
+        input="/a.fa",
+        out_dir=out_dir,
+        records=records,
+        chunks_total=chunks,
+        **fields,
+    )
+
+
+def prepared(
+    ts: float, chunks: int, total: int, frames: int, shards: int | None, **fields: object
+) -> object:
+    """Job a's ``job_prepared``: ``chunks`` of ``total`` chunks read (done when all are)."""
+    return ev(
+        "job_prepared",
+        ts,
+        job="a",
+        chunks_prepared=chunks,
+        chunks_total=total,
+        frames_prepared=frames,
+        done=chunks == total,
+        shards_total=shards,
+        **fields,
+    )
+
+
+def stage_end(ts: float, stage: str, frames_done: int, seconds: float, total: int) -> object:
+    """The ``progress`` event closing ``stage`` of shard a/0 (``total`` frames) on worker 0."""
+    every = {"frames_total": total, "stage_done": total, "stage_total": total}
+    return ev(
+        "progress",
+        ts,
+        0,
+        "a",
+        shard=0,
+        stage=stage,
+        frames_done=frames_done,
+        seconds=seconds,
+        **every,
+    )
+
+
 def shard_done(
     ts: float, shard: int, frames: int = 10, worker: int = 0, **fields: object
 ) -> object:
@@ -198,16 +233,7 @@ def test_a_busy_state_without_a_shard_says_only_busy() -> None:
 
 
 def test_plurals() -> None:
-    one = ev(
-        "job_prepared",
-        T,
-        job="a",
-        chunks_prepared=3,
-        chunks_total=3,
-        frames_prepared=7,
-        done=True,
-        shards_total=1,
-    )
+    one = prepared(T, 3, 3, frames=7, shards=1)
     assert event_line(one) == "job a: prepared 7 frames in 1 shard"
     paused = ev("run_paused", T, shards_running=1)
     assert event_line(paused) == "paused: no new shard starts; 1 shard already running finish"
@@ -225,16 +251,7 @@ def test_a_resumed_run_is_a_new_segment_and_counts_each_shard_once() -> None:
         ev("worker_state", T + 101, 0, state="starting", pid=5151),
         ev("shard_skipped", T + 102, job="a", shard=0, frames=10),
         ev("shard_skipped", T + 102, job="a", shard=1, frames=10),
-        ev(
-            "job_prepared",
-            T + 102,
-            job="a",
-            chunks_prepared=4,
-            chunks_total=4,
-            frames_prepared=30,
-            done=True,
-            shards_total=3,
-        ),
+        prepared(T + 102, 4, 4, frames=30, shards=3),
     )
     assert view.segments == 2 and view.resumed and view.pid == 200
     assert view.frames_done == 20 and view.totals() == Totals(20, 30, True)  # not 40 of 30
@@ -254,26 +271,8 @@ def test_a_recomputed_shard_replaces_its_scores() -> None:
 def test_a_dead_run_shows_dead_with_gone_workers_no_eta_and_the_resume_command() -> None:
     view = fold(
         started(T),
-        ev(
-            "job_started",
-            T,
-            job="a",
-            input="/a.fa",
-            out_dir="/r",
-            records=5,
-            chunks_total=4,
-            bases=100,
-        ),
-        ev(
-            "job_prepared",
-            T + 1,
-            job="a",
-            chunks_prepared=2,
-            chunks_total=4,
-            frames_prepared=20,
-            done=False,
-            shards_total=None,
-        ),
+        job_started(T, "/r", records=5, chunks=4, bases=100),
+        prepared(T + 1, 2, 4, frames=20, shards=None),
         ev("worker_state", T + 1, 0, state="busy", pid=4242, job="a", shard=0, frames=10),
         shard_done(T + 5, 0),
         ev("progress", T + 6, 0, "a", shard=1, stage="esm", frames_done=5, frames_total=10),
@@ -304,64 +303,22 @@ def test_totals_are_estimated_from_the_first_prepared_record_never_unknown() -> 
     ]
     view = fold(
         ev("run_started", T, out="/r", jobs=["a", "b"], sizes=sizes),
-        ev(
-            "job_started",
-            T,
-            job="a",
-            input="/a.fa",
-            out_dir="/r/a",
-            records=10,
-            chunks_total=100,
-            bases=1,
-        ),
+        job_started(T, "/r/a", records=10, chunks=100, bases=1),
     )
     assert view.totals().total is None and "sizing the inputs" in progress_line(view, T)
-    view.apply(
-        ev(
-            "job_prepared",
-            T + 0.1,
-            job="a",
-            chunks_prepared=10,
-            chunks_total=100,
-            frames_prepared=40,
-            done=False,
-            shards_total=None,
-            bytes_read=100,
-            bytes_total=1000,
-        )
-    )
+    view.apply(prepared(T + 0.1, 10, 100, frames=40, shards=None, bytes_read=100, bytes_total=1000))
     # a: 40 frames per 10 chunks of 100; b, not started: 50 chunks at the same 4 per chunk
     assert view.totals() == Totals(0, 400 + 200, False)
     line = progress_line(view, T + 0.2)
     assert "  0.0% 0/~600 frames" in line and "?" not in line
-    view.apply(
-        ev(
-            "job_prepared",
-            T + 1,
-            job="a",
-            chunks_prepared=100,
-            chunks_total=100,
-            frames_prepared=300,
-            done=True,
-            shards_total=3,
-        )
-    )
+    view.apply(prepared(T + 1, 100, 100, frames=300, shards=3))
     assert view.totals() == Totals(0, 300 + 150, False)  # b at a's 3 frames per chunk
 
 
 def test_eta_is_smoothed_and_never_zero_while_frames_remain() -> None:
     view = fold(
         started(T),
-        ev(
-            "job_prepared",
-            T,
-            job="a",
-            chunks_prepared=4,
-            chunks_total=4,
-            frames_prepared=100,
-            done=True,
-            shards_total=10,
-        ),
+        prepared(T, 4, 4, frames=100, shards=10),
     )
     for i in range(9):  # a shard of 10 frames every 2 s
         view.apply(
@@ -413,17 +370,8 @@ def test_warm_up_is_a_phase_of_its_own_with_its_elapsed_time() -> None:
         ev("model_load", T + 66, 0, model="esm", phase="warmup_done", source="/m", seconds=57.3)
     )
     view.apply(
-        ev(
-            "model_load",
-            T + 66,
-            0,
-            model="esm",
-            phase="done",
-            source="/m",
-            seconds=7.7,
-            compile_seconds=57.3,
-            bytes_on_device=5 * 2**30,
-            dtype="bfloat16",
+        model_loaded(
+            T + 66, 0, "esm", 7.7, 5 * 2**30, source="/m", compile_seconds=57.3, dtype="bfloat16"
         )
     )
     assert (esm.state, esm.seconds, esm.warmup_seconds) == ("loaded", 7.7, 57.3)
@@ -433,32 +381,11 @@ def test_stage_rates_come_from_synchronised_seconds_only() -> None:
     """On a GPU, the times at which batches were queued say nothing of the stage's speed: the
     rate comes from the device-synchronised stage seconds, and the stages add up to the shard."""
     gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "H200"}]
-    closes = {"frames_total": 2048, "stage_done": 2048, "stage_total": 2048}
     unsynced = fold(
         ev("run_started", T, out="/r", jobs=["a"], workers=gpu),
         ev("progress", T, 0, "a", shard=0, stage="start", frames_done=0, frames_total=2048),
-        ev(
-            "progress",
-            T + 0.1,
-            0,
-            "a",
-            shard=0,
-            stage="dnabert",
-            frames_done=1024,
-            seconds=0.1,
-            **closes,
-        ),
-        ev(
-            "progress",
-            T + 2.46,
-            0,
-            "a",
-            shard=0,
-            stage="esm",
-            frames_done=2048,
-            seconds=2.46,
-            **closes,
-        ),
+        stage_end(T + 0.1, "dnabert", frames_done=1024, seconds=0.1, total=2048),
+        stage_end(T + 2.46, "esm", frames_done=2048, seconds=2.46, total=2048),
     )
     assert unsynced.workers[0].esm_rate is None  # 868 proteins/s would be impossible: not shown
     synced = fold(
@@ -475,32 +402,8 @@ def test_stage_rates_come_from_synchronised_seconds_only() -> None:
     cpu = fold(
         started(T),
         ev("progress", T, 0, "a", shard=0, stage="start", frames_done=0, frames_total=100),
-        ev(
-            "progress",
-            T + 1,
-            0,
-            "a",
-            shard=0,
-            stage="dnabert",
-            frames_done=50,
-            seconds=1.0,
-            frames_total=100,
-            stage_done=100,
-            stage_total=100,
-        ),
-        ev(
-            "progress",
-            T + 5,
-            0,
-            "a",
-            shard=0,
-            stage="esm",
-            frames_done=100,
-            seconds=5.0,
-            frames_total=100,
-            stage_done=100,
-            stage_total=100,
-        ),
+        stage_end(T + 1, "dnabert", frames_done=50, seconds=1.0, total=100),
+        stage_end(T + 5, "esm", frames_done=100, seconds=5.0, total=100),
     )
     assert cpu.workers[0].esm_rate == 25.0  # CPU timings are synchronous
 
@@ -536,16 +439,15 @@ def test_sequences_called_virus_come_first_then_by_max_score() -> None:
 def test_frames_computed_once_and_saved_features_in_progress_and_summary() -> None:
     """With duplicates, progress counts the frames to compute; the summary says how many were
     computed once and names the saved features with their size (docs/features.md)."""
-    prepared = ev("job_prepared", T + 1, job="a", chunks_prepared=4, chunks_total=4,
-                  frames_prepared=10, done=True, shards_total=1, duplicate_frames=3)  # fmt: skip
-    assert notable_text(prepared) == (
+    one_shard = prepared(T + 1, 4, 4, frames=10, shards=1, duplicate_frames=3)
+    assert notable_text(one_shard) == (
         "job a: prepared 10 frames in 1 shard (3 identical frames reuse an earlier result)"
     )
     view = fold(
         ev("run_started", T, out="/r", jobs=["a"]),
         ev("job_started", T, job="a", input="a.fa", out_dir="/r", records=2, chunks_total=4,
            bases=2000),
-        prepared,
+        one_shard,
         ev("shard_done", T + 2, worker=0, job="a", shard=0, frames=7),
     )  # fmt: skip
     assert (view.frames_done, view.frames_total) == (7, 7)  # the 3 duplicates are not computed

@@ -22,11 +22,13 @@ import psutil
 import pytest
 
 from tests.helpers import (
+    OUTPUT_FILES,
     assert_no_live_processes,
     cli,
     cli_env,
     events,
     kill_tree,
+    orf,
     outputs,
     start_cli,
     wait_for_event,
@@ -34,22 +36,12 @@ from tests.helpers import (
 )
 from virnucpro_tui.cli import main
 
-FINAL_FILES = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "sequence_summary.tsv",
-)
-# codons without a stop: frame 1 of every chunk is kept, so a short input makes many frames
-ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 SMALL = ["--demo", "--no-ui", "--devices", "cpu:1", "--shard-size", "6"]
 
 
 def orf_rich_fasta(records: int, length: int, seed: int) -> str:
     rng = random.Random(seed)
-    return "".join(
-        f">orf{i} synthetic\n{''.join(rng.choice(ORF_CODONS) for _ in range(length // 3))}\n"
-        for i in range(records)
-    )
+    return "".join(f">orf{i} synthetic\n{orf(length, rng)}\n" for i in range(records))
 
 
 def random_dna(length: int, seed: int) -> str:
@@ -96,6 +88,11 @@ def session_events(out: Path, session: int) -> list[dict[str, Any]]:
     return ev[begin:end]
 
 
+def shards_skipped(out: Path, session: int) -> list[int]:
+    """The shards that the ``session``-th run found done already."""
+    return [e["shard"] for e in session_events(out, session) if e["type"] == "shard_skipped"]
+
+
 def manifest(out: Path) -> dict[str, Any]:
     return json.loads((out / "manifest.json").read_text())
 
@@ -118,8 +115,29 @@ def assert_one_clear_error(stderr: str, *words: str) -> str:
 
 
 def assert_no_final_outputs(out: Path) -> None:
-    present = [name for name in FINAL_FILES if (out / name).exists()]
+    present = [name for name in OUTPUT_FILES if (out / name).exists()]
     assert not present, f"complete-looking outputs of an unfinished run: {present}"
+
+
+def assert_nothing_left(out: Path, pids: set[int] | None = None) -> None:
+    """No process of the run (``pids`` and its workers) alive, no complete-looking output."""
+    assert_no_live_processes((pids or set()) | worker_pids(out))
+    assert_no_final_outputs(out)
+
+
+def fails(inp: Path, out: Path, env: dict[str, str], *words: str) -> None:
+    """The command with a fault: exit status 1, the error naming ``words`` its last line."""
+    r = cli(run_args(inp, out), env)
+    assert r.returncode == 1
+    assert_one_clear_error(r.stderr, *words)
+
+
+def resume(inp: Path, out: Path, env: dict[str, str], expected: dict[str, bytes]) -> None:
+    """The same command again, without faults: it completes with the ``expected`` outputs
+    (those of an uninterrupted run), byte for byte."""
+    r = cli(run_args(inp, out), env)
+    assert r.returncode == 0, r.stderr
+    assert outputs(out) == expected
 
 
 def partial_files(out: Path) -> list[Path]:
@@ -183,8 +201,7 @@ def test_ctrl_c_then_kill9_during_prepare_then_resume(
         "stopped after prepare"
     )
     assert manifest(out)["status"] == "interrupted" and manifest(out)["resumable"] is True
-    assert_no_live_processes(children | worker_pids(out))
-    assert_no_final_outputs(out)
+    assert_nothing_left(out, children)
 
     proc = start_cli(run_args(heavy_input, out), demo_env)
     wait_for_event(
@@ -197,12 +214,9 @@ def test_ctrl_c_then_kill9_during_prepare_then_resume(
     assert not [e for e in second if e["type"] in ("job_prepared", "shard_done")], (
         "killed after prepare"
     )
-    assert_no_live_processes(children | worker_pids(out))
-    assert_no_final_outputs(out)
+    assert_nothing_left(out, children)
 
-    r = cli(run_args(heavy_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    assert outputs(out) == outputs(clean)
+    resume(heavy_input, out, demo_env, outputs(clean))
 
 
 @pytest.mark.slow
@@ -219,9 +233,8 @@ def test_ctrl_c_then_kill9_during_assembly_then_resume(
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert manifest(out)["status"] == "interrupted"
-    assert_no_final_outputs(out)
     assert not partial_files(out), "an abandoned assembly removes its temporary files"
-    assert_no_live_processes(children | worker_pids(out))
+    assert_nothing_left(out, children)
     assert len(list((out / "shards" / "small").glob("0*.tsv"))) == shard_count(baseline)
 
     proc = start_cli(run_args(small_input, out), slow_assembly)
@@ -229,16 +242,12 @@ def test_ctrl_c_then_kill9_during_assembly_then_resume(
     children = descendants(proc)
     kill_tree(proc)
     proc.wait(timeout=30)
-    assert_no_live_processes(children | worker_pids(out))
-    assert_no_final_outputs(out)
+    assert_nothing_left(out, children)
     assert partial.name.startswith(".") and partial.exists()  # a hidden temporary name, never final
 
-    r = cli(run_args(small_input, out), cli_env(demo_models.root))
-    assert r.returncode == 0, r.stderr
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
     assert not partial_files(out), "the resume clears what the killed assembly left"
-    skipped = [e for e in session_events(out, 2) if e["type"] == "shard_skipped"]
-    assert len(skipped) == shard_count(baseline), "nothing finished is recomputed"
+    assert len(shards_skipped(out, 2)) == shard_count(baseline), "nothing finished is recomputed"
 
 
 @pytest.mark.slow
@@ -265,14 +274,11 @@ def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_r
     assert not [e for e in ev if e["type"] in ("shard_requeued", "error")]
     assert not [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert manifest(out)["status"] == "interrupted" and manifest(out)["resumable"] is True
-    assert_no_live_processes(children | worker_pids(out))
-    assert_no_final_outputs(out)
+    assert_nothing_left(out, children)
     done = {e["shard"] for e in ev if e["type"] == "shard_done"}
 
-    r = cli(run_args(small_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    assert {e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped"} == done
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
+    assert set(shards_skipped(out, 1)) == done
 
 
 # -- a worker killed again and again ------------------------------------------------------------
@@ -292,19 +298,28 @@ def kill_worker_when_busy(out: Path, proc: subprocess.Popen[str], generation: in
     return busy["pid"]
 
 
+def kill_the_worker_twice(
+    demo_models, inp: Path, out: Path, max_restarts: int, timeout: float
+) -> tuple[set[int], int, str]:
+    """A run whose worker is killed (SIGKILL) once busy, in generations 0 and 1: the pids
+    killed, the exit status and stderr."""
+    env = faulty_env(demo_models, {"sleep_per_batch_s": 0.4, "generations": [0, 1]})
+    proc = start_cli(run_args(inp, out, "--max-restarts", str(max_restarts)), env)
+    try:
+        killed = {kill_worker_when_busy(out, proc, g) for g in (0, 1)}
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_tree(proc)
+    return killed, proc.returncode, err
+
+
 @pytest.mark.slow
 def test_worker_killed_repeatedly_up_to_the_restart_limit(
     tmp_path: Path, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
-    env = faulty_env(demo_models, {"sleep_per_batch_s": 0.4, "generations": [0, 1]})
-    proc = start_cli(run_args(small_input, out, "--max-restarts", "2"), env)
-    try:
-        killed = {kill_worker_when_busy(out, proc, g) for g in (0, 1)}
-        _out, err = proc.communicate(timeout=180)
-    finally:
-        kill_tree(proc)
-    assert proc.returncode == 0, err
+    killed, code, err = kill_the_worker_twice(demo_models, small_input, out, 2, timeout=180)
+    assert code == 0, err
     ev = events(out)
     crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
     restarting = [e for e in ev if e["type"] == "worker_state" and e["state"] == "restarting"]
@@ -319,24 +334,15 @@ def test_worker_killed_past_the_restart_limit_fails_clearly_then_resumes(
     tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
-    faults = faulty_env(demo_models, {"sleep_per_batch_s": 0.4, "generations": [0, 1]})
-    proc = start_cli(run_args(small_input, out, "--max-restarts", "1"), faults)
-    try:
-        killed = {kill_worker_when_busy(out, proc, g) for g in (0, 1)}
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        kill_tree(proc)
-    assert proc.returncode == 1
+    killed, code, err = kill_the_worker_twice(demo_models, small_input, out, 1, timeout=120)
+    assert code == 1
     assert_one_clear_error(
         err, "every worker failed past its restart limit", "SIGKILL", "logs/worker-0.log"
     )
     assert manifest(out)["status"] == "failed" and manifest(out)["resumable"] is True
-    assert_no_final_outputs(out)
-    assert_no_live_processes(killed | worker_pids(out))
+    assert_nothing_left(out, killed)
 
-    r = cli(run_args(small_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
 
 
 # -- a full disk --------------------------------------------------------------------------------
@@ -347,10 +353,9 @@ def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
     tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(small_input, out), faulty_env(demo_models, {"enospc_on_shard_write": 3}))
-    assert r.returncode == 1
     shard = out / "shards" / "small" / "000002.tsv"
-    assert_one_clear_error(r.stderr, str(shard), "No space left on device", "resumable")
+    full = faulty_env(demo_models, {"enospc_on_shard_write": 3})
+    fails(small_input, out, full, str(shard), "No space left on device", "resumable")
     ev = events(out)
     assert not [e for e in ev if e["type"] == "shard_requeued"], "a full disk is not retried"
     assert [e["shard"] for e in ev if e["type"] == "error" and e.get("disk_full")] == [2]
@@ -361,16 +366,10 @@ def test_disk_full_writing_a_shard_stops_at_once_and_resumes(
         and "No space left on device" in m["error"]
     )
     assert not shard.exists() and not partial_files(out)
-    assert_no_final_outputs(out)
-    assert_no_live_processes(worker_pids(out))
+    assert_nothing_left(out)
 
-    r = cli(run_args(small_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    assert sorted(e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped") == [
-        0,
-        1,
-    ]
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
+    assert sorted(shards_skipped(out, 1)) == [0, 1]
 
 
 @pytest.mark.slow
@@ -378,22 +377,15 @@ def test_disk_full_writing_the_final_outputs_then_resume(
     tmp_path: Path, demo_env, demo_models, small_input, baseline
 ) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(small_input, out), faulty_env(demo_models, {"enospc_in_assembly": True}))
-    assert r.returncode == 1
-    assert_one_clear_error(
-        r.stderr, str(out), "No space left on device", "final outputs", "resumable"
-    )
+    full = faulty_env(demo_models, {"enospc_in_assembly": True})
+    fails(small_input, out, full, str(out), "No space left on device", "final outputs", "resumable")
     m = manifest(out)
     assert m["status"] == "failed" and m["resumable"] is True
-    assert_no_final_outputs(out)
     assert not partial_files(out)
-    assert_no_live_processes(worker_pids(out))
+    assert_nothing_left(out)
 
-    r = cli(run_args(small_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    skipped = [e for e in session_events(out, 1) if e["type"] == "shard_skipped"]
-    assert len(skipped) == shard_count(baseline)
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
+    assert len(shards_skipped(out, 1)) == shard_count(baseline)
 
 
 @pytest.fixture
@@ -445,15 +437,12 @@ def test_real_disk_full_on_a_tmpfs_then_space_back(
     assert_one_clear_error(
         err, str(out / "shards" / "small"), "No space left on device", "resumable"
     )
-    assert_no_final_outputs(out)
-    assert_no_live_processes(worker_pids(out))
+    assert_nothing_left(out)
     done = {e["shard"] for e in events(out) if e["type"] == "shard_done"}
 
     (tiny_tmpfs / "filler").unlink()  # space is back
-    r = cli(run_args(small_input, out), demo_env)
-    assert r.returncode == 0, r.stderr
-    assert {e["shard"] for e in session_events(out, 1) if e["type"] == "shard_skipped"} == done
-    assert outputs(out) == baseline
+    resume(small_input, out, demo_env, baseline)
+    assert set(shards_skipped(out, 1)) == done
 
 
 # -- an output directory that cannot be used --------------------------------------------------

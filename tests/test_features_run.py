@@ -30,6 +30,7 @@ from tests.helpers import (
     cli_env,
     events,
     kill_tree,
+    orf,
     start_cli,
     wait_for_event,
     worker_pids,
@@ -41,7 +42,6 @@ from virnucpro_tui.models.classifier import load_classifier, predict_proba
 
 pytestmark = pytest.mark.slow
 
-ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 SMALL = ["--demo", "--no-ui", "--shard-size", "6"]
 FEATURES = (FEATURES_PT, FEATURES_SAFETENSORS, FEATURES_IDS)
 
@@ -51,9 +51,7 @@ def dup_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 ORF-rich records, then 6 copies of some of them under other ids, interleaved: about
     a third of the frames are identical to an earlier one."""
     rng = random.Random(11)
-    seqs = [
-        "".join(rng.choice(ORF_CODONS) for _ in range(rng.randint(150, 330))) for _ in range(12)
-    ]
+    seqs = [orf(3 * rng.randint(150, 330), rng) for _ in range(12)]
     records = [(f"orf{i}", s) for i, s in enumerate(seqs)]
     for n, i in enumerate([3, 0, 7, 3, 11, 5]):
         records.insert(4 + 2 * n, (f"copy{n}_of_orf{i}", seqs[i]))

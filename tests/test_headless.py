@@ -9,14 +9,12 @@ import os
 import pty
 import re
 import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env
+from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env, start_cli_on_terminal
 from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
@@ -84,7 +82,8 @@ def test_reporter_on_a_tty() -> None:
     )
 
 
-def read_all(fd: int, quiet_s: float = 0.2) -> str:
+def read_all(fd: int, quiet_s: float | None = 0.2) -> str:
+    """What ``fd`` gives until it is quiet for ``quiet_s`` seconds (None: until it closes)."""
     chunks = []
     while select.select([fd], [], [], quiet_s)[0]:
         try:
@@ -127,38 +126,11 @@ def test_term_dumb_on_a_terminal_is_headless(
     out = tmp_path / "run"
     env = {**cli_env(demo_models.root), "TERM": "dumb"}
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "virnucpro_tui",
-            "run",
-            str(small_input),
-            "--out",
-            str(out),
-            "--demo",
-            "--devices",
-            "cpu:1",
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    chunks = []
-    while True:  # read until the child closes the terminal
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    args = ["run", str(small_input), "--out", str(out), "--demo", "--devices", "cpu:1"]
+    proc = start_cli_on_terminal(args, env, slave, start_new_session=True)
+    text = read_all(master, quiet_s=None).replace("\r\n", "\n")  # until the child closes it
     os.close(master)
     assert proc.wait(timeout=120) == 0
-    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
     assert_plain_run_output(text, out)
 
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import cli_env, events
+from tests.helpers import cli_env, events, orf
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.chunking import chunk_sequence
 from virnucpro_tui.core.fasta import FastaRecord, iter_records, scan_input
@@ -38,7 +38,6 @@ from virnucpro_tui.core.shards import ShardResult, shard_path, write_shard_resul
 from virnucpro_tui.core.translation import identify_frames_reference
 from virnucpro_tui.run import assemble
 
-ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")  # no stop in frame 1
 HOSTILE_IDS = (
     "../../escaped",
     "..",
@@ -52,10 +51,6 @@ HOSTILE_IDS = (
     "C:\\Windows\\evil",
 )
 LONG_ID = "L" * 100_000  # a 100 kB header that is all id
-
-
-def orf(length: int, rng: random.Random) -> str:
-    return "".join(rng.choice(ORF_CODONS) for _ in range(length // 3))
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import orf
 from virnucpro_tui.errors import VirnucproError
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.events import (
@@ -25,18 +26,12 @@ from virnucpro_tui.pool.events import (
 from virnucpro_tui.pool.fake import FakeBackend
 from virnucpro_tui.run.orchestrator import MAX_RECOMPUTATIONS, Orchestrator, RunConfig
 
-ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
-
 
 @pytest.fixture
 def small_input(tmp_path: Path) -> Path:
     rng = random.Random(5)
     path = tmp_path / "small.fa"
-    path.write_text(
-        "".join(
-            f">orf{i}\n{''.join(rng.choice(ORF_CODONS) for _ in range(200))}\n" for i in range(8)
-        )
-    )
+    path.write_text("".join(f">orf{i}\n{orf(600, rng)}\n" for i in range(8)))
     return path
 
 

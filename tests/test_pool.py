@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import (
     SAMPLE_CONTIGS,
+    SAMPLE_JOBS,
     SAMPLE_READS,
     assert_no_live_processes,
     cli,
@@ -30,7 +31,6 @@ from virnucpro_tui.core.outputs import read_prediction_results
 
 pytestmark = pytest.mark.slow
 
-JOBS = ["sample_contigs", "sample_reads"]
 BASE = ["--demo", "--no-ui", "--shard-size", "24"]
 
 
@@ -69,10 +69,10 @@ def test_two_workers_two_inputs_share_one_warm_pool(
     assert any(e["type"] == "heartbeat" for e in ev)
     progress = [e for e in ev if e["type"] == "progress" and e["stage"] in ("dnabert", "esm")]
     assert progress and all(0 <= e["frames_done"] <= e["frames_total"] for e in progress)
-    assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS or sorted(
+    assert [e["job"] for e in ev if e["type"] == "job_done"] == SAMPLE_JOBS or sorted(
         e["job"] for e in ev if e["type"] == "job_done"
-    ) == JOBS
-    assert outputs(out, JOBS) == local_baseline
+    ) == SAMPLE_JOBS
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     # the per-sequence summary and provenance are there, and say these are demo scores
     assert (
         "not biological predictions" in (out / "sample_contigs" / "NOTICE.txt").read_text().lower()
@@ -86,7 +86,7 @@ def test_no_persistent_reloads_models_per_input(tmp_path: Path, demo_env, local_
     assert r.returncode == 0, r.stderr
     loads = [e for e in events(out) if e["type"] == "model_load" and e["phase"] == "done"]
     assert len(loads) == 6  # three models, reloaded for the second input
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
 def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
@@ -120,7 +120,7 @@ def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
     requeued = {(e["job"], e["shard"]) for e in ev if e["type"] == "shard_requeued"}
     # the shard in progress, plus at most the one prefetched behind it (not started yet)
     assert (busy["job"], busy["shard"]) in requeued and len(requeued) <= 2
-    assert outputs(out, JOBS) == local_baseline  # every frame scored exactly once, in order
+    assert outputs(out, SAMPLE_JOBS) == local_baseline  # every frame scored exactly once, in order
 
 
 def test_restart_limit_fails_the_run_clearly(tmp_path: Path, demo_models) -> None:
@@ -143,7 +143,7 @@ def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, local_
     assert r.returncode == 0, r.stderr
     crashed = [e for e in events(out) if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert len(crashed) == 1 and "hung" in crashed[0]["reason"]
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
 def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, local_baseline) -> None:
@@ -182,7 +182,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(
     assert r.returncode == 0, r.stderr
     skipped = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_skipped"}
     assert skipped == done_before and skipped
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
 @pytest.mark.parametrize("after_shards", [0, 3, 14])
@@ -211,7 +211,7 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
     assert_no_live_processes(worker_pids(out))
     r = cli(run_args(out, "--devices", "cpu:2"), demo_env)
     assert r.returncode == 0, r.stderr
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
 def test_orchestrator_killed_alone_leaves_no_orphan_workers(tmp_path: Path, demo_models) -> None:
@@ -238,57 +238,26 @@ def test_corrupt_shards_are_detected_and_recomputed(
     truncated.write_bytes(truncated.read_bytes()[:-40])
     tampered = out / "shards" / "sample_reads" / "000001.tsv"
     tampered.write_text(tampered.read_text().replace("\tothers\t", "\tvirus\t", 1))
-    for job in JOBS:
+    for job in SAMPLE_JOBS:
         (out / job / "prediction_results.txt").unlink()
     r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     warnings = [e["message"] for e in events(out) if e["type"] == "warning"]
     assert any("checksum" in w and "000002" in w for w in warnings)
     assert any("checksum" in w and "000001" in w for w in warnings)
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, demo_env) -> None:
     out = tmp_path / "run"
-    assert (
-        cli(
-            ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"], demo_env
-        ).returncode
-        == 0
-    )
+    reads = ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"]
+    assert cli(reads, demo_env).returncode == 0
     before = (out / "prediction_results.txt").read_bytes()
-    r = cli(
-        [
-            "run",
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            *BASE,
-            "--devices",
-            "cpu:1",
-            "--length",
-            "300",
-        ],
-        demo_env,
-    )
+    r = cli([*reads, "--length", "300"], demo_env)
     assert r.returncode == 2
     assert "different run" in r.stderr and "chunk_length" in r.stderr and "--restart" in r.stderr
     assert (out / "prediction_results.txt").read_bytes() == before
-    r = cli(
-        [
-            "run",
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            *BASE,
-            "--devices",
-            "cpu:1",
-            "--length",
-            "300",
-            "--restart",
-        ],
-        demo_env,
-    )
+    r = cli([*reads, "--length", "300", "--restart"], demo_env)
     assert r.returncode == 0, r.stderr
     assert (out / "prediction_results.txt").read_bytes() != before
 
@@ -348,4 +317,4 @@ def test_pause_starts_no_shard_until_resumed(
     assert not [e for e in during if e["type"] == "worker_state" and e["state"] == "busy"]
     assert sum(e["type"] == "shard_done" for e in during) == ev[start]["shards_running"]
     assert any(e["type"] == "worker_state" and e["state"] == "busy" for e in ev[end:])
-    assert outputs(out, JOBS) == local_baseline  # every frame scored once
+    assert outputs(out, SAMPLE_JOBS) == local_baseline  # every frame scored once

@@ -20,6 +20,7 @@ import pytest
 from tests.helpers import (
     OUTPUT_FILES,
     SAMPLE_CONTIGS,
+    SAMPLE_JOBS,
     SAMPLE_READS,
     assert_no_live_processes,
     cli,
@@ -49,7 +50,6 @@ from virnucpro_tui.pool.ray_backend import (
     starts_private_cluster,
 )
 
-JOBS = ["sample_contigs", "sample_reads"]
 BASE = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
 
 
@@ -129,7 +129,8 @@ def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
         ray_env,
     )
     assert r.returncode == 0, r.stderr
-    assert outputs(out, JOBS) == local_baseline  # prediction_results, highestscore csv, summary
+    # prediction_results, highestscore csv, summary
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     ev = events(out)
     assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
     assert next(e for e in ev if e["type"] == "run_started")["backend"] == "ray"
@@ -145,7 +146,7 @@ def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     assert any(e["type"] == "heartbeat" and e["worker"] == 0 for e in ev)
     mem = [e for e in ev if e["type"] == "gpu_memory"]
     assert mem and all(e["kind"] == "cpu" and e["total"] > e["free"] > 0 for e in mem)
-    assert [e["job"] for e in ev if e["type"] == "job_done"] == JOBS
+    assert [e["job"] for e in ev if e["type"] == "job_done"] == SAMPLE_JOBS
     states = [e["state"] for e in ev if e["type"] == "worker_state"]
     assert states[0] == "starting" and states[-1] == "stopped" and "crashed" not in states
     # the actor names its Ray node and host in its worker_state events (the supervisor's own

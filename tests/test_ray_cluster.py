@@ -31,6 +31,7 @@ from tests.helpers import (
     RAY_TEST_MARKS,
     ROOT,
     SAMPLE_CONTIGS,
+    SAMPLE_JOBS,
     SAMPLE_READS,
     assert_no_live_processes,
     cli,
@@ -44,7 +45,6 @@ from tests.helpers import (
 
 pytestmark = list(RAY_TEST_MARKS)
 
-JOBS = ["sample_contigs", "sample_reads"]
 INPUTS = [str(SAMPLE_CONTIGS), str(SAMPLE_READS)]
 SHARDS = sorted(
     [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
@@ -190,7 +190,8 @@ def test_three_nodes_one_actor_each_outputs_identical_to_the_local_pool(
     r = cli(ray_run(sim, "run", "--devices", "auto"), env, timeout=300, cwd=tmp_path)
     out = tmp_path / "run"
     assert r.returncode == 0, r.stderr
-    assert outputs(out, JOBS) == local_baseline  # all three files of both inputs, byte for byte
+    # all three files of both inputs, byte for byte
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     ev = events(out)
     started = next(e for e in ev if e["type"] == "run_started")
     assert started["backend"] == "ray"
@@ -260,7 +261,7 @@ def test_a_node_removed_mid_run_is_replaced_elsewhere_without_counting_a_restart
     finally:
         kill_tree(proc)
     assert proc.returncode == 0, stderr
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     assert sim.ids["c"] not in sim.live_node_ids()
     ev = events(out)
     crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
@@ -311,7 +312,7 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
     finally:
         kill_tree(proc)
     assert proc.returncode == 0, stderr
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     assert waiting["worker"] == worker and waiting["ts"] >= removed
     assert "the run goes on with the other workers" in waiting["message"]
     ev = events(out)
@@ -486,5 +487,5 @@ def test_the_cluster_a_run_starts_listens_on_loopback_only_with_token_auth(
     assert "Authentication token is missing or incorrect" in refused.stderr
     assert "token authentication" not in stderr  # nothing to warn about
     assert not [e for e in events(out) if e["type"] == "warning"]
-    assert outputs(out, JOBS) == local_baseline
+    assert outputs(out, SAMPLE_JOBS) == local_baseline
     assert_no_live_processes(tree - {proc.pid}, timeout=60)  # the cluster went with the run

@@ -22,34 +22,25 @@ from virnucpro_tui.models.classifier import (
     load_classifier,
     predict_proba,
 )
+from virnucpro_tui.models.demo import PUBLISHED_MLP_CLASS
 from virnucpro_tui.models.identity import HashCache, model_identity
 from virnucpro_tui.models.safe_load import torch_load_safely
 
 IN, HIDDEN = 48, 16
 
 # Written the way the published train.py does: a top-level class in the script, torch.save(model).
-PUBLISHED_SCRIPT = textwrap.dedent(
-    """
+PUBLISHED_SCRIPT = (
+    textwrap.dedent(
+        """
     import sys
     import torch
     from torch import nn
     import torch.nn.functional as F
-
-    class MLPClassifier(nn.Module):
-        def __init__(self, input_dim, hidden_dim, num_class):
-            super(MLPClassifier, self).__init__()
-            self.hidden_layer = nn.Linear(input_dim, hidden_dim)
-            self.bn1 = nn.BatchNorm1d(hidden_dim)
-            self.output_layer = nn.Linear(hidden_dim, num_class)
-            self.dropout = nn.Dropout(0.5)
-
-        def forward(self, x):
-            x = self.hidden_layer(x)
-            x = self.bn1(x)
-            x = F.relu(x)
-            x = self.dropout(x)
-            return self.output_layer(x)
-
+    """
+    )
+    + PUBLISHED_MLP_CLASS
+    + textwrap.dedent(
+        """
     out, old_style = sys.argv[1], sys.argv[2] == "old"
     torch.manual_seed(7)
     model = MLPClassifier({IN}, {HIDDEN}, 2)
@@ -72,7 +63,8 @@ PUBLISHED_SCRIPT = textwrap.dedent(
         probs = torch.softmax(model(x), dim=1)
     torch.save({{"x": x, "probs": probs}}, out + ".expected")
     """
-).format(IN=IN, HIDDEN=HIDDEN)
+    ).format(IN=IN, HIDDEN=HIDDEN)
+)
 
 
 def write_published(path: Path, old_style: bool = False) -> dict[str, torch.Tensor]:

@@ -124,6 +124,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, out, err
 
 
+def fails_cut_off(
+    published: Published, capsys: pytest.CaptureFixture[str], path: str, after: int, what: str
+) -> str:
+    """Download ``what`` while the mirror closes ``path`` after ``after`` bytes, then on every
+    retry: the command gives up with exit status 1. Its stderr."""
+    published.mirror.drops[path] = [after, 0, 0, 0]
+    code, _out, err = run_cli(capsys, what)
+    assert code == 1
+    return err
+
+
 def cache_paths(home: Path) -> dict[str, Path]:
     snapshot = home / ".cache/huggingface/hub" / HUB_REPO_DIR / "snapshots" / DNABERT_REVISION
     return {
@@ -287,9 +298,7 @@ def test_interrupted_download_resumes_on_the_next_run(
 ) -> None:
     path = published.mirror_path("esm2_t36_3B_UR50D.pt")
     body = published.files["esm2_t36_3B_UR50D.pt"]
-    published.mirror.drops[path] = [30_000, 0, 0, 0]  # the first run gives up after 4 tries
-    code, _out, err = run_cli(capsys, "esm")
-    assert code == 1
+    err = fails_cut_off(published, capsys, path, 30_000, "esm")  # gives up after 4 tries
     message = err.strip().splitlines()[-1]
     partial = cache_paths(home)["esm"].with_name(".esm2_t36_3B_UR50D.pt.partial")
     assert message == (
@@ -315,14 +324,13 @@ def test_hub_file_resumes_though_its_signed_cdn_url_changed(
     home: Path, published: Published, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cdn = published.cdn_path("pytorch_model.bin")
-    body = published.files["pytorch_model.bin"]
-    published.mirror.drops[cdn] = [100_000, 0, 0, 0]
-    assert run_cli(capsys, "dnabert")[0] == 1
+    fails_cut_off(published, capsys, cdn, 100_000, "dnabert")
     resolve = f"/zhihan1996/DNABERT-S/resolve/{DNABERT_REVISION}/pytorch_model.bin"
     published.hub.resources[resolve].redirect += "?X-Amz-Signature=another"
     code, out, err = run_cli(capsys, "dnabert")
     assert code == 0, err
     assert published.mirror.gets(cdn)[-1].headers.get("Range") == "bytes=100000-"
+    body = published.files["pytorch_model.bin"]
     assert (cache_paths(home)["dnabert"] / "pytorch_model.bin").read_bytes() == body
     assert " resumed " in out.split("pytorch_model.bin", 1)[1].splitlines()[0]
 
@@ -332,8 +340,7 @@ def test_changed_remote_file_restarts_the_partial(
 ) -> None:
     path = published.mirror_path("500_model.pth")
     old = published.files["500_model.pth"]
-    published.mirror.drops[path] = [1_000, 0, 0, 0]
-    assert run_cli(capsys, "classifier")[0] == 1
+    fails_cut_off(published, capsys, path, 1_000, "classifier")
     new = old[::-1]
     published.mirror.add(path, new)  # another ETag: If-Range makes the server send it all
     code, _out, err = run_cli(capsys, "classifier")

@@ -212,3 +212,19 @@ def ev(
     event = parse_event(record)
     assert event is not None, f"not a valid event: {record}"
     return event
+
+
+def model_loaded(
+    ts: float, worker: int, model: str, seconds: float, bytes_on_device: int, **fields: Any
+) -> Event:
+    """The ``model_load`` event of phase ``done``: ``model`` loaded on ``worker``."""
+    return ev(
+        "model_load",
+        ts,
+        worker,
+        model=model,
+        phase="done",
+        seconds=seconds,
+        bytes_on_device=bytes_on_device,
+        **fields,
+    )

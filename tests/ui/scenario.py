@@ -44,6 +44,21 @@ def _event(
     }
 
 
+def _worker_state(ts: float, n: int, state: str, job: str | None = None, **fields: Any) -> Record:
+    """A ``worker_state`` event of GPU worker ``n`` (its device, its pid, generation 0)."""
+    return _event(
+        ts,
+        "worker_state",
+        n,
+        job,
+        state=state,
+        device=f"cuda:{n}",
+        pid=48230 + n,
+        generation=0,
+        **fields,
+    )
+
+
 def _histogram(rng: random.Random, frames: int) -> list[int]:
     weights = [6, 9, 11, 12, 11, 10, 8, 6, 5, 4, 3, 3, 3, 3, 4, 4, 5, 6, 8, 10]
     counts = [0] * 20
@@ -108,29 +123,8 @@ def _start(ts: float, workers: int) -> list[Record]:
         ),
     ]
     for n in range(workers):
-        events.append(
-            _event(
-                ts + 1.0,
-                "worker_state",
-                n,
-                state="starting",
-                device=f"cuda:{n}",
-                pid=48230 + n,
-                generation=0,
-                uuid=infos[n]["uuid"],
-            )
-        )
-        events.append(
-            _event(
-                ts + 4.0,
-                "worker_state",
-                n,
-                state="idle",
-                device=f"cuda:{n}",
-                pid=48230 + n,
-                generation=0,
-            )
-        )
+        events.append(_worker_state(ts + 1.0, n, "starting", uuid=infos[n]["uuid"]))
+        events.append(_worker_state(ts + 4.0, n, "idle"))
         events += _model_loads(ts + 4.1, n)
     return events
 
@@ -242,18 +236,7 @@ def _now_state(workers: int, next_shard: int) -> list[Record]:
         done = 1_180 if n == 0 else 420
         events += _closed_stages(ts - 2.1, n, next_shard - workers + n)
         events += [
-            _event(
-                ts - 2,
-                "worker_state",
-                n,
-                "gut_contigs",
-                state="busy",
-                device=f"cuda:{n}",
-                pid=48230 + n,
-                generation=0,
-                shard=next_shard + n,
-                frames=SHARD,
-            ),
+            _worker_state(ts - 2, n, "busy", "gut_contigs", shard=next_shard + n, frames=SHARD),
             _event(
                 ts - 1.2,
                 "progress",
@@ -427,17 +410,7 @@ def _finished_records(workers: int, seed: int) -> list[Record]:
             )
         )
     for n in range(workers):
-        events.append(
-            _event(
-                end + 0.5,
-                "worker_state",
-                n,
-                state="stopped",
-                device=f"cuda:{n}",
-                pid=48230 + n,
-                generation=0,
-            )
-        )
+        events.append(_worker_state(end + 0.5, n, "stopped"))
     events.append(
         _event(
             end + 1.0,

@@ -9,15 +9,20 @@ import os
 import pty
 import select
 import struct
-import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLE_READS, assert_no_live_processes, cli_env, kill_tree, worker_pids
+from tests.helpers import (
+    SAMPLE_READS,
+    assert_no_live_processes,
+    cli_env,
+    kill_tree,
+    start_cli_on_terminal,
+    worker_pids,
+)
 from tests.ui.helpers import run_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
@@ -48,15 +53,7 @@ def test_dashboard_in_a_terminal_stops_on_ctrl_c_twice_and_restores_it(
         "--shard-size",
         "16",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "virnucpro_tui", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
+    proc = start_cli_on_terminal(args, env, slave, start_new_session=True)
     screen, interrupted = b"", False
     deadline = time.time() + 120
     try:
@@ -110,15 +107,8 @@ def test_attach_leaves_when_its_terminal_hangs_up(tmp_path: Path, demo_models) -
     env = {**cli_env(demo_models.root), "TERM": "xterm-256color"}
     for _attempt in range(5):
         master, slave = open_terminal(120, 40)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "virnucpro_tui", "attach", str(run)],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            preexec_fn=controlling_terminal,
-        )
-        os.close(slave)
+        attach = ["attach", str(run)]
+        proc = start_cli_on_terminal(attach, env, slave, preexec_fn=controlling_terminal)
         screen, deadline = b"", time.time() + 60
         while b"Run complete" not in screen and time.time() < deadline:
             if select.select([master], [], [], 0.2)[0]:

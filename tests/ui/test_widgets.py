@@ -14,7 +14,7 @@ from textual.widgets import Select, Static, TabbedContent
 from tests.helpers import SAMPLE_READS
 from tests.ui import scenario
 from tests.ui.helpers import ev as event
-from tests.ui.helpers import notifications, screen_text, scripted_app, settle
+from tests.ui.helpers import model_loaded, notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.pool.events import CacheCleared, Event, JobDone, JobPrepared, ShardDone
 from virnucpro_tui.run.describe import fmt_bytes
@@ -149,18 +149,8 @@ def test_model_load_states_cpu_worker_and_restarts() -> None:
             source="/m/d",
             dtype="float32",
         ),
-        ev(
-            "model_load",
-            T + 3.5,
-            0,
-            "a",
-            model="dnabert",
-            phase="done",
-            seconds=0.5,
-            bytes_on_device=470_000,
-            dtype="float32",
-            source="/m/d",
-            demo=True,
+        model_loaded(
+            T + 3.5, 0, "dnabert", 0.5, 470_000, job="a", dtype="float32", source="/m/d", demo=True
         ),
         ev(
             "model_load",
@@ -746,16 +736,8 @@ def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
                         source="",
                         seconds=47.0,
                     ),
-                    ev(
-                        "model_load",
-                        T + 51,
-                        0,
-                        model="dnabert",
-                        phase="done",
-                        source="/m/d",
-                        seconds=3.0,
-                        compile_seconds=47.0,
-                        bytes_on_device=358 * 2**20,
+                    model_loaded(
+                        T + 51, 0, "dnabert", 3.0, 358 * 2**20, source="/m/d", compile_seconds=47.0
                     ),
                     ev("model_load", T + 51, 0, model="esm", phase="start", source="/m/e"),
                 ]

@@ -247,16 +247,10 @@ def _build_esm(root: Path, seed: int) -> Any:
 
 # --- classifiers -------------------------------------------------------------------------
 
-_PICKLE_SCRIPT = '''
-"""Pickle VirNucPro-style classifiers: run as __main__ so the class is __main__.MLPClassifier."""
-import json
-import sys
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-
+# The classifier as the published train.py defines it: a top-level class of the script run as
+# __main__, so that a pickled model names __main__.MLPClassifier (tests/models/test_classifier.py
+# writes such a pickle with it too).
+PUBLISHED_MLP_CLASS = """
 class MLPClassifier(nn.Module):
     def __init__(self, input_dim, hidden_dim, num_class):
         super(MLPClassifier, self).__init__()
@@ -272,7 +266,21 @@ class MLPClassifier(nn.Module):
         x = self.dropout(x)
         x = self.output_layer(x)
         return x
+"""
 
+_PICKLE_SCRIPT = (
+    '''
+"""Pickle VirNucPro-style classifiers: run as __main__ so the class is __main__.MLPClassifier."""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+'''
+    + PUBLISHED_MLP_CLASS
+    + """
 
 if __name__ == "__main__":
     for job in json.loads(sys.argv[1]):
@@ -280,7 +288,8 @@ if __name__ == "__main__":
         model.load_state_dict(torch.load(job["state"], weights_only=True))
         model.eval()
         torch.save(model, job["out"])
-'''
+"""
+)
 
 
 def _calibration_features(dnabert_dir: Path, esm_model: Any, seed: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 
 from virnucpro_tui.core.shards import Shard, ShardResult
 from virnucpro_tui.core.translation import Frame
-from virnucpro_tui.models.batching import BatchStats, embed_token_lists
+from virnucpro_tui.models.batching import BatchStats, PooledForward, embed_token_lists
 from virnucpro_tui.models.precision import (
     AUTO_GPU_PRECISION,
     DeviceCapability,
@@ -252,23 +252,12 @@ class Engine:
         bundle = self.dnabert
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, _has_padding: bool) -> torch.Tensor:
-            self._before("dnabert", ids.shape[0])
             mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
             return bundle.forward_pooled(ids, mask)
 
         tokens = tokens if tokens is not None else bundle.tokenize(seqs)
-        return embed_token_lists(
-            tokens,
-            forward,
-            bundle.pad_id,
-            self.device,
-            self._budget("dnabert"),
-            self.settings.max_batch,
-            on_oom=self._on_oom("dnabert"),
-            stats=stats,
-            on_batch=_stage_progress("dnabert", len(tokens), progress),
-            align=8 if self.device.type == "cuda" else 1,
-        )
+        align = 8 if self.device.type == "cuda" else 1
+        return self._embed("dnabert", tokens, forward, bundle.pad_id, stats, progress, align)
 
     def embed_proteins(
         self,
@@ -280,25 +269,42 @@ class Engine:
         bundle = self.esm
 
         def forward(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
-            self._before("esm", ids.shape[0])
             return bundle.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
         tokens = tokens if tokens is not None else bundle.tokenize(seqs)
+        pad_id = bundle.alphabet.padding_idx
+        return self._embed("esm", tokens, forward, pad_id, stats, progress)
+
+    def _embed(
+        self,
+        model: str,
+        tokens: list[list[int]],
+        forward: PooledForward,
+        pad_id: int,
+        stats: BatchStats | None,
+        progress: Progress | None,
+        align: int = 1,
+    ) -> torch.Tensor:
+        """One model's stage: ``forward`` over budgeted batches, with the engine's hooks
+        (before each batch, on out-of-memory, stage progress)."""
+
+        def hooked(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
+            if self.before_batch is not None:
+                self.before_batch(model, ids.shape[0])
+            return forward(ids, lengths, has_padding)
+
         return embed_token_lists(
             tokens,
-            forward,
-            bundle.alphabet.padding_idx,
+            hooked,
+            pad_id,
             self.device,
-            self._budget("esm"),
+            self._budget(model),
             self.settings.max_batch,
-            on_oom=self._on_oom("esm"),
+            on_oom=self._on_oom(model),
             stats=stats,
-            on_batch=_stage_progress("esm", len(tokens), progress),
+            on_batch=_stage_progress(model, len(tokens), progress),
+            align=align,
         )
-
-    def _before(self, model: str, batch_size: int) -> None:
-        if self.before_batch is not None:
-            self.before_batch(model, batch_size)
 
     def _on_oom(self, model: str) -> Callable[[int], None]:
         def handler(batch_size: int) -> None:

@@ -21,10 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, ClassVar, TypeAlias, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, Union
 
 import msgspec
 from msgspec import UNSET, UnsetType, field
+
+if TYPE_CHECKING:
+    from virnucpro_tui.core.shards import Shard
 
 SCHEMA_VERSION = 1
 MODELS = ("dnabert", "esm", "classifier")  # ``model_load``'s ``model``, in load order
@@ -234,6 +237,11 @@ class ErrorEvent(Event, frozen=True, kw_only=True, tag="error"):
     traceback: str | UnsetType = UNSET
     disk_full: bool | UnsetType = UNSET
     path: str | UnsetType = UNSET
+
+    @classmethod
+    def of_shard(cls, worker: int, shard: Shard, message: str, **detail: Any) -> ErrorEvent:
+        """The error of one shard on ``worker``; ``detail``: ``fatal`` and the other fields."""
+        return cls(worker=worker, job=shard.job, shard=shard.index, message=message, **detail)
 
 
 class Heartbeat(Event, frozen=True, kw_only=True, tag="heartbeat"):

@@ -241,17 +241,10 @@ class FakeTransport:
         fatal: bool = False,
         disk_full: bool | UnsetType = UNSET,
     ) -> None:
-        self.outbox.append(
-            ev.ErrorEvent(
-                ts=self._stamp(now),
-                worker=self.n,
-                job=shard.job,
-                shard=shard.index,
-                fatal=fatal,
-                disk_full=disk_full,
-                message=message,
-            )
+        error = ev.ErrorEvent.of_shard(
+            self.n, shard, message, ts=self._stamp(now), fatal=fatal, disk_full=disk_full
         )
+        self.outbox.append(error)
 
     def _write(self, shard: Shard) -> None:
         if not self.write_results:

@@ -388,12 +388,11 @@ class Worker:
             traceback.print_exc()  # into the log before the event: a fatal one stops this worker
             sys.stderr.flush()
             self.send(
-                ev.ErrorEvent(
-                    worker=self.n,
-                    job=shard.job,
-                    shard=shard.index,
+                ev.ErrorEvent.of_shard(
+                    self.n,
+                    shard,
+                    f"{type(exc).__name__}: {exc}",
                     fatal=fatal,
-                    message=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(limit=8)[-4000:],
                 )
             )
@@ -441,14 +440,8 @@ class Worker:
         path = self.cfg.layout.shard_result(shard.job, shard.index)
         error = disk_full_error(path, f"writing the result of shard {shard.key}")
         self.send(
-            ev.ErrorEvent(
-                worker=self.n,
-                job=shard.job,
-                shard=shard.index,
-                fatal=False,
-                disk_full=True,
-                path=str(path),
-                message=str(error),
+            ev.ErrorEvent.of_shard(
+                self.n, shard, str(error), fatal=False, disk_full=True, path=str(path)
             )
         )
         self.set_state(ev.WorkerState.IDLE)

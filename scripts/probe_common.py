@@ -1,0 +1,76 @@
+"""What the GPU probe scripts share (scripts/gpu_engine_probe.py, scripts/gpu_engine_probe2.py):
+``OUT_DIR [DEADLINE_S]`` from the command line, results written as JSON after every step, steps
+skipped once the deadline has passed, a temporary work folder, and fresh Python processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class Probe:
+    """One probe's results (``OUT_DIR/<name>.json``) and its deadline."""
+
+    def __init__(self, name: str, default_deadline_s: float) -> None:
+        self.name = name
+        self.out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+        self.out.mkdir(parents=True, exist_ok=True)
+        budget = float(sys.argv[2] if len(sys.argv) > 2 else default_deadline_s)
+        self.deadline = time.time() + budget
+        self.results: dict[str, Any] = {}
+
+    def log(self, msg: object) -> None:
+        print(f"[{self.name} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+        text = json.dumps(self.results, indent=1, default=str)
+        (self.out / f"{self.name}.json").write_text(text)
+
+    def step(self, name: str, fn: Callable[[], Any], needs_s: float) -> None:
+        """Run ``fn`` if ``needs_s`` seconds are left; an error is recorded and the probe goes on."""
+        if time.time() + needs_s > self.deadline:
+            self.results[name] = "skipped: deadline"
+            self.log(f"{name}: skipped")
+            return
+        start = time.time()
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - record and go on with the next step
+            self.results[name + "_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            traceback.print_exc()
+        self.log(f"{name}: done in {time.time() - start:.0f} s")
+
+    def main(self, run: Callable[[Path], None]) -> None:
+        """``run`` in a temporary folder, removed at the end; the results are printed last."""
+        work = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        try:
+            run(work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            self.log("cleaned up")
+            print(json.dumps(self.results, indent=1, default=str))
+
+
+def fresh_python(code: str, args: list[str], timeout: float) -> tuple[Any, float]:
+    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR: the
+    last JSON line it prints (or its stderr's tail), and the wall seconds it took."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    start = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    wall = time.time() - start
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    return (json.loads(lines[-1]) if lines else out.stderr[-2000:]), wall

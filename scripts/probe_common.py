@@ -1,6 +1,7 @@
-"""What the GPU probe scripts share (scripts/gpu_engine_probe.py, scripts/gpu_engine_probe2.py):
-``OUT_DIR [DEADLINE_S]`` from the command line, results written as JSON after every step, steps
-skipped once the deadline has passed, a temporary work folder, and fresh Python processes.
+"""What the GPU probe scripts share (scripts/gpu_engine_probe.py, gpu_engine_probe2.py,
+gpu_startup_probe.py): ``OUT_DIR [DEADLINE_S]`` from the command line, results written as JSON
+after every step, steps skipped once the deadline has passed, a temporary work folder, and
+fresh Python processes.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class Probe:
             print(json.dumps(self.results, indent=1, default=str))
 
 
-def fresh_python(code: str, args: list[str], timeout: float) -> tuple[Any, float]:
-    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR: the
-    last JSON line it prints (or its stderr's tail), and the wall seconds it took."""
+def fresh_python(
+    code: str, args: list[str], timeout: float, env_extra: dict[str, str] | None = None
+) -> tuple[Any, float]:
+    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR (plus
+    ``env_extra``): the last JSON line it prints (or its stderr's tail), and its wall seconds."""
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(env_extra or {})
     start = time.time()
     out = subprocess.run(
         [sys.executable, "-c", code, *args],

@@ -7,6 +7,7 @@ import json
 import pickle
 
 import pytest
+from msgspec import UNSET
 
 from virnucpro_tui.pool.events import (
     EVENT_TYPES,
@@ -212,3 +213,20 @@ def test_make_event_checks_what_the_engine_reports() -> None:
         make_event("oom", worker=1, model="esm")  # batch_size missing
     with pytest.raises(ValueError):
         make_event("no_such_type")
+
+
+def test_events_pickle_without_finding_unset_by_a_module_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pickle looks up an object without ``__module__`` (msgspec's UNSET) by scanning
+    sys.modules, which can miss it while another thread imports: a Ray actor under load failed
+    with "Can't pickle UNSET". With nothing to scan, events with UNSET fields still pickle."""
+    import sys
+
+    event = WorkerStateChanged(worker=0, state=WorkerState.IDLE, device="cpu")  # pid: UNSET
+    monkeypatch.setattr(sys, "modules", {})  # what the scan sees; imports still work
+    try:
+        data = pickle.dumps(event)
+    finally:
+        monkeypatch.undo()
+    assert pickle.loads(data) == event and pickle.loads(data).pid is UNSET

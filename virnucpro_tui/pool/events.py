@@ -13,6 +13,7 @@ A field typed ``X | None`` is always written, as ``null`` when there is no value
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import enum
 import json
 import os
@@ -28,6 +29,17 @@ from msgspec import UNSET, UnsetType, field
 
 if TYPE_CHECKING:
     from virnucpro_tui.core.shards import Shard
+
+
+def _unset() -> UnsetType:
+    """``UNSET`` as pickle rebuilds it (events cross process pipes and Ray calls pickled)."""
+    return UNSET
+
+
+# ``UNSET`` has no ``__module__``: pickle finds it by scanning sys.modules, which misses it while
+# another thread imports (a Ray actor under load: "Can't pickle UNSET: attribute lookup UNSET on
+# __main__ failed"). Pickle it as a call of a function found by name instead.
+copyreg.pickle(UnsetType, lambda _value: (_unset, ()))
 
 SCHEMA_VERSION = 1
 MODELS = ("dnabert", "esm", "classifier")  # ``model_load``'s ``model``, in load order

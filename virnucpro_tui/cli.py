@@ -43,6 +43,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument(
@@ -192,6 +202,15 @@ def _add_run_parser(sub: Any) -> None:
         default=worker.alloc_conf,
         help=f"PYTORCH_CUDA_ALLOC_CONF for the workers (default {worker.alloc_conf})",
     )
+    g = p.add_argument_group("report (docs/outputs.md)")
+    g.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="do not build viral_sequences.fa, the viral regions, prediction.png/.svg and "
+        "report.html at the end of each input (`virnucpro-tui report` builds them later)",
+    )
+    _add_region_gap(g)
     g = p.add_argument_group("front end")
     g.add_argument(
         "--no-ui",
@@ -205,6 +224,51 @@ def _add_run_parser(sub: Any) -> None:
     )
     g.add_argument(
         "--progress-interval", type=float, help="seconds between headless progress lines"
+    )
+
+
+def _sequence_ids(text: str) -> tuple[str, ...]:
+    ids = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError("give sequence ids separated by commas")
+    return ids
+
+
+def _add_report_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild a finished run's viral sequences, regions, figure and report.html",
+        description="Build viral_sequences.fa, viral_regions.tsv/.bed, prediction.png/.svg "
+        "(per input) and report.html from a run directory, with no models and no GPU "
+        "(docs/outputs.md). `run` builds them at the end of each input already.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=DIR_HELP)
+    p.add_argument(
+        "--out", "-o", type=Path, help="where to write them (default: the run directory)"
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="a run not finished: report the verified shards so far, marked PARTIAL (default "
+        "--out: RUN_DIR/report-partial)",
+    )
+    p.add_argument(
+        "--sequences",
+        type=_sequence_ids,
+        metavar="ID,...",
+        help="draw these sequences' tracks (default: the 20 called virus with the most viral "
+        "chunks, then by score)",
+    )
+    _add_region_gap(p)
+
+
+def _add_region_gap(p: Any) -> None:
+    p.add_argument(
+        "--region-gap",
+        type=_non_negative_int,
+        default=0,
+        metavar="K",
+        help="merge viral regions separated by at most K non-viral chunks (default 0)",
     )
 
 
@@ -246,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --no-ui, keep printing until the run ends or its process dies",
     )
+
+    _add_report_parser(sub)
 
     p = sub.add_parser(
         "bench",
@@ -508,6 +574,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             alloc_conf=args.alloc_conf,
         ),
         scans=scans,
+        on_job_finished=_report_hook(args),
     )
     sinks = _extra_sinks(args)
     backend = _backend(args)
@@ -520,6 +587,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = HeadlessReporter(interval_s=args.progress_interval)
     orchestrator = Orchestrator(cfg, [reporter, *sinks], backend=backend)
     return run_with_signals(orchestrator)
+
+
+def _report_hook(args: argparse.Namespace) -> Any:
+    if not args.report:
+        return None
+    from virnucpro_tui.report.hook import ReportHook
+
+    return ReportHook(region_gap=args.region_gap)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -559,6 +634,19 @@ def run_with_signals(orchestrator: Any) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from virnucpro_tui.report.build import ReportOptions, build_report
+
+    options = ReportOptions(
+        out=args.out, partial=args.partial, sequences=args.sequences, region_gap=args.region_gap
+    )
+    written = build_report(args.run_dir, options)
+    print(f"{'PARTIAL ' if args.partial else ''}report of {args.run_dir}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -647,6 +735,7 @@ COMMANDS = {
     "run": cmd_run,
     "prepare": cmd_prepare,
     "attach": cmd_attach,
+    "report": cmd_report,
     "bench": cmd_bench,
     "models": cmd_models,
 }

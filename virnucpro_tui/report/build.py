@@ -7,6 +7,7 @@ complete: bad input or an interruption leaves nothing half-written (and nothing 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from virnucpro_tui.core.outputs import (
     FIGURE_PNG_FILE,
     FIGURE_SVG_FILE,
     HIGHESTSCORE_FILE,
+    JOB_REPORT_FILES,
     PREDICTION_FILE,
     REGIONS_BED_FILE,
     REGIONS_TSV_FILE,
@@ -32,7 +34,7 @@ from virnucpro_tui.core.viral import InputMismatchError, write_viral_sequences
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.report import figure, html
 from virnucpro_tui.report.data import JobSource, RunSource, check_results, load_run
-from virnucpro_tui.report.scan import TOP_TABLE, TOP_TRACKS, TrackPicker, scan_job
+from virnucpro_tui.report.scan import TOP_TABLE, TOP_TRACKS, JobStats, TrackPicker, scan_job
 from virnucpro_tui.report.timeline import build_timeline
 from virnucpro_tui.run.rundir import PROVENANCE
 
@@ -45,6 +47,7 @@ class ReportOptions:
     partial: bool = False
     sequences: tuple[str, ...] | None = None  # the tracks to draw (default: the top viral)
     region_gap: int = 0
+    only_job: str | None = None  # rebuild this job's files; the others' (built already) are read
 
 
 class Staging:
@@ -133,24 +136,31 @@ def _build_job(
     wanted = list(options.sequences) if options.sequences else None
     picker = TrackPicker(TOP_TRACKS, wanted)
     table = TrackPicker(TOP_TABLE)
-    tsv, bed = staging.text(job_out / REGIONS_TSV_FILE), staging.text(job_out / REGIONS_BED_FILE)
-    try:
-        stats = scan_job(
-            source.results(job), source.chunk_length, options.region_gap, tsv, bed, picker, table
-        )
-        _write_sequences(source, job, staging.text(job_out / VIRAL_SEQUENCES_FILE))
-    except (ResultsError, InputMismatchError, UnicodeDecodeError) as exc:
-        raise InputError(f"job {job.name}: {exc}") from None
-    title = (
-        f"{job.name}: the sequences asked for"
-        if wanted
-        else f"{job.name}: the {len(stats.tracks)} sequences called virus with the most viral chunks"
+    existing = job_out / FIGURE_PNG_FILE
+    rebuild = options.only_job in (None, job.name) or not existing.is_file()
+    with contextlib.ExitStack() as stack:
+        if rebuild:
+            tsv = staging.text(job_out / REGIONS_TSV_FILE)
+            bed = staging.text(job_out / REGIONS_BED_FILE)
+        else:  # built when the job finished: only its numbers are needed again
+            tsv = bed = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        try:
+            stats = scan_job(
+                source.results(job),
+                source.chunk_length,
+                options.region_gap,
+                tsv,
+                bed,
+                picker,
+                table,
+            )
+            if rebuild:
+                _write_sequences(source, job, staging.text(job_out / VIRAL_SEQUENCES_FILE))
+        except (ResultsError, InputMismatchError, UnicodeDecodeError) as exc:
+            raise InputError(f"job {job.name}: {exc}") from None
+    png = (
+        _figures(source, job, job_out, stats, wanted, staging) if rebuild else existing.read_bytes()
     )
-    png, svg = figure.to_png_and_svg(
-        figure.tracks_figure(stats.tracks, title, partial=not job.finished, demo=source.demo)
-    )
-    staging.data(job_out / FIGURE_PNG_FILE, png)
-    staging.data(job_out / FIGURE_SVG_FILE, svg)
     histogram = figure.to_png(
         figure.histogram_figure(stats.histogram, not job.finished, source.demo)
     )
@@ -166,6 +176,28 @@ def _build_job(
         finished=job.finished,
         missing_sequences=picker.missing(),
     )
+
+
+def _figures(
+    source: RunSource,
+    job: JobSource,
+    job_out: Path,
+    stats: JobStats,
+    wanted: list[str] | None,
+    staging: Staging,
+) -> bytes:
+    """prediction.png and prediction.svg; returns the PNG (the page shows it too)."""
+    title = (
+        f"{job.name}: the sequences asked for"
+        if wanted
+        else f"{job.name}: the {len(stats.tracks)} sequences called virus with the most viral chunks"
+    )
+    png, svg = figure.to_png_and_svg(
+        figure.tracks_figure(stats.tracks, title, partial=not job.finished, demo=source.demo)
+    )
+    staging.data(job_out / FIGURE_PNG_FILE, png)
+    staging.data(job_out / FIGURE_SVG_FILE, svg)
+    return png
 
 
 def _write_sequences(source: RunSource, job: JobSource, out: TextIO) -> None:
@@ -260,6 +292,8 @@ def _list_in_provenance(source: RunSource, written: list[Path]) -> None:
         except (OSError, ValueError):
             continue
         mine = [p for p in written if p.parent == job.results_dir or p.name == REPORT_FILE]
+        if not any(p.name in JOB_REPORT_FILES for p in mine):
+            continue  # not rebuilt this time (only_job): its list stands
         data["report_files"] = {
             p.name: os.path.relpath(p, job.results_dir).replace(os.sep, "/")
             for p in sorted(mine, key=lambda p: p.name != REPORT_FILE)

@@ -95,14 +95,14 @@ def load_run(
     for entry in manifest["inputs"]:
         name = str(entry["job"])
         results_dir = layout.job_dir(name, single)
-        finished = name in done or (complete and (results_dir / SUMMARY_FILE).exists())
         if finished_jobs is not None and name not in done:
             continue  # a live run: only the jobs finished so far
+        has_outputs = (results_dir / SUMMARY_FILE).is_file()
+        finished = has_outputs and (name in done or complete)
         if not finished and not partial:
             raise InputError(f"{results_dir}: no {SUMMARY_FILE} (the run's outputs were moved?)")
-        for name_needed in (SUMMARY_FILE, PREDICTION_FILE) if finished else ():
-            if not (results_dir / name_needed).is_file():
-                raise InputError(f"{results_dir / name_needed}: missing (moved or deleted?)")
+        if finished and not (results_dir / PREDICTION_FILE).is_file():
+            raise InputError(f"{results_dir / PREDICTION_FILE}: missing (moved or deleted?)")
         provenance = _read_json(results_dir / PROVENANCE) or manifest
         jobs.append(
             JobSource(name, results_dir, entry, provenance, done.get(name), finished=finished)

@@ -14,16 +14,10 @@ class ReportHook:
     region_gap: int = 0
 
     def __call__(self, finished: FinishedJob) -> list[Path]:
-        """Rebuild the report of every job finished so far; return report.html and this job's
-        files (report.html first)."""
+        """Build this job's files and report.html (every job finished so far); return
+        report.html and this job's files, report.html first."""
         from virnucpro_tui.report.build import ReportOptions, build_report
 
-        written = build_report(
-            finished.run_dir, ReportOptions(region_gap=self.region_gap), finished.finished_jobs
-        )
-        mine = (finished.run_dir.resolve(), finished.out_dir.resolve())
-        return [
-            p
-            for p in written
-            if p.parent.resolve() in mine and (p == written[0] or p.parent.resolve() == mine[1])
-        ]
+        options = ReportOptions(region_gap=self.region_gap, only_job=finished.job)
+        written = build_report(finished.run_dir, options, finished.finished_jobs)
+        return written  # report.html, then this job's files

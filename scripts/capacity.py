@@ -158,7 +158,7 @@ def child(args: argparse.Namespace) -> int:
         os.environ[EXIT_ON_DONE_ENV] = "1"
         code = run_dashboard(cfg, [meter], backend)
     else:
-        from virnucpro_tui.headless import HeadlessReporter
+        from virnucpro_tui.console.headless import HeadlessReporter
 
         reporter = HeadlessReporter(sys.stderr)
         code = Orchestrator(cfg, [reporter, meter], backend=backend).execute()

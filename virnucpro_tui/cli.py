@@ -325,7 +325,7 @@ def _check_precision(precision: str, devices: str) -> None:
 
 
 def _add_check_precision_parser(sub: Any) -> None:
-    from virnucpro_tui.check_precision import DEFAULT_FRAMES, Thresholds
+    from virnucpro_tui.measure.check_precision import DEFAULT_FRAMES, Thresholds
 
     limits = Thresholds()
     p = sub.add_parser(
@@ -515,7 +515,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from virnucpro_tui.ui.launch import run_dashboard
 
         return run_dashboard(cfg, sinks, backend)
-    from virnucpro_tui.headless import HeadlessReporter
+    from virnucpro_tui.console.headless import HeadlessReporter
 
     reporter = HeadlessReporter(interval_s=args.progress_interval)
     orchestrator = Orchestrator(cfg, [reporter, *sinks], backend=backend)
@@ -582,7 +582,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from virnucpro_tui.headless import attach
+    from virnucpro_tui.console.headless import attach
     from virnucpro_tui.run.attach import check_run_dir
 
     ui = (
@@ -600,14 +600,14 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from virnucpro_tui.bench import main as bench_main
+    from virnucpro_tui.measure.bench import main as bench_main
 
     return bench_main(args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "download":
-        from virnucpro_tui.download_view import main as download_main
+        from virnucpro_tui.console.downloads import main as download_main
 
         return download_main(args)
     if args.models_command == "demo":
@@ -631,9 +631,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_check_precision(args: argparse.Namespace) -> int:
-    from virnucpro_tui.check_precision import choose_target
-    from virnucpro_tui.check_precision import main as check_main
     from virnucpro_tui.core.fasta import scan_input
+    from virnucpro_tui.measure.check_precision import choose_target
+    from virnucpro_tui.measure.check_precision import main as check_main
 
     _check_length(args.length, args.force_model_length)
     scan_input(args.input, args.length)

@@ -138,7 +138,7 @@ def redirect_output(log_path: Path) -> None:
     """Send this process's stdout and stderr to ``log_path`` (a worker never writes to the
     terminal) and take its stdin away."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

@@ -277,6 +277,31 @@ def test_download_to_dest_writes_configs(
     assert f"run with --config {dest / 'models.toml'}" in out
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027], indirect=True, ids=["umask-022", "umask-027"])
+def test_downloaded_files_get_the_umask_mode(
+    umask: int,
+    home: Path,
+    tmp_path: Path,
+    published: Published,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every file and directory written (the models, the manifest, models.toml, the hub cache)
+    has the mode a plain open() or mkdir() gives under the umask (docs/outputs.md#file-modes)."""
+    from tests.test_file_modes import expected, modes
+
+    assert run_cli(capsys)[0] == 0
+    dest = tmp_path / "models"
+    assert run_cli(capsys, "--dest", str(dest))[0] == 0
+    for root in (home, dest):
+        found = modes(root)
+        assert found == expected(root, umask)
+    cache = modes(home)
+    for name in ("300_model.pth", "virnucpro-models.json"):
+        assert cache[f".cache/virnucpro-tui/{name}"] == oct(0o666 & ~umask)
+    assert modes(dest)["models.toml"] == oct(0o666 & ~umask)
+    assert len(cache) > 15
+
+
 # --- interruptions ------------------------------------------------------------------------------
 
 

@@ -20,9 +20,9 @@ from virnucpro_tui.cli import main
 from virnucpro_tui.core.outputs import JOB_REPORT_FILES, REPORT_FILE
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.events import Event, JobDone, WarningEvent
-from virnucpro_tui.pool.fake import FakeBackend, FakeWorkerPlan
 from virnucpro_tui.report.hook import ReportHook
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
+from virnucpro_tui.testing.fake_backend import FakeBackend, FakeWorkerPlan
 
 HEADER = re.compile(r"^(\S+) call=virus viral_chunks=(\d+)/(\d+) max_virus_score=(\S+)(?: (.*))?$")
 
@@ -64,7 +64,8 @@ def p_virus(frame_id: str) -> float:
 
 def run(cfg: RunConfig) -> list[Event]:
     seen: list[Event] = []
-    backend = FakeBackend(write_results=True, default=FakeWorkerPlan(p_virus=p_virus))
+    plan = FakeWorkerPlan(p_virus=p_virus, seconds_per_shard=0.02)
+    backend = FakeBackend(write_results=True, virtual_time=False, default=plan)
     code = Orchestrator(cfg, [seen.append], backend=backend).execute()  # type: ignore[list-item]
     assert code == 0
     return seen

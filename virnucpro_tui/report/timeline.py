@@ -40,7 +40,8 @@ class Timeline:
 
 def build_timeline(events: Iterable[ev.Event]) -> Timeline:
     events = list(events)
-    timeline = Timeline(start=min((e.ts for e in events), default=0.0))
+    starts = [e.ts for e in events if isinstance(e, ev.RunStarted)]
+    timeline = Timeline(start=starts[0] if starts else min((e.ts for e in events), default=0.0))
     rates: dict[int, list[tuple[float, float]]] = defaultdict(list)
     memory: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for e in events:

@@ -48,8 +48,8 @@ def help_of(*words: str) -> str:
 
 
 def test_the_help_explains_input_dir_lengths_and_sections() -> None:
-    assert "a FASTA file of nucleotide sequences" in help_of("run")
-    assert "a FASTA file of nucleotide sequences" in help_of("prepare")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("run")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("prepare")
     assert "the run directory: the --out of a `run`" in help_of("attach")
     assert "chunk length: 300 or 500 (default 500)" in help_of("prepare")
     assert "300 or 500 (default 500)" in help_of("models", "locate")

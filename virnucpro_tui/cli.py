@@ -28,7 +28,10 @@ PROG = "virnucpro-tui"
 DEMO_COMMAND = (
     f"{PROG} run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out"
 )
-INPUT_HELP = "a FASTA file of nucleotide sequences (contigs or reads; plain or gzip)"
+INPUT_HELP = (
+    "a FASTA or FASTQ file of nucleotide sequences (contigs or reads; plain, gzip, bzip2, xz "
+    "or zstd, recognised by content)"
+)
 DIR_HELP = "the run directory: the --out of a `run` (its events.jsonl, manifest and lock)"
 LENGTHS = (300, 500)  # the chunk lengths the published classifiers were trained for
 
@@ -77,8 +80,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
-        help="score FASTA inputs (live dashboard in a terminal, plain lines otherwise)",
-        description="Score one or more FASTA files. Each input gets its outputs under --out "
+        help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
+        description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
         "(its own subdirectory when there are several). Rerun the same command to resume.",
     )
     p.add_argument(
@@ -335,7 +338,7 @@ def _add_check_precision_parser(sub: Any) -> None:
         "compare scores and embeddings, and give a verdict against the thresholds of "
         "docs/precision.md. Exit 0 within them, 1 outside them.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT", help="FASTA file (plain or gzip)")
+    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
     p.add_argument(
         "--precision",
         default="auto",
@@ -454,7 +457,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     if args.inputs:
         return list(args.inputs)
     raise InputError(
-        f"no INPUT given (the FASTA files to score); to try the demo models on the sample "
+        f"no INPUT given (the FASTA or FASTQ files to score); to try the demo models on the sample "
         f"data, from the repository: {DEMO_COMMAND}"
     )
 

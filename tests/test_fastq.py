@@ -32,7 +32,6 @@ from tests.helpers import (
     wait_for_event,
     worker_pids,
 )
-from virnucpro_tui.check_precision import sample_frames
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.compression import Compression
 from virnucpro_tui.core.fasta import (
@@ -44,6 +43,7 @@ from virnucpro_tui.core.fasta import (
     scan_input,
 )
 from virnucpro_tui.core.prepare import intermediate_paths
+from virnucpro_tui.measure.check_precision import sample_frames
 from virnucpro_tui.run.rundir import job_names
 
 if sys.version_info >= (3, 14):

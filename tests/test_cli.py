@@ -112,7 +112,7 @@ def test_every_run_flag_fills_the_settings_field_it_names() -> None:
     from virnucpro_tui.cli.run_options import RUN_OPTIONS, run_config, targets
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
-    from virnucpro_tui.pool.worker import WorkerSettings
+    from virnucpro_tui.pool.worker_config import WorkerSettings
 
     parser = build_parser()
     defaults = run_config(parser.parse_args(["run", "a.fa", "--out", "o"]), models=None)

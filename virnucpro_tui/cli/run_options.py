@@ -28,7 +28,7 @@ def targets() -> dict[str, type]:
     (imported here, not at the top: ``--help`` and ``attach`` need none of them)."""
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
-    from virnucpro_tui.pool.worker import WorkerSettings
+    from virnucpro_tui.pool.worker_config import WorkerSettings
     from virnucpro_tui.run.orchestrator import RunConfig
 
     return {

@@ -82,7 +82,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     if args.inputs:
         return list(args.inputs)
     raise InputError(
-        f"no INPUT given (the FASTA files to score); to try the demo models on the sample "
+        f"no INPUT given (the FASTA or FASTQ files to score); to try the demo models on the sample "
         f"data, from the repository: {DEMO_COMMAND}"
     )
 

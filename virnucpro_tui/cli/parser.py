@@ -28,8 +28,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
-        help="score FASTA inputs (live dashboard in a terminal, plain lines otherwise)",
-        description="Score one or more FASTA files. Each input gets its outputs under --out "
+        help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
+        description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
         "(its own subdirectory when there are several). Rerun the same command to resume.",
     )
     add_options(p, RUN_OPTIONS)
@@ -188,7 +188,7 @@ def _add_check_precision_parser(sub: Any) -> None:
         "compare scores and embeddings, and give a verdict against the thresholds of "
         "docs/precision.md. Exit 0 within them, 1 outside them.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT", help="FASTA file (plain or gzip)")
+    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
     p.add_argument(
         "--precision",
         default="auto",

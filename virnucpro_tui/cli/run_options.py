@@ -17,7 +17,10 @@ from virnucpro_tui.models.settings import PRECISIONS
 if TYPE_CHECKING:
     from virnucpro_tui.run.orchestrator import RunConfig
 
-INPUT_HELP = "a FASTA file of nucleotide sequences (contigs or reads; plain or gzip)"
+INPUT_HELP = (
+    "a FASTA or FASTQ file of nucleotide sequences (contigs or reads; plain, gzip, bzip2, xz "
+    "or zstd, recognised by content)"
+)
 
 
 def targets() -> dict[str, type]:
@@ -25,7 +28,7 @@ def targets() -> dict[str, type]:
     (imported here, not at the top: ``--help`` and ``attach`` need none of them)."""
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
-    from virnucpro_tui.pool.worker import WorkerSettings
+    from virnucpro_tui.pool.worker_config import WorkerSettings
     from virnucpro_tui.run.orchestrator import RunConfig
 
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from probe_common import Probe, fresh_python
 
-from virnucpro_tui.bench_child import (
+from virnucpro_tui.measure.bench_child import (
     TINY,
     Shapes,
     build_models,
@@ -162,7 +162,7 @@ def warm_start(files: ModelFiles, work: Path) -> None:
         "from virnucpro_tui.models.settings import EngineSettings,ModelFiles;from pathlib import Path;"
         "ev=[];f=ModelFiles(*[Path(p) for p in sys.argv[1:4]]);"
         "e=Engine(f,torch.device(sys.argv[5]),EngineSettings(force_model_length=True,"
-        "compile_cache=Path(sys.argv[4])),emit=lambda t,**k:ev.append(k));"
+        "compile_cache=Path(sys.argv[4])),report=lambda r:ev.append(__import__('msgspec').structs.asdict(r)));"
         "t1=time.time();e.load();t2=time.time();"
         "print(json.dumps({'import_s':t1-t0,'load_s':t2-t1,'events':ev}))"
     )

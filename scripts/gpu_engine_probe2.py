@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from probe_common import Probe, fresh_python
 
-from virnucpro_tui.bench_child import (
+from virnucpro_tui.measure.bench_child import (
     Shapes,
     build_models,
     random_frames_dna,
@@ -45,7 +45,7 @@ ev = []
 t = time.time()
 f = ModelFiles(*[Path(p) for p in sys.argv[1:4]])
 e = Engine(f, torch.device("cuda"), EngineSettings(force_model_length=True,
-           compile_cache=Path(sys.argv[4])), emit=lambda ty, **k: ev.append((round(time.time() - t, 2), k.get("model"), k.get("phase"), k.get("seconds"))))
+           compile_cache=Path(sys.argv[4])), report=lambda r: ev.append((round(time.time() - t, 2), r.model, type(r).__name__, getattr(r, "seconds", None))))
 e.load()
 marks["engine_load_s"] = time.time() - t
 from torch._dynamo.utils import counters

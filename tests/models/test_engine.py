@@ -20,8 +20,10 @@ from virnucpro_tui.models.precision import (
     model_precision,
     require_precision_support,
 )
+from virnucpro_tui.models.reports import CompileCacheFallback, EngineReport, ModelLoaded, OomSplit
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import GpuInfo, device_capabilities
+from virnucpro_tui.pool.engine_events import engine_event
 
 CPU = torch.device("cpu")
 
@@ -61,13 +63,8 @@ def test_stage_seconds_add_up_to_the_shard_seconds(demo_models) -> None:
 
 
 def test_fp8_is_refused_on_the_cpu_before_any_model_loads(demo_models) -> None:
-    loads: list[str] = []
-    engine = Engine(
-        _files(demo_models),
-        CPU,
-        EngineSettings(precision="fp8"),
-        emit=lambda type_, **f: loads.append(type_),
-    )
+    loads: list[EngineReport] = []
+    engine = Engine(_files(demo_models), CPU, EngineSettings(precision="fp8"), report=loads.append)
     with pytest.raises(ModelError, match="compute capability 8.9") as exc:
         engine.load()
     assert "\n" not in str(exc.value) and exc.value.exit_code == 2
@@ -206,3 +203,55 @@ def test_view_takes_stage_rates_from_synchronised_seconds() -> None:
     assert w.dnabert_rate == pytest.approx(2048 / 0.15)
     progress("esm", 2048, 0.5)  # a later queued close does not override it
     assert w.esm_rate == pytest.approx(2048 / 3.7)
+
+
+def test_the_engine_reports_each_load_typed_and_the_worker_sends_them_as_events(
+    demo_models,
+) -> None:
+    reports: list[EngineReport] = []
+    engine = Engine(_files(demo_models), CPU, EngineSettings(), report=reports.append)
+    engine.load()
+    order = [(type(r).__name__, r.model) for r in reports]
+    assert order == [
+        ("LoadStarted", "dnabert"),
+        ("LoadStarted", "esm"),
+        ("ModelLoaded", "dnabert"),
+        ("ModelLoaded", "esm"),
+        ("LoadStarted", "classifier"),
+        ("ModelLoaded", "classifier"),
+    ]
+    loaded = reports[-1]
+    assert isinstance(loaded, ModelLoaded) and loaded.compile_seconds is None  # no fast path
+    event = engine_event(loaded, worker=2, job="a", shard=7).to_json()
+    assert event["type"] == "model_load" and event["phase"] == "done"
+    assert (event["worker"], event["job"], event["shard"]) == (2, "a", 7)
+    assert event["model"] == "classifier" and event["dtype"] == "float32"
+    assert event["fast_path"] is False and event["compile_seconds"] is None
+    assert event["seconds"] == round(loaded.seconds, 3) and event["demo"] is True
+    assert "message" not in event and "compile" not in event
+    start = engine_event(reports[0], worker=2, job=None, shard=None).to_json()
+    assert {k: start[k] for k in ("phase", "model", "dtype")} == {
+        "phase": "start",
+        "model": "dnabert",
+        "dtype": "float32",
+    }
+    assert "seconds" not in start
+
+
+def test_engine_oom_and_cache_fallback_reports_become_oom_and_warning_events() -> None:
+    oom = engine_event(OomSplit(model="esm", batch_size=8, bytes_freed=1024), 1, "a", 4)
+    assert oom.to_json() | {"ts": 0} == {
+        "type": "oom",
+        "v": 1,
+        "ts": 0,
+        "worker": 1,
+        "job": "a",
+        "shard": 4,
+        "model": "esm",
+        "batch_size": 8,
+        "action": "split",
+        "bytes_freed": 1024,
+    }
+    warning = engine_event(CompileCacheFallback(model="esm", message="stale"), 1, None, None)
+    assert warning.to_json()["type"] == "warning"
+    assert warning.to_json()["message"] == "esm: stale"

@@ -8,8 +8,9 @@ its remote code); the two classifiers from the published VirNucPro repository, a
 Placement: by default the standard caches (torch hub checkpoints, the Hugging Face hub cache in
 its own layout, ``~/.cache/virnucpro-tui``); with ``--dest DIR`` everything goes to DIR, with a
 ``models.toml`` that ``run --config`` (or the default config, when we may write it) reads.
-Checksums: the hub's ETags (sha256 of LFS files, git blob ids of small ones) and URL hash
-prefixes are verified; other files get their sha256 recorded in ``virnucpro-models.json`` on
+Checksums: the classifiers' git blob ids at the pinned commit, the hub's ETags (sha256 of LFS
+files, git blob ids of small ones) and URL hash prefixes are verified; the other files (ESM-2,
+whose server publishes no checksum) get their sha256 recorded in ``virnucpro-models.json`` on
 first download and are verified against it afterwards.
 """
 
@@ -49,6 +50,13 @@ DNABERT_DEST_DIR = "DNABERT-S"
 VIRNUCPRO_REPO = "Li-Jing-1997/VirNucPro"
 VIRNUCPRO_COMMIT = "0b7e6f1f1c5972ce30aa1ced5977890406d3efe2"
 CLASSIFIER_LENGTHS = (300, 500)
+# The classifiers' git blob ids in VIRNUCPRO_REPO at VIRNUCPRO_COMMIT (``git ls-tree``): a
+# download, and a file already present, is verified against them (docs/models.md#transfers-
+# checksums-and-placement). Tests point this table at their own files.
+CLASSIFIER_BLOB_IDS: dict[str, str] = {
+    "300_model.pth": "a0b5b85e7c1e44f00cde146d091beb82b2c8e855",
+    "500_model.pth": "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
+}
 MANIFEST_NAME = "virnucpro-models.json"
 DEST_CONFIG_NAME = "models.toml"
 MIRROR_ENV = "VIRNUCPRO_TUI_MIRROR"
@@ -105,6 +113,15 @@ def fair_esm_urls(model_name: str = ESM_MODEL) -> tuple[str, ...]:
 
 def classifier_url(length: int) -> str:
     return f"https://github.com/{VIRNUCPRO_REPO}/raw/{VIRNUCPRO_COMMIT}/{length}_model.pth"
+
+
+def classifier_checksum(name: str) -> Checksum:
+    """The git blob id the pinned VirNucPro commit holds for classifier ``name``."""
+    return Checksum(
+        "git-sha1",
+        CLASSIFIER_BLOB_IDS[name],
+        f"the git blob id of {name} in {VIRNUCPRO_REPO} at commit {VIRNUCPRO_COMMIT[:12]}",
+    )
 
 
 def mirrored(url: str, mirror: str | None) -> str:
@@ -314,7 +331,7 @@ def download_models(
 def _process(item: PlannedFile, ctx: _Context) -> FileOutcome:
     if item.hub_file is not None and ctx.layout.hub_repo is not None:
         return _process_hub_cache(item, ctx.layout.hub_repo, ctx)
-    published: Checksum | None = checksum_from_url(item.url) if item.url else None
+    published = _published_checksum(item)
     url, size = item.url, None
     if item.hub_file is not None and ctx.offline is None:
         meta = hub_metadata(item.hub_file)
@@ -337,6 +354,13 @@ def _process(item: PlannedFile, ctx: _Context) -> FileOutcome:
         source_id=f"{source} {expected.value}" if item.hub_file and expected else None,
     )
     return _fetched(item, result.digests, result.resumed_from, expected, source, ctx)
+
+
+def _published_checksum(item: PlannedFile) -> Checksum | None:
+    """What a plain-HTTP file is verified against before any recorded sha256."""
+    if item.model == "classifier":
+        return classifier_checksum(item.name)
+    return checksum_from_url(item.url) if item.url else None
 
 
 def _process_hub_cache(item: PlannedFile, hub_repo: Path, ctx: _Context) -> FileOutcome:

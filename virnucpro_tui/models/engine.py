@@ -18,6 +18,7 @@ import torch
 
 from virnucpro_tui.core.shards import Shard, ShardResult
 from virnucpro_tui.core.translation import Frame
+from virnucpro_tui.models import reports
 from virnucpro_tui.models.batching import BatchStats, PooledForward, embed_token_lists
 from virnucpro_tui.models.precision import (
     AUTO_GPU_PRECISION,
@@ -41,14 +42,6 @@ class Progress(Protocol):
     ) -> None: ...
 
 
-Emit = Callable[..., None]
-"""``emit(event_type, **fields)``: where the engine reports model loads and OOM splits."""
-
-
-def _no_emit(_type: str, **_fields: Any) -> None:
-    return None
-
-
 @dataclass
 class ShardTokens:
     dna: list[list[int]] | None
@@ -69,7 +62,7 @@ class Engine:
     files: ModelFiles
     device: torch.device
     settings: EngineSettings = field(default_factory=EngineSettings)
-    emit: Emit = _no_emit
+    report: reports.Reporter = reports.ignore  # model loads, OOM splits (models/reports.py)
     esm: Any = None
     dnabert: Any = None
     classifier: Any = None
@@ -128,7 +121,7 @@ class Engine:
     def _announce(self, name: str, dtype: torch.dtype) -> None:
         source = str(getattr(self.files, name))
         label = self._dtype_label(name, dtype)
-        self.emit("model_load", model=name, phase="start", source=source, dtype=label)
+        self.report(reports.LoadStarted(model=name, source=source, dtype=label))
 
     def _load(
         self,
@@ -139,7 +132,7 @@ class Engine:
     ) -> Any:
         """Read (``loader`` returns the bundle and its reading seconds; ``announced``: its
         ``start`` event went out when the reading began), move to the device, accelerate.
-        Events: ``start``, ``warmup_start``, ``warmup_done``, ``done``."""
+        Reports: ``LoadStarted``, ``WarmupStarted``, ``WarmupDone``, ``ModelLoaded``."""
         source = str(getattr(self.files, name))
         label = self._dtype_label(name, dtype)
         if not announced:
@@ -152,30 +145,29 @@ class Engine:
             if name == "classifier":
                 bundle.model.to(self.device)
         except Exception as exc:
-            self.emit("model_load", model=name, phase="error", source=source, message=str(exc))
+            self.report(reports.LoadFailed(model=name, source=source, message=str(exc)))
             raise
         seconds = read_seconds + time.perf_counter() - start
         size = max(_device_bytes(self.device) - before, 0) or _param_bytes(bundle)
         compile_s = self._accelerate(name, bundle, dtype)
         record = LoadRecord(name, seconds, size, label, source)
         self.loads.append(record)
-        self.emit(
-            "model_load",
-            model=name,
-            phase="done",
-            seconds=round(seconds, 3),
-            bytes_on_device=size,
-            dtype=record.dtype,
-            source=source,
-            compile_seconds=compile_s,
-            fast_path=compile_s is not None,
-            demo=bool(getattr(bundle, "demo", False)),
+        self.report(
+            reports.ModelLoaded(
+                model=name,
+                source=source,
+                seconds=round(seconds, 3),
+                bytes_on_device=size,
+                dtype=record.dtype,
+                compile_seconds=compile_s,
+                demo=bool(getattr(bundle, "demo", False)),
+            )
         )
         return bundle
 
     def _accelerate(self, name: str, bundle: Any, dtype: torch.dtype) -> float | None:
         """On a GPU in half precision: the fast modules, compiled and warmed up at the main
-        shape; the warm-up is its own phase in the events (``warmup_start``/``warmup_done``)."""
+        shape; the warm-up is its own phase in the reports (``WarmupStarted``/``WarmupDone``)."""
         if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
             return None
         from virnucpro_tui.models.compile_cache import configure
@@ -189,7 +181,7 @@ class Engine:
             configure(self.settings.compile_cache)
         start = time.perf_counter()
         source = str(getattr(self.files, name))
-        self.emit("model_load", model=name, phase="warmup_start", source=source, compile=compile_)
+        self.report(reports.WarmupStarted(model=name, source=source, compile=compile_))
         if name == "esm":
             fp8 = self.settings.precision == "fp8"
             epilogue = not fp8 and not self.settings.exact_gelu
@@ -199,7 +191,7 @@ class Engine:
         if compile_:
             self._warm_up(name, bundle)
         seconds = round(time.perf_counter() - start, 3)
-        self.emit("model_load", model=name, phase="warmup_done", source=source, seconds=seconds)
+        self.report(reports.WarmupDone(model=name, source=source, seconds=seconds))
         return seconds
 
     def _warm_up(self, name: str, bundle: Any) -> None:
@@ -309,7 +301,7 @@ class Engine:
     def _on_oom(self, model: str) -> Callable[[int], None]:
         def handler(batch_size: int) -> None:
             freed = empty_device_cache(self.device)
-            self.emit("oom", model=model, batch_size=batch_size, action="split", bytes_freed=freed)
+            self.report(reports.OomSplit(model=model, batch_size=batch_size, bytes_freed=freed))
 
         return handler
 

@@ -448,7 +448,7 @@ def parse_event(obj: object) -> Event | None:
 
 
 def make_event(type_: str, **fields: Any) -> Event:
-    """An event of the named type from keyword fields (e.g. the engine's ``emit`` calls), checked
+    """An event of the named type from keyword fields (e.g. a JSON object from a script), checked
     like untrusted input; fields the type does not define are ignored. Raises ValueError."""
     try:
         event: Event = msgspec.convert({"type": type_, **fields}, AnyEvent)

@@ -29,9 +29,11 @@ from msgspec import UNSET
 from virnucpro_tui.core.features import write_shard_features
 from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
+from virnucpro_tui.models.reports import EngineReport
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
+from virnucpro_tui.pool.engine_events import engine_event
 from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import (
@@ -138,7 +140,7 @@ def redirect_output(log_path: Path) -> None:
     """Send this process's stdout and stderr to ``log_path`` (a worker never writes to the
     terminal) and take its stdin away."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -237,15 +239,10 @@ class Worker:
             )
         )
 
-    def emit_engine(self, type_: str, **fields: Any) -> None:
-        """The engine's ``emit(type, **fields)`` (model loads, OOM splits) as typed events."""
+    def on_engine_report(self, report: EngineReport) -> None:
+        """The engine's reports (model loads, OOM splits) as events."""
         self.last_progress = time.time()
-        try:
-            event = ev.make_event(type_, worker=self.n, job=self.job, shard=self.shard, **fields)
-        except ValueError as exc:  # a schema mismatch must not kill the worker: log it
-            print(f"engine event dropped: {exc}", file=sys.stderr, flush=True)
-            return
-        self.send(event)
+        self.send(engine_event(report, self.n, self.job, self.shard))
 
     # -- main loop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -255,7 +252,9 @@ class Worker:
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         from virnucpro_tui.models.engine import Engine
 
-        self.engine = Engine(self.cfg.files, self.device, self.cfg.engine, emit=self.emit_engine)
+        self.engine = Engine(
+            self.cfg.files, self.device, self.cfg.engine, report=self.on_engine_report
+        )
         if self.faults.active:
             self.engine.before_batch = self.faults.before_batch
         self.set_state(ev.WorkerState.IDLE)

@@ -202,19 +202,20 @@ def stage_benchmarks(
     """ESM-2 and DNABERT-S alone, through the Engine code the workers run: tokenization apart
     (a worker tokenizes the next shard while the GPU computes), after a warm pass."""
     from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.reports import EngineReport, WarmupDone
 
-    phases: list[dict[str, Any]] = []
-    engine = Engine(
-        _files(files),
-        device,
-        _settings(precision, cache),
-        emit=lambda _t, **f: phases.append(f),
-    )
+    warmups: list[WarmupDone] = []
+
+    def keep_warmups(report: EngineReport) -> None:
+        if isinstance(report, WarmupDone):
+            warmups.append(report)
+
+    engine = Engine(_files(files), device, _settings(precision, cache), report=keep_warmups)
     load_s, _ = timed(engine.load, device)
     out: dict[str, Any] = {
         "engine_load_s": round(load_s, 2),
         "model_loads": {r.model: round(r.seconds, 2) for r in engine.loads},
-        "warmup_s": {p["model"]: p["seconds"] for p in phases if p["phase"] == "warmup_done"},
+        "warmup_s": {w.model: w.seconds for w in warmups},
     }
     proteins = random_proteins(s.n_proteins, s.protein_len)
     dna = random_frames_dna(s.n_dna)

@@ -49,8 +49,8 @@ def help_of(*words: str) -> str:
 
 
 def test_the_help_explains_input_dir_lengths_and_sections() -> None:
-    assert "a FASTA file of nucleotide sequences" in help_of("run")
-    assert "a FASTA file of nucleotide sequences" in help_of("prepare")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("run")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("prepare")
     assert "the run directory: the --out of a `run`" in help_of("attach")
     assert "chunk length: 300 or 500 (default 500)" in help_of("prepare")
     assert "300 or 500 (default 500)" in help_of("models", "locate")
@@ -112,7 +112,7 @@ def test_every_run_flag_fills_the_settings_field_it_names() -> None:
     from virnucpro_tui.cli.run_options import RUN_OPTIONS, run_config, targets
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
-    from virnucpro_tui.pool.worker import WorkerSettings
+    from virnucpro_tui.pool.worker_config import WorkerSettings
 
     parser = build_parser()
     defaults = run_config(parser.parse_args(["run", "a.fa", "--out", "o"]), models=None)

@@ -20,7 +20,7 @@ from virnucpro_tui.pool.events import Event
 from virnucpro_tui.pool.layout import RunLayout
 
 if TYPE_CHECKING:
-    from virnucpro_tui.pool.worker import WorkerConfig
+    from virnucpro_tui.pool.worker_config import WorkerConfig
 
 ShardKey: TypeAlias = str  # ``Shard.key``: job and index
 

@@ -47,9 +47,7 @@ class ViralSequenceFilter:
                 f"{len(record.seq)} bases; the run scored {summary.id!r} of {summary.length}"
             )
         if summary.call == "virus":
-            self.out.write(viral_header(summary, record.title))
-            self.out.write(record.seq)
-            self.out.write("\n")
+            self.out.write(f"{viral_header(summary, record.title)}{record.seq}\n")
             self.written += 1
 
     def finish(self, prefix: bool = False) -> int:

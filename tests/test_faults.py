@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -267,6 +269,8 @@ def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_r
     err = interrupt(proc, sig)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "stopping after the shards in flight" in err
+    command = shlex.join([sys.executable, "-m", "virnucpro_tui", *run_args(small_input, out)])
+    assert f"\n  {command}\n" in err  # the exact command that resumes it, as attach prints
     ev = events(out)
     assert (busy["job"], busy["shard"]) in {
         (e["job"], e["shard"]) for e in ev if e["type"] == "shard_done"

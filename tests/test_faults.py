@@ -468,7 +468,11 @@ def test_unwritable_output_directory(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"virnucpro-tui: error: {out}: cannot use the output directory")
+    problem = "it is a file" if where == "is_a_file" else f"{blocker} is a file"
+    assert lines[0] == (
+        f"virnucpro-tui: error: {out}: cannot use the output directory ({problem}, not a "
+        "directory); --out names a directory, created if missing"
+    )
     assert tree(tmp_path) == before  # nothing created beside it
     assert (
         not Path("run").exists() and not Path("events.jsonl").exists()
@@ -483,8 +487,14 @@ def test_nothing_is_left_in_a_failed_prepare_output(
     blocker.write_text("x")
     assert main(["prepare", str(small_input), "--length", "500", "--out", str(blocker / "o")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write" in err and str(blocker / "o") in err and "Traceback" not in err
+    assert err.strip() == (
+        f"virnucpro-tui: error: {blocker / 'o'}: cannot write ({blocker} is a file, not a directory)"
+    )
     assert tree(tmp_path) == {"file"}
+    assert main(["prepare", str(small_input), "--length", "500", "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"virnucpro-tui: error: {blocker}: cannot write (it is a file, not a directory)"
+    )
 
 
 def test_partial_files_are_hidden_names(tmp_path: Path) -> None:

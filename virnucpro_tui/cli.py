@@ -21,6 +21,7 @@ from virnucpro_tui.errors import (
     EXIT_USAGE,
     InputError,
     VirnucproError,
+    output_dir_problem,
 )
 from virnucpro_tui.models.settings import PRECISIONS
 
@@ -571,7 +572,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:
-        raise InputError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+        raise InputError(
+            f"{args.out}: cannot write ({output_dir_problem(args.out, exc)})"
+        ) from None
     print(
         f"{summary.records:,} sequences -> {summary.chunks:,} chunks ({summary.chunks_without_frames:,} "
         f"without a stop-free frame) -> {summary.frames:,} frames"

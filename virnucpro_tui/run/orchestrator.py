@@ -47,7 +47,7 @@ from virnucpro_tui.pool.local import LocalBackend
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
 from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.transport import Backend
-from virnucpro_tui.pool.worker import WorkerConfig, WorkerSettings
+from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings
 from virnucpro_tui.run.assemble import FeatureRequest, assemble_job
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 

@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from virnucpro_tui.bench_child import SENSE, TINY, Shapes, log
+from virnucpro_tui.measure.bench_child import SENSE, TINY, Shapes, log
 
 
 def esm_flops_per_protein(s: Shapes, length: int) -> float:
@@ -240,7 +240,7 @@ def _git_commit() -> str | None:
 
 
 def run_child(args: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from virnucpro_tui.bench_child import child_main
+    from virnucpro_tui.measure.bench_child import child_main
 
     result = workdir / "child.json"
     proc = mp.get_context("spawn").Process(target=child_main, args=(args, str(result)))

@@ -24,7 +24,7 @@ from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
 from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.pool.layout import RunLayout
-from virnucpro_tui.pool.worker import WorkerConfig
+from virnucpro_tui.pool.worker_config import WorkerConfig
 
 P_VIRUS = 0.25  # every frame's score: a fake run's outputs are valid files, not predictions
 

@@ -1,4 +1,4 @@
-"""The commands behind ``virnucpro-tui run | prepare | attach | bench | models |
+"""The commands behind ``virnucpro-tui run | prepare | attach | report | bench | models |
 check-precision``: each checks its input, then hands it to its layer."""
 
 from __future__ import annotations
@@ -157,6 +157,19 @@ def run_with_signals(orchestrator: Any) -> int:
             signal.signal(s, handler)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from virnucpro_tui.report.build import ReportOptions, build_report
+
+    options = ReportOptions(
+        out=args.out, partial=args.partial, sequences=args.sequences, region_gap=args.region_gap
+    )
+    written = build_report(args.run_dir, options)
+    print(f"{'PARTIAL ' if args.partial else ''}report of {args.run_dir}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.core.prepare import write_intermediate_files
@@ -245,6 +258,7 @@ COMMANDS = {
     "run": cmd_run,
     "prepare": cmd_prepare,
     "attach": cmd_attach,
+    "report": cmd_report,
     "bench": cmd_bench,
     "models": cmd_models,
 }

@@ -56,13 +56,25 @@ def make_run(root: Path, sequences: int, length: int, seed: int = 7) -> None:
                 preds.write(pred.row())
                 s = SequenceSummary(rid, length, 1, 1, 1, int(p >= pred.p_others), p)
                 summary.write(s.row())
-    inputs = [{"job": "reads", "path": str(fasta), "sha256": "0" * 64,
-               "bytes": fasta.stat().st_size, "records": sequences, "chunks": sequences}]
+    inputs = [
+        {
+            "job": "reads",
+            "path": str(fasta),
+            "sha256": "0" * 64,
+            "bytes": fasta.stat().st_size,
+            "records": sequences,
+            "chunks": sequences,
+        }
+    ]
     manifest = {
-        "format": "virnucpro-tui-run/1", "status": "complete", "command": ["bench"],
-        "inputs": inputs, "settings": {"chunk_length": 500, "shard_size": 2048,
-                                       "precision": "bf16", "dedup": True},
-        "models": {}, "demo": False, "devices": ["GPU 0", "GPU 1"],
+        "format": "virnucpro-tui-run/1",
+        "status": "complete",
+        "command": ["bench"],
+        "inputs": inputs,
+        "settings": {"chunk_length": 500, "shard_size": 2048, "precision": "bf16", "dedup": True},
+        "models": {},
+        "demo": False,
+        "devices": ["GPU 0", "GPU 1"],
         "versions": {"virnucpro-tui": "bench"},
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
@@ -72,27 +84,84 @@ def make_run(root: Path, sequences: int, length: int, seed: int = 7) -> None:
 
 def write_events(path: Path, frames: int, seconds: float = 3600.0) -> None:
     t0 = 1.8e9
-    workers = (ev.SlotInfo(0, "cuda", 0, "GPU-0", "H100"), ev.SlotInfo(1, "cuda", 1, "GPU-1", "H100"))
-    out = [ev.RunStarted(ts=t0, out=str(path.parent), inputs=("reads.fa",), jobs=("reads",),
-                         devices=("GPU 0", "GPU 1"), workers=workers, demo=False, notice=None,
-                         resumed=False, chunk_length=500, shard_size=2048, precision="bf16",
-                         backend="local", pid=1, persistent=True, sizes=())]
+    workers = (
+        ev.SlotInfo(0, "cuda", 0, "GPU-0", "H100"),
+        ev.SlotInfo(1, "cuda", 1, "GPU-1", "H100"),
+    )
+    out = [
+        ev.RunStarted(
+            ts=t0,
+            out=str(path.parent),
+            inputs=("reads.fa",),
+            jobs=("reads",),
+            devices=("GPU 0", "GPU 1"),
+            workers=workers,
+            demo=False,
+            notice=None,
+            resumed=False,
+            chunk_length=500,
+            shard_size=2048,
+            precision="bf16",
+            backend="local",
+            pid=1,
+            persistent=True,
+            sizes=(),
+        )
+    ]
     shards = -(-frames // 2048)
     for s in range(shards):
         t = t0 + (s + 1) * seconds / shards
-        out.append(ev.ShardDone(ts=t, worker=s % 2, job="reads", shard=s, frames=2048,
-                                seconds=2 * seconds / shards, tokens=0, virus_frames=0,
-                                others_frames=0, histogram=(), top=()))
+        out.append(
+            ev.ShardDone(
+                ts=t,
+                worker=s % 2,
+                job="reads",
+                shard=s,
+                frames=2048,
+                seconds=2 * seconds / shards,
+                tokens=0,
+                virus_frames=0,
+                others_frames=0,
+                histogram=(),
+                top=(),
+            )
+        )
         if s % 50 == 49:
-            out.append(ev.CacheCleared(ts=t, worker=s % 2, reason="periodic", bytes_freed=2**30,
-                                       reserved_before=2**34, reserved_after=2**33))
+            out.append(
+                ev.CacheCleared(
+                    ts=t,
+                    worker=s % 2,
+                    reason="periodic",
+                    bytes_freed=2**30,
+                    reserved_before=2**34,
+                    reserved_after=2**33,
+                )
+            )
     for k in range(int(seconds / 2)):  # memory every 2 s per worker
         for w in (0, 1):
-            out.append(ev.GpuMemory(ts=t0 + 2 * k, worker=w, kind="cuda", allocated=2**34,
-                                    reserved=int(2**34 * (1.1 + 0.2 * np.sin(k / 40 + w))),
-                                    peak=2**35, free=2**35, total=80 * 2**30))
-    out.append(ev.RunDone(ts=t0 + seconds, status=ev.RunStatus.COMPLETE, exit_code=0,
-                          seconds=seconds, frames=frames, resumable=False, jobs={}))
+            out.append(
+                ev.GpuMemory(
+                    ts=t0 + 2 * k,
+                    worker=w,
+                    kind="cuda",
+                    allocated=2**34,
+                    reserved=int(2**34 * (1.1 + 0.2 * np.sin(k / 40 + w))),
+                    peak=2**35,
+                    free=2**35,
+                    total=80 * 2**30,
+                )
+            )
+    out.append(
+        ev.RunDone(
+            ts=t0 + seconds,
+            status=ev.RunStatus.COMPLETE,
+            exit_code=0,
+            seconds=seconds,
+            frames=frames,
+            resumable=False,
+            jobs={},
+        )
+    )
     out.sort(key=lambda e: e.ts)
     path.write_bytes(b"".join(ev.encode_event(e) + b"\n" for e in out))
 

@@ -36,6 +36,7 @@ class ModelView:
     seconds: float | None = None  # reading and moving to the device
     warmup_seconds: float | None = None  # compilation and warm-up batches
     compiling: bool = False  # the warm-up includes torch.compile
+    cached: bool = False  # ... which loads the kernels an earlier run compiled
     bytes_on_device: int | None = None
     dtype: str | None = None
 
@@ -369,6 +370,7 @@ class RunView:
             m.state, m.since = "loading", e.ts
         elif e.phase == ev.ModelPhase.WARMUP_START:
             m.state, m.since, m.compiling = "warming up", e.ts, bool(ev.present(e.compile))
+            m.cached = bool(ev.present(e.cached))
         elif e.phase == ev.ModelPhase.WARMUP_DONE:
             m.warmup_seconds = ev.present(e.seconds)
             m.since = e.ts  # the rest of the load (if any) until done

@@ -1,4 +1,5 @@
-"""A persistent ``torch.compile`` cache in the user's cache directory (docs/benchmarks.md#start).
+"""A persistent ``torch.compile`` cache in the user's cache directory
+(docs/benchmarks.md#start-up).
 
 Inductor's FX graph cache and the AOTAutograd cache (Triton's kernels under them) live in
 ``$VIRNUCPRO_TUI_COMPILE_CACHE``, else ``$XDG_CACHE_HOME/virnucpro-tui/compile``, else

@@ -200,7 +200,13 @@ class Engine:
         if name == "esm":
             fp8 = self.settings.precision == "fp8"
             epilogue = not fp8 and not self.settings.exact_gelu
-            accelerate_esm(bundle, compile_, fp8=fp8, gelu_epilogue=epilogue)
+            accelerate_esm(
+                bundle,
+                compile_,
+                fp8=fp8,
+                gelu_epilogue=epilogue,
+                attention=self.settings.esm_attention,
+            )
         else:
             accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
         if compile_ and self.compiled_into is not None:
@@ -216,7 +222,7 @@ class Engine:
     def compile_variant(self, name: str) -> str:
         """What a model's compiled graphs depend on besides torch and the GPU (the cache key)."""
         s = self.settings
-        detail = (s.dnabert_attention,) if name == "dnabert" else (s.exact_gelu,)
+        detail = (s.dnabert_attention,) if name == "dnabert" else (s.exact_gelu, s.esm_attention)
         dtype = self._dtype_label(name, engine_dtype(s, self.device, name))
         return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name])))
 

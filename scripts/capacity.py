@@ -132,8 +132,8 @@ def child(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, {args.cpu})
     from virnucpro_tui.models.demo import ensure_demo_models
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-    from virnucpro_tui.pool.fake import FakeBackend
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
+    from virnucpro_tui.testing.fake_backend import FakeBackend
 
     demo = ensure_demo_models()
     cfg = RunConfig(
@@ -158,7 +158,7 @@ def child(args: argparse.Namespace) -> int:
         os.environ[EXIT_ON_DONE_ENV] = "1"
         code = run_dashboard(cfg, [meter], backend)
     else:
-        from virnucpro_tui.headless import HeadlessReporter
+        from virnucpro_tui.console.headless import HeadlessReporter
 
         reporter = HeadlessReporter(sys.stderr)
         code = Orchestrator(cfg, [reporter, meter], backend=backend).execute()

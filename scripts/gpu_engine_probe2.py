@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from probe_common import Probe, fresh_python
 
-from virnucpro_tui.bench_child import (
+from virnucpro_tui.measure.bench_child import (
     Shapes,
     build_models,
     random_frames_dna,

@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 def run(work: Path) -> None:
     import torch
 
-    from virnucpro_tui.bench_child import Shapes, build_models
+    from virnucpro_tui.measure.bench_child import Shapes, build_models
 
     paths = build_models(work / "models", Shapes(), torch.device("cuda"))
     PROBE.log("models built")

@@ -70,6 +70,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return OneRayWorker(config, log)
 
 
+# -- the process's umask ---------------------------------------------------------------------------
+@pytest.fixture
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """This process's umask set to the parameter for the test (no threads of ours create files
+    meanwhile), restored after."""
+    mask: int = request.param
+    saved = os.umask(mask)
+    try:
+        yield mask
+    finally:
+        os.umask(saved)
+
+
 # -- the session's private directories -------------------------------------------------------------
 def _shared_tmp(factory: pytest.TempPathFactory) -> Path:
     """This session's temporary root, shared by all pytest-xdist workers of one run."""

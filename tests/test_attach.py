@@ -34,7 +34,7 @@ from tests.ui.helpers import (
     settle,
     wait_for,
 )
-from virnucpro_tui.headless import attach, attach_headless
+from virnucpro_tui.console.headless import attach, attach_headless
 from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
 from virnucpro_tui.run.attach import EventTail, Process, RunWatch
 from virnucpro_tui.run.rundir import LockRecord

@@ -15,11 +15,15 @@ CASES = {
     "missing": (None, "absent.fa", ["absent.fa", "not found"]),
     "empty": (b"", "empty.fa", ["empty.fa", "empty"]),
     "blank_lines": (b"\n\n  \n", "blank.fa", ["blank.fa", "no sequences"]),
-    "not_fasta": (b"sample\tread_count\nA\t12\n", "table.fa", ["table.fa", "not a FASTA file"]),
+    "not_fasta": (
+        b"sample\tread_count\nA\t12\n",
+        "table.fa",
+        ["table.fa", "not a FASTA or FASTQ file"],
+    ),
     "binary": (
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
         "image.fa",
-        ["image.fa", "not a FASTA file"],
+        ["image.fa", "not a FASTA or FASTQ file"],
     ),
     "protein": (
         b">p1 kinase\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n",
@@ -52,7 +56,7 @@ CASES = {
     "gz_of_text": (
         gzip.compress(b"this is not fasta\n"),
         "text.fa.gz",
-        ["text.fa.gz", "not a FASTA file"],
+        ["text.fa.gz", "not a FASTA or FASTQ file"],
     ),
 }
 

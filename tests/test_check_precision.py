@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS
-from virnucpro_tui.check_precision import (
+from virnucpro_tui.cli import main
+from virnucpro_tui.measure.check_precision import (
     Target,
     Thresholds,
     compare,
@@ -18,7 +19,6 @@ from virnucpro_tui.check_precision import (
     report,
     sample_frames,
 )
-from virnucpro_tui.cli import main
 
 
 def test_evenly_spaced() -> None:

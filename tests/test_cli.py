@@ -4,6 +4,7 @@ with --demo), ``run`` without an input, and the demo command of the README and t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,8 @@ def help_of(*words: str) -> str:
 
 
 def test_the_help_explains_input_dir_lengths_and_sections() -> None:
-    assert "a FASTA file of nucleotide sequences" in help_of("run")
-    assert "a FASTA file of nucleotide sequences" in help_of("prepare")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("run")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("prepare")
     assert "the run directory: the --out of a `run`" in help_of("attach")
     assert "chunk length: 300 or 500 (default 500)" in help_of("prepare")
     assert "300 or 500 (default 500)" in help_of("models", "locate")
@@ -102,3 +103,48 @@ def test_the_demo_command_names_its_inputs_and_ends_by_itself() -> None:
     readme = (ROOT / "README.md").read_text()
     assert DEMO_COMMAND in readme
     assert "press q" in readme  # how to leave the dashboard
+
+
+def test_every_run_flag_fills_the_settings_field_it_names() -> None:
+    """`run`'s options are declared once (cli/run_options.py): each flag given lands in its
+    field of RunConfig, EngineSettings, PoolPolicy or WorkerSettings, and the defaults are the
+    settings classes' own."""
+    from virnucpro_tui.cli.run_options import RUN_OPTIONS, run_config, targets
+    from virnucpro_tui.models.settings import EngineSettings
+    from virnucpro_tui.pool.pool import PoolPolicy
+    from virnucpro_tui.pool.worker_config import WorkerSettings
+
+    parser = build_parser()
+    defaults = run_config(parser.parse_args(["run", "a.fa", "--out", "o"]), models=None)
+    assert defaults.engine == EngineSettings(force_model_length=True)
+    assert defaults.policy == PoolPolicy() and defaults.worker == WorkerSettings()
+    assert (defaults.devices, defaults.backend, defaults.shard_size) == ("auto", "local", None)
+    assert (defaults.persistent, defaults.dedup, defaults.restart) == (True, True, False)
+    assert (defaults.save_features, defaults.features_format) == (False, "pt")
+
+    given = [
+        *("run", "a.fa", "b.fa", "--out", "o", "--length", "300", "--devices", "cpu:2"),
+        *("--precision", "bf16", "--backend", "ray", "--restart", "--no-persistent"),
+        *("--shard-size", "64", "--esm-max-tokens", "100", "--dnabert-max-tokens", "200"),
+        *("--no-compile", "--no-dedup", "--features-format", "safetensors"),
+        *("--max-restarts", "7", "--hang-timeout", "9.5", "--memory-fraction", "0.5"),
+        *("--clear-cache-every", "3", "--alloc-conf", "x:y"),
+    ]
+    cfg = run_config(parser.parse_args(given), models=None)
+    assert cfg.inputs == [Path("a.fa"), Path("b.fa")] and cfg.out == Path("o")
+    assert cfg.engine == EngineSettings(
+        precision="bf16",
+        esm_max_tokens=100,
+        dnabert_max_tokens=200,
+        chunk_length=300,
+        force_model_length=True,
+        compile=False,
+    )
+    assert (cfg.devices, cfg.backend, cfg.shard_size) == ("cpu:2", "ray", 64)
+    assert (cfg.persistent, cfg.dedup, cfg.restart) == (False, False, True)
+    assert (cfg.save_features, cfg.features_format) == (True, "safetensors")
+    assert cfg.policy == PoolPolicy(max_restarts=7, hang_timeout_s=9.5)
+    assert cfg.worker == WorkerSettings(clear_cache_every=3, memory_fraction=0.5, alloc_conf="x:y")
+    for opt in RUN_OPTIONS:  # each names a real field (a typo would fail every run)
+        target, name = opt.into.split(".") if opt.into else ("run", "out")
+        assert name in {f.name for f in dataclasses.fields(targets()[target])}, opt.flags

@@ -18,7 +18,7 @@ from tests.helpers import SAMPLE_CONTIGS, SAMPLE_READS, cli, cli_env, start_cli_
 from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
-from virnucpro_tui.headless import HeadlessReporter
+from virnucpro_tui.console.headless import HeadlessReporter
 from virnucpro_tui.pool.events import parse_event, read_events
 from virnucpro_tui.run.describe import log_description
 

@@ -35,8 +35,8 @@ from virnucpro_tui.models.esm import load_esm
 from virnucpro_tui.models.preflight import check_model_files
 from virnucpro_tui.models.safe_load import torch_load_safely
 from virnucpro_tui.models.settings import ModelFiles
-from virnucpro_tui.pool.fake import FakeBackend
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
+from virnucpro_tui.testing.fake_backend import FakeBackend
 
 PACKAGE = Path(__file__).resolve().parents[1] / "virnucpro_tui"
 INPUT = Path(__file__).resolve().parents[1] / "sample_data" / "sample_reads.fa.gz"

@@ -23,8 +23,8 @@ from virnucpro_tui.pool.events import (
     WarningEvent,
     WorkerStateChanged,
 )
-from virnucpro_tui.pool.fake import FakeBackend
 from virnucpro_tui.run.orchestrator import MAX_RECOMPUTATIONS, Orchestrator, RunConfig
+from virnucpro_tui.testing.fake_backend import FakeBackend
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from virnucpro_tui.models.settings import ModelFiles
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
-from virnucpro_tui.pool.fake import FakeBackend, FakeWorkerPlan
 from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.pool import PersistentWorkerPool, PoolPolicy
-from virnucpro_tui.pool.worker import WorkerConfig
+from virnucpro_tui.pool.worker_config import WorkerConfig
+from virnucpro_tui.testing.fake_backend import FakeBackend, FakeWorkerPlan
 
 FILES = ModelFiles(Path("esm"), Path("dnabert"), Path("classifier"))
 

@@ -69,7 +69,12 @@ def published_files(demo_models) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def published(published_files: dict[str, bytes]) -> Iterator[Published]:
+def published(
+    published_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Published]:
+    """The servers; the classifiers' expected git blob ids point at the demo classifiers."""
+    for name in download.CLASSIFIER_BLOB_IDS:
+        monkeypatch.setitem(download.CLASSIFIER_BLOB_IDS, name, git_blob_id(published_files[name]))
     with serving() as mirror, serving() as hub:
         pub = Published(published_files, mirror, hub)
         for name in ("esm2_t36_3B_UR50D.pt", "esm2_t36_3B_UR50D-contact-regression.pt"):
@@ -218,7 +223,8 @@ def test_download_all_three_models(
         manifest[str(paths["esm"])]["sha256"]
         == hashlib.sha256(published.files["esm2_t36_3B_UR50D.pt"]).hexdigest()
     )
-    assert manifest["300_model.pth"]["verified_by"] == "recorded"
+    assert manifest["300_model.pth"]["verified_by"] == classifier_source("300_model.pth")
+    assert manifest[str(paths["esm"])]["verified_by"] == "recorded"
     assert "the hub's ETag" in manifest[str(paths["dnabert"] / "pytorch_model.bin")]["verified_by"]
     assert leftovers(home) == []
 
@@ -275,6 +281,31 @@ def test_download_to_dest_writes_configs(
     assert code == 0, err
     assert user_config.read_text() == 'esm = "/elsewhere/esm.pt"\n'
     assert f"run with --config {dest / 'models.toml'}" in out
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], indirect=True, ids=["umask-022", "umask-027"])
+def test_downloaded_files_get_the_umask_mode(
+    umask: int,
+    home: Path,
+    tmp_path: Path,
+    published: Published,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every file and directory written (the models, the manifest, models.toml, the hub cache)
+    has the mode a plain open() or mkdir() gives under the umask (docs/outputs.md#file-modes)."""
+    from tests.test_file_modes import expected, modes
+
+    assert run_cli(capsys)[0] == 0
+    dest = tmp_path / "models"
+    assert run_cli(capsys, "--dest", str(dest))[0] == 0
+    for root in (home, dest):
+        found = modes(root)
+        assert found == expected(root, umask)
+    cache = modes(home)
+    for name in ("300_model.pth", "virnucpro-models.json"):
+        assert cache[f".cache/virnucpro-tui/{name}"] == oct(0o666 & ~umask)
+    assert modes(dest)["models.toml"] == oct(0o666 & ~umask)
+    assert len(cache) > 15
 
 
 # --- interruptions ------------------------------------------------------------------------------
@@ -343,6 +374,7 @@ def test_changed_remote_file_restarts_the_partial(
     fails_cut_off(published, capsys, path, 1_000, "classifier")
     new = old[::-1]
     published.mirror.add(path, new)  # another ETag: If-Range makes the server send it all
+    download.CLASSIFIER_BLOB_IDS["500_model.pth"] = git_blob_id(new)  # (monkeypatched table)
     code, _out, err = run_cli(capsys, "classifier")
     assert code == 0, err
     last = published.mirror.gets(path)[-1]
@@ -385,25 +417,27 @@ def test_corrupted_hub_file_is_refused(
 def test_corrupted_file_refused_against_the_manifest(
     home: Path, published: Published, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli(capsys, "classifier")[0] == 0
-    target = cache_paths(home)["300"]
+    """ESM-2 has no published checksum: the sha256 of its first download is the reference."""
+    name = "esm2_t36_3B_UR50D-contact-regression.pt"
+    assert run_cli(capsys, "esm")[0] == 0
+    target = cache_paths(home)["regression"]
     target.unlink()
-    published.mirror.corrupt.add(published.mirror_path("300_model.pth"))
-    code, _out, err = run_cli(capsys, "classifier")
+    published.mirror.corrupt.add(published.mirror_path(name))
+    code, _out, err = run_cli(capsys, "esm")
     assert code == 1
     line = err.strip().splitlines()[-1]
-    assert "300_model.pth: checksum mismatch: sha256 " in line
+    assert f"{name}: checksum mismatch: sha256 " in line
     manifest = cache_paths(home)["manifest"]
     assert f"but the sha256 recorded at its first download (in {manifest}) says" in line
     assert not target.exists() and leftovers(home) == []
 
     # a placed file that changed afterwards is named, not silently replaced
     published.mirror.corrupt.clear()
-    assert run_cli(capsys, "classifier")[0] == 0
+    assert run_cli(capsys, "esm")[0] == 0
     data = bytearray(target.read_bytes())
     data[100] ^= 0xFF
     target.write_bytes(bytes(data))
-    code, _out, err = run_cli(capsys, "classifier")
+    code, _out, err = run_cli(capsys, "esm")
     assert code == 1
     assert (
         err.strip()
@@ -411,6 +445,83 @@ def test_corrupted_file_refused_against_the_manifest(
         .endswith("delete it and rerun `virnucpro-tui models download` to fetch it again")
     )
     assert f"error: {target}: checksum mismatch" in err
+
+
+# the classifiers' git blob ids at the pinned commit, as `git ls-tree 0b7e6f1f` lists them
+PINNED_BLOB_IDS = {
+    "300_model.pth": "a0b5b85e7c1e44f00cde146d091beb82b2c8e855",
+    "500_model.pth": "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
+}
+
+
+def test_pinned_classifier_blob_ids() -> None:
+    assert VIRNUCPRO_COMMIT == "0b7e6f1f1c5972ce30aa1ced5977890406d3efe2"
+    assert download.CLASSIFIER_BLOB_IDS == PINNED_BLOB_IDS
+    assert git_blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+    assert transfer.file_digests(Path("/dev/null"), "empty").git_sha1 == git_blob_id(b"")
+
+
+def classifier_source(name: str) -> str:
+    return f"the git blob id of {name} in Li-Jing-1997/VirNucPro at commit {VIRNUCPRO_COMMIT[:12]}"
+
+
+def test_classifier_verified_by_its_git_blob_id(
+    home: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The right bytes pass; another file at the URL (here a real, loadable classifier: the
+    300 model served as the 500 one) is refused with one line and nothing is placed."""
+    right = published.files["500_model.pth"]
+    wrong = published.files["300_model.pth"]
+    published.mirror.add(published.mirror_path("500_model.pth"), wrong)
+    code, out, err = run_cli(capsys, "classifier")
+    assert code == 1
+    message = [line for line in err.splitlines() if "error:" in line]
+    assert message == [
+        "virnucpro-tui: error: 500_model.pth: checksum mismatch: git-sha1 "
+        f"{git_blob_id(wrong)}, but {classifier_source('500_model.pth')} says "
+        f"{git_blob_id(right)}; the download was discarded and nothing was placed"
+    ]
+    assert err.strip().splitlines()[-1] == message[0]
+    assert not cache_paths(home)["500"].exists() and leftovers(home) == []
+    manifest = json.loads(cache_paths(home)["manifest"].read_text())["files"]
+    assert set(manifest) == {"300_model.pth"}  # verified, placed; 500 is not recorded
+
+    published.mirror.add(published.mirror_path("500_model.pth"), right)
+    code, out, err = run_cli(capsys, "classifier")
+    assert code == 0, err
+    assert cache_paths(home)["500"].read_bytes() == right
+    line = out.split("500_model.pth", 1)[1].splitlines()[0]
+    assert "downloaded" in line and f"verified against {classifier_source('500_model.pth')}" in line
+
+
+def test_offline_check_catches_a_tampered_classifier(
+    home: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A classifier replaced in place, its sha256 in the manifest rewritten to match: --offline
+    still refuses it, by its git blob id, without the network."""
+    assert run_cli(capsys, "classifier")[0] == 0
+    target = cache_paths(home)["300"]
+    tampered = bytearray(target.read_bytes())
+    tampered[200] ^= 0xFF
+    target.write_bytes(bytes(tampered))
+    manifest_path = cache_paths(home)["manifest"]
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["300_model.pth"]["sha256"] = hashlib.sha256(tampered).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    before = len(published.mirror.requests)
+    code, _out, err = run_cli(capsys, "--offline", "classifier")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"virnucpro-tui: error: {target}: checksum mismatch: git-sha1 "
+        f"{git_blob_id(bytes(tampered))}, but {classifier_source('300_model.pth')} says "
+        f"{git_blob_id(published.files['300_model.pth'])}; delete it and rerun "
+        "`virnucpro-tui models download` to fetch it again"
+    )
+    assert len(published.mirror.requests) == before
+    target.write_bytes(published.files["300_model.pth"])  # the published bytes pass offline
+    code, out, err = run_cli(capsys, "--offline", "classifier")
+    assert code == 0, err
+    assert out.count(" present ") == 2
 
 
 def test_hash_prefix_in_url_is_checked(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:
 
     with (
         mock.patch("virnucpro_tui.ui.launch.run_dashboard", fake_dashboard),
-        mock.patch("virnucpro_tui.cli.wants_ui", lambda _args: True),
+        mock.patch("virnucpro_tui.cli.commands.wants_ui", lambda _args: True),
     ):
         assert cli.main(["run", *args]) == 0
     return captured["cfg"], captured["sinks"], captured["pool_factory"]

@@ -9,13 +9,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from virnucpro_tui.core.filemode import give_plain_file_mode
+
+
+def _temporary(target: Path) -> tuple[int, str]:
+    """A hidden temporary file next to ``target``, with the mode ``open()`` would give it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    give_plain_file_mode(fd)
+    return fd, tmp
+
 
 @contextlib.contextmanager
 def atomic_text_writer(path: str | Path, fsync: bool = True) -> Iterator[TextIO]:
     """Write ``path`` through a temporary file in the same directory, then rename it into place."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    fd, tmp = _temporary(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             yield fh
@@ -32,11 +41,6 @@ def atomic_text_writer(path: str | Path, fsync: bool = True) -> Iterator[TextIO]
 def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
     with atomic_text_writer(path, fsync=fsync) as fh:
         fh.write(text)
-
-
-def _temporary(target: Path) -> tuple[int, str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
 
 
 class PartialFile:

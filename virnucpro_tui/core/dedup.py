@@ -62,7 +62,7 @@ class FrameTable:
         self._block_views: list[memoryview] = []
         key_log.parent.mkdir(parents=True, exist_ok=True)
         self._log_path = key_log
-        self._fd = os.open(key_log, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._fd = os.open(key_log, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         self._written = 0  # ordinals whose key is on disk; the rest are in _pending
         self._pending = bytearray()
 

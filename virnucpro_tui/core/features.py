@@ -334,16 +334,6 @@ class SafetensorsFeatureWriter:
         self.ids.abort()
 
 
-def open_feature_writer(fmt: str, out_dir: Path, rows: int, dim: int) -> FeatureWriter:
-    if fmt == "safetensors":
-        return SafetensorsFeatureWriter(out_dir, rows, dim)
-    if fmt == "pt":
-        from virnucpro_tui.core.torch_archive import PtFeatureWriter
-
-        return PtFeatureWriter(out_dir, rows, dim)
-    raise ValueError(f"unknown features format {fmt!r} (one of {', '.join(FEATURE_FORMATS)})")
-
-
 def feature_paths(fmt: str, out_dir: Path) -> tuple[Path, ...]:
     """The files a job's features go to."""
     if fmt == "safetensors":

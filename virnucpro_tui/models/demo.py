@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from virnucpro_tui.core.filemode import plain_dir_mode
 from virnucpro_tui.core.translation import CODON_TABLE
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.dnabert import DnabertConfig, DnabertModel, load_dnabert
@@ -446,7 +447,7 @@ def ensure_demo_models(cache_dir: str | Path | None = None) -> DemoModels:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
-        build.chmod(0o755)  # mkdtemp makes it private; the cache is plain data
+        build.chmod(plain_dir_mode())  # mkdtemp makes it private; the cache is plain data
     except OSError as exc:
         raise ModelError(f"{target}: cannot create the demo model cache ({exc.strerror})") from exc
     try:

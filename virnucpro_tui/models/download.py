@@ -8,8 +8,9 @@ its remote code); the two classifiers from the published VirNucPro repository, a
 Placement: by default the standard caches (torch hub checkpoints, the Hugging Face hub cache in
 its own layout, ``~/.cache/virnucpro-tui``); with ``--dest DIR`` everything goes to DIR, with a
 ``models.toml`` that ``run --config`` (or the default config, when we may write it) reads.
-Checksums: the hub's ETags (sha256 of LFS files, git blob ids of small ones) and URL hash
-prefixes are verified; other files get their sha256 recorded in ``virnucpro-models.json`` on
+Checksums: the classifiers' git blob ids at the pinned commit, the hub's ETags (sha256 of LFS
+files, git blob ids of small ones) and URL hash prefixes are verified; the other files (ESM-2,
+whose server publishes no checksum) get their sha256 recorded in ``virnucpro-models.json`` on
 first download and are verified against it afterwards.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from virnucpro_tui.core.atomic import atomic_write_text
 from virnucpro_tui.models import locate
+from virnucpro_tui.models.esm_urls import ESM_MODEL, fair_esm_urls
 from virnucpro_tui.models.transfer import (
     Checksum,
     ChecksumMismatch,
@@ -40,7 +42,6 @@ from virnucpro_tui.models.transfer import (
 )
 
 MODELS = ("esm", "dnabert", "classifier")
-ESM_MODEL = "esm2_t36_3B_UR50D"
 DNABERT_REPO = locate.DNABERT_REPO
 # The head of zhihan1996/DNABERT-S (commit "Fix error loading model with AutoModel (#1)").
 DNABERT_REVISION = "2efd650282ec5d5ab377c787c76ea56b723f6b7c"
@@ -49,6 +50,13 @@ DNABERT_DEST_DIR = "DNABERT-S"
 VIRNUCPRO_REPO = "Li-Jing-1997/VirNucPro"
 VIRNUCPRO_COMMIT = "0b7e6f1f1c5972ce30aa1ced5977890406d3efe2"
 CLASSIFIER_LENGTHS = (300, 500)
+# The classifiers' git blob ids in VIRNUCPRO_REPO at VIRNUCPRO_COMMIT (``git ls-tree``): a
+# download, and a file already present, is verified against them (docs/models.md#transfers-
+# checksums-and-placement). Tests point this table at their own files.
+CLASSIFIER_BLOB_IDS: dict[str, str] = {
+    "300_model.pth": "a0b5b85e7c1e44f00cde146d091beb82b2c8e855",
+    "500_model.pth": "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
+}
 MANIFEST_NAME = "virnucpro-models.json"
 DEST_CONFIG_NAME = "models.toml"
 MIRROR_ENV = "VIRNUCPRO_TUI_MIRROR"
@@ -59,52 +67,17 @@ CONFIG_MARKER = "# Written by `virnucpro-tui models download`; it may rewrite th
 # --- sources ------------------------------------------------------------------------------------
 
 
-class _UrlsCaptured(Exception):
-    pass
-
-
-def fair_esm_urls(model_name: str = ESM_MODEL) -> tuple[str, ...]:
-    """The URLs fair-esm downloads for ``model_name`` (weights, then contact regression).
-
-    Calls fair-esm's own ``esm.pretrained.<model_name>()`` with its hub download function
-    replaced by a recorder; loading, and torch.hub itself, are replaced by a stop, so nothing is
-    fetched or unpickled here even if fair-esm took another path."""
-    import esm.pretrained as pretrained
-    import torch.hub
-
-    urls: list[str] = []
-
-    def record(url: str) -> dict[str, Any]:
-        urls.append(url)
-        return {}
-
-    def stop(*_args: Any, **_kwargs: Any) -> Any:
-        raise _UrlsCaptured
-
-    replaced = [
-        (pretrained, "load_hub_workaround", record),
-        (pretrained, "load_model_and_alphabet_core", stop),
-        (torch.hub, "load_state_dict_from_url", stop),
-    ]
-    if not all(hasattr(module, name) for module, name, _ in replaced):
-        raise DownloadError(f"this fair-esm does not name its download URLs for {model_name}")
-    saved = [(module, name, getattr(module, name)) for module, name, _ in replaced]
-    try:
-        for module, name, value in replaced:
-            setattr(module, name, value)
-        getattr(pretrained, model_name)()
-    except _UrlsCaptured:
-        pass
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
-    if not urls:
-        raise DownloadError(f"fair-esm names no download URL for {model_name}")
-    return tuple(urls)
-
-
 def classifier_url(length: int) -> str:
     return f"https://github.com/{VIRNUCPRO_REPO}/raw/{VIRNUCPRO_COMMIT}/{length}_model.pth"
+
+
+def classifier_checksum(name: str) -> Checksum:
+    """The git blob id the pinned VirNucPro commit holds for classifier ``name``."""
+    return Checksum(
+        "git-sha1",
+        CLASSIFIER_BLOB_IDS[name],
+        f"the git blob id of {name} in {VIRNUCPRO_REPO} at commit {VIRNUCPRO_COMMIT[:12]}",
+    )
 
 
 def mirrored(url: str, mirror: str | None) -> str:
@@ -314,7 +287,7 @@ def download_models(
 def _process(item: PlannedFile, ctx: _Context) -> FileOutcome:
     if item.hub_file is not None and ctx.layout.hub_repo is not None:
         return _process_hub_cache(item, ctx.layout.hub_repo, ctx)
-    published: Checksum | None = checksum_from_url(item.url) if item.url else None
+    published = _published_checksum(item)
     url, size = item.url, None
     if item.hub_file is not None and ctx.offline is None:
         meta = hub_metadata(item.hub_file)
@@ -337,6 +310,13 @@ def _process(item: PlannedFile, ctx: _Context) -> FileOutcome:
         source_id=f"{source} {expected.value}" if item.hub_file and expected else None,
     )
     return _fetched(item, result.digests, result.resumed_from, expected, source, ctx)
+
+
+def _published_checksum(item: PlannedFile) -> Checksum | None:
+    """What a plain-HTTP file is verified against before any recorded sha256."""
+    if item.model == "classifier":
+        return classifier_checksum(item.name)
+    return checksum_from_url(item.url) if item.url else None
 
 
 def _process_hub_cache(item: PlannedFile, hub_repo: Path, ctx: _Context) -> FileOutcome:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.core.checksums import sha256_file
+from virnucpro_tui.core.filemode import give_plain_file_mode
 from virnucpro_tui.models.settings import ModelFiles
 
 MODELS = ("esm", "dnabert", "classifier")
@@ -95,6 +96,7 @@ class HashCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            give_plain_file_mode(fd)
         except OSError:
             return
         try:

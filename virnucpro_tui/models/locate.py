@@ -233,7 +233,7 @@ def _complete(snapshot: Path, need_tokenizer: bool) -> bool:
 
 
 def _missing_message(missing: list[_Search], length: int, config_path: Path | None) -> str:
-    from virnucpro_tui.models.download import fair_esm_urls
+    from virnucpro_tui.models.esm_urls import fair_esm_urls
 
     names = ", ".join(LABELS[s.kind] for s in missing)
     lines = [

@@ -375,7 +375,7 @@ def _discard(partial: Path) -> None:
 def _locked(partial: Path, task: str) -> Iterator[None]:
     """One process per file: a second download of the same file stops with a clear line."""
     lock = partial.with_name(partial.name + ".lock")
-    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

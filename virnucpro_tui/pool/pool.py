@@ -25,7 +25,7 @@ from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool import transport as tp
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.layout import RunLayout
-from virnucpro_tui.pool.worker import WorkerConfig
+from virnucpro_tui.pool.worker_config import WorkerConfig
 
 RECALL_TIMEOUT_S = 10.0  # how long pause() waits for the workers to give back their shards
 

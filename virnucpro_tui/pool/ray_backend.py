@@ -58,13 +58,8 @@ from virnucpro_tui.pool.transport import (
     Stop,
     WorkerMessage,
 )
-from virnucpro_tui.pool.worker import (
-    ShardInbox,
-    Worker,
-    WorkerConfig,
-    redirect_output,
-    worker_environment,
-)
+from virnucpro_tui.pool.worker import ShardInbox, Worker, redirect_output
+from virnucpro_tui.pool.worker_config import WorkerConfig, worker_environment
 
 INSTALL_HINT = (
     "--backend ray needs Ray, an optional extra: pip install 'virnucpro-tui[ray]' "

@@ -4,7 +4,8 @@ messages that cross them (docs/architecture.md#the-pool-one-supervisor-two-trans
 The pool (``pool.py``) owns the queue, prefetch, retries, hang detection, restarts, pause and
 stop. A backend places workers and waits for them; a transport carries one worker's shards and
 commands to it and its messages back. Three backends exist: worker processes over pipes
-(``local.py``), Ray actors (``ray_backend.py``) and an in-memory fake for tests (``fake.py``).
+(``local.py``), Ray actors (``ray_backend.py``) and an in-memory fake for tests
+(``virnucpro_tui/testing/fake_backend.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from virnucpro_tui.pool.events import Event
 from virnucpro_tui.pool.layout import RunLayout
 
 if TYPE_CHECKING:
-    from virnucpro_tui.pool.worker import WorkerConfig
+    from virnucpro_tui.pool.worker_config import WorkerConfig
 
 ShardKey: TypeAlias = str  # ``Shard.key``: job and index
 

@@ -19,7 +19,6 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,12 +29,9 @@ from virnucpro_tui.core.features import write_shard_features
 from virnucpro_tui.core.shards import Shard, write_shard_result
 from virnucpro_tui.errors import disk_full_error, is_disk_full
 from virnucpro_tui.models.reports import EngineReport
-from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool import events as ev
-from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.engine_events import engine_event
 from virnucpro_tui.pool.faults import FaultPlan
-from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import (
     ClearCache,
     Command,
@@ -47,53 +43,9 @@ from virnucpro_tui.pool.transport import (
     WorkerMessage,
     shard_key,
 )
+from virnucpro_tui.pool.worker_config import WorkerConfig, worker_environment
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # ignored by workers; the orchestrator handles them
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How a worker uses its device and reports (``run --clear-cache-every``,
-    ``--memory-fraction``, ``--alloc-conf``); the one place their defaults live."""
-
-    heartbeat_s: float = 1.0
-    memory_every_s: float = 2.0
-    clear_cache_every: int = 10  # shards between cache clears (0: never)
-    memory_fraction: float = 0.9  # cap on the worker's share of its GPU's memory
-    alloc_conf: str = "expandable_segments:True"  # PYTORCH_CUDA_ALLOC_CONF
-
-
-@dataclass
-class WorkerConfig:
-    """Everything one worker process (or actor) needs, pickled to it when it starts."""
-
-    slot: DeviceSlot
-    layout: RunLayout
-    files: ModelFiles
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    settings: WorkerSettings = field(default_factory=WorkerSettings)
-    torch_threads: int | None = None
-    generation: int = 0
-    parent_pid: int = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.layout.worker_log(self.slot.worker)
-
-
-def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
-    """Variables a worker needs before torch is imported."""
-    env = {
-        "PYTORCH_CUDA_ALLOC_CONF": cfg.settings.alloc_conf,
-        "PYTORCH_ALLOC_CONF": cfg.settings.alloc_conf,
-        "PYTHONUNBUFFERED": "1",
-    }
-    env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
-    if cfg.torch_threads:
-        env["OMP_NUM_THREADS"] = str(cfg.torch_threads)
-    if cfg.slot.kind == "cpu":  # CPU workers share the cores: no extra tokenizer threads
-        env["TOKENIZERS_PARALLELISM"] = "false"
-    return env
 
 
 def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
@@ -140,7 +92,7 @@ def redirect_output(log_path: Path) -> None:
     """Send this process's stdout and stderr to ``log_path`` (a worker never writes to the
     terminal) and take its stdin away."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

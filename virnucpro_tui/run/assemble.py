@@ -14,7 +14,12 @@ from typing import TextIO
 
 from virnucpro_tui.core.atomic import atomic_text_writer
 from virnucpro_tui.core.dedup import ScoreStore, read_duplicates
-from virnucpro_tui.core.features import FeatureRows, open_feature_writer
+from virnucpro_tui.core.features import (
+    FEATURE_FORMATS,
+    FeatureRows,
+    FeatureWriter,
+    SafetensorsFeatureWriter,
+)
 from virnucpro_tui.core.outputs import (
     HIGHESTSCORE_FILE,
     HIGHESTSCORE_HEADER,
@@ -27,6 +32,7 @@ from virnucpro_tui.core.outputs import (
     SequenceSummary,
 )
 from virnucpro_tui.core.shards import read_shard_rows, shard_path
+from virnucpro_tui.core.torch_archive import PtFeatureWriter
 from virnucpro_tui.pool.layout import DUPLICATES, RECORDS
 
 RECORDS_FILE = RECORDS  # docs/architecture.md#the-run-directory
@@ -313,3 +319,12 @@ def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Predict
     totals.viral_chunks += summary.viral_chunks
     totals.virus_frames += sum(1 for p in preds if p.label == "virus")
     totals.viral_sequences += summary.call == "virus"
+
+
+def open_feature_writer(fmt: str, out_dir: Path, rows: int, dim: int) -> FeatureWriter:
+    """The writer of a job's features in format ``fmt`` (docs/features.md)."""
+    if fmt == "safetensors":
+        return SafetensorsFeatureWriter(out_dir, rows, dim)
+    if fmt == "pt":
+        return PtFeatureWriter(out_dir, rows, dim)
+    raise ValueError(f"unknown features format {fmt!r} (one of {', '.join(FEATURE_FORMATS)})")

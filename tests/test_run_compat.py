@@ -1,0 +1,93 @@
+"""A run directory written by the 0.1.0 release (tests/data/run_v1: interrupted, 6 shards of one
+input on disk, the other input not started) resumes with today's code: its manifest is read,
+its shards are verified and skipped, and the outputs are those of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+from virnucpro_tui.models.identity import model_identities
+from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.pool.events import Event, JobDone, RunDone, RunStarted, ShardSkipped
+from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
+from virnucpro_tui.testing.fake_backend import FakeBackend
+
+RELEASE_RUN = ROOT / "tests" / "data" / "run_v1"
+OUTPUTS = ("prediction_results.txt", "prediction_results_highestscore.csv")
+
+
+@pytest.fixture
+def models(demo_models) -> ModelFiles:
+    return ModelFiles(demo_models.esm, demo_models.dnabert, demo_models.classifier_500)
+
+
+def release_run(tmp_path: Path, models: ModelFiles) -> tuple[list[Path], Path]:
+    """The release's run directory and inputs, copied; the manifest's input paths and model
+    digests pointed at this machine's copies, every other key as the release wrote it."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    inputs = [tmp_path / name for name in ("small.fa", "other.fa")]
+    for path in inputs:
+        shutil.copy(RELEASE_RUN / path.name, path)
+    out = tmp_path / "run"
+    shutil.copytree(RELEASE_RUN / "run", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for item in manifest["inputs"]:
+        item["path"] = str(tmp_path / f"{item['job']}.fa")
+    manifest["models"] = model_identities(models)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return inputs, out
+
+
+def execute(inputs: list[Path], out: Path, models: ModelFiles) -> list[Event]:
+    cfg = RunConfig(
+        inputs=inputs,
+        out=out,
+        models=models,
+        engine=EngineSettings(chunk_length=500),
+        devices="cpu:2",
+        shard_size=6,
+        command=["virnucpro-tui", "run", "small.fa", "other.fa"],
+    )
+    seen: list[Event] = []
+    sinks = [seen.append]
+    code = Orchestrator(cfg, sinks, backend=FakeBackend(write_results=True)).execute()  # type: ignore[arg-type]
+    assert code == 0
+    return seen
+
+
+def test_the_release_manifest_is_as_recorded() -> None:
+    manifest = json.loads((RELEASE_RUN / "run" / "manifest.json").read_text())
+    assert manifest["format"] == "virnucpro-tui-run/1" and manifest["status"] == "interrupted"
+    assert [i["job"] for i in manifest["inputs"]] == ["small", "other"]
+    assert "manifest_version" not in manifest  # the release wrote none
+
+
+def test_an_interrupted_run_of_the_release_resumes_and_matches_a_fresh_run(
+    tmp_path: Path, models: ModelFiles
+) -> None:
+    inputs, out = release_run(tmp_path / "old", models)
+    events = execute(inputs, out, models)
+    (started,) = [e for e in events if isinstance(e, RunStarted)]
+    assert started.resumed
+    skipped = sorted((e.job, e.shard) for e in events if isinstance(e, ShardSkipped))
+    assert skipped == [("small", i) for i in range(6)]
+    done = {e.job: e for e in events if isinstance(e, JobDone)}
+    assert set(done) == {"small", "other"} and done["small"].skipped_shards == 6
+    assert isinstance(events[-1], RunDone) and events[-1].status == "complete"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["format"] == "virnucpro-tui-run/1"
+
+    fresh_inputs = [tmp_path / "fresh" / p.name for p in inputs]
+    fresh_inputs[0].parent.mkdir()
+    for src, dst in zip(inputs, fresh_inputs, strict=True):
+        shutil.copy(src, dst)
+    execute(fresh_inputs, tmp_path / "fresh" / "run", models)
+    for job in ("small", "other"):
+        for name in OUTPUTS:
+            resumed = (out / job / name).read_bytes()
+            assert resumed == (tmp_path / "fresh" / "run" / job / name).read_bytes(), (job, name)

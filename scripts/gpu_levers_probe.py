@@ -47,10 +47,7 @@ def keep(*a, **k):
     reports.append([round(time.time() - t0, 2), name, fields.get("model"), fields.get("phase"), fields.get("seconds"), str(fields.get("message", ""))[:300]])
 files = ModelFiles(*[Path(p) for p in sys.argv[1:4]])
 settings = EngineSettings(force_model_length=True, compile_cache=Path(sys.argv[4]))
-try:
-    e = Engine(files, torch.device("cuda"), settings, report=keep)
-except TypeError:
-    e = Engine(files, torch.device("cuda"), settings, emit=keep)
+e = Engine(files, torch.device("cuda"), settings, report=keep)
 e.load()
 marks["engine_loaded_s"] = round(time.time() - t0, 3)
 import random
@@ -147,8 +144,8 @@ def speed(files: dict[str, str], work: Path) -> None:
     """ESM-2 and DNABERT-S rates with cuDNN attention off/on, DNABERT-S bias vs flex, and a
     kernel-category breakdown of one batch of each."""
     import torch
-
     from virnucpro_tui.bench_child import random_frames_dna, random_proteins
+
     from virnucpro_tui.models.engine import Engine
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 
@@ -260,7 +257,6 @@ def profile(fn: Any) -> dict[str, Any]:
 
 def run(work: Path) -> None:
     import torch
-
     from virnucpro_tui.bench_child import Shapes, build_models
 
     old_root = Path(sys.argv[3]) if len(sys.argv) > 3 else None

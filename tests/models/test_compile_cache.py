@@ -62,6 +62,19 @@ def test_a_second_failure_is_not_the_caches_and_is_raised(tmp_path: Path) -> Non
     assert len(said) == 1
 
 
+def test_running_out_of_device_memory_is_not_blamed_on_the_cache(tmp_path: Path) -> None:
+    cache = compile_cache.configure(tmp_path / "compile", key="k")
+    (cache / "kernel.py").write_text("kept")
+    said: list[str] = []
+
+    def work() -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        compile_cache.run_or_recompile(work, cache, said.append)
+    assert said == [] and (cache / "kernel.py").read_text() == "kept"
+
+
 def test_a_warm_cache_loads_kernels_without_the_compile_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

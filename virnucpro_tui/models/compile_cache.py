@@ -109,20 +109,22 @@ def discard(path: Path) -> None:
 
 def run_or_recompile(work: Callable[[], None], path: Path, fallback: Callable[[str], None]) -> None:
     """``work`` (compile and warm up) on the cache at ``path``; if it fails, clear the cache, say
-    why through ``fallback(message)`` and compile again from nothing, in-process. A second
-    failure is not the cache's and is raised."""
+    why through ``fallback(message)`` and compile again from nothing, in-process. Running out of
+    device memory, or a second failure, is not the cache's and is raised."""
+    import torch
+
     try:
         work()
         return
-    except Exception as exc:  # noqa: BLE001 - any failure on a cache gets one clean retry
+    except torch.cuda.OutOfMemoryError:
+        raise  # the device's, not the cache's
+    except Exception as exc:  # noqa: BLE001 - any other failure on a cache gets one clean retry
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
     fallback(
         f"the compiled-kernel cache {path} could not be used ({reason[:300]}); "
         "it was cleared and the model is compiled again"
     )
     discard(path)
-    import torch
-
     torch.compiler.reset()
     _set_live("torch._inductor.config", "compile_threads", 1)
     work()

@@ -59,7 +59,9 @@ def configure(
     _set_live("torch._inductor.config", "fx_graph_cache", True)
     _set_live("torch._functorch.config", "enable_autograd_cache", True)
     if is_warm(path, *expect) and THREADS_ENV not in os.environ:
-        _set_live("torch._inductor.config", "compile_threads", 1, importing=True)
+        import torch._inductor.config as inductor_config
+
+        inductor_config.compile_threads = 1
     return path
 
 
@@ -130,11 +132,9 @@ def run_or_recompile(work: Callable[[], None], path: Path, fallback: Callable[[s
     work()
 
 
-def _set_live(module: str, name: str, value: object, importing: bool = False) -> None:
-    """Set a torch config value now (env variables are read only when the module is imported);
-    with ``importing``, import the config module first."""
-    if importing and module not in sys.modules:
-        __import__(module)
+def _set_live(module: str, name: str, value: object) -> None:
+    """Set a torch config value now, if its module is loaded (env variables are read only when
+    the module is imported)."""
     config = sys.modules.get(module)
     if config is not None:
         setattr(config, name, value)

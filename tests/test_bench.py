@@ -83,6 +83,9 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     assert "speed-up vs published settings" in r.stdout
     assert "3B" not in r.stdout and "3B" not in r.stderr
     assert "tiny shapes on the CPU" in r.stdout.splitlines()[0]
+    # CPU figures are not labelled as a GPU's
+    assert "whole pipeline frames/s with one CPU worker (pool)" in r.stdout
+    assert "GPU" not in r.stdout
     for line in r.stdout.splitlines()[2:]:
         if "prepare" in line or "measured matmul" in line or ":" in line:
             continue

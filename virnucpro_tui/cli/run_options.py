@@ -79,6 +79,36 @@ def option(
     return Option(flags, help, into, group, value, kwargs)
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
+    return number
+
+
+REGION_GAP = option(
+    "--region-gap",
+    type=non_negative_int,
+    default=0,
+    metavar="K",
+    help="merge viral regions separated by at most K non-viral chunks (default {default})",
+    group="report (docs/outputs.md)",
+)
+"""Shared by ``run`` (the report it builds at the end of each input) and ``report``."""
+
+
+def report_hook(args: argparse.Namespace) -> Any:
+    """The job-finished hook that builds the report (docs/outputs.md), or None (--no-report)."""
+    if not args.report:
+        return None
+    from virnucpro_tui.report.hook import ReportHook
+
+    return ReportHook(region_gap=args.region_gap)
+
+
 def positive_int(text: str) -> int:
     try:
         number = int(text)
@@ -289,6 +319,18 @@ RUN_OPTIONS = (
         group=SUPERVISION,
     ),
     option(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        default=True,
+        help="do not build viral_sequences.fa, the viral regions, prediction.png/.svg and "
+        "report.html at the end of each input (`virnucpro-tui report` builds them later)",
+        into="run.on_job_finished",
+        value=report_hook,
+        group=REGION_GAP.group,
+    ),
+    REGION_GAP,
+    option(
         "--no-ui",
         action="store_true",
         help="plain progress lines instead of the dashboard (automatic without a terminal)",
@@ -339,4 +381,4 @@ def run_config(args: argparse.Namespace, **derived: Any) -> RunConfig:
     return config
 
 
-__all__ = ["MODEL_OPTIONS", "RUN_OPTIONS", "Option", "add_options", "run_config"]
+__all__ = ["MODEL_OPTIONS", "REGION_GAP", "RUN_OPTIONS", "Option", "add_options", "run_config"]

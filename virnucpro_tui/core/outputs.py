@@ -133,3 +133,19 @@ class SequenceSummary:
             f"{self.id}\t{self.length}\t{self.chunks}\t{self.chunks_with_frames}\t{self.frames}\t"
             f"{self.viral_chunks}\t{score}\t{self.call}\n"
         )
+
+
+# Files made from the outputs above (docs/outputs.md): per job, and report.html at the top
+VIRAL_SEQUENCES_FILE = "viral_sequences.fa"
+REGIONS_TSV_FILE = "viral_regions.tsv"
+REGIONS_BED_FILE = "viral_regions.bed"
+FIGURE_PNG_FILE = "prediction.png"
+FIGURE_SVG_FILE = "prediction.svg"
+REPORT_FILE = "report.html"
+JOB_REPORT_FILES = (
+    VIRAL_SEQUENCES_FILE,
+    REGIONS_TSV_FILE,
+    REGIONS_BED_FILE,
+    FIGURE_PNG_FILE,
+    FIGURE_SVG_FILE,
+)

@@ -326,7 +326,7 @@ def targets(s: Shapes) -> list[tuple[str, str, float | None]]:
     rows: list[tuple[str, str, float | None]] = [
         ("esm_proteins_per_s", f"{s.esm_label} proteins/s ({s.protein_len} aa)", 650),
         ("dnabert_frames_per_s", f"{s.dna_label} frames/s (tokenized ahead)", 20000),
-        ("pipeline_frames_per_s", "whole pipeline frames/s per GPU (pool)", 620),
+        ("pipeline_frames_per_s", f"whole pipeline frames/s {s.worker_label} (pool)", 620),
         ("baseline_frames_per_s", "published settings frames/s", None),
         ("speedup_vs_published", "speed-up vs published settings", 20),
         ("esm_mfu", f"{s.esm_label} MFU (vs measured matmul peak)", 0.78),

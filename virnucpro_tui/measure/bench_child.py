@@ -57,6 +57,11 @@ class Shapes:
             return f"tiny DNABERT-S ({self.dna_layers} layers, d {self.dna_dim})"
         return "DNABERT-S"
 
+    @property
+    def worker_label(self) -> str:
+        """What the pipeline figure is per: ``--tiny`` runs one CPU worker (``cpu:1``)."""
+        return "with one CPU worker" if self.tiny else "per GPU"
+
 
 TINY = Shapes(
     esm_layers=2,

@@ -49,6 +49,7 @@ from virnucpro_tui.pool.telemetry import NvmlTelemetry
 from virnucpro_tui.pool.transport import Backend
 from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings
 from virnucpro_tui.run.assemble import FeatureRequest, assemble_job
+from virnucpro_tui.run.hooks import FinishedJob, JobFinishedHook
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir, job_names
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -78,6 +79,7 @@ class RunConfig:
     dedup: bool = True  # identical frames computed once (--no-dedup turns it off)
     save_features: bool = False  # --save-features
     features_format: str = "pt"  # --features-format: pt or safetensors
+    on_job_finished: JobFinishedHook | None = None  # the report (run --no-report: None)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scans: list[InputScan] | None = None  # validation already done by the caller
 
@@ -145,6 +147,7 @@ class Orchestrator:
         self.manifest: dict[str, Any] = {}
         self.stop_requested = threading.Event()  # set at once by request_stop, from any thread
         self.faults = FaultPlan.for_orchestrator()
+        self.finished_seconds: dict[str, float] = {}  # jobs finished in this run (the hook)
 
     def emit(self, event: ev.Event) -> None:
         self.emit_to(event)
@@ -599,13 +602,15 @@ class Orchestrator:
                     job.out_dir, f"writing the final outputs of job {job.name}"
                 ) from None
             self._write_provenance(job)
+            seconds = round(time.time() - job.started_at, 3)
+            outputs = {**self._job_finished(job, seconds), **totals.outputs}
             job.status = ev.JobStatus.DONE
             job.frames_done = totals.frames  # the duplicates are done too
             self.emit(
                 ev.JobDone(
                     job=job.name,
                     out_dir=str(job.out_dir),
-                    outputs=totals.outputs,
+                    outputs=outputs,
                     sequences=totals.sequences,
                     viral_sequences=totals.viral_sequences,
                     chunks=totals.chunks,
@@ -616,13 +621,34 @@ class Orchestrator:
                     viral_chunks=totals.viral_chunks,
                     top_sequences=tuple(totals.top_sequences),
                     skipped_shards=job.skipped_shards,
-                    seconds=round(time.time() - job.started_at, 3),
+                    seconds=seconds,
                     demo=self.cfg.demo,
                     duplicate_frames=totals.duplicate_frames,
                     features_path=totals.features_path,
                     features_bytes=totals.features_bytes,
                 )
             )
+
+    def _job_finished(self, job: JobState, seconds: float) -> dict[str, str]:
+        """The hook's files (the report: report.html first), or none with a warning when it
+        fails: the job's outputs are final either way."""
+        hook = self.cfg.on_job_finished
+        if hook is None:
+            return {}
+        self.finished_seconds[job.name] = seconds
+        finished = FinishedJob(self.rundir.root, job.name, job.out_dir, dict(self.finished_seconds))
+        try:
+            paths = hook(finished)
+        except Exception as exc:  # noqa: BLE001 - the extra files never fail a finished job
+            self.emit(
+                ev.WarningEvent(
+                    job=job.name,
+                    message=f"the report of {job.name} was not built ({exc}); build it with: "
+                    f"virnucpro-tui report {self.rundir.root}",
+                )
+            )
+            return {}
+        return {p.name: str(p) for p in paths}
 
     def _feature_request(self) -> FeatureRequest | None:
         if not self.cfg.save_features:

@@ -67,6 +67,7 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     )
     assert 0 < data["esm_mfu"] <= 1  # the CPU peak is the best of several large products
     assert data["prepare_chunks_per_s"] > 1000
+    assert data["python_bytecode_cache"] is (not os.environ.get("PYTHONDONTWRITEBYTECODE"))
     for precision in ("fp16", "bf16"):
         assert data["fidelity"][precision]["esm_cosine_min"] > 0.99
         assert data["fidelity"][precision]["label_flips"] >= 0

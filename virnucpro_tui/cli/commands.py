@@ -79,12 +79,22 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
-    if args.inputs:
+    """The inputs, once INPUT and --out are both given; a bare ``run`` names everything it
+    lacks in one line (not only the first thing argparse checks)."""
+    if args.inputs and args.out is not None:
         return list(args.inputs)
-    raise InputError(
-        f"no INPUT given (the FASTA or FASTQ files to score); to try the demo models on the sample "
-        f"data, from the repository: {DEMO_COMMAND}"
-    )
+    demo = f"to try the demo models on the sample data, from the repository: {DEMO_COMMAND}"
+    if not args.inputs and args.out is None:
+        raise InputError(
+            f"no INPUT and no --out given: `{PROG} run INPUT... --out DIR` scores FASTA or FASTQ "
+            f"files into the run directory DIR; {demo}"
+        )
+    if args.out is None:
+        raise InputError(
+            "no --out given: the run directory for the outputs, events.jsonl and logs (created "
+            "if missing; rerunning with the same --out resumes), e.g. --out results/"
+        )
+    raise InputError(f"no INPUT given (the FASTA or FASTQ files to score); {demo}")
 
 
 def wants_ui(args: argparse.Namespace) -> bool:

@@ -242,10 +242,13 @@ class ReadPosition:
         return self._last
 
 
-def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iterator[FastaRecord]:
+def iter_records(
+    path: str | Path, position: ReadPosition | None = None, validate: bool = True
+) -> Iterator[FastaRecord]:
     """Stream validated records of a FASTA or FASTQ file, plain or compressed. Raises
     :class:`InputError` on the first problem. ``position`` follows how far into the file (in
-    bytes on disk) the reading is."""
+    bytes on disk) the reading is. ``validate=False`` skips the per-record checks of letters
+    and ids, for an input a run has validated already (the report reads it again)."""
     p = Path(path)
     handle, compression = open_sequences(p)
     if position is not None:
@@ -273,7 +276,8 @@ def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iter
         try:
             for title, seq in parsed:
                 rid = title.split(None, 1)[0] if title else ""
-                _check_record(p, index, rid, seq)
+                if validate:
+                    _check_record(p, index, rid, seq)
                 yield FastaRecord(index, rid, title, seq)
                 index += 1
         except FastqProblem as exc:

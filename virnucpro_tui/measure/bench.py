@@ -419,6 +419,9 @@ def measure(
         "precisions": precisions,
         "host": platform.node(),
         "cpu_cores": os.cpu_count(),
+        # start times depend on it: without a bytecode cache every process compiles torch's
+        # sources again (the GPU image sets PYTHONDONTWRITEBYTECODE; a pip install has one)
+        "python_bytecode_cache": not sys.dont_write_bytecode,
     }
     if "prepare" not in skip:
         r["prepare_chunks_per_s"] = bench_prepare(n_records=2000 if tiny else 20_000).chunks_per_s

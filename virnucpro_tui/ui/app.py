@@ -35,7 +35,7 @@ from virnucpro_tui.ui.messages import (
     ProcessGone,
     RunFinished,
 )
-from virnucpro_tui.ui.notices import READ_ONLY_NOTICE, Notice
+from virnucpro_tui.ui.notices import READ_ONLY_NOTICE, Notice, report_notice
 from virnucpro_tui.ui.outcome import RunOutcome
 from virnucpro_tui.ui.render.header import run_status
 from virnucpro_tui.ui.render.results import completion_text
@@ -82,6 +82,7 @@ class VirnucproApp(App[int]):
         Binding("p,c,a", "refuse_steering", show=False),  # when the keys above are off
         Binding("l", "focus_log", "Log"),
         Binding("s", "summary", "Summary"),
+        Binding("r", "report_path", "Report"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('results')", "Results", show=False),
@@ -252,6 +253,9 @@ class VirnucproApp(App[int]):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_report_path(self) -> None:
+        self.tell(report_notice(self.view))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(read_only=self.controller.read_only)))

@@ -24,12 +24,16 @@ KEYS = """\
   [b]a[/b]        add a FASTA or FASTQ input while the run goes on
   [b]l[/b]        the event log, filtered by worker and kind
   [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]r[/b]        the path of report.html (open it in a browser where you are)
+  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
   [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
 READ_ONLY_KEYS = """\
 [b]Keys[/b] (attached, read-only: p, c and a belong to the process running the run)
   [b]q[/b]        leave (the run goes on)
   [b]l[/b]        the event log, filtered by worker and kind
   [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]r[/b]        the path of report.html (open it in a browser where you are)
+  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
   [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
 
 

@@ -153,6 +153,8 @@ _KNOWN_BINARY = {
     "CRAM": "a CRAM file (`samtools fastq` converts it to FASTQ)",
     "%PDF": "a PDF document",
 }
+# a SAM file's header lines start with '@' too, then a two-letter record type and a tab
+_SAM_HEADER = re.compile(r"@(HD|SQ|RG|PG|CO)\t")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
@@ -263,6 +265,10 @@ def iter_records(
         lines = itertools.chain((first,), handle)  # in C: no Python frame per line
         if first.startswith(">"):
             parsed = simple_fasta_parser(lines)
+        elif _SAM_HEADER.match(first):
+            raise InputError(
+                f"{p}: not a FASTA or FASTQ file: a SAM file (`samtools fastq` converts it to FASTQ)"
+            )
         elif first.startswith("@"):
             parsed = fastq_records(lines, line_no - 1)
         else:

@@ -325,17 +325,19 @@ class RunView:
     def frames_total(self) -> int | None:
         """The exact total, once every job is prepared (else None: see ``totals``)."""
         totals = [j.frames_total for j in self.jobs.values()]
-        if any(t is None for t in totals):
+        if not totals or any(t is None for t in totals):  # no job yet: nothing is sized
             return None
         return sum(t for t in totals if t is not None)
 
     def frames_per_chunk(self) -> float | None:
-        """Frames per chunk over everything prepared so far (None before anything is)."""
-        chunks = sum(j.chunks_prepared for j in self.jobs.values() if not j.prepared)
-        frames = sum(j.frames_to_compute for j in self.jobs.values() if not j.prepared)
+        """Frames per chunk over everything prepared so far, once that is a large enough sample
+        (``JobView.sampled``; None before)."""
+        chunks = frames = 0
         for j in self.jobs.values():
             if j.prepared and j.chunks_total:
                 chunks, frames = chunks + j.chunks_total, frames + (j.frames_total or 0)
+            elif j.sampled:
+                chunks, frames = chunks + j.chunks_prepared, frames + j.frames_to_compute
         return frames / chunks if chunks else None
 
     def totals(self) -> Totals:

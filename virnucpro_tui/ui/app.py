@@ -156,7 +156,7 @@ class VirnucproApp(App[int]):
         """Attach: the run's process died; without its run_done, the run is dead."""
         if self.view.dead or self.view.status.finished or self.view.started is None:
             return
-        self.view.process_gone(message.at)
+        self.view.process_gone()  # after its last event, as attach --no-ui says
         self.refresh_bindings()
         self.refresh_dashboard()
         if self.exit_on_done:

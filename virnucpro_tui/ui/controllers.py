@@ -8,7 +8,6 @@ it only watches, or a scripted event list (tests, screenshots).
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -152,7 +151,7 @@ class AttachedRun:
                 if events:
                     post(EventBatch(events))
                 if process == Process.GONE:
-                    post(ProcessGone(time.time()))
+                    post(ProcessGone())
                 if self._stop.wait(self.poll_s):
                     return
         finally:

@@ -56,8 +56,5 @@ class OwnerChanged(Message, bubble=False):
 
 
 class ProcessGone(Message, bubble=False):
-    """Attach: the run's process is gone and its last events have been read."""
-
-    def __init__(self, at: float) -> None:
-        super().__init__()
-        self.at = at
+    """Attach: the run's process is gone and its last events have been read (it died after the
+    last of them: ``RunView.process_gone``)."""

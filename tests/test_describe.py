@@ -507,3 +507,17 @@ def test_a_run_starting_shows_no_percentage_of_nothing() -> None:
     assert view.totals().total is None
     line = progress_line(view, T)
     assert "0 frames (starting)" in line and "100.0%" not in line and "0/0 frames" not in line
+
+
+def test_earlier_scores_count_once_their_shard_is_verified_again() -> None:
+    """A live view of a resumed run is given what earlier runs scored (``restore``): a shard's
+    scores count when this run verifies it (``shard_skipped``), once, and not before."""
+    earlier = [shard_done(T, 0, frames=10), shard_done(T + 1, 1, frames=6)]
+    view = fold(started(T + 10, resumed=True))
+    view.restore(earlier)  # type: ignore[arg-type]
+    assert (view.virus_frames, view.others_frames) == (0, 0)
+    view.apply(ev("shard_skipped", T + 11, job="a", shard=0, frames=10))
+    view.apply(ev("shard_skipped", T + 11, job="a", shard=0, frames=10))
+    assert (view.virus_frames, view.others_frames, sum(view.histogram)) == (5, 5, 10)
+    view.apply(shard_done(T + 12, 1, frames=6))  # recomputed this time: its own scores
+    assert (view.virus_frames, view.others_frames) == (8, 8)

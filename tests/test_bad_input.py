@@ -127,6 +127,9 @@ def test_length_other_than_published(
 
 def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["run", "--length", "500"])
+        main(["run", "--length", "five"])
     assert exc.value.code == 2
-    assert "--out" in capsys.readouterr().err
+    assert "--length: invalid int value: 'five'" in capsys.readouterr().err
+    # a missing INPUT or --out is named by the command itself, also exit 2 (test_cli.py)
+    assert main(["run", "--length", "500"]) == 2
+    assert "no INPUT and no --out given" in capsys.readouterr().err

@@ -11,11 +11,14 @@ import io
 import lzma
 import random
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from Bio import bgzf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import (
     OUTPUT_FILES,
@@ -124,6 +127,44 @@ def test_every_format_and_compression_reads_the_same_records(
     scan = scan_input(path, 500)
     assert (scan.format, scan.compression) == (SequenceFormat(fmt), KIND[compression])
     assert (scan.records, scan.chunks) == (150, 184)
+
+
+IDS = st.text(
+    st.characters(blacklist_categories=("Z", "C"), blacklist_characters="@>+"),
+    min_size=1,
+    max_size=30,
+)
+SEQS = st.text(alphabet="ACGTacgtNn", min_size=1, max_size=700)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(IDS, SEQS, st.randoms()), min_size=1, max_size=8, unique_by=lambda r: r[0]),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=120)),
+    st.sampled_from(["\n", "\r\n"]),
+    st.booleans(),
+    st.sampled_from(sorted(COMPRESSORS)),
+)
+def test_fastq_round_trip(
+    records, width, newline: str, repeat_title: bool, compression: str
+) -> None:
+    """Any valid FASTQ (four lines, or wrapped at ``width``; quality of any Phred characters,
+    '@' and '+' included; the title repeated on the '+' line or not; LF or CRLF; any
+    compression) reads back as its records."""
+    text = []
+    for rid, seq, rng in records:
+        qual = "".join(chr(rng.randint(33, 126)) for _ in seq)
+        wrap = width or len(seq)
+        text.append(f"@{rid} desc")
+        text += [seq[i : i + wrap] for i in range(0, len(seq), wrap)]
+        text.append(f"+{rid} desc" if repeat_title else "+")
+        text += [qual[i : i + wrap] for i in range(0, len(qual), wrap)]
+    data = (newline.join(text) + newline).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in"
+        path.write_bytes(COMPRESSORS[compression](data))
+        got = [(r.id, r.title, r.seq) for r in iter_records(path)]
+    assert got == [(rid, f"{rid} desc", seq) for rid, seq, _ in records]
 
 
 def test_bgzip_is_many_gzip_members(reads: list[FastaRecord]) -> None:
@@ -287,6 +328,11 @@ BAD = {
         gzip.compress(b"BAM\x01\x00\x00\x00\x00"),
         "reads.bam",
         ["reads.bam: not a FASTA or FASTQ file: a BAM file", "samtools fastq"],
+    ),
+    "sam_file": (
+        b"@HD\tVN:1.6\tSO:unsorted\n@SQ\tSN:chr1\tLN:1000\nr1\t4\t*\t0\t0\t*\t*\t0\t0\tACGT\tIIII\n",
+        "reads.sam",
+        ["reads.sam: not a FASTA or FASTQ file: a SAM file", "samtools fastq"],
     ),
     "truncated_bzip2": (
         bz2.compress(LONG)[:-40],

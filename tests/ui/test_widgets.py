@@ -22,7 +22,7 @@ from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import render
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
 from virnucpro_tui.ui.controllers import LiveRun
-from virnucpro_tui.ui.launch import print_outcome
+from virnucpro_tui.ui.launch import print_outcome, stop_for_signal
 from virnucpro_tui.ui.messages import EventMessage, RunFinished
 from virnucpro_tui.ui.render import DEMO_BANNER
 from virnucpro_tui.ui.screens import AddInputScreen, CompletionScreen, ConfirmQuitScreen, HelpScreen
@@ -579,7 +579,7 @@ def test_a_signal_stops_like_ctrl_c_and_leaves_once_the_run_has() -> None:
         app = scripted_app(scenario.mid_run_events())
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot, app)
-            app.stop_for_signal()  # what SIGTERM / SIGHUP schedule on the app's loop
+            stop_for_signal(app)  # what SIGTERM / SIGHUP schedule on the app's loop
             assert app.controller.calls == [("stop", False)] and app.exit_on_done
             app.apply_events([ev("run_done", scenario.NOW, status="interrupted", exit_code=130)])
             await pilot.pause()

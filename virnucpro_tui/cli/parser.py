@@ -28,6 +28,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
+        usage=f"{PROG} run INPUT... --out DIR [options]",
         help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
         description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
         "(its own subdirectory when there are several). Rerun the same command to resume.",

@@ -174,8 +174,9 @@ RUN_OPTIONS = (
         "--out",
         "-o",
         type=Path,
-        required=True,
-        help="run directory (outputs, events.jsonl, logs)",
+        metavar="DIR",
+        help="the run directory (needed): outputs, events.jsonl, logs; created if missing, and "
+        "rerunning with the same --out resumes",
         into="run.out",
     ),
     option(

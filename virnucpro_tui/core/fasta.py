@@ -153,6 +153,8 @@ _KNOWN_BINARY = {
     "CRAM": "a CRAM file (`samtools fastq` converts it to FASTQ)",
     "%PDF": "a PDF document",
 }
+# a SAM file's header lines start with '@' too, then a two-letter record type and a tab
+_SAM_HEADER = re.compile(r"@(HD|SQ|RG|PG|CO)\t")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
@@ -240,10 +242,13 @@ class ReadPosition:
         return self._last
 
 
-def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iterator[FastaRecord]:
+def iter_records(
+    path: str | Path, position: ReadPosition | None = None, validate: bool = True
+) -> Iterator[FastaRecord]:
     """Stream validated records of a FASTA or FASTQ file, plain or compressed. Raises
     :class:`InputError` on the first problem. ``position`` follows how far into the file (in
-    bytes on disk) the reading is."""
+    bytes on disk) the reading is. ``validate=False`` skips the per-record checks of letters
+    and ids, for an input a run has validated already (the report reads it again)."""
     p = Path(path)
     handle, compression = open_sequences(p)
     if position is not None:
@@ -260,6 +265,10 @@ def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iter
         lines = itertools.chain((first,), handle)  # in C: no Python frame per line
         if first.startswith(">"):
             parsed = simple_fasta_parser(lines)
+        elif _SAM_HEADER.match(first):
+            raise InputError(
+                f"{p}: not a FASTA or FASTQ file: a SAM file (`samtools fastq` converts it to FASTQ)"
+            )
         elif first.startswith("@"):
             parsed = fastq_records(lines, line_no - 1)
         else:
@@ -267,7 +276,8 @@ def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iter
         try:
             for title, seq in parsed:
                 rid = title.split(None, 1)[0] if title else ""
-                _check_record(p, index, rid, seq)
+                if validate:
+                    _check_record(p, index, rid, seq)
                 yield FastaRecord(index, rid, title, seq)
                 index += 1
         except FastqProblem as exc:

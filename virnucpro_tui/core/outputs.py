@@ -92,9 +92,11 @@ class ConsensusBuilder:
         cur = self.chunks.get(key)
         if cur is None:
             cur = self.chunks[key] = ChunkConsensus(pred.p_others, pred.p_virus)
-        else:
-            cur.max_others = max(cur.max_others, pred.p_others)
-            cur.max_virus = max(cur.max_virus, pred.p_virus)
+        else:  # what max() keeps, without its call
+            if pred.p_others > cur.max_others:
+                cur.max_others = pred.p_others
+            if pred.p_virus > cur.max_virus:
+                cur.max_virus = pred.p_virus
         return cur
 
     def add_all(self, preds: Iterable[Prediction]) -> ConsensusBuilder:

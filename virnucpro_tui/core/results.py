@@ -6,6 +6,7 @@ Everything streams: memory holds one sequence's frames at a time, whatever the r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,10 +105,10 @@ def join_results(
     the frames must belong to the sequence and agree with its counts."""
     stream = iter(frames)
     for summary in summaries:
-        mine = [next(stream, None) for _ in range(summary.frames)]
-        if any(p is None or not p.frame_id.startswith(summary.id + CHUNK_MARK) for p in mine):
+        prefix = summary.id + CHUNK_MARK
+        preds = list(itertools.islice(stream, summary.frames))
+        if len(preds) < summary.frames or not all(p.frame_id.startswith(prefix) for p in preds):
             raise ResultsError(f"{summary.id}: its frames are missing or out of order")
-        preds = [p for p in mine if p is not None]
         chunks = chunk_calls(preds)
         viral = sum(c.is_virus for c in chunks.values())
         if len(chunks) != summary.chunks_with_frames or viral != summary.viral_chunks:

@@ -27,19 +27,18 @@ def viral_header(summary: SequenceSummary, title: str) -> str:
     return f"{header} {description}\n" if description else header + "\n"
 
 
-def write_viral_sequences(
-    records: Iterable[FastaRecord],
-    summaries: Iterable[SequenceSummary],
-    out: TextIO,
-    prefix: bool = False,
-) -> int:
-    """Write the records whose summary calls them virus; returns how many. Both streams are in
-    input order; a record whose id or length differs from its summary row raises, and so do
-    records past the last summary unless ``prefix`` (the summaries of a run not finished)."""
-    written = 0
-    stream = iter(records)
-    for summary in summaries:
-        record = next(stream, None)
+class ViralSequenceFilter:
+    """Fed each summary row in input order (``add``), writes the matching input record when it
+    is called virus. A record whose id or length differs from its row raises, and so do records
+    past the last row at ``finish`` unless ``prefix`` (the rows of a run not finished)."""
+
+    def __init__(self, records: Iterable[FastaRecord], out: TextIO) -> None:
+        self.records = iter(records)
+        self.out = out
+        self.written = 0
+
+    def add(self, summary: SequenceSummary) -> None:
+        record = next(self.records, None)
         if record is None:
             raise InputMismatchError(f"the input ends before sequence {summary.id!r}")
         if record.id != summary.id or len(record.seq) != summary.length:
@@ -48,10 +47,24 @@ def write_viral_sequences(
                 f"{len(record.seq)} bases; the run scored {summary.id!r} of {summary.length}"
             )
         if summary.call == "virus":
-            out.write(viral_header(summary, record.title))
-            out.write(record.seq)
-            out.write("\n")
-            written += 1
-    if not prefix and next(stream, None) is not None:
-        raise InputMismatchError("the input holds more records than the run scored")
-    return written
+            self.out.write(f"{viral_header(summary, record.title)}{record.seq}\n")
+            self.written += 1
+
+    def finish(self, prefix: bool = False) -> int:
+        if not prefix and next(self.records, None) is not None:
+            raise InputMismatchError("the input holds more records than the run scored")
+        return self.written
+
+
+def write_viral_sequences(
+    records: Iterable[FastaRecord],
+    summaries: Iterable[SequenceSummary],
+    out: TextIO,
+    prefix: bool = False,
+) -> int:
+    """Write the records whose summary calls them virus; returns how many (both streams in
+    input order; ``ViralSequenceFilter`` says what raises)."""
+    viral = ViralSequenceFilter(records, out)
+    for summary in summaries:
+        viral.add(summary)
+    return viral.finish(prefix)

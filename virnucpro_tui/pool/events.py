@@ -163,6 +163,7 @@ class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
     dtype: str | UnsetType = UNSET
     seconds: float | UnsetType = UNSET  # on done (reading), on warmup_done (the warm-up)
     compile: bool | UnsetType = UNSET  # on warmup_start: whether torch.compile runs
+    cached: bool | UnsetType = UNSET  # on warmup_start: compiled kernels of an earlier run load
     bytes_on_device: int | UnsetType = UNSET
     compile_seconds: float | None | UnsetType = UNSET
     fast_path: bool | UnsetType = UNSET

@@ -29,12 +29,19 @@ from virnucpro_tui.core.outputs import (
     SUMMARY_FILE,
     VIRAL_SEQUENCES_FILE,
 )
-from virnucpro_tui.core.results import ResultsError, iter_summary
-from virnucpro_tui.core.viral import InputMismatchError, write_viral_sequences
+from virnucpro_tui.core.results import ResultsError
+from virnucpro_tui.core.viral import InputMismatchError, ViralSequenceFilter
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.report import figure, html
-from virnucpro_tui.report.data import JobSource, RunSource, check_results, load_run
-from virnucpro_tui.report.scan import TOP_TABLE, TOP_TRACKS, JobStats, TrackPicker, scan_job
+from virnucpro_tui.report.data import JobSource, RunSource, load_run
+from virnucpro_tui.report.scan import (
+    TOP_TABLE,
+    TOP_TRACKS,
+    JobStats,
+    ScanSinks,
+    TrackPicker,
+    scan_job,
+)
 from virnucpro_tui.report.timeline import build_timeline
 from virnucpro_tui.run.rundir import PROVENANCE
 
@@ -91,7 +98,7 @@ def build_report(
     if options.region_gap < 0:
         raise InputError("--region-gap: a number of chunks, 0 or more")
     source = load_run(run_dir, options.partial, finished_jobs)
-    check_results(source)
+    # a corrupt sequence_summary.tsv raises during the pass: nothing is renamed into place
     out_root = options.out or (run_dir / PARTIAL_DIR if source.partial else run_dir)
     single = len(source.manifest["inputs"]) == 1
     for job in source.jobs:
@@ -142,20 +149,18 @@ def _build_job(
         if rebuild:
             tsv = staging.text(job_out / REGIONS_TSV_FILE)
             bed = staging.text(job_out / REGIONS_BED_FILE)
+            viral = ViralSequenceFilter(
+                iter_records(_input_path(job), validate=False),
+                staging.text(job_out / VIRAL_SEQUENCES_FILE),
+            )
         else:  # built when the job finished: only its numbers are needed again
             tsv = bed = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+            viral = None
+        sinks = ScanSinks(tsv, bed, picker, table, viral.add if viral else None)
         try:
-            stats = scan_job(
-                source.results(job),
-                source.chunk_length,
-                options.region_gap,
-                tsv,
-                bed,
-                picker,
-                table,
-            )
-            if rebuild:
-                _write_sequences(source, job, staging.text(job_out / VIRAL_SEQUENCES_FILE))
+            stats = scan_job(source.results(job), source.chunk_length, options.region_gap, sinks)
+            if viral is not None:
+                viral.finish(prefix=not job.finished)  # --partial: the records scored so far
         except (ResultsError, InputMismatchError, UnicodeDecodeError) as exc:
             raise InputError(f"job {job.name}: {exc}") from None
     png = (
@@ -198,16 +203,6 @@ def _figures(
     staging.data(job_out / FIGURE_PNG_FILE, png)
     staging.data(job_out / FIGURE_SVG_FILE, svg)
     return png
-
-
-def _write_sequences(source: RunSource, job: JobSource, out: TextIO) -> None:
-    """The records called virus; with --partial, of the records scored so far (a prefix)."""
-    summaries = (
-        iter_summary(job.results_dir / SUMMARY_FILE)
-        if job.finished
-        else (r.summary for r in source.results(job))
-    )
-    write_viral_sequences(iter_records(_input_path(job)), summaries, out, prefix=not job.finished)
 
 
 def _links(job: JobSource, job_out: Path, out_root: Path) -> dict[str, str]:

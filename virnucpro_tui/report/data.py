@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.core.outputs import PREDICTION_FILE, SUMMARY_FILE, Prediction, SequenceSummary
-from virnucpro_tui.core.results import ResultsError, SequenceResult, chunk_calls, read_job_results
+from virnucpro_tui.core.results import SequenceResult, chunk_calls, read_job_results
 from virnucpro_tui.core.shards import CorruptShardError, shard_path
 from virnucpro_tui.errors import InputError, VirnucproError
 from virnucpro_tui.pool import events as ev
@@ -134,21 +134,6 @@ def _read_events(layout: RunLayout) -> list[ev.Event]:
         return tail.backlog()
     finally:
         tail.close()
-
-
-def check_results(source: RunSource) -> None:
-    """Read every finished job's summary once (before anything is written), so a corrupt
-    ``sequence_summary.tsv`` is refused with one line and nothing written."""
-    from virnucpro_tui.core.results import iter_summary
-
-    for job in source.jobs:
-        if not job.finished:
-            continue
-        try:
-            for _ in iter_summary(job.results_dir / SUMMARY_FILE):
-                pass
-        except (ResultsError, UnicodeDecodeError) as exc:
-            raise InputError(f"corrupt results: {exc}") from None
 
 
 # -- --partial: the verified shards ---------------------------------------------------------------

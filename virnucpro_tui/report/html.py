@@ -25,8 +25,8 @@ section{background:#fff;border:1px solid var(--line);border-radius:8px;margin:20
 h2{font-size:18px;margin:4px 0 12px}h3{font-size:15px;margin:18px 0 8px;color:#243b53}
 .banner{padding:10px 32px;font-weight:600}.demo{background:#fff3cd;color:#7a4b00;border-bottom:1px solid #f0d58c}
 .partial{background:#fde2e1;color:#8a1c1c;border-bottom:1px solid #f5b5b3}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0 10px}
-.card{flex:1 1 140px;border:1px solid var(--line);border-radius:6px;padding:8px 12px;background:#fbfcfe}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(128px,1fr));gap:10px;margin:6px 0 12px}
+.card{border:1px solid var(--line);border-radius:6px;padding:8px 12px;background:#fbfcfe}
 .card .v{font-size:20px;font-weight:600}.card .k{color:var(--muted);font-size:12px}
 .card.virus .v{color:var(--virus)}.card.others .v{color:var(--others)}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}

@@ -5,13 +5,14 @@ table rows of a capped number of sequences), whatever the number of sequences.""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
+from virnucpro_tui.core.outputs import SequenceSummary
 from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
 from virnucpro_tui.core.results import SequenceResult
 
@@ -116,45 +117,67 @@ def make_track(result: SequenceResult, chunk_length: int, regions: list[Region])
     )
 
 
+@dataclass
+class ScanSinks:
+    """Where one pass over a job's results goes: the regions files, the tracks and table rows
+    picked, and each sequence's summary row (the viral sequences' filter)."""
+
+    tsv: TextIO
+    bed: TextIO
+    picker: TrackPicker
+    table: TrackPicker
+    on_sequence: Callable[[SequenceSummary], None] | None = None
+
+
 def scan_job(
-    results: Iterable[SequenceResult],
-    chunk_length: int,
-    region_gap: int,
-    tsv: TextIO,
-    bed: TextIO,
-    picker: TrackPicker,
-    table: TrackPicker,
+    results: Iterable[SequenceResult], chunk_length: int, region_gap: int, sinks: ScanSinks
 ) -> JobStats:
-    """Write the regions of every sequence to ``tsv`` and ``bed``; count, bin and pick."""
+    """Write the regions of every sequence; count, bin and pick."""
     stats = JobStats()
-    tsv.write(REGIONS_TSV_HEADER)
+    sinks.tsv.write(REGIONS_TSV_HEADER)
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
-    scores: list[float] = []
+    scores: list[np.float32] = []
     for result in results:
         s = result.summary
-        regions = sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
-        for region in regions:
-            tsv.write(region.tsv_row())
-            bed.write(region.bed_row())
-            stats.region_bases += region.length
-            stats.partial_regions += not region.whole_sequence
-        stats.regions += len(regions)
-        stats.sequences += 1
-        stats.calls[s.call] += 1
-        stats.chunks += s.chunks
-        stats.chunks_with_frames += s.chunks_with_frames
-        stats.viral_chunks += s.viral_chunks
-        stats.frames += s.frames
+        regions = (
+            sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
+            if s.viral_chunks
+            else []
+        )
+        _add_regions(stats, regions, sinks)
+        call = s.call
+        _count(stats, s, call)
         for p in result.frames:
-            scores.append(float(p.p_virus))
-            stats.virus_frames += p.label == "virus"
+            scores.append(p.p_virus)
+            if p.p_virus > p.p_others:
+                stats.virus_frames += 1
         if len(scores) >= 65536:
             stats.histogram += np.histogram(np.asarray(scores, np.float64), edges)[0]
             scores.clear()
-        if s.call == "virus" or picker.wanted is not None:
-            picker.consider(result, chunk_length, regions)
-        if s.call == "virus":
-            table.consider(result, chunk_length, regions)
+        if call == "virus" or sinks.picker.wanted is not None:
+            sinks.picker.consider(result, chunk_length, regions)
+        if call == "virus":
+            sinks.table.consider(result, chunk_length, regions)
+        if sinks.on_sequence is not None:
+            sinks.on_sequence(s)
     stats.histogram += np.histogram(np.asarray(scores, np.float64), edges)[0]
-    stats.tracks = picker.tracks()
+    stats.tracks = sinks.picker.tracks()
     return stats
+
+
+def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> None:
+    for region in regions:
+        sinks.tsv.write(region.tsv_row())
+        sinks.bed.write(region.bed_row())
+        stats.region_bases += region.length
+        stats.partial_regions += not region.whole_sequence
+    stats.regions += len(regions)
+
+
+def _count(stats: JobStats, s: SequenceSummary, call: str) -> None:
+    stats.sequences += 1
+    stats.calls[call] += 1
+    stats.chunks += s.chunks
+    stats.chunks_with_frames += s.chunks_with_frames
+    stats.viral_chunks += s.viral_chunks
+    stats.frames += s.frames

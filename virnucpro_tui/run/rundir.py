@@ -27,7 +27,7 @@ from virnucpro_tui.core.outputs import (
     REPORT_FILE,
     SUMMARY_FILE,
 )
-from virnucpro_tui.errors import RunDirError
+from virnucpro_tui.errors import RunDirError, output_dir_problem
 from virnucpro_tui.pool.layout import EVENTS, MANIFEST, RunLayout
 
 PROVENANCE = "provenance.json"
@@ -160,7 +160,8 @@ class RunDir:
             fh = open(self.layout.lock, "a+")  # noqa: SIM115 - held for the life of the run
         except OSError as exc:
             raise RunDirError(
-                f"{self.root}: cannot use the output directory ({exc.strerror or exc})"
+                f"{self.root}: cannot use the output directory "
+                f"({output_dir_problem(self.root, exc)}); --out names a directory, created if missing"
             ) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -254,6 +254,7 @@ class RunView:
             m.state, m.since = "loading", e.ts
         elif e.phase == ev.ModelPhase.WARMUP_START:
             m.state, m.since, m.compiling = "warming up", e.ts, bool(ev.present(e.compile))
+            m.cached = bool(ev.present(e.cached))
         elif e.phase == ev.ModelPhase.WARMUP_DONE:
             m.warmup_seconds = ev.present(e.seconds)
             m.since = e.ts  # the rest of the load (if any) until done

@@ -18,6 +18,7 @@ class ModelView:
     seconds: float | None = None  # reading and moving to the device
     warmup_seconds: float | None = None  # compilation and warm-up batches
     compiling: bool = False  # the warm-up includes torch.compile
+    cached: bool = False  # ... which loads the kernels an earlier run compiled
     bytes_on_device: int | None = None
     dtype: str | None = None
 

@@ -36,7 +36,7 @@ from virnucpro_tui.ui.messages import (
     ProcessGone,
     RunFinished,
 )
-from virnucpro_tui.ui.notices import READ_ONLY_NOTICE, Notice
+from virnucpro_tui.ui.notices import READ_ONLY_NOTICE, Notice, report_notice
 from virnucpro_tui.ui.outcome import RunOutcome
 from virnucpro_tui.ui.render.header import run_status
 from virnucpro_tui.ui.render.results import completion_text
@@ -83,6 +83,7 @@ class VirnucproApp(App[int]):
         Binding("p,c,a", "refuse_steering", show=False),  # when the keys above are off
         Binding("l", "focus_log", "Log"),
         Binding("s", "summary", "Summary"),
+        Binding("r", "report_path", "Report"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('results')", "Results", show=False),
@@ -228,11 +229,6 @@ class VirnucproApp(App[int]):
         else:
             self._stop(abandon=self.mode.stopping)
 
-    def stop_for_signal(self) -> None:
-        """A signal asked the process to end: stop (or abandon) and leave as soon as it has."""
-        self.exit_on_done = True
-        self.action_interrupt()
-
     def _stop(self, abandon: bool) -> None:
         self.tell(self.steering.stop(abandon))
         self.refresh_bindings()
@@ -253,6 +249,9 @@ class VirnucproApp(App[int]):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_report_path(self) -> None:
+        self.tell(report_notice(self.view))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(read_only=self.controller.read_only)))

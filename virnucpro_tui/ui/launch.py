@@ -20,6 +20,7 @@ from virnucpro_tui.errors import EXIT_INTERRUPTED
 from virnucpro_tui.pool.events import EventSink
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import Backend
+from virnucpro_tui.run.attach import resume_command_of
 from virnucpro_tui.run.describe import summary_lines
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui.app import PROG, VirnucproApp
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     from virnucpro_tui.run.orchestrator import RunConfig
 
 EXIT_ON_DONE_ENV = "VIRNUCPRO_TUI_EXIT_ON_DONE"
+
+
+def stop_for_signal(app: VirnucproApp) -> None:
+    """A signal asked the process to end: stop (or abandon) and leave as soon as it has."""
+    app.exit_on_done = True
+    app.action_interrupt()
 
 
 def env_flag(name: str) -> bool:
@@ -49,7 +56,7 @@ def stop_on_signals(app: VirnucproApp) -> Iterator[None]:
             app.controller.stop(abandon=app.mode.stopping)
             app.mode.stopping = True
             return
-        loop.call_soon_threadsafe(app.stop_for_signal)
+        loop.call_soon_threadsafe(stop_for_signal, app)
 
     wanted = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     old = {s: signal.signal(s, on_signal) for s in wanted}
@@ -117,6 +124,8 @@ def run_dashboard(cfg: RunConfig, sinks: list[EventSink], backend: Backend[Any] 
 def print_outcome(view: RunView, error: str | None) -> None:
     """After the screen is restored: the summary (outputs, resumable) and any error, as plain lines."""
     if view.started is not None:
+        if view.resume_command is None:  # a run of this process: the command it ran
+            view.resume_command = resume_command_of(view.out)
         for line in summary_lines(view):
             print(line, file=sys.stderr)
     if error:

@@ -83,3 +83,20 @@ def event_notice(event: Event, view: RunView) -> Notice | None:
     if isinstance(event, JobAdded):
         return Notice(f"{event.input} added as job {event.job}", title="input added")
     return None
+
+
+def report_notice(view: RunView) -> Notice:
+    """Where report.html is (``r``): never a browser launched, the user is often on ssh."""
+    path = Path(view.out) / "report.html" if view.out else None
+    if path is not None and path.is_file():
+        return Notice(
+            f"{path}\ncopy it to your machine (scp) and open it in a browser; it needs no network",
+            title="report.html",
+            timeout=20,
+        )
+    return Notice(
+        "report.html is written when an input is done (not with --no-report; "
+        f"`virnucpro-tui report {view.out or 'RUN_DIR'}` builds it then)",
+        title="No report yet",
+        timeout=10,
+    )

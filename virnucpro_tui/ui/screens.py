@@ -30,6 +30,8 @@ COMMON_KEYS = [
     ("l", "the event log, filtered by worker and kind"),
     ("1 2 3", "overview, results, log"),
     ("s", "the summary when the run is over"),
+    ("r", "the path of report.html (open it in a browser where you are)"),
+    ("↑ ↓", "in Results: pick the sequence whose track is drawn"),
     ("?", "this help"),
     ("tab", "moves focus; the mouse works too"),
 ]

@@ -12,6 +12,7 @@ from virnucpro_tui.ui.widgets import (
     JobTable,
     RecentEvents,
     ResultsSummary,
+    SequenceTrack,
     TopTable,
     TopTitle,
     WorkerGrid,
@@ -41,5 +42,7 @@ def dashboard_tabs(state: DashboardState) -> ComposeResult:
             yield ResultsSummary(state, histogram_height=10, id="results-summary")
             yield TopTitle(state, id="top-title", classes="section-title")
             yield TopTable(state, id="top")
+            yield Static("Sequence track", classes="section-title")
+            yield SequenceTrack(state, id="track")
         with TabPane("Log", id="log"):
             yield EventLog(state, id="event-log")

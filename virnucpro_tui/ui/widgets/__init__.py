@@ -13,6 +13,7 @@ from virnucpro_tui.ui.widgets.job_table import JobTable
 from virnucpro_tui.ui.widgets.progress import OverallProgress
 from virnucpro_tui.ui.widgets.recent_events import RecentEvents
 from virnucpro_tui.ui.widgets.results_summary import ResultsSummary
+from virnucpro_tui.ui.widgets.sequence_track import SequenceTrack
 from virnucpro_tui.ui.widgets.top_table import TopTable, TopTitle
 from virnucpro_tui.ui.widgets.worker_grid import WorkerGrid
 from virnucpro_tui.ui.widgets.worker_panel import WorkerPanel
@@ -26,6 +27,7 @@ __all__ = [
     "OverallProgress",
     "RecentEvents",
     "ResultsSummary",
+    "SequenceTrack",
     "TableWidget",
     "TopTable",
     "TopTitle",

@@ -251,7 +251,8 @@ class VirnucproApp(App[int]):
         self.query_one(TabbedContent).active = tab
 
     def action_report_path(self) -> None:
-        self.tell(report_notice(self.view))
+        watch = getattr(self.controller, "watch", None)  # an attached run: where it was found
+        self.tell(report_notice(self.view, watch.run_dir if watch is not None else None))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(read_only=self.controller.read_only)))

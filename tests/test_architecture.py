@@ -14,15 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "virnucpro_tui"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 FUNCTION_LIMITED = ("run", "pool", "ui")
-# Modules still over the limits while they are being split (issue 22); remove each once it fits.
-OVER_MODULE_LIMIT = {
-    "pool/events.py",
-    "pool/ray_backend.py",
-    "pool/worker.py",
-    "run/orchestrator.py",
-    "run/view.py",
-    "ui/render.py",
-}
+# Modules still over the limit while they are being split; remove each once it fits.
+OVER_MODULE_LIMIT = {"run/view.py", "ui/render.py"}  # the views' split (issue 22) is under way
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:

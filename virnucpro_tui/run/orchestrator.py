@@ -25,6 +25,7 @@ from virnucpro_tui.errors import (
 )
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.devices import DeviceSlot
+from virnucpro_tui.pool.event_sinks import Fanout, JsonlWriter
 from virnucpro_tui.pool.local import LocalBackend
 from virnucpro_tui.pool.pool import PersistentWorkerPool
 from virnucpro_tui.pool.transport import Backend
@@ -51,7 +52,7 @@ class Orchestrator:
     ) -> None:
         self.cfg = cfg
         self.rundir = RunDir(cfg.out)
-        self.emit = ev.Fanout(*(sinks or []))
+        self.emit = Fanout(*(sinks or []))
         self.steering = Steering()
         self.stop_mode: str | None = None  # "graceful" or "abandon" once a stop is asked
         self.paused = False
@@ -81,7 +82,7 @@ class Orchestrator:
         writer = None
         try:
             resumed = self._open_run_dir(scans)
-            writer = ev.JsonlWriter(self.rundir.events)
+            writer = JsonlWriter(self.rundir.events)
             self.emit.add(writer)
             self._announce(resumed)
             code = self._run_jobs()

@@ -67,7 +67,7 @@ def test_the_package_has_no_import_cycle_counting_deferred_and_type_checking_imp
         importer="virnucpro_tui.cli.commands", imported="virnucpro_tui.run.orchestrator"
     )  # a deferred import
     assert graph.direct_import_exists(
-        importer="virnucpro_tui.cli.run_options", imported="virnucpro_tui.run.orchestrator"
+        importer="virnucpro_tui.cli.run_options", imported="virnucpro_tui.run.config"
     )  # a TYPE_CHECKING import (and a deferred one)
     assert import_cycles(graph) == []
 

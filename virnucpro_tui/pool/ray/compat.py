@@ -25,17 +25,28 @@ INTERNALS = (
 
 def missing_internals() -> list[str]:
     """The ``INTERNALS`` the installed Ray lacks (each ``module.attribute``)."""
-    import importlib
+    modules: dict[str, Any] = {}
+    with contextlib.suppress(ImportError):
+        import ray._private.worker as ray_worker
 
-    missing = []
-    for module, name in INTERNALS:
-        try:
-            found = hasattr(importlib.import_module(module), name)
-        except ImportError:
-            found = False
-        if not found:
-            missing.append(f"{module}.{name}")
-    return missing
+        modules["ray._private.worker"] = ray_worker
+    with contextlib.suppress(ImportError):
+        import ray._private.ray_constants as ray_constants
+
+        modules["ray._private.ray_constants"] = ray_constants
+    with contextlib.suppress(ImportError):
+        import ray._private.services as ray_services
+
+        modules["ray._private.services"] = ray_services
+    with contextlib.suppress(ImportError):
+        import ray._raylet as ray_raylet
+
+        modules["ray._raylet"] = ray_raylet
+    with contextlib.suppress(ImportError):
+        import ray.exceptions as ray_exceptions
+
+        modules["ray.exceptions"] = ray_exceptions
+    return [f"{m}.{name}" for m, name in INTERNALS if not hasattr(modules.get(m), name)]
 
 
 def actor_unavailable_error(ray: Any) -> Any:

@@ -15,11 +15,15 @@ CASES = {
     "missing": (None, "absent.fa", ["absent.fa", "not found"]),
     "empty": (b"", "empty.fa", ["empty.fa", "empty"]),
     "blank_lines": (b"\n\n  \n", "blank.fa", ["blank.fa", "no sequences"]),
-    "not_fasta": (b"sample\tread_count\nA\t12\n", "table.fa", ["table.fa", "not a FASTA file"]),
+    "not_fasta": (
+        b"sample\tread_count\nA\t12\n",
+        "table.fa",
+        ["table.fa", "not a FASTA or FASTQ file"],
+    ),
     "binary": (
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
         "image.fa",
-        ["image.fa", "not a FASTA file"],
+        ["image.fa", "not a FASTA or FASTQ file"],
     ),
     "protein": (
         b">p1 kinase\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n",
@@ -52,7 +56,7 @@ CASES = {
     "gz_of_text": (
         gzip.compress(b"this is not fasta\n"),
         "text.fa.gz",
-        ["text.fa.gz", "not a FASTA file"],
+        ["text.fa.gz", "not a FASTA or FASTQ file"],
     ),
 }
 
@@ -123,6 +127,9 @@ def test_length_other_than_published(
 
 def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["run", "--length", "500"])
+        main(["run", "--length", "five"])
     assert exc.value.code == 2
-    assert "--out" in capsys.readouterr().err
+    assert "--length: invalid int value: 'five'" in capsys.readouterr().err
+    # a missing INPUT or --out is named by the command itself, also exit 2 (test_cli.py)
+    assert main(["run", "--length", "500"]) == 2
+    assert "no INPUT and no --out given" in capsys.readouterr().err

@@ -67,6 +67,7 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     )
     assert 0 < data["esm_mfu"] <= 1  # the CPU peak is the best of several large products
     assert data["prepare_chunks_per_s"] > 1000
+    assert data["python_bytecode_cache"] is (not os.environ.get("PYTHONDONTWRITEBYTECODE"))
     for precision in ("fp16", "bf16"):
         assert data["fidelity"][precision]["esm_cosine_min"] > 0.99
         assert data["fidelity"][precision]["label_flips"] >= 0
@@ -83,6 +84,9 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     assert "speed-up vs published settings" in r.stdout
     assert "3B" not in r.stdout and "3B" not in r.stderr
     assert "tiny shapes on the CPU" in r.stdout.splitlines()[0]
+    # CPU figures are not labelled as a GPU's
+    assert "whole pipeline frames/s with one CPU worker (pool)" in r.stdout
+    assert "GPU" not in r.stdout
     for line in r.stdout.splitlines()[2:]:
         if "prepare" in line or "measured matmul" in line or ":" in line:
             continue

@@ -49,8 +49,8 @@ def help_of(*words: str) -> str:
 
 
 def test_the_help_explains_input_dir_lengths_and_sections() -> None:
-    assert "a FASTA file of nucleotide sequences" in help_of("run")
-    assert "a FASTA file of nucleotide sequences" in help_of("prepare")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("run")
+    assert "a FASTA or FASTQ file of nucleotide sequences" in help_of("prepare")
     assert "the run directory: the --out of a `run`" in help_of("attach")
     assert "chunk length: 300 or 500 (default 500)" in help_of("prepare")
     assert "300 or 500 (default 500)" in help_of("models", "locate")
@@ -93,6 +93,31 @@ def test_run_without_an_input_is_an_error_that_shows_the_demo(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no INPUT given" in err and DEMO_COMMAND in err
     assert not (tmp_path / "o").exists()  # nothing was scored
+
+
+def test_bare_run_names_everything_it_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` alone names INPUT and --out (not only --out, the first thing argparse checked);
+    `run INPUT` names --out; each in one line, exit 2, nothing written."""
+    from tests.helpers import SAMPLE_CONTIGS
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 2
+    assert capsys.readouterr().err == (
+        "virnucpro-tui: error: no INPUT and no --out given: `virnucpro-tui run INPUT... --out DIR` "
+        "scores FASTA or FASTQ files into the run directory DIR; to try the demo models on the "
+        f"sample data, from the repository: {DEMO_COMMAND}\n"
+    )
+    assert main(["run", str(SAMPLE_CONTIGS), "--demo"]) == 2
+    assert capsys.readouterr().err == (
+        "virnucpro-tui: error: no --out given: the run directory for the outputs, events.jsonl "
+        "and logs (created if missing; rerunning with the same --out resumes), e.g. "
+        "--out results/\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    readme = (ROOT / "README.md").read_text()
+    assert "`virnucpro-tui run` alone names what it needs" in readme
 
 
 def test_the_demo_command_names_its_inputs_and_ends_by_itself() -> None:

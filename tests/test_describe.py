@@ -377,6 +377,31 @@ def test_warm_up_is_a_phase_of_its_own_with_its_elapsed_time() -> None:
     assert (esm.state, esm.seconds, esm.warmup_seconds) == ("loaded", 7.7, 57.3)
 
 
+def test_a_warm_up_on_kernels_compiled_before_says_it_loads_them() -> None:
+    cached = ev(
+        "model_load",
+        T + 2,
+        0,
+        model="dnabert",
+        phase="warmup_start",
+        source="/m",
+        compile=True,
+        cached=True,
+    )
+    view = fold(
+        ev("run_started", T, out="/r", jobs=["a"], workers=[{"worker": 0, "kind": "cuda"}]),
+        ev("worker_state", T, 0, state="loading"),
+        ev("model_load", T + 1, 0, model="dnabert", phase="start", source="/m"),
+        cached,
+    )
+    assert view.workers[0].models["dnabert"].cached
+    assert "workers: 1 loading compiled DNABERT-S (00:03)" in progress_line(view, T + 5)
+    assert event_line(cached) == (
+        "worker 0: dnabert loading its compiled kernels and warming up "
+        "(the first shard waits for it)"
+    )
+
+
 def test_stage_rates_come_from_synchronised_seconds_only() -> None:
     """On a GPU, the times at which batches were queued say nothing of the stage's speed: the
     rate comes from the device-synchronised stage seconds, and the stages add up to the shard."""

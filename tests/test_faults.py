@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -267,6 +269,8 @@ def test_stop_signal_to_the_group_mid_shard_finishes_the_shards_in_flight_then_r
     err = interrupt(proc, sig)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "stopping after the shards in flight" in err
+    command = shlex.join([sys.executable, "-m", "virnucpro_tui", *run_args(small_input, out)])
+    assert f"\n  {command}\n" in err  # the exact command that resumes it, as attach prints
     ev = events(out)
     assert (busy["job"], busy["shard"]) in {
         (e["job"], e["shard"]) for e in ev if e["type"] == "shard_done"
@@ -464,7 +468,11 @@ def test_unwritable_output_directory(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"virnucpro-tui: error: {out}: cannot use the output directory")
+    problem = "it is a file" if where == "is_a_file" else f"{blocker} is a file"
+    assert lines[0] == (
+        f"virnucpro-tui: error: {out}: cannot use the output directory ({problem}, not a "
+        "directory); --out names a directory, created if missing"
+    )
     assert tree(tmp_path) == before  # nothing created beside it
     assert (
         not Path("run").exists() and not Path("events.jsonl").exists()
@@ -479,8 +487,14 @@ def test_nothing_is_left_in_a_failed_prepare_output(
     blocker.write_text("x")
     assert main(["prepare", str(small_input), "--length", "500", "--out", str(blocker / "o")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write" in err and str(blocker / "o") in err and "Traceback" not in err
+    assert err.strip() == (
+        f"virnucpro-tui: error: {blocker / 'o'}: cannot write ({blocker} is a file, not a directory)"
+    )
     assert tree(tmp_path) == {"file"}
+    assert main(["prepare", str(small_input), "--length", "500", "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"virnucpro-tui: error: {blocker}: cannot write (it is a file, not a directory)"
+    )
 
 
 def test_partial_files_are_hidden_names(tmp_path: Path) -> None:

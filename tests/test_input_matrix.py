@@ -73,7 +73,7 @@ REJECTED = {
     "sequence_before_header": (
         b"ACGTACGT\n>a\nACGT\n",
         "nohead.fa",
-        ["nohead.fa", "not a FASTA file"],
+        ["nohead.fa", "not a FASTA or FASTQ file"],
     ),
     "tab_in_sequence": (
         b">a\nACGT\tACGT\n",

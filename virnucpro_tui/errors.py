@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -67,3 +68,17 @@ def disk_full_error(path: object, doing: str) -> DiskFullError:
 def is_disk_full(exc: BaseException) -> bool:
     """True for the OSErrors of a full disk (ENOSPC) or an exhausted quota (EDQUOT)."""
     return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
+
+
+def output_dir_problem(path: Path, exc: OSError) -> str:
+    """Why ``path`` cannot be an output directory, in words: a regular file where it, or a
+    directory above it, should be is named (``mkdir`` says only 'File exists' or 'Not a
+    directory')."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() and not candidate.is_dir():
+            if candidate == path:
+                return "it is a file, not a directory"
+            return f"{candidate} is a file, not a directory"
+        if candidate.exists():
+            break
+    return str(exc.strerror or exc)

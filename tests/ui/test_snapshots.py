@@ -78,7 +78,7 @@ def test_overview_layout(size: tuple[int, int]) -> None:
     lines = rows(text)
     assert len(lines) == height and all(len(line) <= width for line in lines)
     assert "virnucpro-tui · RUNNING · run /scratch/alice/gut-virome/run1" in lines[0]
-    assert "ETA 29:55" in text and "frames/s" in text and "46.1%" in text
+    assert "ETA 29:04" in text and "frames/s" in text and "46.1%" in text
     assert "1,546,240/~3,351,511 frames" in text  # the second input's frames are an estimate
     assert "q Quit" in lines[-1] and "p Pause/resume" in lines[-1] and "? Help" in lines[-1]
     assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in text

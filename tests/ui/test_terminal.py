@@ -8,7 +8,9 @@ import fcntl
 import os
 import pty
 import select
+import shlex
 import struct
+import sys
 import termios
 import time
 from pathlib import Path
@@ -82,6 +84,8 @@ def test_dashboard_in_a_terminal_stops_on_ctrl_c_twice_and_restores_it(
         "run interrupted:" in after
         and f"resumable: rerun the same command (same --out {out})" in after
     )
+    command = shlex.join([sys.executable, "-m", "virnucpro_tui", *args])
+    assert f"\n  {command}\n" in after  # the exact command that resumes it, as attach prints
     assert "\x1b[38;5;" not in after  # the summary is plain text
     assert b"worker 0 generation 0 pid" not in screen  # the worker's own output went to its log
     assert "worker 0 generation 0 pid" in (out / "logs" / "worker-0.log").read_text()

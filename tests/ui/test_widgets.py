@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 from textual.widget import Widget
-from textual.widgets import Select, Static, TabbedContent
+from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
 from tests.ui import scenario
@@ -35,6 +35,7 @@ from virnucpro_tui.ui.widgets import (
     OverallProgress,
     ResultsSummary,
     TopTable,
+    TopTitle,
     WorkerPanel,
 )
 
@@ -833,7 +834,7 @@ def test_a_tick_that_changes_nothing_asks_for_no_layout(monkeypatch: pytest.Monk
             monkeypatch.undo()
             assert layouts == []
             for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
-                shown = app.query_one(title, Static).content
+                shown = app.query_one(title, TopTitle).shown
                 assert shown and shown == app.query_one(table, TopTable).title
 
     asyncio.run(scenario_run())

@@ -1,4 +1,4 @@
-"""The commands behind ``virnucpro-tui run | prepare | attach | bench | models |
+"""The commands behind ``virnucpro-tui run | prepare | attach | report | bench | models |
 check-precision``: each checks its input, then hands it to its layer."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from virnucpro_tui.cli.parser import PROG
 from virnucpro_tui.cli.run_options import run_config
-from virnucpro_tui.errors import InputError
+from virnucpro_tui.errors import InputError, output_dir_problem
 
 DEMO_COMMAND = (
     f"{PROG} run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out"
@@ -79,12 +79,22 @@ def resolve_models(args: argparse.Namespace) -> tuple[Any, bool]:
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
-    if args.inputs:
+    """The inputs, once INPUT and --out are both given; a bare ``run`` names everything it
+    lacks in one line (not only the first thing argparse checks)."""
+    if args.inputs and args.out is not None:
         return list(args.inputs)
-    raise InputError(
-        f"no INPUT given (the FASTA files to score); to try the demo models on the sample "
-        f"data, from the repository: {DEMO_COMMAND}"
-    )
+    demo = f"to try the demo models on the sample data, from the repository: {DEMO_COMMAND}"
+    if not args.inputs and args.out is None:
+        raise InputError(
+            f"no INPUT and no --out given: `{PROG} run INPUT... --out DIR` scores FASTA or FASTQ "
+            f"files into the run directory DIR; {demo}"
+        )
+    if args.out is None:
+        raise InputError(
+            "no --out given: the run directory for the outputs, events.jsonl and logs (created "
+            "if missing; rerunning with the same --out resumes), e.g. --out results/"
+        )
+    raise InputError(f"no INPUT given (the FASTA or FASTQ files to score); {demo}")
 
 
 def wants_ui(args: argparse.Namespace) -> bool:
@@ -157,6 +167,19 @@ def run_with_signals(orchestrator: Any) -> int:
             signal.signal(s, handler)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from virnucpro_tui.report.build import ReportOptions, build_report
+
+    options = ReportOptions(
+        out=args.out, partial=args.partial, sequences=args.sequences, region_gap=args.region_gap
+    )
+    written = build_report(args.run_dir, options)
+    print(f"{'PARTIAL ' if args.partial else ''}report of {args.run_dir}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
     from virnucpro_tui.core.prepare import write_intermediate_files
@@ -167,7 +190,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     try:
         summary = write_intermediate_files(args.input, args.out, args.length)
     except OSError as exc:
-        raise InputError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+        raise InputError(
+            f"{args.out}: cannot write ({output_dir_problem(args.out, exc)})"
+        ) from None
     print(
         f"{summary.records:,} sequences -> {summary.chunks:,} chunks ({summary.chunks_without_frames:,} "
         f"without a stop-free frame) -> {summary.frames:,} frames"
@@ -243,6 +268,7 @@ COMMANDS = {
     "run": cmd_run,
     "prepare": cmd_prepare,
     "attach": cmd_attach,
+    "report": cmd_report,
     "bench": cmd_bench,
     "models": cmd_models,
 }

@@ -11,6 +11,7 @@ from virnucpro_tui import __version__
 from virnucpro_tui.cli.run_options import (
     INPUT_HELP,
     MODEL_OPTIONS,
+    REGION_GAP,
     RUN_OPTIONS,
     add_options,
     positive_int,
@@ -27,11 +28,47 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
-        help="score FASTA inputs (live dashboard in a terminal, plain lines otherwise)",
-        description="Score one or more FASTA files. Each input gets its outputs under --out "
+        usage=f"{PROG} run INPUT... --out DIR [options]",
+        help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
+        description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
         "(its own subdirectory when there are several). Rerun the same command to resume.",
     )
     add_options(p, RUN_OPTIONS)
+
+
+def _sequence_ids(text: str) -> tuple[str, ...]:
+    ids = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError("give sequence ids separated by commas")
+    return ids
+
+
+def _add_report_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild a finished run's viral sequences, regions, figure and report.html",
+        description="Build viral_sequences.fa, viral_regions.tsv/.bed, prediction.png/.svg "
+        "(per input) and report.html from a run directory, with no models and no GPU "
+        "(docs/outputs.md). `run` builds them at the end of each input already.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=DIR_HELP)
+    p.add_argument(
+        "--out", "-o", type=Path, help="where to write them (default: the run directory)"
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="a run not finished: report the verified shards so far, marked PARTIAL (default "
+        "--out: RUN_DIR/report-partial)",
+    )
+    p.add_argument(
+        "--sequences",
+        type=_sequence_ids,
+        metavar="ID,...",
+        help="draw these sequences' tracks (default: the 20 called virus with the most viral "
+        "chunks, then by score)",
+    )
+    add_options(p, [REGION_GAP])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     _add_prepare_parser(sub)
     _add_attach_parser(sub)
+    _add_report_parser(sub)
     _add_bench_parser(sub)
     _add_models_parser(sub)
     _add_check_precision_parser(sub)
@@ -162,7 +200,7 @@ def _add_check_precision_parser(sub: Any) -> None:
         "compare scores and embeddings, and give a verdict against the thresholds of "
         "docs/precision.md. Exit 0 within them, 1 outside them.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT", help="FASTA file (plain or gzip)")
+    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
     p.add_argument(
         "--precision",
         default="auto",

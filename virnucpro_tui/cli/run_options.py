@@ -17,7 +17,10 @@ from virnucpro_tui.models.settings import PRECISIONS
 if TYPE_CHECKING:
     from virnucpro_tui.run.config import RunConfig
 
-INPUT_HELP = "a FASTA file of nucleotide sequences (contigs or reads; plain or gzip)"
+INPUT_HELP = (
+    "a FASTA or FASTQ file of nucleotide sequences (contigs or reads; plain, gzip, bzip2, xz "
+    "or zstd, recognised by content)"
+)
 
 
 def targets() -> dict[str, type]:
@@ -74,6 +77,36 @@ def option(
     **kwargs: Any,
 ) -> Option:
     return Option(flags, help, into, group, value, kwargs)
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
+    return number
+
+
+REGION_GAP = option(
+    "--region-gap",
+    type=non_negative_int,
+    default=0,
+    metavar="K",
+    help="merge viral regions separated by at most K non-viral chunks (default {default})",
+    group="report (docs/outputs.md)",
+)
+"""Shared by ``run`` (the report it builds at the end of each input) and ``report``."""
+
+
+def report_hook(args: argparse.Namespace) -> Any:
+    """The job-finished hook that builds the report (docs/outputs.md), or None (--no-report)."""
+    if not args.report:
+        return None
+    from virnucpro_tui.report.hook import ReportHook
+
+    return ReportHook(region_gap=args.region_gap)
 
 
 def positive_int(text: str) -> int:
@@ -141,8 +174,9 @@ RUN_OPTIONS = (
         "--out",
         "-o",
         type=Path,
-        required=True,
-        help="run directory (outputs, events.jsonl, logs)",
+        metavar="DIR",
+        help="the run directory (needed): outputs, events.jsonl, logs; created if missing, and "
+        "rerunning with the same --out resumes",
         into="run.out",
     ),
     option(
@@ -286,6 +320,18 @@ RUN_OPTIONS = (
         group=SUPERVISION,
     ),
     option(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        default=True,
+        help="do not build viral_sequences.fa, the viral regions, prediction.png/.svg and "
+        "report.html at the end of each input (`virnucpro-tui report` builds them later)",
+        into="run.on_job_finished",
+        value=report_hook,
+        group=REGION_GAP.group,
+    ),
+    REGION_GAP,
+    option(
         "--no-ui",
         action="store_true",
         help="plain progress lines instead of the dashboard (automatic without a terminal)",
@@ -336,4 +382,4 @@ def run_config(args: argparse.Namespace, **derived: Any) -> RunConfig:
     return config
 
 
-__all__ = ["MODEL_OPTIONS", "RUN_OPTIONS", "Option", "add_options", "run_config"]
+__all__ = ["MODEL_OPTIONS", "REGION_GAP", "RUN_OPTIONS", "Option", "add_options", "run_config"]

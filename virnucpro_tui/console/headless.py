@@ -15,7 +15,7 @@ from typing import TextIO
 
 from virnucpro_tui.errors import EXIT_ERROR, EXIT_OK, InputError
 from virnucpro_tui.pool.events import Event, RunDone, RunStatus
-from virnucpro_tui.run.attach import Process, RunWatch, check_run_dir
+from virnucpro_tui.run.attach import Process, RunWatch, check_run_dir, resume_command_of
 from virnucpro_tui.run.describe import event_line, progress_line, summary_lines
 from virnucpro_tui.run.view import RunView
 
@@ -53,6 +53,8 @@ class HeadlessReporter:
         if line:
             self.print(line)
         if isinstance(event, RunDone):
+            if self.view.resume_command is None:  # a run of this process: the command it ran
+                self.view.resume_command = resume_command_of(self.view.out)
             self.print(progress_line(self.view, event.ts))
             for text in summary_lines(self.view):
                 self.print(text)

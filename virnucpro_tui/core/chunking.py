@@ -26,9 +26,15 @@ def chunk_starts(length: int, chunk_size: int) -> list[int]:
     return starts
 
 
+def chunk_spans(length: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``[(start, end), ...]``, 0-based half-open: where each chunk lies in its sequence. The
+    chunks are cut with these spans, so a chunk's place is never re-derived elsewhere."""
+    return [(start, min(start + chunk_size, length)) for start in chunk_starts(length, chunk_size)]
+
+
 def chunk_sequence(record_id: str, seq: str, chunk_size: int) -> list[tuple[str, str]]:
     """``[(chunk_id, chunk_seq), ...]`` with ids ``<record id>_chunk_<k>``; case is kept."""
     return [
-        (f"{record_id}_chunk_{k + 1}", seq[start : start + chunk_size])
-        for k, start in enumerate(chunk_starts(len(seq), chunk_size))
+        (f"{record_id}_chunk_{k + 1}", seq[start:end])
+        for k, (start, end) in enumerate(chunk_spans(len(seq), chunk_size))
     ]

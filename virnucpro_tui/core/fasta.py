@@ -1,20 +1,22 @@
-"""FASTA input: plain or gzip, streamed record by record through Biopython, validated.
+"""Sequence input: FASTA or FASTQ, plain or compressed (gzip, bzip2, xz, zstd), recognised by
+content whatever the file's name, streamed record by record and validated.
 
-Every problem becomes an :class:`InputError` that names the file, the record and the problem,
-so the command line can print one line and exit 2.
+FASTA goes through Biopython's parser, FASTQ through the strict reader of ``core/fastq.py``; both
+give the same records (id, title, sequence), so everything downstream is the same for every
+format. Every problem becomes an :class:`InputError` that names the file, the record and the
+problem, so the command line can print one line and exit 2.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
-import gzip
+import enum
 import hashlib
 import io
 import itertools
 import os
 import re
-import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,14 @@ from typing import TextIO
 import numpy as np
 from Bio.SeqIO import FastaIO
 
+from virnucpro_tui.core.compression import (
+    READ_ERRORS,
+    Compression,
+    describe_read_error,
+    detect_compression,
+    open_decompressed,
+)
+from virnucpro_tui.core.fastq import FastqProblem, fastq_records
 from virnucpro_tui.errors import InputError
 
 # Biopython's parser carries no annotations: its documented signature (title, sequence)
@@ -32,12 +42,12 @@ simple_fasta_parser: Callable[[Iterable[str]], Iterator[tuple[str, str]]] = (
 )
 
 FASTA_SUFFIXES = (".fasta", ".fas", ".fna", ".ffn", ".fa", ".fsa", ".seq", ".faa")
-GZIP_MAGIC = b"\x1f\x8b"
+FASTQ_SUFFIXES = (".fastq", ".fq")
+COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst")
 # IUPAC nucleotide codes plus gaps; anything else is not DNA.
 _NOT_NUCLEOTIDE = re.compile(r"[^ACGTURYKMSWBDHVNacgturykmswbdhvn\-]")
 _PROTEIN_ONLY = set("EFIJLOPQXZefijlopqxz*")
 _ACGTUN = b"ACGTUNacgtun"
-_READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
 _CP1252_FALLBACK = "virnucpro-cp1252-fallback"
 
 
@@ -51,9 +61,15 @@ def _decode_as_cp1252(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_CP1252_FALLBACK, _decode_as_cp1252)
 
 
+class SequenceFormat(str, enum.Enum):
+    FASTA = "FASTA"
+    FASTQ = "FASTQ"
+
+
 @dataclass(frozen=True)
 class FastaRecord:
-    """One input sequence. ``id`` is the first word of the header, as Biopython gives it."""
+    """One input sequence, from FASTA or FASTQ alike. ``id`` is the first word of the header
+    (as Biopython gives it), ``title`` the whole header without its '>' or '@'."""
 
     index: int
     id: str
@@ -70,59 +86,99 @@ class InputScan:
     bases: int = 0
     chunks: int = 0
     rna_records: list[str] = field(default_factory=list)
-    gzipped: bool = False
+    format: SequenceFormat = SequenceFormat.FASTA
+    compression: Compression = Compression.NONE
     warnings: list[str] = field(default_factory=list)  # for the user, once per run
+
+    @property
+    def gzipped(self) -> bool:
+        return self.compression is Compression.GZIP
 
 
 def input_stem(path: str | Path) -> str:
-    """The input name without its FASTA (and gzip) extension, as in ``<stem>_chunked500.fa``."""
+    """The input name without its compression and FASTA/FASTQ extensions, as in
+    ``<stem>_chunked500.fa`` (``x_R1.fastq.gz`` -> ``x_R1``)."""
     name = Path(path).name
-    if name.endswith(".gz"):
-        name = name[:-3]
-    for suffix in FASTA_SUFFIXES:
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    for suffix in FASTA_SUFFIXES + FASTQ_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
 
 
-def _is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
-
-
 def starts_with_bom(path: str | Path) -> bool:
-    """True when the file's text (gunzipped if need be) begins with a UTF-8 byte-order mark."""
+    """True when the file's text (decompressed if need be) begins with a UTF-8 byte-order mark."""
     p = Path(path)
-    with gzip.open(p, "rb") if _is_gzip(p) else p.open("rb") as raw:
+    with open_decompressed(p, detect_compression(p)) as raw:
         return raw.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
 
 
-def open_fasta(path: str | Path) -> TextIO:
-    """Open a FASTA file for reading as text, transparently gunzipping; check it exists and has data."""
+def open_sequences(path: str | Path) -> tuple[TextIO, Compression]:
+    """Open a FASTA or FASTQ file for reading as text, decompressing by its magic bytes; check it
+    exists and has data. The handle's ``fileno()`` is the file on disk's (compressed bytes)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: input file not found")
     if p.is_dir():
-        raise InputError(f"{p}: is a directory, not a FASTA file")
+        raise InputError(f"{p}: is a directory, not a FASTA or FASTQ file")
     try:
         size = p.stat().st_size
-        gz = _is_gzip(p) if size else False
+        compression = detect_compression(p) if size else Compression.NONE
     except OSError as exc:
         raise InputError(f"{p}: cannot read input ({exc.strerror or exc})") from None
     if size == 0:
         raise InputError(f"{p}: input file is empty (0 bytes)")
-    raw = gzip.open(p, "rb") if gz else p.open("rb")  # noqa: SIM115 - returned to the caller
+    raw = open_decompressed(p, compression)
     # UTF-8, a leading byte-order mark dropped; a header with Windows-1252 bytes keeps them as
     # their Windows-1252 characters (undefined ones become U+FFFD). Universal newlines: CRLF
     # reads exactly like LF.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=_CP1252_FALLBACK, newline=None)
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors=_CP1252_FALLBACK, newline=None)
+    return text, compression
 
 
-def _first_content_line(handle: TextIO, path: Path) -> str | None:
-    for line in handle:
+def _first_content_line(handle: TextIO) -> tuple[str | None, int]:
+    """The first line that is not blank, and its line number."""
+    for number, line in enumerate(handle, 1):
         if line.strip():
-            return line
-    return None
+            return line, number
+    return None, 0
+
+
+# what the first bytes of some files that are not sequences say they are
+_KNOWN_BINARY = {
+    "BAM\x01": "a BAM file (`samtools fastq` converts it to FASTQ)",
+    "CRAM": "a CRAM file (`samtools fastq` converts it to FASTQ)",
+    "%PDF": "a PDF document",
+}
+# a SAM file's header lines start with '@' too, then a two-letter record type and a tab
+_SAM_HEADER = re.compile(r"@(HD|SQ|RG|PG|CO)\t")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _not_sequences(path: Path, first: str) -> InputError:
+    """The error for a file whose first line starts neither a FASTA nor a FASTQ record."""
+    for magic, what in _KNOWN_BINARY.items():
+        if first.startswith(magic):
+            return InputError(f"{path}: not a FASTA or FASTQ file: {what}")
+    if _CONTROL.search(first) or _looks_binary(path):
+        return InputError(f"{path}: not a FASTA or FASTQ file: binary data")
+    shown = first.strip()[:40].encode("ascii", "replace").decode()
+    return InputError(
+        f"{path}: not a FASTA or FASTQ file (first line is {shown!r}, expected '>' or '@')"
+    )
+
+
+def _looks_binary(path: Path) -> bool:
+    """NUL or other control bytes among the first 4 kB of the (decompressed) data."""
+    try:
+        with open_decompressed(path, detect_compression(path)) as raw:
+            head = raw.read(4096)
+    except READ_ERRORS:
+        return False
+    return bool(re.search(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]", head))
 
 
 def _check_record(path: Path, index: int, rid: str, seq: str) -> None:
@@ -139,13 +195,13 @@ def _check_record(path: Path, index: int, rid: str, seq: str) -> None:
         if char in _PROTEIN_ONLY or _looks_like_protein(seq):
             raise InputError(
                 f"{where}: looks like a protein sequence ('{char}' at position {pos}); "
-                "VirNucPro needs nucleotide FASTA"
+                "VirNucPro needs nucleotide sequences"
             )
         raise InputError(f"{where}: invalid character {char!r} at position {pos}; expected DNA")
     if _looks_like_protein(seq):
         raise InputError(
             f"{where}: looks like a protein sequence (under half of it is A/C/G/T/U/N); "
-            "VirNucPro needs nucleotide FASTA"
+            "VirNucPro needs nucleotide sequences"
         )
 
 
@@ -164,7 +220,7 @@ def _looks_like_protein(seq: str) -> bool:
 
 class ReadPosition:
     """How much of an input file a reader has consumed, in bytes of the file as stored
-    (compressed bytes for gzip): the operating system's offset in the open file, so it counts
+    (compressed bytes for a compressed input): the operating system's offset in the open file, so it counts
     what was read from disk, read-ahead included. For progress estimates (docs/events.md)."""
 
     def __init__(self) -> None:
@@ -186,39 +242,65 @@ class ReadPosition:
         return self._last
 
 
-def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iterator[FastaRecord]:
-    """Stream validated records. Raises :class:`InputError` on the first problem. ``position``
-    follows how far into the file the reading is."""
+def iter_records(
+    path: str | Path, position: ReadPosition | None = None, validate: bool = True
+) -> Iterator[FastaRecord]:
+    """Stream validated records of a FASTA or FASTQ file, plain or compressed. Raises
+    :class:`InputError` on the first problem. ``position`` follows how far into the file (in
+    bytes on disk) the reading is. ``validate=False`` skips the per-record checks of letters
+    and ids, for an input a run has validated already (the report reads it again)."""
     p = Path(path)
-    handle = open_fasta(p)
+    handle, compression = open_sequences(p)
     if position is not None:
         position.follow(handle)
+    index = 0
     try:
         try:
-            first = _first_content_line(handle, p)
-        except _READ_ERRORS as exc:
-            raise InputError(f"{p}: unreadable gzip or file ({exc})") from None
+            first, line_no = _first_content_line(handle)
+        except READ_ERRORS as exc:
+            problem = describe_read_error(exc, compression)
+            raise InputError(f"{p}: unreadable at record 1: {problem}") from None
         if first is None:
             raise InputError(f"{p}: input file has no sequences (only blank lines)")
-        if not first.startswith(">"):
-            shown = first.strip()[:40].encode("ascii", "replace").decode()
-            raise InputError(f"{p}: not a FASTA file (first line is {shown!r}, expected '>')")
         lines = itertools.chain((first,), handle)  # in C: no Python frame per line
-        index = 0
+        if first.startswith(">"):
+            parsed = simple_fasta_parser(lines)
+        elif _SAM_HEADER.match(first):
+            raise InputError(
+                f"{p}: not a FASTA or FASTQ file: a SAM file (`samtools fastq` converts it to FASTQ)"
+            )
+        elif first.startswith("@"):
+            parsed = fastq_records(lines, line_no - 1)
+        else:
+            raise _not_sequences(p, first)
         try:
-            for title, seq in simple_fasta_parser(lines):
+            for title, seq in parsed:
                 rid = title.split(None, 1)[0] if title else ""
-                _check_record(p, index, rid, seq)
+                if validate:
+                    _check_record(p, index, rid, seq)
                 yield FastaRecord(index, rid, title, seq)
                 index += 1
-        except _READ_ERRORS as exc:
+        except FastqProblem as exc:
+            named = f" ('{exc.rid}')" if exc.rid else ""
             raise InputError(
-                f"{p}: unreadable input after record {index} ({exc.__class__.__name__}: {exc})"
+                f"{p}: record {exc.record}{named}, line {exc.line}: {exc.problem}"
+            ) from None
+        except READ_ERRORS as exc:
+            raise InputError(
+                f"{p}: unreadable at record {index + 1}: {describe_read_error(exc, compression)}"
             ) from None
     finally:
         if position is not None:
             position.stop()
         handle.close()
+
+
+def sequence_format(path: str | Path) -> SequenceFormat:
+    """FASTA or FASTQ, from the first line that is not blank (the file is known to be valid)."""
+    handle, _ = open_sequences(path)
+    with handle:
+        first, _ = _first_content_line(handle)
+    return SequenceFormat.FASTQ if first and first.startswith("@") else SequenceFormat.FASTA
 
 
 def _id_digest(rid: str) -> int:
@@ -244,9 +326,10 @@ def scan_input(path: str | Path, chunk_length: int) -> InputScan:
         if ("U" in record.seq or "u" in record.seq) and len(scan.rna_records) < 5:
             scan.rna_records.append(record.id)
     if scan.records == 0:
-        raise InputError(f"{p}: no FASTA records found")
+        raise InputError(f"{p}: no FASTA or FASTQ records found")
     _check_duplicates(p, digests)
-    scan.gzipped = _is_gzip(p)
+    scan.compression = detect_compression(p)
+    scan.format = sequence_format(p)
     if starts_with_bom(p):
         scan.warnings.append(
             f"{p}: the file begins with a UTF-8 byte-order mark (as some Windows editors save "

@@ -92,9 +92,11 @@ class ConsensusBuilder:
         cur = self.chunks.get(key)
         if cur is None:
             cur = self.chunks[key] = ChunkConsensus(pred.p_others, pred.p_virus)
-        else:
-            cur.max_others = max(cur.max_others, pred.p_others)
-            cur.max_virus = max(cur.max_virus, pred.p_virus)
+        else:  # what max() keeps, without its call
+            if pred.p_others > cur.max_others:
+                cur.max_others = pred.p_others
+            if pred.p_virus > cur.max_virus:
+                cur.max_virus = pred.p_virus
         return cur
 
     def add_all(self, preds: Iterable[Prediction]) -> ConsensusBuilder:
@@ -133,3 +135,19 @@ class SequenceSummary:
             f"{self.id}\t{self.length}\t{self.chunks}\t{self.chunks_with_frames}\t{self.frames}\t"
             f"{self.viral_chunks}\t{score}\t{self.call}\n"
         )
+
+
+# Files made from the outputs above (docs/outputs.md): per job, and report.html at the top
+VIRAL_SEQUENCES_FILE = "viral_sequences.fa"
+REGIONS_TSV_FILE = "viral_regions.tsv"
+REGIONS_BED_FILE = "viral_regions.bed"
+FIGURE_PNG_FILE = "prediction.png"
+FIGURE_SVG_FILE = "prediction.svg"
+REPORT_FILE = "report.html"
+JOB_REPORT_FILES = (
+    VIRAL_SEQUENCES_FILE,
+    REGIONS_TSV_FILE,
+    REGIONS_BED_FILE,
+    FIGURE_PNG_FILE,
+    FIGURE_SVG_FILE,
+)

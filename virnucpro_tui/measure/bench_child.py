@@ -57,6 +57,11 @@ class Shapes:
             return f"tiny DNABERT-S ({self.dna_layers} layers, d {self.dna_dim})"
         return "DNABERT-S"
 
+    @property
+    def worker_label(self) -> str:
+        """What the pipeline figure is per: ``--tiny`` runs one CPU worker (``cpu:1``)."""
+        return "with one CPU worker" if self.tiny else "per GPU"
+
 
 TINY = Shapes(
     esm_layers=2,
@@ -237,16 +242,17 @@ def stage_benchmarks(
 
         out["stage_peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         if precision == "auto":  # the other DNABERT-S attention, measured the same way
-            out["dnabert_flex_frames_per_s"] = _dnabert_flex_rate(files, device, cache, d_tokens)
+            out["dnabert_bias_frames_per_s"] = _dnabert_bias_rate(files, device, cache, d_tokens)
     log(f"{precision}: ESM-2 {out['esm_proteins_per_s']:.1f}/s, DNABERT-S "
         f"{out['dnabert_frames_per_s']:.0f}/s")  # fmt: skip
     return out
 
 
-def _dnabert_flex_rate(files: dict[str, str], device: Any, cache: Path, tokens: Any) -> float:
+def _dnabert_bias_rate(files: dict[str, str], device: Any, cache: Path, tokens: Any) -> float:
+    """DNABERT-S with the reference's bias tensor (the default before FlexAttention)."""
     from virnucpro_tui.models.engine import Engine
 
-    engine = Engine(_files(files), device, _settings("auto", cache, dnabert_attention="flex"))
+    engine = Engine(_files(files), device, _settings("auto", cache, dnabert_attention="bias"))
     engine.dnabert = engine._load(
         "dnabert", lambda: _read_dnabert(files), engine_dtype_for(engine, "dnabert")
     )

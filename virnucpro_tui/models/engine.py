@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,6 +68,7 @@ class Engine:
     dnabert: Any = None
     classifier: Any = None
     loads: list[LoadRecord] = field(default_factory=list)
+    compiled_into: Path | None = None  # the compile cache's directory, once compiling began
     before_batch: Callable[[str, int], None] | None = None  # (model, batch size): fault injection
 
     @property
@@ -75,7 +77,8 @@ class Engine:
 
     def load(self) -> None:
         """Load all three models once; later calls do nothing (the worker keeps them). ESM-2's
-        file is read in a thread while DNABERT-S loads and compiles."""
+        file is read in its own dtype and moved to the device in a thread while DNABERT-S loads
+        and compiles."""
         if self.loaded:
             return
         self.check_precision()
@@ -91,7 +94,9 @@ class Engine:
         dna_read = _read_now(load_dnabert, self.files.dnabert)
         with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
             self._announce("esm", esm_dtype)
-            esm_read = reader.submit(_timed, load_esm, self.files.esm)
+            esm_read = reader.submit(
+                _timed, _onto, load_esm, self.files.esm, esm_dtype, self.device
+            )
             self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
             self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
         classifier = self._load(
@@ -101,6 +106,10 @@ class Engine:
             classifier, self.settings.chunk_length, force=self.settings.force_model_length
         )
         self.classifier = classifier
+        if self.compiled_into is not None:
+            from virnucpro_tui.models.compile_cache import mark_warm
+
+            mark_warm(self.compiled_into, [self.compile_variant(m) for m in ("dnabert", "esm")])
 
     def check_precision(self) -> None:
         """Refuse a precision this device cannot run (fp8 on CPU or before compute capability
@@ -137,7 +146,6 @@ class Engine:
         label = self._dtype_label(name, dtype)
         if not announced:
             self._announce(name, dtype)
-        before = _device_bytes(self.device)
         try:
             bundle, read_seconds = loader()
             start = time.perf_counter()
@@ -148,7 +156,7 @@ class Engine:
             self.report(reports.LoadFailed(model=name, source=source, message=str(exc)))
             raise
         seconds = read_seconds + time.perf_counter() - start
-        size = max(_device_bytes(self.device) - before, 0) or _param_bytes(bundle)
+        size = _param_bytes(bundle)  # not the allocator's growth: another model loads meanwhile
         compile_s = self._accelerate(name, bundle, dtype)
         record = LoadRecord(name, seconds, size, label, source)
         self.loads.append(record)
@@ -170,29 +178,53 @@ class Engine:
         shape; the warm-up is its own phase in the reports (``WarmupStarted``/``WarmupDone``)."""
         if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
             return None
-        from virnucpro_tui.models.compile_cache import configure
+        from virnucpro_tui.models import compile_cache
         from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
 
         # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
         torch.backends.cuda.enable_cudnn_sdp(False)
         compile_ = self.settings.compile is not False
-        if compile_:
-            configure(self.settings.compile_cache)
+        if compile_ and self.compiled_into is None:
+            key = compile_cache.cache_key(self.device)
+            expect = [self.compile_variant(m) for m in ("dnabert", "esm")]
+            self.compiled_into = compile_cache.configure(self.settings.compile_cache, key, expect)
+        cached = self.compiled_into is not None and compile_cache.is_warm(
+            self.compiled_into, self.compile_variant(name)
+        )
         start = time.perf_counter()
         source = str(getattr(self.files, name))
-        self.report(reports.WarmupStarted(model=name, source=source, compile=compile_))
+        self.report(
+            reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
+        )
         if name == "esm":
             fp8 = self.settings.precision == "fp8"
             epilogue = not fp8 and not self.settings.exact_gelu
-            accelerate_esm(bundle, compile_, fp8=fp8, gelu_epilogue=epilogue)
+            accelerate_esm(
+                bundle,
+                compile_,
+                fp8=fp8,
+                gelu_epilogue=epilogue,
+                attention=self.settings.esm_attention,
+            )
         else:
             accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
-        if compile_:
-            self._warm_up(name, bundle)
+        if compile_ and self.compiled_into is not None:
+            compile_cache.run_or_recompile(
+                lambda: self._warm_up(name, bundle),
+                self.compiled_into,
+                lambda why: self.report(reports.CompileCacheFallback(model=name, message=why)),
+            )
         seconds = round(time.perf_counter() - start, 3)
         self.report(reports.WarmupDone(model=name, source=source, seconds=seconds))
         return seconds
+
+    def compile_variant(self, name: str) -> str:
+        """What a model's compiled graphs depend on besides torch and the GPU (the cache key)."""
+        s = self.settings
+        detail = (s.dnabert_attention,) if name == "dnabert" else (s.exact_gelu, s.esm_attention)
+        dtype = self._dtype_label(name, engine_dtype(s, self.device, name))
+        return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name])))
 
     def _warm_up(self, name: str, bundle: Any) -> None:
         """Run batches of the typical shape so compilation happens now, not mid-shard: ESM-2
@@ -436,17 +468,19 @@ def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "e
 __all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "engine_dtype"]
 
 
-def _device_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.memory_allocated(device))
-    return 0
+def _onto(load: Callable[..., Any], path: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    """A model read in ``dtype`` and moved to ``device`` (from the file's pages, no copy between
+    when the file stores ``dtype``)."""
+    return load(path, dtype).to(device, dtype)
 
 
 def _param_bytes(bundle: Any) -> int:
+    """Bytes of a model's parameters and buffers."""
     module = getattr(bundle, "model", None) or getattr(bundle, "encoder", None)
     if module is None:
         return 0
-    return sum(p.numel() * p.element_size() for p in module.parameters())
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def empty_device_cache(device: torch.device) -> int:

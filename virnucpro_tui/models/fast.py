@@ -5,12 +5,11 @@
   length-sorted, so most have none). Each layer returns its feed-forward output unadded: the
   next layer adds it in the kernel that computes its LayerNorm (one pass over the hidden state
   instead of two). ``torch.compile`` compiles one layer and reuses it for all 36 ("regional"
-  compilation: a fraction of the whole-stack compile time, docs/benchmarks.md#start).
-- DNABERT-S: layers compiled regionally; attention either with the reference's ALiBi+padding
-  bias tensor (the default: measured faster at DNABERT-S's ~112 tokens, where the bias is
-  small) or with ALiBi and the padding mask inside FlexAttention's ``score_mod`` (no
-  ``[B, heads, T, T]`` tensor; only when compiled, since eager FlexAttention builds the scores
-  densely).
+  compilation: a fraction of the whole-stack compile time, docs/benchmarks.md#start-up).
+- DNABERT-S: layers compiled regionally; attention with ALiBi and the padding mask inside
+  FlexAttention's ``score_mod`` (the default: no ``[B, heads, T, T]`` tensor, 12% faster on an
+  H200; only when compiled, since eager FlexAttention builds the scores densely) or with the
+  reference's ALiBi+padding bias tensor.
 
 Both keep the reference call signatures, so ``EsmBundle.forward_pooled`` and
 ``DnabertBundle.forward_pooled`` (masked means in fp32 on the device) work unchanged. Exactness
@@ -33,8 +32,9 @@ COMPILE_MODES = ("regional", "stack")  # one layer reused, or the whole stack un
 
 
 class _FusedAttention(nn.Module):
-    def __init__(self, layer: EncoderLayer) -> None:
+    def __init__(self, layer: EncoderLayer, cudnn: bool = False) -> None:
         super().__init__()
+        self.cudnn = cudnn  # cuDNN's attention kernels first (the others where it cannot run)
         attn = layer.self_attn
         self.heads, self.head_dim = attn.num_heads, attn.head_dim
         s = attn.scaling
@@ -56,7 +56,14 @@ class _FusedAttention(nn.Module):
             self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        if self.cudnn:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION]
+            with sdpa_kernel([*order, SDPBackend.EFFICIENT_ATTENTION], set_priority=True):
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
 
@@ -71,10 +78,12 @@ def linear_gelu_tanh(x: torch.Tensor, fc: nn.Linear) -> torch.Tensor:
 
 
 class _FastLayer(nn.Module):
-    def __init__(self, layer: EncoderLayer, gelu_epilogue: bool = False) -> None:
+    def __init__(
+        self, layer: EncoderLayer, gelu_epilogue: bool = False, cudnn: bool = False
+    ) -> None:
         super().__init__()
         self.attn_norm = layer.self_attn_layer_norm
-        self.attn = _FusedAttention(layer)
+        self.attn = _FusedAttention(layer, cudnn)
         self.ffn_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
         self.gelu_epilogue = gelu_epilogue
@@ -99,14 +108,16 @@ class _FastLayer(nn.Module):
 class FastEsm(nn.Module):
     """ESM-2 for inference; ``forward(tokens, has_padding)`` as ``EsmEncoder`` (final hidden)."""
 
-    def __init__(self, encoder: EsmEncoder, gelu_epilogue: bool = False) -> None:
+    def __init__(
+        self, encoder: EsmEncoder, gelu_epilogue: bool = False, cudnn: bool = False
+    ) -> None:
         super().__init__()
         self.num_layers, self.embed_dim = encoder.num_layers, encoder.embed_dim
         self.padding_idx, self.mask_idx = encoder.padding_idx, encoder.mask_idx
         self.token_dropout = encoder.token_dropout
         self.embed_tokens = encoder.embed_tokens
         self.layers = nn.ModuleList(
-            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue) for layer in encoder.layers
+            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue, cudnn) for layer in encoder.layers
         )
         self.final_norm = encoder.emb_layer_norm_after
         self.rotary = encoder.rotary
@@ -263,12 +274,13 @@ def accelerate_esm(
     mode: str = "regional",
     fp8: bool = False,
     gelu_epilogue: bool = False,
+    attention: str = "flash",
 ) -> None:
     """Swap the bundle's encoder for the fast one (frees the separate q/k/v weights); with
     ``fp8`` its matrix products run in FP8 (models/fp8.py)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}: expected one of {COMPILE_MODES}")
-    fast = FastEsm(bundle.encoder, gelu_epilogue)
+    fast = FastEsm(bundle.encoder, gelu_epilogue, cudnn=attention == "cudnn")
     if fp8:
         from virnucpro_tui.models.fp8 import quantize_linears
 

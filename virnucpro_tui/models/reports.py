@@ -22,10 +22,12 @@ class LoadStarted(_Report, frozen=True, kw_only=True):
 
 
 class WarmupStarted(_Report, frozen=True, kw_only=True):
-    """The fast path begins: compilation (``compile``) and warm-up batches."""
+    """The fast path begins: compilation (``compile``) and warm-up batches; ``cached``: the
+    compiled kernels of an earlier run are loaded instead of compiled."""
 
     source: str
     compile: bool
+    cached: bool = False
 
 
 class WarmupDone(_Report, frozen=True, kw_only=True):

@@ -35,9 +35,12 @@ class EngineSettings:
     compile_cache: Path | None = None  # None: the user's cache dir (models/compile_cache.py)
     # GPU fast paths (docs/benchmarks.md#what-was-tried): ESM-2's fc1 GELU in the cuBLASLt
     # epilogue (tanh approximation, measured as faithful as the exact GELU) unless exact_gelu;
-    # DNABERT-S attention with the ALiBi bias tensor ("bias") or inside FlexAttention ("flex").
+    # DNABERT-S attention inside FlexAttention ("flex", measured 13% faster on an H200) or with
+    # the ALiBi bias tensor ("bias"); ESM-2 attention with PyTorch's flash kernel ("flash") or
+    # cuDNN's first ("cudnn"; docs/benchmarks.md#speed-levers).
     exact_gelu: bool = False
-    dnabert_attention: str = "bias"
+    dnabert_attention: str = "flex"
+    esm_attention: str = "flash"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -46,3 +49,5 @@ class EngineSettings:
             )
         if self.dnabert_attention not in ("bias", "flex"):
             raise InputError(f"dnabert_attention {self.dnabert_attention!r}: expected bias or flex")
+        if self.esm_attention not in ("flash", "cudnn"):
+            raise InputError(f"esm_attention {self.esm_attention!r}: expected flash or cudnn")

@@ -39,7 +39,8 @@ def _model_load(
     if isinstance(report, r.LoadStarted):
         phase, detail = ev.ModelPhase.START, _Detail(dtype=report.dtype)
     elif isinstance(report, r.WarmupStarted):
-        phase, detail = ev.ModelPhase.WARMUP_START, _Detail(compile=report.compile)
+        detail = _Detail(compile=report.compile, cached=report.cached)
+        phase = ev.ModelPhase.WARMUP_START
     elif isinstance(report, r.WarmupDone):
         phase, detail = ev.ModelPhase.WARMUP_DONE, _Detail(seconds=report.seconds)
     elif isinstance(report, r.LoadFailed):
@@ -56,6 +57,7 @@ def _model_load(
         dtype=detail.dtype,
         seconds=detail.seconds,
         compile=detail.compile,
+        cached=detail.cached,
         bytes_on_device=detail.bytes_on_device,
         compile_seconds=detail.compile_seconds,
         fast_path=detail.fast_path,
@@ -71,6 +73,7 @@ class _Detail:
     dtype: str | UnsetType = UNSET
     seconds: float | UnsetType = UNSET
     compile: bool | UnsetType = UNSET
+    cached: bool | UnsetType = UNSET
     bytes_on_device: int | UnsetType = UNSET
     compile_seconds: float | None | UnsetType = UNSET
     fast_path: bool | UnsetType = UNSET

@@ -158,6 +158,7 @@ class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
     dtype: str | UnsetType = UNSET
     seconds: float | UnsetType = UNSET  # on done (reading), on warmup_done (the warm-up)
     compile: bool | UnsetType = UNSET  # on warmup_start: whether torch.compile runs
+    cached: bool | UnsetType = UNSET  # on warmup_start: compiled kernels of an earlier run load
     bytes_on_device: int | UnsetType = UNSET
     compile_seconds: float | None | UnsetType = UNSET
     fast_path: bool | UnsetType = UNSET
@@ -275,7 +276,7 @@ class JobSize(msgspec.Struct, frozen=True, gc=False):
     """One input's size, as ``run_started`` lists it (known before preparation starts)."""
 
     job: str
-    bytes: int  # the file on disk (compressed, for gzip)
+    bytes: int  # the file on disk (compressed, for a compressed input)
     records: int
     chunks: int
 
@@ -318,7 +319,7 @@ class JobPrepared(Event, frozen=True, kw_only=True, tag="job_prepared"):
     frames_prepared: int
     done: bool
     shards_total: int | None
-    bytes_read: int | UnsetType = UNSET  # of the input file (compressed bytes, for gzip)
+    bytes_read: int | UnsetType = UNSET  # of the input file (compressed bytes, if compressed)
     bytes_total: int | UnsetType = UNSET
     duplicate_frames: int = 0  # of frames_prepared, those identical to an earlier frame
 

@@ -199,6 +199,11 @@ class RunWatch:
         self.tail.close()
 
 
+def resume_command_of(run_dir: str | Path) -> str | None:
+    """``resume_command`` for the run in ``run_dir`` (what a stopped run prints, as ``attach``)."""
+    return resume_command(RunLayout(Path(run_dir)).manifest) if str(run_dir) else None
+
+
 def resume_command(manifest_path: Path) -> str | None:
     """The shell command that resumes a run: the one the manifest recorded, without
     ``--restart`` (which would discard the run), run from the directory it was run from."""

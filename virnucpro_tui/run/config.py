@@ -15,6 +15,7 @@ from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.pool import PoolPolicy
 from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings
+from virnucpro_tui.run.hooks import JobFinishedHook
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
 
@@ -37,6 +38,7 @@ class RunConfig:
     dedup: bool = True  # identical frames computed once (--no-dedup turns it off)
     save_features: bool = False  # --save-features
     features_format: str = "pt"  # --features-format: pt or safetensors
+    on_job_finished: JobFinishedHook | None = None  # the report (run --no-report: None)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scans: list[InputScan] | None = None  # validation already done by the caller
 

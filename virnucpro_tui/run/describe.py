@@ -94,7 +94,9 @@ def worker_activity(w: WorkerView, now: float, live: bool) -> str:
 
 def model_phase(model: ModelView) -> str:
     if model.state == "warming up":
-        return "compiling" if model.compiling else "warming up"
+        if model.compiling:
+            return "loading compiled" if model.cached else "compiling"
+        return "warming up"
     return str(model.state)
 
 
@@ -225,6 +227,8 @@ def _model_load_text(e: ev.ModelLoad) -> str | None:
     """A model's load, warm-up and errors (its start is only in the log)."""
     if e.phase == ev.ModelPhase.WARMUP_START:
         work = "compiling and warming up" if e.compile else "warming up"
+        if e.compile and e.cached:
+            work = "loading its compiled kernels and warming up"
         return f"{e.model} {work} (the first shard waits for it)"
     if e.phase == ev.ModelPhase.WARMUP_DONE:
         return f"{e.model} warmed up in {e.seconds or 0:.1f} s"

@@ -30,6 +30,7 @@ from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.faults import FaultPlan
 from virnucpro_tui.run.assemble import FeatureRequest, JobTotals, assemble_job
 from virnucpro_tui.run.config import DEMO_NOTICE, RunConfig
+from virnucpro_tui.run.hooks import FinishedJob
 from virnucpro_tui.run.manifest import Manifest
 from virnucpro_tui.run.rundir import NOTICE, PROVENANCE, RunDir
 
@@ -86,6 +87,7 @@ class RunContext:
     manifest: Callable[[], Manifest]
     faults: FaultPlan = field(default_factory=FaultPlan.for_orchestrator)
     last_prepare_note: float = 0.0  # progress of preparation: one event a second at most
+    finished_seconds: dict[str, float] = field(default_factory=dict)  # jobs finished, this run
 
 
 class JobPipeline:
@@ -287,13 +289,36 @@ class JobPipeline:
             raise StopRequested
 
     def finished(self, totals: JobTotals) -> None:
-        """The job's outputs are in place: write its provenance and announce it. Whatever else
-        a finished job writes belongs here."""
+        """The job's outputs are in place: write its provenance, run the finished-job hook (the
+        report), and announce it. Whatever else a finished job writes belongs here."""
         job = self.state
         self._write_provenance()
+        seconds = round(time.time() - job.started_at, 3)
+        outputs = {**self._run_hook(seconds), **totals.outputs}
         job.status = ev.JobStatus.DONE
         job.frames_done = totals.frames  # the duplicates are done too
-        self.ctx.emit(job_done_event(job, totals, self.ctx.cfg.demo))
+        self.ctx.emit(job_done_event(job, totals, outputs, seconds, self.ctx.cfg.demo))
+
+    def _run_hook(self, seconds: float) -> dict[str, str]:
+        """The hook's files (the report: report.html first), or none with a warning when it
+        fails: the job's outputs are final either way."""
+        hook, job, root = self.ctx.cfg.on_job_finished, self.state, self.ctx.rundir.root
+        if hook is None:
+            return {}
+        self.ctx.finished_seconds[job.name] = seconds
+        finished = FinishedJob(root, job.name, job.out_dir, dict(self.ctx.finished_seconds))
+        try:
+            paths = hook(finished)
+        except Exception as exc:  # noqa: BLE001 - the extra files never fail a finished job
+            self.ctx.emit(
+                ev.WarningEvent(
+                    job=job.name,
+                    message=f"the report of {job.name} was not built ({exc}); build it with: "
+                    f"virnucpro-tui report {root}",
+                )
+            )
+            return {}
+        return {p.name: str(p) for p in paths}
 
     def _recompute_after_corruption(self, exc: CorruptShardError) -> None:
         """A shard went bad after it was written: recompute this job's bad shards (a bounded
@@ -338,11 +363,13 @@ class JobPipeline:
             )
 
 
-def job_done_event(job: JobState, totals: JobTotals, demo: bool) -> ev.JobDone:
+def job_done_event(
+    job: JobState, totals: JobTotals, outputs: dict[str, str], seconds: float, demo: bool
+) -> ev.JobDone:
     return ev.JobDone(
         job=job.name,
         out_dir=str(job.out_dir),
-        outputs=totals.outputs,
+        outputs=outputs,
         sequences=totals.sequences,
         viral_sequences=totals.viral_sequences,
         chunks=totals.chunks,
@@ -353,7 +380,7 @@ def job_done_event(job: JobState, totals: JobTotals, demo: bool) -> ev.JobDone:
         viral_chunks=totals.viral_chunks,
         top_sequences=tuple(totals.top_sequences),
         skipped_shards=job.skipped_shards,
-        seconds=round(time.time() - job.started_at, 3),
+        seconds=seconds,
         demo=demo,
         duplicate_frames=totals.duplicate_frames,
         features_path=totals.features_path,

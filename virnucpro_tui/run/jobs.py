@@ -11,7 +11,8 @@ from virnucpro_tui.core.shards import Shard
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.run.job import JobPipeline, JobState, RunContext
-from virnucpro_tui.run.manifest import Manifest, input_entry
+from virnucpro_tui.run.manifest import Manifest
+from virnucpro_tui.run.manifest_builder import input_entry
 from virnucpro_tui.run.rundir import job_names
 
 ACTIVE = (ev.JobStatus.RUNNING, ev.JobStatus.ASSEMBLING)

@@ -37,7 +37,8 @@ from virnucpro_tui.run.job import (
     run_started_event,
 )
 from virnucpro_tui.run.jobs import Jobs
-from virnucpro_tui.run.manifest import Manifest, new_manifest
+from virnucpro_tui.run.manifest import Manifest
+from virnucpro_tui.run.manifest_builder import new_manifest
 from virnucpro_tui.run.rundir import RunDir, job_names
 from virnucpro_tui.run.steering import AddInput, ClearCaches, SetPaused, Steering, StopRun
 from virnucpro_tui.run.telemetry import TelemetrySampler

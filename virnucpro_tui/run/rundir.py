@@ -20,14 +20,29 @@ from typing import IO
 
 from virnucpro_tui.core.atomic import atomic_write_text
 from virnucpro_tui.core.features import FEATURE_FILES
-from virnucpro_tui.core.outputs import HIGHESTSCORE_FILE, PREDICTION_FILE, SUMMARY_FILE
-from virnucpro_tui.errors import RunDirError
+from virnucpro_tui.core.outputs import (
+    HIGHESTSCORE_FILE,
+    JOB_REPORT_FILES,
+    PREDICTION_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
+from virnucpro_tui.errors import RunDirError, output_dir_problem
 from virnucpro_tui.pool.layout import EVENTS, MANIFEST, RunLayout
 from virnucpro_tui.run.manifest import Manifest, manifest_differences
 
 PROVENANCE = "provenance.json"
 NOTICE = "NOTICE.txt"
-OUR_FILES = (PREDICTION_FILE, HIGHESTSCORE_FILE, SUMMARY_FILE, PROVENANCE, NOTICE, *FEATURE_FILES)
+OUR_FILES = (
+    PREDICTION_FILE,
+    HIGHESTSCORE_FILE,
+    SUMMARY_FILE,
+    PROVENANCE,
+    NOTICE,
+    *FEATURE_FILES,
+    *JOB_REPORT_FILES,  # the report (docs/outputs.md)
+    REPORT_FILE,
+)
 
 
 def job_names(paths: list[Path]) -> list[str]:
@@ -146,7 +161,8 @@ class RunDir:
             fh = open(self.layout.lock, "a+")  # noqa: SIM115 - held for the life of the run
         except OSError as exc:
             raise RunDirError(
-                f"{self.root}: cannot use the output directory ({exc.strerror or exc})"
+                f"{self.root}: cannot use the output directory "
+                f"({output_dir_problem(self.root, exc)}); --out names a directory, created if missing"
             ) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -236,6 +252,6 @@ class RunDir:
             (self.root / name).unlink(missing_ok=True)
         for rotated in self.root.glob(f"{EVENTS}.*"):
             rotated.unlink(missing_ok=True)
-        for d in job_dirs:
-            for name in OUR_FILES:
+        for d in {self.root, *job_dirs}:
+            for name in OUR_FILES if d in job_dirs else (REPORT_FILE,):
                 (d / name).unlink(missing_ok=True)

@@ -21,153 +21,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 from virnucpro_tui.pool import events as ev
+from virnucpro_tui.run.job_view import JobView, Totals
+from virnucpro_tui.run.work_rate import ShardRates
+from virnucpro_tui.run.worker_view import (
+    ModelView,
+    WorkerView,
+    note_shard_stage_rates,
+    note_stage_rate,
+)
 
-RATE_WINDOW_S = 60.0  # the smoothed rate is the slope of work done over this window
-STAGES = ("dnabert", "esm")  # the model stages whose speed the panels show
-
-
-@dataclass
-class ModelView:
-    state: str = "not loaded"  # not loaded, loading, warming up, loaded, error
-    since: float | None = None  # when the current phase began (event time)
-    seconds: float | None = None  # reading and moving to the device
-    warmup_seconds: float | None = None  # compilation and warm-up batches
-    compiling: bool = False  # the warm-up includes torch.compile
-    bytes_on_device: int | None = None
-    dtype: str | None = None
-
-    @property
-    def busy(self) -> bool:
-        """Loading or warming up: a phase whose elapsed time the views show."""
-        return self.state in ("loading", "warming up")
-
-
-@dataclass
-class WorkerView:
-    worker: int
-    device: str = ""
-    kind: str = "cpu"
-    uuid: str | None = None
-    state: ev.WorkerState = ev.WorkerState.STARTING
-    gone: bool = False  # the run's process died: this worker is gone with it
-    pid: int | None = None
-    generation: int = 0
-    models: dict[str, ModelView] = field(
-        default_factory=lambda: {m: ModelView() for m in ev.MODELS}
-    )
-    memory: ev.GpuMemory | None = None  # the latest reading
-    telemetry: ev.GpuTelemetry | None = None  # the latest NVML reading (GPU workers)
-    job: str | None = None
-    shard: int | None = None
-    shard_done: int = 0
-    shard_total: int = 0
-    stage: str | None = None
-    frames_done: int = 0
-    shards_done: int = 0
-    cache_clears: int = 0
-    last_freed: int | None = None
-    ooms: int = 0
-    restarts: int = 0
-    throughput: deque[float] = field(default_factory=lambda: deque(maxlen=60))  # frames/s per shard
-    last_event: float = 0.0
-    # per-model speed of the last measured stage (docs/events.md: stage_seconds)
-    esm_rate: float | None = None  # ESM-2 proteins/s
-    dnabert_rate: float | None = None  # DNABERT-S frames/s
-    synced_stages: bool = False  # the worker reports device-synchronised stage seconds
-    stage_end_s: float = 0.0  # shard-relative seconds at which the previous stage ended
-    last_error: str | None = None
-
-    @property
-    def loading_model(self) -> tuple[str, ModelView] | None:
-        """The model being loaded or warmed up now, if any."""
-        return next(((n, m) for n, m in self.models.items() if m.busy), None)
-
-
-@dataclass
-class JobView:
-    name: str
-    input: str = ""
-    status: ev.JobStatus = ev.JobStatus.QUEUED
-    records: int = 0
-    chunks_total: int = 0
-    chunks_prepared: int = 0
-    frames_prepared: int = 0
-    duplicate_frames: int = 0  # prepared frames that copy an identical frame's result
-    bytes_read: int = 0
-    bytes_total: int = 0
-    prepared: bool = False
-    shards: dict[int, int] = field(default_factory=dict)  # verified shards: index -> frames
-    out_dir: str = ""
-    result: ev.JobDone | None = None
-    added: bool = False  # added while the run was going (UI `a`)
-    earlier_total: int | None = None  # exact in an earlier segment: a resume prepares the same
-
-    @property
-    def frames_done(self) -> int:
-        return self.result.frames if self.result is not None else sum(self.shards.values())
-
-    @property
-    def frames_total(self) -> int | None:
-        """Exact once preparation is done; None before (see ``frames_estimate``). Until the job
-        is done, the frames to compute: duplicates are copied, not computed
-        (docs/architecture.md#identical-frames-computed-once)."""
-        if self.result is not None:
-            return self.result.frames
-        return self.frames_to_compute if self.prepared else None
-
-    @property
-    def frames_to_compute(self) -> int:
-        return self.frames_prepared - self.duplicate_frames
-
-    def frames_estimate(self, frames_per_chunk: float | None) -> int | None:
-        """The job's frames: exact once prepared (or in an earlier segment: a resume prepares the
-        same), else extrapolated from what was prepared per chunk (or per byte read), else from
-        its chunk count at ``frames_per_chunk``."""
-        exact = self.frames_total if self.frames_total is not None else self.earlier_total
-        if exact is not None:
-            return exact
-        estimate = self._extrapolate(frames_per_chunk)
-        if estimate is None:
-            return None
-        return max(round(estimate), self.frames_to_compute, self.frames_done)
-
-    def _extrapolate(self, frames_per_chunk: float | None) -> float | None:
-        frames = self.frames_to_compute
-        if self.chunks_prepared and self.chunks_total:
-            return frames / self.chunks_prepared * self.chunks_total
-        if frames and self.bytes_read and self.bytes_total:
-            return frames / self.bytes_read * self.bytes_total
-        if self.chunks_total and frames_per_chunk is not None:
-            return self.chunks_total * frames_per_chunk
-        return None
-
-    @property
-    def fraction_read(self) -> float | None:
-        """How much of the input preparation has read, by bytes (None before it starts)."""
-        if self.prepared:
-            return 1.0
-        return self.bytes_read / self.bytes_total if self.bytes_total else None
-
-
-@dataclass(frozen=True)
-class Totals:
-    """The run's frames: done, and the total (an estimate until every job is prepared) of the
-    jobs whose size is known; ``unsized`` jobs cannot be estimated yet (event logs written
-    before ``run_started`` listed the inputs' sizes)."""
-
-    done: int
-    total: int | None
-    exact: bool
-    unsized: int = 0
-
-    @property
-    def fraction(self) -> float | None:
-        if self.total is None:
-            return None
-        return min(self.done / self.total, 1.0) if self.total else 1.0
+__all__ = ["JobView", "ModelView", "RunView", "Totals", "WorkerView"]
 
 
 class RunView:
@@ -191,6 +56,7 @@ class RunView:
         self.workers: dict[int, WorkerView] = {}
         self.jobs: dict[str, JobView] = {}
         self.log: deque[ev.Event] = deque(maxlen=log_size)
+        self.logged = 0  # events ever appended to the log (the log keeps the newest)
         self.virus_frames = 0
         self.others_frames = 0
         self.histogram = [0] * ev.HISTOGRAM_BINS
@@ -201,17 +67,18 @@ class RunView:
         self.warnings: list[str] = []
         self._partial: dict[int, int] = {}
         self._work = 0  # frames scored in this segment (finished shards)
-        self._work_marks: deque[tuple[float, int]] = deque(maxlen=4000)
+        self.rates = ShardRates()  # this segment's finished shards, on the active clock
         self.last_ts = 0.0
         self.events_seen = 0
 
     # -- facts from outside the events -------------------------------------------------------
-    def process_gone(self, at: float) -> None:
+    def process_gone(self, at: float | None = None) -> None:
         """The run's process is gone (not running on this host any more). Without its
-        ``run_done`` the run died unfinished: it shows as dead, its workers as gone."""
+        ``run_done`` the run died unfinished: it shows as dead, its workers as gone. It died
+        ``at``, or else after its last event: every front end says the same elapsed time."""
         if self.status.finished or self.dead_since is not None:
             return
-        self.dead_since = at
+        self.dead_since = at if at is not None else (self.last_ts or None)
         self.paused = False
         self._partial.clear()
         for w in self.workers.values():
@@ -233,6 +100,7 @@ class RunView:
         self.last_ts = event.ts
         if not event.TELEMETRY:
             self.log.append(event)
+            self.logged += 1
         if isinstance(event, ev.RunStarted):
             self._on_run_started(event)  # first: it opens the segment the rest folds into
             return
@@ -263,15 +131,16 @@ class RunView:
             w.job, w.shard, w.stage = e.job, e.shard, e.stage
             w.shard_done, w.shard_total = e.frames_done, e.frames_total
             self._partial[w.worker] = w.shard_done
-            _note_stage_rate(w, e)
-            self._mark_work(e.ts)
+            note_stage_rate(w, e)
+            if e.stage == "start":
+                self.rates.start(w.worker, e.ts)
         elif isinstance(e, ev.ShardDone):
             w.shards_done += 1
             w.frames_done += e.frames
             w.shard_done = w.shard_total = e.frames
             if e.seconds:
                 w.throughput.append(e.frames / max(e.seconds, 1e-9))
-            _note_shard_stage_rates(w, e)
+            note_shard_stage_rates(w, e)
             self._partial.pop(w.worker, None)
         elif isinstance(e, ev.GpuMemory):
             w.memory = e
@@ -293,8 +162,11 @@ class RunView:
             self.paused = False
         elif isinstance(e, ev.RunPaused):
             self.paused, self.shards_finishing = True, ev.present(e.shards_running) or 0
+            if not self.shards_finishing:
+                self.rates.clock.halt(e.ts)  # nothing runs: the active clock stops
         elif isinstance(e, ev.RunResumed):
             self.paused, self.shards_finishing = False, 0
+            self.rates.clock.resume(e.ts)
         elif isinstance(e, ev.ShardDone):
             self._on_shard_done(e)
         elif isinstance(e, ev.ShardSkipped):
@@ -322,7 +194,7 @@ class RunView:
         self.pid, self.run_started = e.pid, e
         self.workers.clear()
         self._partial.clear()
-        self._work, self._work_marks = 0, deque(maxlen=4000)
+        self._work, self.rates = 0, ShardRates()
         for info in e.workers:
             w = self._worker(info.worker)
             w.kind, w.uuid = info.kind, info.uuid
@@ -358,9 +230,9 @@ class RunView:
         if e.state == ev.WorkerState.BUSY and (shard := ev.present(e.shard)) is not None:
             w.job, w.shard = e.job, shard
             w.shard_done, w.shard_total = 0, ev.present(e.frames) or 0
+            self.rates.start(w.worker, e.ts)
         if e.state in (ev.WorkerState.IDLE, ev.WorkerState.CRASHED, ev.WorkerState.STOPPED):
-            if self._partial.pop(w.worker, None):
-                self._mark_work(e.ts)
+            self._partial.pop(w.worker, None)
             w.shard = None if e.state != ev.WorkerState.IDLE else w.shard
 
     def _on_model_load(self, w: WorkerView, e: ev.ModelLoad) -> None:
@@ -369,6 +241,7 @@ class RunView:
             m.state, m.since = "loading", e.ts
         elif e.phase == ev.ModelPhase.WARMUP_START:
             m.state, m.since, m.compiling = "warming up", e.ts, bool(ev.present(e.compile))
+            m.cached = bool(ev.present(e.cached))
         elif e.phase == ev.ModelPhase.WARMUP_DONE:
             m.warmup_seconds = ev.present(e.seconds)
             m.since = e.ts  # the rest of the load (if any) until done
@@ -389,9 +262,12 @@ class RunView:
         if job is not None:
             job.shards[e.shard] = e.frames
         self._work += e.frames
-        self._mark_work(e.ts)
+        if e.worker is not None:
+            self.rates.add(e.worker, e.ts, e.seconds, e.frames)
         if self.paused and self.shards_finishing:
             self.shards_finishing -= 1  # one of those still running at the pause has finished
+            if not self.shards_finishing:
+                self.rates.clock.halt(e.ts)  # the last one: nothing runs, the clock stops
         old = self._scored.get((e.job, e.shard))  # recomputed (a corrupt result): replace it
         if old is not None:
             self._add_scores(old, -1)
@@ -493,19 +369,18 @@ class RunView:
             if w.worker in self._partial
         )
 
-    def _mark_work(self, ts: float) -> None:
-        self._work_marks.append((ts, self._work + self.frames_in_flight))
-
-    def throughput(self, window_s: float = RATE_WINDOW_S, now: float | None = None) -> float:
-        """Frames per second, smoothed: the work done (finished shards and the progress of those
-        in flight) over the last ``window_s`` seconds of this segment. Zero unless live."""
-        if not self.live or not self._work_marks:
+    def throughput(self, now: float | None = None) -> float:
+        """Frames per second: the sum of the workers' rates over their shards finished in the
+        last minute of active time (``work_rate.py``: paused time left out). Zero unless live."""
+        if not self.live:
             return 0.0
-        now = now if now is not None else time.time()
-        before = [m for m in self._work_marks if m[0] <= now - window_s]
-        first = before[-1] if before else self._work_marks[0]
-        work = self._work_marks[-1][1] - first[1]
-        return max(work / max(now - first[0], 1.0), 0.0)
+        return self.rates.total(now if now is not None else time.time())
+
+    def worker_rate(self, worker: int, now: float | None = None) -> float:
+        """One worker's share of ``throughput`` (what its panel shows)."""
+        if not self.live:
+            return 0.0
+        return self.rates.worker_rate(worker, now if now is not None else time.time())
 
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Seconds left at the smoothed rate; None when unknown (no estimate, no rate, not live)
@@ -525,8 +400,12 @@ class RunView:
         return sum(w.esm_rate or 0.0 for w in self.workers.values() if w.state.live)
 
     def average_throughput(self) -> float:
-        """Frames per second over the whole segment (what a finished run reports)."""
-        elapsed = self.elapsed()
+        """Frames per second over the whole segment, paused time left out (what a finished run
+        reports)."""
+        if self.started is None:
+            return 0.0
+        end = self.finished or self.dead_since or time.time()
+        elapsed = self.rates.clock.at(end) - self.started
         return self._work / elapsed if elapsed > 0 else 0.0
 
     def elapsed(self, now: float | None = None) -> float:
@@ -539,44 +418,3 @@ class RunView:
 def _call_then_score(top: tuple[str, float, str]) -> tuple[bool, float]:
     """Sequences called virus first, then by max P(virus) (docs/outputs.md#the-call)."""
     return top[2] != "virus", -top[1]
-
-
-def _note_stage_rate(w: WorkerView, e: ev.Progress) -> None:
-    """Per-model speed from the progress event that closes a stage: from its device-synchronised
-    ``stage_seconds`` when the worker reports them; without them only on a CPU worker (whose
-    timings are synchronous anyway); a GPU's unsynchronised times would charge one stage's work
-    to the next, so they are never shown as speeds."""
-    if e.stage == "start":
-        w.stage_end_s = 0.0
-    if e.stage not in STAGES or not e.closes_stage:
-        return
-    total = e.stage_total if isinstance(e.stage_total, int) else 0
-    synced = ev.present(e.stage_seconds)
-    span = e.seconds - (w.stage_end_s if e.stage == "esm" else 0.0)
-    w.stage_end_s = e.seconds
-    if synced is not None:
-        w.synced_stages = True
-        span = synced
-    elif w.synced_stages or w.kind == "cuda":
-        return
-    _set_stage_rate(w, e.stage, total, span)
-
-
-def _note_shard_stage_rates(w: WorkerView, e: ev.ShardDone) -> None:
-    """Per-model speeds from a finished shard's device-synchronised stage seconds."""
-    seconds = ev.present(e.stage_seconds)
-    if not seconds:
-        return
-    w.synced_stages = True
-    for stage in STAGES:
-        if stage in seconds:
-            _set_stage_rate(w, stage, e.frames, seconds[stage])
-
-
-def _set_stage_rate(w: WorkerView, stage: str, items: int, seconds: float) -> None:
-    if seconds <= 0 or items <= 0:
-        return
-    if stage == "esm":
-        w.esm_rate = items / seconds
-    else:
-        w.dnabert_rate = items / seconds

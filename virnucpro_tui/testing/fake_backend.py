@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -39,6 +39,9 @@ class FakeWorkerPlan:
     faults: FaultPlan = field(default_factory=FaultPlan)
     host_lost_on_shard: int = 0  # the first generation's host is lost as it starts its Nth shard
     unplaced_generations: tuple[int, ...] = ()  # these never find a host: not ready, silent
+    # a frame id's P(virus) in the written result files (default P_VIRUS for every frame; the
+    # events still report P_VIRUS): varied calls for tests of what is made from the outputs
+    p_virus: Callable[[str], float] | None = None
 
 
 class FakeTransport:
@@ -251,7 +254,9 @@ class FakeTransport:
             return
         import numpy as np
 
-        probs = np.tile(np.array([1 - P_VIRUS, P_VIRUS], dtype=np.float32), (len(shard), 1))
+        score = self.plan.p_virus or (lambda _frame_id: P_VIRUS)
+        p = np.array([score(f.id) for f in shard.frames], dtype=np.float32)
+        probs = np.stack([1 - p, p], axis=1)
         result = ShardResult(shard.job, shard.index, [f.id for f in shard.frames], probs)
         write_shard_result(self.config.layout.shard_result(shard.job, shard.index), result)
 

@@ -20,6 +20,7 @@ from virnucpro_tui.errors import EXIT_INTERRUPTED
 from virnucpro_tui.pool.events import EventSink
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import Backend
+from virnucpro_tui.run.attach import resume_command_of
 from virnucpro_tui.run.describe import summary_lines
 from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui.app import PROG, VirnucproApp
@@ -117,6 +118,8 @@ def run_dashboard(cfg: RunConfig, sinks: list[EventSink], backend: Backend[Any] 
 def print_outcome(view: RunView, error: str | None) -> None:
     """After the screen is restored: the summary (outputs, resumable) and any error, as plain lines."""
     if view.started is not None:
+        if view.resume_command is None:  # a run of this process: the command it ran
+            view.resume_command = resume_command_of(view.out)
         for line in summary_lines(view):
             print(line, file=sys.stderr)
     if error:

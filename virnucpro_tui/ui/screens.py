@@ -21,15 +21,19 @@ KEYS = """\
   [b]ctrl+c[/b]   the same without asking; a second ctrl+c abandons
   [b]p[/b]        pause: shards already running finish, no new one starts; p resumes
   [b]c[/b]        empty every worker's GPU cache now (panels show bytes freed)
-  [b]a[/b]        add a FASTA input while the run goes on
+  [b]a[/b]        add a FASTA or FASTQ input while the run goes on
   [b]l[/b]        the event log, filtered by worker and kind
   [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]r[/b]        the path of report.html (open it in a browser where you are)
+  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
   [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
 READ_ONLY_KEYS = """\
 [b]Keys[/b] (attached, read-only: p, c and a belong to the process running the run)
   [b]q[/b]        leave (the run goes on)
   [b]l[/b]        the event log, filtered by worker and kind
   [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
+  [b]r[/b]        the path of report.html (open it in a browser where you are)
+  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
   [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
 
 
@@ -101,17 +105,17 @@ class ConfirmQuitScreen(ModalScreen[bool]):
 
 
 def check_input_path(text: str, cwd: Path | None = None) -> tuple[Path | None, str | None]:
-    """The input file the user typed, or why it cannot be added (FASTA is checked by the run)."""
+    """The input file the user typed, or why it cannot be added (its contents are checked by the run)."""
     text = text.strip()
     if not text:
-        return None, "type the path of a FASTA file"
+        return None, "type the path of a FASTA or FASTQ file"
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = (cwd or Path.cwd()) / path
     if not path.exists():
         return None, f"{path}: no such file"
     if path.is_dir():
-        return None, f"{path}: is a directory, not a FASTA file"
+        return None, f"{path}: is a directory, not a FASTA or FASTQ file"
     if not os.access(path, os.R_OK):
         return None, f"{path}: cannot be read"
     if path.stat().st_size == 0:
@@ -120,7 +124,7 @@ def check_input_path(text: str, cwd: Path | None = None) -> tuple[Path | None, s
 
 
 class AddInputScreen(ModalScreen[Path | None]):
-    """Ask for a FASTA path; the run validates its contents and queues it."""
+    """Ask for a FASTA or FASTQ path; the run validates its contents and queues it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -132,7 +136,8 @@ class AddInputScreen(ModalScreen[Path | None]):
         with Vertical(classes="dialog"):
             yield Static("[b]Add an input[/b]", classes="dialog-title")
             yield Static(
-                "A FASTA file (plain or .gz). It joins the job queue and shares the warm workers."
+                "A FASTA or FASTQ file (plain, .gz, .bz2, .xz or .zst). It joins the job queue and "
+                "shares the warm workers."
             )
             yield Input(placeholder="path/to/reads.fa.gz", id="add-path")
             yield Static("", id="add-error")

@@ -215,14 +215,16 @@ def encoder_with_weights(
     source: Path,
     shape: EncoderShape,
     inv_freq: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> EsmEncoder:
-    """An EsmEncoder holding ``state`` (fair-esm names) in fp32, in eval mode, on the CPU. The
-    tensors are assigned, not copied, when they are fp32 already. ``inv_freq``: a stored rotary
-    table to use as is (fair-esm does)."""
+    """An EsmEncoder holding ``state`` (fair-esm names) in ``dtype``, in eval mode, on the CPU.
+    The tensors are assigned, not copied, when they are in ``dtype`` already: a memory-mapped
+    fp16 checkpoint loaded for fp16 goes to the GPU from its pages, with no fp32 copy between.
+    ``inv_freq``: a stored rotary table to use as is (fair-esm does)."""
     encoder = uninitialised_encoder(shape)
     check_state(shapes_of(state), shapes_of(encoder), source, "ESM-2")
-    fp32 = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
-    encoder.load_state_dict(fp32, strict=True, assign=True)
+    cast = {k: v.detach().to(dtype).contiguous() for k, v in state.items()}
+    encoder.load_state_dict(cast, strict=True, assign=True)
     if inv_freq is not None:
         encoder.rotary.set_inv_freq(inv_freq)
     return encoder.eval().requires_grad_(False)

@@ -144,13 +144,15 @@ def _read_regression(path: Path, shape: EncoderShape) -> dict[str, Any] | None:
 # --- building ------------------------------------------------------------------------------
 
 
-def encoder_from_fair(checkpoint: FairEsmCheckpoint) -> EsmEncoder:
+def encoder_from_fair(
+    checkpoint: FairEsmCheckpoint, dtype: torch.dtype = torch.float32
+) -> EsmEncoder:
     """Our EsmEncoder on the checkpoint's tensors (fair-esm's module is not built)."""
     state = {
         k: v for k, v in checkpoint.state.items() if not k.startswith(LM_HEAD) and INV_FREQ not in k
     }
     inv_freq = checkpoint.state[f"layers.0.{INV_FREQ}"]  # a checkpoint has at least one layer
-    return encoder_with_weights(state, checkpoint.path, checkpoint.shape, inv_freq)
+    return encoder_with_weights(state, checkpoint.path, checkpoint.shape, inv_freq, dtype)
 
 
 def load_fair_esm_reference(path: str | Path) -> tuple[esm.model.esm2.ESM2, Alphabet]:

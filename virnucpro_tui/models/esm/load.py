@@ -89,13 +89,15 @@ def check_esm(path: str | Path) -> FairEsmCheckpoint | TransformersEsm:
     return read_fair_checkpoint(path)
 
 
-def load_esm(path: str | Path) -> EsmBundle:
-    """Load ESM-2 on the CPU in fp32 from a fair-esm checkpoint file or a transformers directory."""
+def load_esm(path: str | Path, dtype: torch.dtype = torch.float32) -> EsmBundle:
+    """Load ESM-2 on the CPU in ``dtype`` (default fp32) from a fair-esm checkpoint file or a
+    transformers directory; the weights of a fair-esm file stay memory-mapped when stored in
+    ``dtype`` (the released files are fp16)."""
     checked = check_esm(path)
     if isinstance(checked, TransformersEsm):
         encoder, source, fmt = encoder_from_transformers(checked), checked.directory, "transformers"
     else:
-        encoder, source, fmt = encoder_from_fair(checked), checked.path, "fair-esm"
+        encoder, source, fmt = encoder_from_fair(checked, dtype), checked.path, "fair-esm"
     return EsmBundle(
         encoder=encoder,
         alphabet=tokens.esm_alphabet(),

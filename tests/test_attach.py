@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -331,6 +332,9 @@ def test_attach_to_a_run_killed_with_sigkill_shows_it_dead(tmp_path: Path, demo_
     assert "-m virnucpro_tui run" in text
     assert dead.returncode == 1 and "still running" not in dead.stdout
     assert f"the run's process (pid {proc.pid}) ended without finishing" in dead.stdout
+    # one elapsed time in every view: up to the run's last event, however late each one looks
+    elapsed = re.compile(r"elapsed (\d+:\d\d(?::\d\d)?)")
+    assert elapsed.findall(header_dead) == elapsed.findall(dead.stdout)[-1:] != []
     assert_no_live_processes(worker_pids(out))
 
 

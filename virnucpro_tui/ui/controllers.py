@@ -8,7 +8,6 @@ it only watches, or a scripted event list (tests, screenshots).
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from textual.message import Message
 
 from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
-from virnucpro_tui.pool.events import Event, EventSink
-from virnucpro_tui.run.attach import Process, RunWatch
+from virnucpro_tui.pool.events import Event, EventSink, RunStarted, ShardDone
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.run.attach import EventTail, Process, RunWatch
 from virnucpro_tui.ui.messages import (
+    EarlierResults,
     EventBatch,
     EventMessage,
     OwnerChanged,
@@ -79,7 +80,14 @@ class LiveRun:
         self.traceback: str | None = None
 
     def start(self, post: Post) -> None:
-        self.orchestrator = self._make(lambda event: post(EventMessage(event)))
+        self.orchestrator = self._make(lambda event: self._forward(event, post))
+
+    @staticmethod
+    def _forward(event: Event, post: Post) -> None:
+        """Each event to the app; before a resumed run's start, what its earlier runs scored."""
+        if isinstance(event, RunStarted) and event.resumed:
+            post(EarlierResults(earlier_results(event.out, before=event.ts)))
+        post(EventMessage(event))
 
     def _run(self) -> Orchestrator:
         if self.orchestrator is None:
@@ -152,7 +160,7 @@ class AttachedRun:
                 if events:
                     post(EventBatch(events))
                 if process == Process.GONE:
-                    post(ProcessGone(time.time()))
+                    post(ProcessGone())
                 if self._stop.wait(self.poll_s):
                     return
         finally:
@@ -211,3 +219,12 @@ class ScriptedRun:
 
     def close(self) -> None:
         pass
+
+
+def earlier_results(out: str, before: float) -> list[ShardDone]:
+    """The shards a run directory's events file says were finished before ``before``."""
+    tail = EventTail(RunLayout(Path(out)).events)
+    try:
+        return [e for e in tail.backlog() if isinstance(e, ShardDone) and e.ts < before]
+    finally:
+        tail.close()

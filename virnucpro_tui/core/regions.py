@@ -9,7 +9,7 @@ A chunk without a stop-free frame has no call: it is not viral, so it breaks a r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from virnucpro_tui.core.chunking import chunk_spans
 from virnucpro_tui.core.outputs import ChunkConsensus, format_score
@@ -19,8 +19,7 @@ REGIONS_TSV_HEADER = (
 )
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """Chunks ``first..last`` (0-based, inclusive) of one sequence; ``start``/``end`` are
     0-based half-open; the scores are over the region's chunks that have frames."""
 
@@ -43,9 +42,11 @@ class Region:
 
     def tsv_row(self) -> str:
         """1-based inclusive coordinates."""
+        best = format_score(self.max_virus_score)
+        mean = best if self.mean_virus_score == self.max_virus_score else None
         return (
             f"{self.sequence_id}\t{self.start + 1}\t{self.end}\t{self.length}\t{self.chunks}\t"
-            f"{format_score(self.mean_virus_score)}\t{format_score(self.max_virus_score)}\t"
+            f"{mean or format_score(self.mean_virus_score)}\t{best}\t"
             f"{'yes' if self.whole_sequence else 'no'}\n"
         )
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +34,7 @@ class ResultsError(ValueError):
     """A results file that is not what this tool wrote (truncated, edited, another format)."""
 
 
-@dataclass(frozen=True)
-class SequenceResult:
+class SequenceResult(NamedTuple):
     """One input sequence: its summary row, its frames, and its chunks' consensus by chunk
     index (0-based; a chunk without a stop-free frame has no entry)."""
 
@@ -47,9 +46,9 @@ class SequenceResult:
 def chunk_index(chunk_id: str) -> int:
     """The 0-based chunk index of a chunk id ``<record>_chunk_<k>``."""
     _, mark, k = chunk_id.rpartition(CHUNK_MARK)
-    if not mark or not k.isdigit() or int(k) < 1:
-        raise ResultsError(f"{chunk_id!r} is not a chunk id of this tool")
-    return int(k) - 1
+    if mark and k.isdigit() and (index := int(k) - 1) >= 0:
+        return index
+    raise ResultsError(f"{chunk_id!r} is not a chunk id of this tool")
 
 
 def chunk_calls(frames: list[Prediction]) -> dict[int, ChunkConsensus]:
@@ -70,9 +69,14 @@ def parse_summary_row(line: str) -> SequenceSummary:
     rid, length, chunks, with_frames, frames, viral, score, call = fields
     try:
         summary = SequenceSummary(
-            rid, int(length), int(chunks), int(with_frames), int(frames), int(viral)
+            rid,
+            int(length),
+            int(chunks),
+            int(with_frames),
+            int(frames),
+            int(viral),
+            None if score == "NA" else np.float32(score),
         )
-        summary.max_virus_score = None if score == "NA" else np.float32(score)
     except ValueError:
         raise ResultsError(f"a number column holds {line.strip()!r}") from None
     if summary.call != call:

@@ -12,7 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.outputs import SequenceSummary
+from virnucpro_tui.core.outputs import Prediction, SequenceSummary
 from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
 from virnucpro_tui.core.results import SequenceResult
 
@@ -135,8 +135,7 @@ def scan_job(
     """Write the regions of every sequence; count, bin and pick."""
     stats = JobStats()
     sinks.tsv.write(REGIONS_TSV_HEADER)
-    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
-    scores: list[np.float32] = []
+    bins = ScoreBins(stats)
     for result in results:
         s = result.summary
         regions = (
@@ -147,22 +146,44 @@ def scan_job(
         _add_regions(stats, regions, sinks)
         call = s.call
         _count(stats, s, call)
-        for p in result.frames:
-            scores.append(p.p_virus)
-            if p.p_virus > p.p_others:
-                stats.virus_frames += 1
-        if len(scores) >= 65536:
-            stats.histogram += np.histogram(np.asarray(scores, np.float64), edges)[0]
-            scores.clear()
+        bins.add(result.frames)
         if call == "virus" or sinks.picker.wanted is not None:
             sinks.picker.consider(result, chunk_length, regions)
         if call == "virus":
             sinks.table.consider(result, chunk_length, regions)
         if sinks.on_sequence is not None:
             sinks.on_sequence(s)
-    stats.histogram += np.histogram(np.asarray(scores, np.float64), edges)[0]
+    bins.flush()
     stats.tracks = sinks.picker.tracks()
     return stats
+
+
+class ScoreBins:
+    """The frames' scores, binned and counted a block at a time with numpy (a per-frame
+    comparison of numpy scalars is the slow way)."""
+
+    BLOCK = 65536
+    EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+
+    def __init__(self, stats: JobStats) -> None:
+        self.stats = stats
+        self.virus: list[np.float32] = []
+        self.others: list[np.float32] = []
+
+    def add(self, frames: list[Prediction]) -> None:
+        for p in frames:
+            self.virus.append(p.p_virus)
+            self.others.append(p.p_others)
+        if len(self.virus) >= self.BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        virus = np.array(self.virus, np.float32)
+        others = np.array(self.others, np.float32)
+        self.stats.histogram += np.histogram(virus.astype(np.float64), self.EDGES)[0]
+        self.stats.virus_frames += int(np.count_nonzero(virus > others))
+        self.virus.clear()
+        self.others.clear()
 
 
 def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> None:

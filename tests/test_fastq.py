@@ -8,6 +8,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import lzma
 import random
 import sys
@@ -36,6 +37,7 @@ from tests.helpers import (
     worker_pids,
 )
 from virnucpro_tui.cli import main
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.core.compression import Compression
 from virnucpro_tui.core.fasta import (
     FastaRecord,
@@ -476,6 +478,21 @@ def test_paired_files_are_two_jobs_with_their_own_outputs(formats_run: Path) -> 
     assert r1 != (formats_run / "pair_R2" / "prediction_results.txt").read_bytes()
     done = [e["job"] for e in events(formats_run) if e["type"] == "job_done"]
     assert "pair_R1" in done and "pair_R2" in done
+
+
+@pytest.mark.slow
+def test_provenance_names_each_input_as_stored(formats_run: Path) -> None:
+    """The checksum is the file's as stored (compressed), with its format and compression."""
+    for job, fmt, compression in (
+        ("reads", "FASTQ", "none"),
+        ("reads_gz", "FASTQ", "gzip"),
+        ("contigs_bz2", "FASTA", "bzip2"),
+        ("contigs_xz", "FASTQ", "xz"),
+    ):
+        entry = json.loads((formats_run / job / "provenance.json").read_text())["input"]
+        path = Path(entry["path"])
+        assert entry["sha256"] == sha256_file(path) and entry["bytes"] == path.stat().st_size
+        assert (entry["format"], entry["compression"]) == (fmt, compression), entry
 
 
 @pytest.mark.slow

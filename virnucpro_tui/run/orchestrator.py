@@ -183,8 +183,10 @@ class Orchestrator:
             {
                 "job": n,
                 "path": str(s.path.resolve()),
-                "sha256": sha256_file(s.path),
+                "sha256": sha256_file(s.path),  # the file as stored, compressed or not
                 "bytes": s.path.stat().st_size,
+                "format": s.format.value,
+                "compression": s.compression.value,
                 "records": s.records,
                 "chunks": s.chunks,
                 "added": False,
@@ -769,6 +771,8 @@ class Orchestrator:
                 "path": str(path.resolve()),
                 "sha256": sha256_file(path),
                 "bytes": path.stat().st_size,
+                "format": scan.format.value,
+                "compression": scan.compression.value,
                 "records": scan.records,
                 "chunks": scan.chunks,
                 "added": True,

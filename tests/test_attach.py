@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -35,7 +36,8 @@ from tests.ui.helpers import (
     wait_for,
 )
 from virnucpro_tui.console.headless import attach, attach_headless
-from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
+from virnucpro_tui.pool.event_sinks import JsonlWriter
+from virnucpro_tui.pool.events import Heartbeat, WorkerState
 from virnucpro_tui.run.attach import EventTail, Process, RunWatch
 from virnucpro_tui.run.rundir import LockRecord
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp
@@ -330,6 +332,10 @@ def test_attach_to_a_run_killed_with_sigkill_shows_it_dead(tmp_path: Path, demo_
     assert "-m virnucpro_tui run" in text
     assert dead.returncode == 1 and "still running" not in dead.stdout
     assert f"the run's process (pid {proc.pid}) ended without finishing" in dead.stdout
+    # one elapsed time in every view: up to the run's last event, however late each one looks
+    shown = re.findall(r"elapsed (\d+:\d\d(?::\d\d)?)", header_dead)
+    said = re.findall(r"run dead: [\d,]+ frames in (\d+:\d\d(?::\d\d)?)", dead.stdout + text)
+    assert len(shown) == 1 and said and set(said) == set(shown), (shown, said)
     assert_no_live_processes(worker_pids(out))
 
 

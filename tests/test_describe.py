@@ -296,7 +296,9 @@ def test_a_dead_run_shows_dead_with_gone_workers_no_eta_and_the_resume_command()
     assert not view.dead and run_state(view) == "complete"
 
 
-def test_totals_are_estimated_from_the_first_prepared_record_never_unknown() -> None:
+def test_totals_are_estimated_once_the_sample_says_something_and_never_guessed() -> None:
+    """The first record alone said ~24,401 frames for a run of 13,510 (its chunks had one frame
+    each): a job is extrapolated from 30% of its chunks (or 300 of them), not from one record."""
     sizes = [
         {"job": "a", "bytes": 1000, "records": 10, "chunks": 100},
         {"job": "b", "bytes": 500, "records": 5, "chunks": 50},
@@ -307,7 +309,12 @@ def test_totals_are_estimated_from_the_first_prepared_record_never_unknown() -> 
     )
     assert view.totals().total is None and "sizing the inputs" in progress_line(view, T)
     view.apply(prepared(T + 0.1, 10, 100, frames=40, shards=None, bytes_read=100, bytes_total=1000))
-    # a: 40 frames per 10 chunks of 100; b, not started: 50 chunks at the same 4 per chunk
+    assert view.totals().total is None  # 10 of 100 chunks: too small a sample
+    assert "0 frames (sizing the inputs, 7% of the inputs read)" in progress_line(view, T + 0.1)
+    view.apply(
+        prepared(T + 0.2, 30, 100, frames=120, shards=None, bytes_read=300, bytes_total=1000)
+    )
+    # a: 120 frames per 30 chunks of 100; b, not started: 50 chunks at the same 4 per chunk
     assert view.totals() == Totals(0, 400 + 200, False)
     line = progress_line(view, T + 0.2)
     assert "  0.0% 0/~600 frames" in line and "?" not in line
@@ -486,7 +493,11 @@ def test_frames_computed_once_and_saved_features_in_progress_and_summary() -> No
     view.apply(done)
     assert (view.frames_done, view.frames_total) == (10, 10)
     lines = summary_lines(view)
-    assert "    prediction_features.pt: /r/prediction_features.pt" in lines
+    # the features file is one of the outputs, listed once, on its own line with its size (the
+    # completion summary listed it twice: issue 23)
+    assert [line for line in lines if "prediction_features.pt" in line] == [
+        "    features: /r/prediction_features.pt (3.0 MiB)"
+    ]
     assert (
         "    computed once: 7 distinct frames; 3 identical frames reuse an earlier result" in lines
     )
@@ -513,3 +524,25 @@ def test_the_eta_of_a_run_that_stopped_unfinished_is_none_not_done() -> None:
             jobs={},
         )
         assert eta_text(fold(*events, done), last + 2) == shown
+
+
+def test_a_run_starting_shows_no_percentage_of_nothing() -> None:
+    """The header said ``100.0% 0/0`` while the run was starting."""
+    view = RunView()
+    assert view.totals().total is None
+    line = progress_line(view, T)
+    assert "0 frames (starting)" in line and "100.0%" not in line and "0/0 frames" not in line
+
+
+def test_earlier_scores_count_once_their_shard_is_verified_again() -> None:
+    """A live view of a resumed run is given what earlier runs scored (``restore``): a shard's
+    scores count when this run verifies it (``shard_skipped``), once, and not before."""
+    earlier = [shard_done(T, 0, frames=10), shard_done(T + 1, 1, frames=6)]
+    view = fold(started(T + 10, resumed=True))
+    view.restore(earlier)  # type: ignore[arg-type]
+    assert (view.virus_frames, view.others_frames) == (0, 0)
+    view.apply(ev("shard_skipped", T + 11, job="a", shard=0, frames=10))
+    view.apply(ev("shard_skipped", T + 11, job="a", shard=0, frames=10))
+    assert (view.virus_frames, view.others_frames, sum(view.histogram)) == (5, 5, 10)
+    view.apply(shard_done(T + 12, 1, frames=6))  # recomputed this time: its own scores
+    assert (view.virus_frames, view.others_frames) == (8, 8)

@@ -308,3 +308,48 @@ def test_no_report_skips_it_and_a_failing_report_only_warns(tmp_path, models) ->
     assert "the report of contigs was not built (disk says no)" in warning.message
     assert f"virnucpro-tui report {tmp_path / 'broken'}" in warning.message
     assert (tmp_path / "broken" / "sequence_summary.tsv").exists()
+
+
+def test_the_releases_run_directory_gets_a_partial_report_then_a_full_one(
+    tmp_path, models, capsys
+) -> None:
+    """tests/data/run_v1, written by the 0.1.0 release before the report existed: refused while
+    interrupted, reported with --partial from its 6 verified shards, then, once a run of
+    today's code finished it (without the report: as the release would have), rebuilt whole."""
+    from tests.test_run_compat import execute, release_run
+
+    inputs, out = release_run(tmp_path / "release", models)
+    assert main(["report", str(out)]) == 1
+    assert "has not finished (status interrupted)" in capsys.readouterr().err
+    assert main(["report", str(out), "--partial"]) == 0
+    partial = out / "report-partial"
+    page = (partial / REPORT_FILE).read_text()
+    assert 'data-banner="partial"' in page
+    small = (partial / "small" / "viral_regions.tsv").read_text().splitlines()
+    assert small[0].startswith("Sequence_ID\tstart")
+    assert (partial / "other" / "viral_sequences.fa").read_text() == ""  # not started
+    execute(inputs, out, models)
+    assert main(["report", str(out)]) == 0
+    for job in ("small", "other"):
+        rows = summary_rows(out / job)
+        assert rows, job
+        for name in JOB_REPORT_FILES:
+            assert (out / job / name).exists(), name
+        called = {r["Sequence_ID"] for r in rows if r["call"] == "virus"}
+        got = {r.id for r in SeqIO.parse(out / job / "viral_sequences.fa", "fasta")}
+        assert got == called
+
+
+def test_run_wires_the_report_hook_unless_no_report() -> None:
+    from virnucpro_tui.cli.parser import build_parser
+    from virnucpro_tui.cli.run_options import run_config
+
+    def config(*flags: str) -> RunConfig:
+        args = build_parser().parse_args(["run", "in.fa", "--out", "o", *flags])
+        return run_config(args, models=None, demo=False, scans=[])
+
+    assert config().on_job_finished == ReportHook(region_gap=0)
+    assert config("--region-gap", "2").on_job_finished == ReportHook(region_gap=2)
+    assert config("--no-report").on_job_finished is None
+    with pytest.raises(SystemExit):
+        config("--region-gap", "-1")

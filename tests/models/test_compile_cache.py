@@ -50,6 +50,21 @@ def test_a_failing_warm_up_clears_the_cache_reports_it_and_compiles_again(tmp_pa
     assert not list(cache.parent.glob("*.discarded-*"))
 
 
+def test_the_retry_warms_up_again_what_the_process_compiled_before(tmp_path: Path) -> None:
+    cache = compile_cache.configure(tmp_path / "compile", key="k")
+    ran: list[str] = []
+
+    def work() -> None:
+        ran.append("esm")
+        raise RuntimeError("corrupt")
+
+    def again() -> None:
+        ran.extend(["dnabert again", "esm again"])
+
+    compile_cache.run_or_recompile(work, cache, lambda _why: None, again=again)
+    assert ran == ["esm", "dnabert again", "esm again"]
+
+
 def test_a_second_failure_is_not_the_caches_and_is_raised(tmp_path: Path) -> None:
     cache = compile_cache.configure(tmp_path / "compile", key="k")
     said: list[str] = []

@@ -276,6 +276,20 @@ def test_low_precision_forward(checkpoint: Path) -> None:
         assert diff < tol * fp32.abs().max().item()
 
 
+def test_loading_in_half_precision_gives_the_same_bits_as_casting_after(checkpoint: Path) -> None:
+    """The engine reads ESM-2 straight into its GPU dtype (no fp32 copy): the same weights as
+    the fp32 load cast afterwards, the rotary table still fp32."""
+    for dtype in (torch.float16, torch.bfloat16):
+        direct = load_esm(checkpoint, dtype)
+        cast = load_esm(checkpoint).to("cpu", dtype)
+        assert direct.dtype == dtype
+        assert direct.encoder.rotary.inv_freq.dtype == torch.float32
+        a, b = direct.encoder.state_dict(), cast.encoder.state_dict()
+        assert list(a) == list(b)
+        assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+        assert torch.equal(direct.embed(PROTEINS), cast.embed(PROTEINS))
+
+
 # --- transformers directories ----------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,70 @@ def test_the_dashboard_ends_by_itself_when_asked_to(tmp_path: Path, demo_models)
     asyncio.run(run())
     assert app.return_code == 0 and app.view.status == "complete"
     assert (out / "prediction_results.txt").exists()
+
+
+def test_a_resumed_dashboard_shows_the_scores_of_the_shards_done_before(
+    tmp_path: Path, demo_models
+) -> None:
+    """Rerun on a finished run directory: every shard is verified and skipped. The dashboard
+    showed ``frames 0 scored`` and an empty histogram next to 101/101; it shows what the earlier
+    run scored, as the outputs hold it."""
+    out = tmp_path / "run"
+    args = [str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "24"]
+    assert main(["run", *args, "--no-ui"]) == 0
+    predictions = labels(out / "prediction_results.txt")
+    app = live_dashboard(args)
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, CompletionScreen), 120, "the completion view"
+            )
+            await pilot.press("escape")
+            await pilot.press("2")
+            await settle(pilot, app)
+            view = app.view
+            assert view.resumed and view.frames_done == 101
+            assert sum(view.histogram) == view.virus_frames + view.others_frames == 101
+            assert view.virus_frames == predictions.count("virus")
+            shown = app.query_one("#results-summary").shown
+            virus = predictions.count("virus")
+            assert "101 scored" in shown and f"virus {virus:,} (" in shown
+            assert view.top_frames  # the best frames of the earlier run, too
+            await pilot.press("q")
+
+    asyncio.run(run())
+
+
+def test_the_eta_after_a_pause_matches_the_work_left(
+    tmp_path: Path, demo_models, monkeypatch
+) -> None:
+    """After a pause the ETA said 00:51 with about 12 s of work left: the rate counted the
+    paused time. A real run is paused for 30 s; after it resumes, the ETA it shows is checked
+    against the time the run then took to finish."""
+    monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.3}))
+    out = tmp_path / "run"
+    app = live_dashboard([str(SAMPLE_READS), "--out", str(out), *CPU, "--shard-size", "8"])
+    clock = time.monotonic
+
+    def shards() -> int:
+        return sum(len(j.shards) for j in app.view.jobs.values())
+
+    async def run() -> tuple[float, float]:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: shards() >= 2, 120, "two shards")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.view.paused, 20, "run_paused")
+            await wait_for(pilot, lambda: app.view.shards_finishing == 0, 60, "the pause to hold")
+            await pilot.pause(30.0)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: not app.view.paused, 20, "run_resumed")
+            resumed_at = shards()
+            await wait_for(pilot, lambda: shards() >= resumed_at + 2, 120, "two more shards")
+            eta, at = app.view.eta_seconds(), clock()
+            assert eta is not None
+            await wait_for(pilot, lambda: app.view.status.finished, 300, "the run's end")
+            return eta, clock() - at
+
+    eta, left = asyncio.run(run())
+    assert 0.5 * left <= eta <= 1.6 * left + 2.0, (eta, left)

@@ -155,7 +155,7 @@ def test_resizing_reflows_the_panels() -> None:
             panel = app.query_one("#worker-0", WorkerPanel)
             wide = panel.shown
             assert app.query_one("#side-col").display
-            await pilot.resize_terminal(80, 24)
+            await pilot.resize_terminal(80, 60)  # tall enough for the full panels
             await settle(pilot, app)
             narrow = panel.shown
             assert not app.screen.query_one("#side-col").region.width  # hidden at 80 columns

@@ -106,7 +106,7 @@ def _check_process(watch: RunWatch, reporter: HeadlessReporter) -> None:
     for event in watch.tail.poll():
         reporter.feed(event)
     if not reporter.view.status.finished:
-        reporter.view.process_gone(time.time())
+        reporter.view.process_gone()  # after its last event, as the dashboard says
 
 
 def _follow(watch: RunWatch, reporter: HeadlessReporter, poll_s: float) -> None:

@@ -109,10 +109,17 @@ def discard(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def run_or_recompile(work: Callable[[], None], path: Path, fallback: Callable[[str], None]) -> None:
+def run_or_recompile(
+    work: Callable[[], None],
+    path: Path,
+    fallback: Callable[[str], None],
+    again: Callable[[], None] | None = None,
+) -> None:
     """``work`` (compile and warm up) on the cache at ``path``; if it fails, clear the cache, say
-    why through ``fallback(message)`` and compile again from nothing, in-process. Running out of
-    device memory, or a second failure, is not the cache's and is raised."""
+    why through ``fallback(message)`` and compile again from nothing, in-process: ``again``
+    (default ``work``), which must also warm up whatever this process compiled before, since
+    the reset forgets it. Running out of device memory, or a second failure, is not the cache's
+    and is raised."""
     import torch
 
     try:
@@ -129,7 +136,7 @@ def run_or_recompile(work: Callable[[], None], path: Path, fallback: Callable[[s
     discard(path)
     torch.compiler.reset()
     _set_live("torch._inductor.config", "compile_threads", 1)
-    work()
+    (again or work)()
 
 
 def _set_live(module: str, name: str, value: object) -> None:

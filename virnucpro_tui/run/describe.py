@@ -122,6 +122,8 @@ def workers_text(view: RunView, now: float) -> str:
 
 def totals_text(view: RunView) -> str:
     """``47.0% 1,234/~2,626 frames`` (``~``: an estimate), or what is known before any total."""
+    if not view.jobs:
+        return "0 frames (starting)"
     totals = view.totals()
     if totals.total is not None and totals.fraction is not None:
         approx = "" if totals.exact else "~"
@@ -311,7 +313,8 @@ def summary_lines(view: RunView) -> list[str]:
                 f"{r.virus_frames:,} virus frames, {r.viral_sequences:,} sequences called virus"
             )
             for name, path in r.outputs.items():
-                lines.append(f"    {name}: {path}")
+                if path != r.features_path:  # listed once, below, with its size
+                    lines.append(f"    {name}: {path}")
             if r.duplicate_frames:
                 lines.append(
                     f"    computed once: {r.frames - r.duplicate_frames:,} distinct frames; "

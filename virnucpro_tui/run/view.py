@@ -61,6 +61,7 @@ class RunView:
         self.others_frames = 0
         self.histogram = [0] * ev.HISTOGRAM_BINS
         self._scored: dict[tuple[str | None, int], ev.ShardDone] = {}
+        self._earlier: dict[tuple[str | None, int], ev.ShardDone] = {}  # see ``restore``
         self._top_frames: dict[str, float] = {}
         self.top_sequences: list[tuple[str, float, str]] = []
         self.errors: list[str] = []
@@ -72,17 +73,26 @@ class RunView:
         self.events_seen = 0
 
     # -- facts from outside the events -------------------------------------------------------
-    def process_gone(self, at: float | None = None) -> None:
+    def restore(self, shards: list[ev.ShardDone]) -> None:
+        """What earlier runs in this run directory scored (a live view of a resumed run starts
+        without their events): each shard's scores count once this run verifies the shard
+        again (``shard_skipped``), so what shows is what the outputs will hold."""
+        for e in shards:
+            self._earlier[(e.job, e.shard)] = e
+
+    def process_gone(self, at: float | None = None) -> bool:
         """The run's process is gone (not running on this host any more). Without its
         ``run_done`` the run died unfinished: it shows as dead, its workers as gone. It died
-        ``at``, or else after its last event: every front end says the same elapsed time."""
+        ``at``, or else after its last event: every front end says the same elapsed time. False
+        when the run had finished or was known dead already."""
         if self.status.finished or self.dead_since is not None:
-            return
+            return False
         self.dead_since = at if at is not None else (self.last_ts or None)
         self.paused = False
         self._partial.clear()
         for w in self.workers.values():
             w.gone, w.shard = True, None
+        return True
 
     @property
     def dead(self) -> bool:
@@ -173,6 +183,9 @@ class RunView:
             job = self._job(e.job)
             if job is not None:
                 job.shards[e.shard] = e.frames
+            earlier = self._earlier.get((e.job, e.shard))
+            if (e.job, e.shard) not in self._scored and earlier is not None:
+                self._record_scores(earlier)  # verified again: its scores count
         elif isinstance(e, ev.ErrorEvent):
             who = f"worker {e.worker}: " if e.worker is not None else ""
             self.errors.append(f"{who}{e.message}")
@@ -268,6 +281,10 @@ class RunView:
             self.shards_finishing -= 1  # one of those still running at the pause has finished
             if not self.shards_finishing:
                 self.rates.clock.halt(e.ts)  # the last one: nothing runs, the clock stops
+        self._record_scores(e)
+
+    def _record_scores(self, e: ev.ShardDone) -> None:
+        """A verified shard's scores in the results (once per shard: a recomputed one replaces)."""
         old = self._scored.get((e.job, e.shard))  # recomputed (a corrupt result): replace it
         if old is not None:
             self._add_scores(old, -1)
@@ -326,17 +343,19 @@ class RunView:
     def frames_total(self) -> int | None:
         """The exact total, once every job is prepared (else None: see ``totals``)."""
         totals = [j.frames_total for j in self.jobs.values()]
-        if any(t is None for t in totals):
+        if not totals or any(t is None for t in totals):  # no job yet: nothing is sized
             return None
         return sum(t for t in totals if t is not None)
 
     def frames_per_chunk(self) -> float | None:
-        """Frames per chunk over everything prepared so far (None before anything is)."""
-        chunks = sum(j.chunks_prepared for j in self.jobs.values() if not j.prepared)
-        frames = sum(j.frames_to_compute for j in self.jobs.values() if not j.prepared)
+        """Frames per chunk over everything prepared so far, once that is a large enough sample
+        (``JobView.sampled``; None before)."""
+        chunks = frames = 0
         for j in self.jobs.values():
             if j.prepared and j.chunks_total:
                 chunks, frames = chunks + j.chunks_total, frames + (j.frames_total or 0)
+            elif j.sampled:
+                chunks, frames = chunks + j.chunks_prepared, frames + j.frames_to_compute
         return frames / chunks if chunks else None
 
     def totals(self) -> Totals:

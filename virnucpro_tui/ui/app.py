@@ -29,6 +29,7 @@ from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui import notices
 from virnucpro_tui.ui.controllers import RunController
 from virnucpro_tui.ui.messages import (
+    EarlierResults,
     EventBatch,
     EventMessage,
     OwnerChanged,
@@ -153,11 +154,13 @@ class VirnucproApp(App[int]):
     def on_owner_changed(self, message: OwnerChanged) -> None:
         self.mode.owner = message.owner
 
+    def on_earlier_results(self, message: EarlierResults) -> None:
+        self.view.restore(message.shards)
+
     def on_process_gone(self, message: ProcessGone) -> None:
         """Attach: the run's process died; without its run_done, the run is dead."""
-        if self.view.dead or self.view.status.finished or self.view.started is None:
+        if self.view.started is None or not self.view.process_gone():  # died after its last event
             return
-        self.view.process_gone(message.at)
         self.refresh_bindings()
         self.refresh_dashboard()
         if self.exit_on_done:
@@ -175,13 +178,11 @@ class VirnucproApp(App[int]):
                 self.refresh_bindings()
             if live and self.toasts:
                 self.tell(notices.event_notice(event, self.view))
-        if events:
-            self.mode.waiting_for = None
+        self.mode.waiting_for = None if events else self.mode.waiting_for
         if self.view.status.finished != was_finished:
             self.refresh_bindings()
         if not self.controller.drives_run and self.view.status.finished:
-            code = self.view.exit_code
-            self.on_run_finished(RunFinished(code if code is not None else EXIT_OK))
+            self.on_run_finished(RunFinished(self.view.exit_code or EXIT_OK))
 
     def on_run_finished(self, message: RunFinished) -> None:
         """The run is over: its thread returned, or an attached run's run_done was read."""
@@ -228,11 +229,6 @@ class VirnucproApp(App[int]):
         else:
             self._stop(abandon=self.mode.stopping)
 
-    def stop_for_signal(self) -> None:
-        """A signal asked the process to end: stop (or abandon) and leave as soon as it has."""
-        self.exit_on_done = True
-        self.action_interrupt()
-
     def _stop(self, abandon: bool) -> None:
         self.tell(self.steering.stop(abandon))
         self.refresh_bindings()
@@ -255,7 +251,7 @@ class VirnucproApp(App[int]):
         self.query_one(TabbedContent).active = tab
 
     def action_report_path(self) -> None:
-        self.tell(report_notice(self.view))
+        self.tell(report_notice(self.view, self.controller.run_dir))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(read_only=self.controller.read_only)))

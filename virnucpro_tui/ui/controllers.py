@@ -8,7 +8,6 @@ it only watches, or a scripted event list (tests, screenshots).
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from textual.message import Message
 
 from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
-from virnucpro_tui.pool.events import Event, EventSink
-from virnucpro_tui.run.attach import Process, RunWatch
+from virnucpro_tui.pool.events import Event, EventSink, RunStarted, ShardDone
+from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.run.attach import EventTail, Process, RunWatch
 from virnucpro_tui.ui.messages import (
+    EarlierResults,
     EventBatch,
     EventMessage,
     OwnerChanged,
@@ -42,6 +43,7 @@ class RunController(Protocol):
     drives_run: bool
     waiting_for: str | None  # what the dashboard waits for before the first event
     resume_command: str | None  # the command that resumes the run, when known
+    run_dir: Path | None  # where an attached run was found (None: the run's own --out)
     finished: threading.Event  # set when run_in_thread has returned
 
     def start(self, post: Post) -> None:
@@ -72,6 +74,7 @@ class LiveRun:
 
     def __init__(self, make_orchestrator: Callable[[EventSink], Orchestrator]) -> None:
         self._make = make_orchestrator
+        self.run_dir: Path | None = None
         self.orchestrator: Orchestrator | None = None
         self.finished = threading.Event()
         self.exit_code: int | None = None
@@ -79,7 +82,14 @@ class LiveRun:
         self.traceback: str | None = None
 
     def start(self, post: Post) -> None:
-        self.orchestrator = self._make(lambda event: post(EventMessage(event)))
+        self.orchestrator = self._make(lambda event: self._forward(event, post))
+
+    @staticmethod
+    def _forward(event: Event, post: Post) -> None:
+        """Each event to the app; before a resumed run's start, what its earlier runs scored."""
+        if isinstance(event, RunStarted) and event.resumed:
+            post(EarlierResults(earlier_results(event.out, before=event.ts)))
+        post(EventMessage(event))
 
     def _run(self) -> Orchestrator:
         if self.orchestrator is None:
@@ -128,6 +138,7 @@ class AttachedRun:
 
     def __init__(self, run_dir: Path, poll_s: float = 0.25, check_every_s: float = 2.0) -> None:
         self.watch = RunWatch(Path(run_dir), check_every_s)
+        self.run_dir: Path | None = self.watch.run_dir
         self.poll_s = poll_s
         self.waiting_for: str | None = str(self.watch.tail.path)
         self.resume_command = self.watch.resume_command()
@@ -152,7 +163,7 @@ class AttachedRun:
                 if events:
                     post(EventBatch(events))
                 if process == Process.GONE:
-                    post(ProcessGone(time.time()))
+                    post(ProcessGone())
                 if self._stop.wait(self.poll_s):
                     return
         finally:
@@ -187,6 +198,7 @@ class ScriptedRun:
     def __init__(self, events: list[Event] | None = None, read_only: bool = False) -> None:
         self.events = list(events or [])
         self.read_only = read_only
+        self.run_dir: Path | None = None
         self.calls: list[tuple[str, Any]] = []
         self.finished = threading.Event()
 
@@ -211,3 +223,12 @@ class ScriptedRun:
 
     def close(self) -> None:
         pass
+
+
+def earlier_results(out: str, before: float) -> list[ShardDone]:
+    """The shards a run directory's events file says were finished before ``before``."""
+    tail = EventTail(RunLayout(Path(out)).events)
+    try:
+        return [e for e in tail.backlog() if isinstance(e, ShardDone) and e.ts < before]
+    finally:
+        tail.close()

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 EXIT_ON_DONE_ENV = "VIRNUCPRO_TUI_EXIT_ON_DONE"
 
 
+def stop_for_signal(app: VirnucproApp) -> None:
+    """A signal asked the process to end: stop (or abandon) and leave as soon as it has."""
+    app.exit_on_done = True
+    app.action_interrupt()
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -50,7 +56,7 @@ def stop_on_signals(app: VirnucproApp) -> Iterator[None]:
             app.controller.stop(abandon=app.mode.stopping)
             app.mode.stopping = True
             return
-        loop.call_soon_threadsafe(app.stop_for_signal)
+        loop.call_soon_threadsafe(stop_for_signal, app)
 
     wanted = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     old = {s: signal.signal(s, on_signal) for s in wanted}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from virnucpro_tui.pool.events import Event, Progress
+from virnucpro_tui.pool.events import Event, Progress, ShardDone
 
 
 class EventMessage(Message, bubble=False):
@@ -56,8 +56,14 @@ class OwnerChanged(Message, bubble=False):
 
 
 class ProcessGone(Message, bubble=False):
-    """Attach: the run's process is gone and its last events have been read."""
+    """Attach: the run's process is gone and its last events have been read (it died after the
+    last of them: ``RunView.process_gone``)."""
 
-    def __init__(self, at: float) -> None:
+
+class EarlierResults(Message, bubble=False):
+    """A resumed live run: the results of the shards finished before it stopped, read back from
+    its events file. Each shows once the run has verified it again (``shard_skipped``)."""
+
+    def __init__(self, shards: list[ShardDone]) -> None:
         super().__init__()
-        self.at = at
+        self.shards = shards

@@ -85,9 +85,11 @@ def event_notice(event: Event, view: RunView) -> Notice | None:
     return None
 
 
-def report_notice(view: RunView) -> Notice:
-    """Where report.html is (``r``): never a browser launched, the user is often on ssh."""
-    path = Path(view.out) / "report.html" if view.out else None
+def report_notice(view: RunView, run_dir: Path | None = None) -> Notice:
+    """Where report.html is (``r``): never a browser launched, the user is often on ssh.
+    ``run_dir``: where an attached run was found (the run's own --out may have moved)."""
+    root = run_dir or (Path(view.out) if view.out else None)
+    path = root / "report.html" if root is not None else None
     if path is not None and path.is_file():
         return Notice(
             f"{path}\ncopy it to your machine (scp) and open it in a browser; it needs no network",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,60 +15,92 @@ from textual.widgets import Button, Input, Static
 
 from virnucpro_tui.ui import render
 
-KEYS = """\
-[b]Keys[/b]
-  [b]q[/b]        quit: asks, lets the shards in flight finish, stays resumable
-           (q again while it stops abandons the shards in flight)
-  [b]ctrl+c[/b]   the same without asking; a second ctrl+c abandons
-  [b]p[/b]        pause: shards already running finish, no new one starts; p resumes
-  [b]c[/b]        empty every worker's GPU cache now (panels show bytes freed)
-  [b]a[/b]        add a FASTA or FASTQ input while the run goes on
-  [b]l[/b]        the event log, filtered by worker and kind
-  [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
-  [b]r[/b]        the path of report.html (open it in a browser where you are)
-  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
-  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
-READ_ONLY_KEYS = """\
-[b]Keys[/b] (attached, read-only: p, c and a belong to the process running the run)
-  [b]q[/b]        leave (the run goes on)
-  [b]l[/b]        the event log, filtered by worker and kind
-  [b]1 2 3[/b]    overview, results, log         [b]s[/b]    the summary when done
-  [b]r[/b]        the path of report.html (open it in a browser where you are)
-  [b]↑ ↓[/b]      in Results: pick the sequence whose track is drawn
-  [b]?[/b]        this help                      [b]tab[/b]  moves focus; mouse works"""
+HELP_WIDTH = 72  # the help's lines: whole inside the dialog at 80 columns (border, gutter)
+TERM_WIDTH = 11
+KEYS = [
+    ("q", "quit: asks, lets the shards in flight finish, stays resumable (q again while it "
+     "stops abandons the shards in flight)"),
+    ("ctrl+c", "the same without asking; a second ctrl+c abandons"),
+    ("p", "pause: shards already running finish, no new one starts; p resumes"),
+    ("c", "empty every worker's GPU cache now (panels show bytes freed)"),
+    ("a", "add a FASTA or FASTQ input while the run goes on"),
+]  # fmt: skip
+READ_ONLY_KEYS = [("q", "leave (the run goes on)")]
+COMMON_KEYS = [
+    ("l", "the event log, filtered by worker and kind"),
+    ("1 2 3", "overview, results, log"),
+    ("s", "the summary when the run is over"),
+    ("r", "the path of report.html (open it in a browser where you are)"),
+    ("↑ ↓", "in Results: pick the sequence whose track is drawn"),
+    ("?", "this help"),
+    ("tab", "moves focus; the mouse works too"),
+]
+PANEL_ROWS = [
+    ("state", 'state, pid, restarts; GPU utilisation from NVML ("CPU" on CPU); GONE once '
+     "the run's process has died"),
+    ("models", "DNABERT-S, ESM-2, MLP: loading, compiling/warming up (with the time so far), "
+     "then load time + warm-up time and size on the device"),
+    ("speed", "frames/s over the worker's shards finished in the last minute (the header's "
+     "rate is their sum; paused time left out); DNABERT-S frames/s and ESM-2 proteins/s over "
+     "their stages, from device-synchronised stage times"),
+    ("shard", "the shard in progress and its frames"),
+    ("cache", "clears (periodic, on OOM, or c) and what the last one freed"),
+]  # fmt: skip
+COMPACT_NOTE = (
+    "When the full panels do not fit the terminal, each worker is one line: its title, state, "
+    "speed, memory and shard."
+)
 
 
 def _legend(items: tuple[tuple[str, str], ...]) -> str:
     return "  ".join(f"{glyph} {meaning}" for glyph, meaning in items)
 
 
+def _rows(rows: list[tuple[str, str]]) -> list[str]:
+    """Each term in bold in its column, its description wrapped beside it (hanging indent)."""
+    lines = []
+    for term, description in rows:
+        wrapped = render.wrap_words(description, HELP_WIDTH - TERM_WIDTH) or [""]
+        pad = " " * (TERM_WIDTH - 2 - len(term))
+        lines.append(f"  [b]{escape(term)}[/b]{pad}{escape(wrapped[0])}")
+        lines += [" " * TERM_WIDTH + escape(line) for line in wrapped[1:]]
+    return lines
+
+
+def _paragraph(title: str, text: str) -> list[str]:
+    lines = render.wrap_words(f"{title}  {text}", HELP_WIDTH)
+    first = escape(lines[0]).replace(title, f"[b]{title}[/b]", 1)
+    return [first, *(escape(line) for line in lines[1:])]
+
+
 def help_text(read_only: bool = False) -> str:
     """The help screen: the keys that work in this mode, what the panels and bars show (with
-    the glyphs the bars are drawn with), and how a sequence's call is made."""
+    the glyphs the bars are drawn with), and how a sequence's call is made; every line fits
+    ``HELP_WIDTH``, so it reads the same at 80 columns as at 200."""
     gpu, cpu = render.MEMORY_LEGEND["GPU"], render.MEMORY_LEGEND["CPU"]
-    return f"""\
-{READ_ONLY_KEYS if read_only else KEYS}
-
-[b]Worker panels[/b]
-  state    state, pid, restarts; GPU utilisation from NVML ("CPU" on CPU); GONE once the
-           run's process has died
-  models   DNABERT-S, ESM-2, MLP: loading, compiling/warming up (with the time so far),
-           then load time + warm-up time and size on the device
-  memory   GPU: {_legend(gpu)}
-           CPU: {_legend(cpu)}
-  speed    frames/s of recent shards; DNABERT-S frames/s and ESM-2 proteins/s over their
-           stages, from device-synchronised stage times
-  shard    the shard in progress and its frames
-  cache    clears (periodic, on OOM, or c) and what the last one freed
-
-[b]Progress[/b]  {_legend(render.PROGRESS_LEGEND)}; {PROGRESS_NOTE}
-
-[b]Calls[/b]  {render.CALL_RULE}. {CALL_NOTE}
-"""
+    keys = (
+        "Keys (attached, read-only: p, c and a belong to the run's process)"
+        if read_only
+        else "Keys"
+    )
+    memory = [("memory", f"GPU: {_legend(gpu)}"), ("", f"CPU: {_legend(cpu)}")]
+    lines = [
+        f"[b]{keys}[/b]",
+        *_rows((READ_ONLY_KEYS if read_only else KEYS) + COMMON_KEYS),
+        "",
+        "[b]Worker panels[/b]",
+        *_rows(PANEL_ROWS[:2] + memory + PANEL_ROWS[2:]),
+        *(escape(line) for line in render.wrap_words(COMPACT_NOTE, HELP_WIDTH)),
+        "",
+        *_paragraph("Progress", f"{_legend(render.PROGRESS_LEGEND)}; {PROGRESS_NOTE}"),
+        "",
+        *_paragraph("Calls", f"{render.CALL_RULE}. {CALL_NOTE}"),
+    ]
+    return "\n".join(lines)
 
 
 PROGRESS_NOTE = (
-    "a total with ~ is an estimate (from the input read so far) until every input is prepared"
+    "a total with ~ is an estimate (from the chunks prepared so far) until every input is prepared"
 )
 CALL_NOTE = (
     "max P(virus) is the best single frame's score, so a sequence can score high and still be "
@@ -177,7 +210,7 @@ class HelpScreen(ModalScreen[None]):
         self.text = text or help_text()
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog wide-dialog"):
+        with VerticalScroll(classes="dialog help-dialog"):
             yield Static(self.text, id="help-text")
             yield Static("[dim]esc, ? or q closes this[/dim]")
 

@@ -22,19 +22,22 @@ from virnucpro_tui.ui.widgets import (
 def dashboard_tabs(state: DashboardState) -> ComposeResult:
     """Overview (jobs, workers, recent events, a results column), Results and Log."""
     with TabbedContent(initial="overview", id="tabs"):
-        with TabPane("Overview", id="overview"), Horizontal(id="overview-row"):
-            with Vertical(id="main-col"):
-                yield Static("Job queue", classes="section-title first")
-                with VerticalScroll(id="jobs-scroll"):
-                    yield JobTable(state, id="jobs")
-                with VerticalScroll(id="workers-scroll"):
-                    yield WorkerGrid(state, id="workers")
-                yield Static("Recent events", classes="section-title")
-                yield RecentEvents(state, id="recent")
-            with VerticalScroll(id="side-col"):
-                yield ResultsSummary(state, histogram_height=6, id="side-results")
-                yield TopTitle(state, compact=True, id="side-top-title", classes="section-title")
-                yield TopTable(state, compact=True, id="side-top")
+        with TabPane("Overview", id="overview"):
+            yield Static("Job queue", classes="section-title first")
+            with VerticalScroll(id="jobs-scroll"):
+                yield JobTable(state, id="jobs")
+            with Horizontal(id="overview-row"):
+                with Vertical(id="main-col"):
+                    with VerticalScroll(id="workers-scroll"):
+                        yield WorkerGrid(state, id="workers")
+                    yield Static("Recent events", classes="section-title")
+                    yield RecentEvents(state, id="recent")
+                with VerticalScroll(id="side-col"):
+                    yield ResultsSummary(state, histogram_height=6, id="side-results")
+                    yield TopTitle(
+                        state, compact=True, id="side-top-title", classes="section-title"
+                    )
+                    yield TopTable(state, compact=True, id="side-top")
         with TabPane("Results", id="results"), VerticalScroll(id="results-col"):
             yield ResultsSummary(state, histogram_height=10, id="results-summary")
             yield TopTitle(state, id="top-title", classes="section-title")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from virnucpro_tui.run.describe import (
@@ -17,6 +18,7 @@ from virnucpro_tui.run.view import RunView
 from virnucpro_tui.ui.render.text import SPARKS, join_lines, labelled
 
 DEMO_BANNER = "DEMO MODELS — scores are not biological predictions"
+DEMO_SHORT = "DEMO — not biological predictions"  # where the banner would wrap
 
 
 def results_text(view: RunView, width: int) -> Text:
@@ -55,7 +57,8 @@ def results_text(view: RunView, width: int) -> Text:
     if saved:
         lines += labelled("saved", saved, width)
     if view.demo:
-        lines.append(Text(DEMO_BANNER, style="bold yellow"))
+        notice = DEMO_BANNER if cell_len(DEMO_BANNER) <= width else DEMO_SHORT
+        lines.append(Text(notice, style="bold yellow"))
     return join_lines(lines)
 
 

@@ -43,8 +43,8 @@ def track_text(track: Track, width: int) -> Text:
         label = {ROWS - 1: "1.0 ┤", ROWS // 2: "0.5 ┤", 0: "  0 ┤"}.get(row, "    │")
         text.append(label, style="dim")
         for p, viral, _ in columns:
-            if p is None:
-                text.append("·" if row == 0 else " ", style="dim")
+            if p is None:  # no stop-free frame: nothing scored here
+                text.append("·" if row == 0 else ("┈" if row == ROWS // 2 else " "), style="dim")
                 continue
             fill = min(8, max(0, round(p * ROWS * 8) - 8 * row))
             if fill == 0 and row == ROWS // 2:

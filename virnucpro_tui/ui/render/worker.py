@@ -187,3 +187,37 @@ def _cache_segments(w: WorkerView) -> list[Text]:
         segments.append(Text(f"last freed {fmt_bytes(w.last_freed)}", style="bold"))
     segments.append(Text(plural(w.ooms, "OOM split"), style="bold red" if w.ooms else ""))
     return segments
+
+
+def worker_row(w: WorkerView, width: int, now: float, running: bool, rate: float = 0.0) -> Text:
+    """A worker in one line, for when the full panels do not fit: its title (worker, device,
+    state) first, so it always shows, then its speed, what it is doing and its memory, cut with
+    an ellipsis where the width ends."""
+    row = worker_title(w)  # the full panel's title: worker, device and state
+    segments: list[Text] = []
+    loading = w.loading_model
+    if loading is not None and running:
+        name, model = loading
+        label = MODEL_LABELS.get(name, name)
+        segments.insert(0, Text(f"{model_phase(model)} {label} {phase_elapsed(model, now)}"))
+    elif w.shard is not None and w.state == ev.WorkerState.BUSY and w.shard_total:
+        done = f"{100 * w.shard_done / w.shard_total:.0f}%"
+        segments.insert(0, Text(f"{w.job or '?'} #{w.shard} {w.stage or 'start'} {done}"))
+    if rate > 0:
+        segments.insert(0, Text(f"{fmt_rate(rate)} frames/s", style="bold"))
+    if w.memory is not None and w.memory.total and not w.state.ended:
+        gauge = _memory_segments(w, 32)[0]  # the panel's bar, at its narrowest
+        used = w.memory.allocated if w.memory.kind == "cpu" else w.memory.reserved
+        segments.insert(1 if rate > 0 else 0, gauge + Text(f" {fmt_bytes(used)}"))
+    if w.restarts:
+        segments.insert(0, Text(plural(w.restarts, "restart"), style="bold red"))
+    for segment in segments:
+        row.append(" · ", style="dim")
+        row.append_text(segment)
+    row.truncate(width, overflow="ellipsis")
+    return row
+
+
+def panel_height(w: WorkerView, width: int, now: float, running: bool) -> int:
+    """The lines of a worker's full panel text at ``width``."""
+    return worker_text(w, width, now, running).plain.count("\n") + 1

@@ -294,4 +294,5 @@ def test_the_eta_after_a_pause_matches_the_work_left(
             return eta, clock() - at
 
     eta, left = asyncio.run(run())
+    print(f"after a 30 s pause: ETA {eta:.1f} s shown, the run took {left:.1f} s more")
     assert 0.5 * left <= eta <= 1.6 * left + 2.0, (eta, left)

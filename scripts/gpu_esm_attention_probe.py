@@ -18,8 +18,8 @@ PROBE = Probe("esm_attention", default_deadline_s=150)
 
 def run(work: Path) -> None:
     import torch
-    from virnucpro_tui.bench_child import Shapes, build_models, random_proteins
 
+    from virnucpro_tui.measure.bench_child import Shapes, build_models, random_proteins
     from virnucpro_tui.models.engine import Engine
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 

@@ -144,8 +144,8 @@ def speed(files: dict[str, str], work: Path) -> None:
     """ESM-2 and DNABERT-S rates with cuDNN attention off/on, DNABERT-S bias vs flex, and a
     kernel-category breakdown of one batch of each."""
     import torch
-    from virnucpro_tui.bench_child import random_frames_dna, random_proteins
 
+    from virnucpro_tui.measure.bench_child import random_frames_dna, random_proteins
     from virnucpro_tui.models.engine import Engine
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 
@@ -257,7 +257,8 @@ def profile(fn: Any) -> dict[str, Any]:
 
 def run(work: Path) -> None:
     import torch
-    from virnucpro_tui.bench_child import Shapes, build_models
+
+    from virnucpro_tui.measure.bench_child import Shapes, build_models
 
     old_root = Path(sys.argv[3]) if len(sys.argv) > 3 else None
     PROBE.results["device"] = torch.cuda.get_device_name(0)

@@ -36,7 +36,8 @@ from tests.ui.helpers import (
     wait_for,
 )
 from virnucpro_tui.console.headless import attach, attach_headless
-from virnucpro_tui.pool.events import Heartbeat, JsonlWriter, WorkerState
+from virnucpro_tui.pool.event_sinks import JsonlWriter
+from virnucpro_tui.pool.events import Heartbeat, WorkerState
 from virnucpro_tui.run.attach import EventTail, Process, RunWatch
 from virnucpro_tui.run.rundir import LockRecord
 from virnucpro_tui.ui.app import READ_ONLY_NOTICE, VirnucproApp

@@ -8,7 +8,8 @@ import json
 import threading
 from pathlib import Path
 
-from virnucpro_tui.pool.events import JsonlWriter, WarningEvent, read_events
+from virnucpro_tui.pool.event_sinks import JsonlWriter, read_events
+from virnucpro_tui.pool.events import WarningEvent
 
 MAX_BYTES = 2_000
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from virnucpro_tui.pool.events import JsonlWriter, encode_event, make_event, read_events
+from virnucpro_tui.pool.event_sinks import JsonlWriter, read_events
+from virnucpro_tui.pool.events import encode_event, make_event
 
 
 def test_writer_starts_a_new_line_after_a_torn_one(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from tests.ui import scenario
 from tests.ui.helpers import first_reads, headless_run
 from virnucpro_tui.cli import main
 from virnucpro_tui.console.headless import HeadlessReporter
-from virnucpro_tui.pool.events import parse_event, read_events
+from virnucpro_tui.pool.event_sinks import read_events
+from virnucpro_tui.pool.events import parse_event
 from virnucpro_tui.run.describe import log_description
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n

@@ -38,16 +38,14 @@ from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
 from virnucpro_tui.pool.events import Event, Heartbeat, WarningEvent, WorkerState
 from virnucpro_tui.pool.layout import RunLayout
-from virnucpro_tui.pool.ray_backend import (
+from virnucpro_tui.pool.ray.actor import EventBuffer
+from virnucpro_tui.pool.ray.backend import security_notices
+from virnucpro_tui.pool.ray.compat import describe_death, died_with_node, starts_private_cluster
+from virnucpro_tui.pool.ray.placement import (
     ClusterNode,
-    EventBuffer,
-    describe_death,
-    died_with_node,
     placed_slot,
     run_dir_problem,
-    security_notices,
     slots_for_cluster,
-    starts_private_cluster,
 )
 
 BASE = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
@@ -313,7 +311,7 @@ def test_event_buffer_long_polls_and_confirms_delivery() -> None:
 
 def test_a_gpu_actor_reports_the_gpu_ray_gave_it(monkeypatch: pytest.MonkeyPatch) -> None:
     gpus = [GpuInfo(i, f"GPU-{i}abc", "NVIDIA H200", 141 * 2**30) for i in range(4)]
-    monkeypatch.setattr("virnucpro_tui.pool.ray_backend.nvml_gpus", lambda: gpus)
+    monkeypatch.setattr("virnucpro_tui.pool.ray.placement.nvml_gpus", lambda: gpus)
     slot = DeviceSlot(1, "cuda", 0, None, "H200 @ gpu-a")
     assert placed_slot(slot, ["3"], "gpu-a") == DeviceSlot(
         1, "cuda", 3, "GPU-3abc", "NVIDIA H200 @ gpu-a"
@@ -392,3 +390,23 @@ def test_a_private_cluster_is_started_only_when_ray_would_start_one(
     assert not starts_private_cluster("10.0.0.1:6379") and not starts_private_cluster("auto")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert not starts_private_cluster(None)
+
+
+def test_the_ray_internals_the_backend_touches_are_all_there() -> None:
+    """Every touch of Ray's internals is in pool/ray/compat.py and named in its INTERNALS; the
+    installed Ray must still have each, or this fails naming the ones an upgrade moved."""
+    import ast
+
+    from virnucpro_tui.pool.ray import compat
+
+    assert compat.missing_internals() == []
+    package = Path(compat.__file__).parent.parent.parent  # virnucpro_tui
+    touches = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ray._"):
+                touches.add((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                touches |= {(path.name, a.name) for a in node.names if a.name.startswith("ray._")}
+    assert {where for where, _ in touches} == {"compat.py"}, touches
+    assert {module for _, module in touches} == {m for m, _ in compat.INTERNALS if "._" in m}

@@ -338,3 +338,18 @@ def test_the_releases_run_directory_gets_a_partial_report_then_a_full_one(
         called = {r["Sequence_ID"] for r in rows if r["call"] == "virus"}
         got = {r.id for r in SeqIO.parse(out / job / "viral_sequences.fa", "fasta")}
         assert got == called
+
+
+def test_run_wires_the_report_hook_unless_no_report() -> None:
+    from virnucpro_tui.cli.parser import build_parser
+    from virnucpro_tui.cli.run_options import run_config
+
+    def config(*flags: str) -> RunConfig:
+        args = build_parser().parse_args(["run", "in.fa", "--out", "o", *flags])
+        return run_config(args, models=None, demo=False, scans=[])
+
+    assert config().on_job_finished == ReportHook(region_gap=0)
+    assert config("--region-gap", "2").on_job_finished == ReportHook(region_gap=2)
+    assert config("--no-report").on_job_finished is None
+    with pytest.raises(SystemExit):
+        config("--region-gap", "-1")

@@ -91,3 +91,28 @@ def test_an_interrupted_run_of_the_release_resumes_and_matches_a_fresh_run(
         for name in OUTPUTS:
             resumed = (out / job / name).read_bytes()
             assert resumed == (tmp_path / "fresh" / "run" / job / name).read_bytes(), (job, name)
+
+
+def test_the_manifest_struct_reads_the_release_manifest_and_writes_it_back_unchanged() -> None:
+    from virnucpro_tui.run.manifest import Manifest
+
+    path = RELEASE_RUN / "run" / "manifest.json"
+    manifest = Manifest.from_json(path.read_bytes(), path)
+    assert manifest.status == "interrupted" and manifest.resumable is True
+    assert [i.job for i in manifest.inputs] == ["small", "other"]
+    assert manifest.settings.shard_size == 6 and manifest.models["dnabert"].files
+    assert manifest.to_json() == path.read_text()  # key for key, in the same order
+
+
+def test_a_manifest_of_a_later_format_is_refused_naming_it(tmp_path: Path) -> None:
+    from virnucpro_tui.errors import RunDirError
+    from virnucpro_tui.run.manifest import Manifest
+
+    data = json.loads((RELEASE_RUN / "run" / "manifest.json").read_text())
+    data["format"] = "virnucpro-tui-run/2"
+    with pytest.raises(RunDirError, match=r"virnucpro-tui-run/2; this one reads .*run/1"):
+        Manifest.from_json(json.dumps(data), tmp_path / "manifest.json")
+    del data["inputs"]
+    data["format"] = "virnucpro-tui-run/1"
+    with pytest.raises(RunDirError, match="unreadable manifest .*inputs.*use --restart"):
+        Manifest.from_json(json.dumps(data), tmp_path / "manifest.json")

@@ -141,7 +141,7 @@ def test_compile_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _pipeline_events(tmp_path: Path, demo_models, eager: bool | None) -> list[dict[str, Any]]:
-    from virnucpro_tui.pool.events import read_events
+    from virnucpro_tui.pool.event_sinks import read_events
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     out = tmp_path / "run"

@@ -19,7 +19,8 @@ from textual.pilot import Pilot
 from tests.helpers import SAMPLE_READS
 from tests.ui.scenario import NOW
 from virnucpro_tui import cli
-from virnucpro_tui.pool.events import Event, parse_event, read_events
+from virnucpro_tui.pool.event_sinks import read_events
+from virnucpro_tui.pool.events import Event, parse_event
 from virnucpro_tui.ui.app import VirnucproApp
 from virnucpro_tui.ui.controllers import ScriptedRun
 from virnucpro_tui.ui.launch import live_app

@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _backend(args: argparse.Namespace) -> Any:
     if args.backend != "ray":
         return None
-    from virnucpro_tui.pool.ray_backend import ray_backend
+    from virnucpro_tui.pool.ray import ray_backend
 
     return ray_backend(args.ray_address)
 
@@ -139,7 +139,7 @@ def _backend(args: argparse.Namespace) -> Any:
 def _extra_sinks(args: argparse.Namespace) -> list[Any]:
     if not args.events_jsonl:
         return []
-    from virnucpro_tui.pool.events import JsonlWriter, StreamWriter
+    from virnucpro_tui.pool.event_sinks import JsonlWriter, StreamWriter
 
     if args.events_jsonl == "-":
         return [StreamWriter(sys.stdout)]

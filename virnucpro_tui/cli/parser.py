@@ -79,7 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
+    _add_prepare_parser(sub)
+    _add_attach_parser(sub)
+    _add_report_parser(sub)
+    _add_bench_parser(sub)
+    _add_models_parser(sub)
+    _add_check_precision_parser(sub)
+    return parser
 
+
+def _add_prepare_parser(sub: Any) -> None:
     p = sub.add_parser(
         "prepare",
         help="write the published intermediate files (chunks, identified frames)",
@@ -91,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500 (default 500)")
     p.add_argument("--out", "-o", type=Path, required=True, help="output directory")
 
+
+def _add_attach_parser(sub: Any) -> None:
     p = sub.add_parser(
         "attach",
         help="watch a running or finished run from its run directory",
@@ -110,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --no-ui, keep printing until the run ends or its process dies",
     )
 
-    _add_report_parser(sub)
 
+def _add_bench_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="measure the engine and the pipeline (random weights of the real shapes)",
@@ -145,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scaling",
     )
 
+
+def _add_models_parser(sub: Any) -> None:
     p = sub.add_parser(
         "models",
         help="download, locate or build the models",
@@ -174,8 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(d)
     _add_models_download_parser(msub)
-    _add_check_precision_parser(sub)
-    return parser
 
 
 def _add_check_precision_parser(sub: Any) -> None:

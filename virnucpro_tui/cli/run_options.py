@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from virnucpro_tui.models.settings import PRECISIONS
 
 if TYPE_CHECKING:
-    from virnucpro_tui.run.orchestrator import RunConfig
+    from virnucpro_tui.run.config import RunConfig
 
 INPUT_HELP = (
     "a FASTA or FASTQ file of nucleotide sequences (contigs or reads; plain, gzip, bzip2, xz "
@@ -29,7 +29,7 @@ def targets() -> dict[str, type]:
     from virnucpro_tui.models.settings import EngineSettings
     from virnucpro_tui.pool.pool import PoolPolicy
     from virnucpro_tui.pool.worker_config import WorkerSettings
-    from virnucpro_tui.run.orchestrator import RunConfig
+    from virnucpro_tui.run.config import RunConfig
 
     return {
         "run": RunConfig,

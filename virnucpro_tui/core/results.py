@@ -22,6 +22,7 @@ from virnucpro_tui.core.outputs import (
     ConsensusBuilder,
     Prediction,
     SequenceSummary,
+    chunk_key,
     parse_prediction_rows,
 )
 
@@ -51,9 +52,12 @@ def chunk_index(chunk_id: str) -> int:
     return int(k) - 1
 
 
-def chunk_calls(frames: Iterable[Prediction]) -> dict[int, ChunkConsensus]:
+def chunk_calls(frames: list[Prediction]) -> dict[int, ChunkConsensus]:
     """The consensus of ``prediction_results_highestscore.csv`` (the same code: the frame id
     without its frame suffix is the chunk id), by chunk index."""
+    if len(frames) == 1:  # a read's single frame: the builder's result, without the builder
+        (p,) = frames
+        return {chunk_index(chunk_key(p.frame_id)): ChunkConsensus(p.p_others, p.p_virus)}
     chunks = ConsensusBuilder().add_all(frames).chunks
     return {chunk_index(key): consensus for key, consensus in chunks.items()}
 

@@ -65,7 +65,7 @@ def run_pipeline(
 ) -> tuple[int, list[dict[str, Any]], float]:
     """One run of the orchestrator; returns its exit code, its events and when it started."""
     from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-    from virnucpro_tui.pool.events import read_events
+    from virnucpro_tui.pool.event_sinks import read_events
     from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 
     cfg = RunConfig(

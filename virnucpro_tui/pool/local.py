@@ -21,8 +21,8 @@ from multiprocessing.process import BaseProcess
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.transport import Command, WorkerMessage
-from virnucpro_tui.pool.worker import STOP_SIGNALS, worker_main
 from virnucpro_tui.pool.worker_config import WorkerConfig, worker_environment
+from virnucpro_tui.pool.worker_process import STOP_SIGNALS, worker_main
 
 _ENV_LOCK = threading.Lock()
 

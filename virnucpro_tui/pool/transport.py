@@ -4,7 +4,7 @@ messages that cross them (docs/architecture.md#the-pool-one-supervisor-two-trans
 The pool (``pool.py``) owns the queue, prefetch, retries, hang detection, restarts, pause and
 stop. A backend places workers and waits for them; a transport carries one worker's shards and
 commands to it and its messages back. Three backends exist: worker processes over pipes
-(``local.py``), Ray actors (``ray_backend.py``) and an in-memory fake for tests
+(``local.py``), Ray actors (``ray/``) and an in-memory fake for tests
 (``virnucpro_tui/testing/fake_backend.py``).
 """
 

@@ -11,12 +11,10 @@ import contextlib
 import gc
 import multiprocessing.util
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -32,6 +30,7 @@ from virnucpro_tui.models.reports import EngineReport
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.pool.engine_events import engine_event
 from virnucpro_tui.pool.faults import FaultPlan
+from virnucpro_tui.pool.inbox import ShardInbox
 from virnucpro_tui.pool.transport import (
     ClearCache,
     Command,
@@ -43,28 +42,7 @@ from virnucpro_tui.pool.transport import (
     WorkerMessage,
     shard_key,
 )
-from virnucpro_tui.pool.worker_config import WorkerConfig, worker_environment
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # ignored by workers; the orchestrator handles them
-
-
-def worker_main(cfg: WorkerConfig, conn: Connection) -> None:
-    """Process entry point (spawn)."""
-    redirect_output(cfg.log_path)
-    os.environ.update(worker_environment(cfg))
-    # The orchestrator decides when we stop: a Ctrl-C, or a SIGTERM sent to the whole process
-    # group (systemd, SLURM), reaches it too and it finishes or abandons our shard. If it dies
-    # instead, the heartbeat thread notices and exits.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the pool until here
-    print(
-        f"worker {cfg.slot.worker} generation {cfg.generation} pid {os.getpid()} on {cfg.slot.label}",
-        flush=True,
-    )
-    code = Worker(cfg, _pipe_sender(conn)).run_process(conn)
-    sys.stdout.flush()
-    leave(code)
+from virnucpro_tui.pool.worker_config import WorkerConfig
 
 
 def leave(code: int) -> NoReturn:
@@ -76,16 +54,6 @@ def leave(code: int) -> NoReturn:
     with contextlib.suppress(Exception):
         multiprocessing.util._exit_function()  # type: ignore[attr-defined]  # as a Process's end
     os._exit(code)
-
-
-def _pipe_sender(conn: Connection) -> Callable[[WorkerMessage], None]:
-    def send(message: WorkerMessage) -> None:
-        try:
-            conn.send(message)
-        except (BrokenPipeError, EOFError, OSError):
-            leave(3)  # orchestrator gone: never linger as an orphan
-
-    return send
 
 
 def redirect_output(log_path: Path) -> None:
@@ -103,59 +71,9 @@ def redirect_output(log_path: Path) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-class ShardInbox:
-    """The shards a worker holds, in the order they were sent. The transport puts them in; the
-    worker takes the next when it is free; a recall takes back those not started yet.
-
-    ``take`` runs ``on_start`` under the inbox's lock, so a shard is either recalled or started
-    (and announced) before the answer to a recall goes out, never both."""
-
-    def __init__(self, before_take: Callable[[], object] | None = None) -> None:
-        self._items: deque[Shard] = deque()
-        self._stopped = False
-        self._cv = threading.Condition()
-        self._before_take = before_take  # e.g. Ray: let earlier events reach the pool first
-
-    def put(self, shard: Shard) -> None:
-        with self._cv:
-            self._items.append(shard)
-            self._cv.notify_all()
-
-    def stop(self) -> None:
-        """No more shards: ``take`` returns None once the ones held are done."""
-        with self._cv:
-            self._stopped = True
-            self._cv.notify_all()
-
-    def take(self, on_start: Callable[[Shard], None]) -> Shard | None:
-        """The next shard (blocking), started by ``on_start``; None once stopped and empty."""
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: bool(self._items) or self._stopped)
-                if not self._items:
-                    return None
-            if self._before_take is not None:
-                self._before_take()
-            with self._cv:
-                if self._items:  # not recalled meanwhile
-                    shard = self._items.popleft()
-                    on_start(shard)
-                    return shard
-
-    def peek(self) -> Shard | None:
-        with self._cv:
-            return self._items[0] if self._items else None
-
-    def recall(self) -> list[Shard]:
-        """Remove and return every shard not started yet."""
-        with self._cv:
-            shards, self._items = list(self._items), deque()
-            return shards
-
-
 class Worker:
     """The device-side logic, independent of transport: a process over a pipe (here) or a Ray
-    actor (``ray_backend``) delivers shards into a ``ShardInbox`` and carries the messages
+    actor (``pool/ray/``) delivers shards into a ``ShardInbox`` and carries the messages
     ``send_event`` is given."""
 
     def __init__(self, cfg: WorkerConfig, send_event: Callable[[WorkerMessage], None]) -> None:

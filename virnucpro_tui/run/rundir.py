@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from virnucpro_tui.core.atomic import atomic_write_text
 from virnucpro_tui.core.features import FEATURE_FILES
@@ -29,6 +29,7 @@ from virnucpro_tui.core.outputs import (
 )
 from virnucpro_tui.errors import RunDirError, output_dir_problem
 from virnucpro_tui.pool.layout import EVENTS, MANIFEST, RunLayout
+from virnucpro_tui.run.manifest import Manifest, manifest_differences
 
 PROVENANCE = "provenance.json"
 NOTICE = "NOTICE.txt"
@@ -198,23 +199,21 @@ class RunDir:
             self._lock_fh = None
 
     # -- manifest -----------------------------------------------------------------------------
-    def read_manifest(self) -> dict[str, Any] | None:
+    def read_manifest(self) -> Manifest | None:
         try:
-            manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
-            return manifest
+            text = self.manifest_path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise RunDirError(
                 f"{self.manifest_path}: unreadable manifest ({exc}); use --restart to start over"
             ) from None
+        return Manifest.from_json(text, self.manifest_path)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write_text(self.manifest_path, manifest.to_json())
 
-    def check_resume(
-        self, fresh: dict[str, Any], restart: bool, job_dirs: list[Path]
-    ) -> dict[str, Any] | None:
+    def check_resume(self, fresh: Manifest, restart: bool, job_dirs: list[Path]) -> Manifest | None:
         """The previous manifest if this run may resume it; refuse a different run unless restarting."""
         old = self.read_manifest()
         if restart:
@@ -256,42 +255,3 @@ class RunDir:
         for d in {self.root, *job_dirs}:
             for name in OUR_FILES if d in job_dirs else (REPORT_FILE,):
                 (d / name).unlink(missing_ok=True)
-
-
-def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable reasons why ``new`` is not a resume of ``old``."""
-    diffs = []
-    old_inputs = {i["job"]: i for i in old.get("inputs", [])}
-    for item in new.get("inputs", []):
-        prev = old_inputs.get(item["job"])
-        if prev is None:
-            diffs.append(f"input {item['path']} is new")
-        elif prev.get("sha256") != item.get("sha256"):
-            diffs.append(f"input {item['path']} changed")
-    new_jobs = {i["job"] for i in new.get("inputs", [])}
-    missing = [
-        i["path"] for i in old.get("inputs", []) if i["job"] not in new_jobs and not i.get("added")
-    ]
-    if missing:
-        diffs.append(f"input {missing[0]} is no longer given")
-    for key, value in new.get("settings", {}).items():
-        if old.get("settings", {}).get(key) != value:
-            diffs.append(f"{key} was {old.get('settings', {}).get(key)!r}, now {value!r}")
-    for name, digest in new.get("models", {}).items():
-        changed = _changed_model_file(old.get("models", {}).get(name, {}), digest)
-        if changed:
-            diffs.append(f"the {name} model file changed ({changed})")
-    return diffs
-
-
-def _changed_model_file(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The path of a model file whose checksum differs between two manifests, or None."""
-    if old.get("sha256") != new.get("sha256"):
-        return str(new.get("path"))
-    old_files, new_files = old.get("files"), new.get("files")
-    if old_files is None or new_files is None:  # a manifest from before directories were listed
-        return None
-    for name in sorted(set(old_files) | set(new_files)):
-        if old_files.get(name) != new_files.get(name):
-            return str(Path(str(new.get("path"))) / name)
-    return None

@@ -251,8 +251,7 @@ class VirnucproApp(App[int]):
         self.query_one(TabbedContent).active = tab
 
     def action_report_path(self) -> None:
-        watch = getattr(self.controller, "watch", None)  # an attached run: where it was found
-        self.tell(report_notice(self.view, watch.run_dir if watch is not None else None))
+        self.tell(report_notice(self.view, self.controller.run_dir))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(read_only=self.controller.read_only)))

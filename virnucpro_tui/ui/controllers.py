@@ -43,6 +43,7 @@ class RunController(Protocol):
     drives_run: bool
     waiting_for: str | None  # what the dashboard waits for before the first event
     resume_command: str | None  # the command that resumes the run, when known
+    run_dir: Path | None  # where an attached run was found (None: the run's own --out)
     finished: threading.Event  # set when run_in_thread has returned
 
     def start(self, post: Post) -> None:
@@ -73,6 +74,7 @@ class LiveRun:
 
     def __init__(self, make_orchestrator: Callable[[EventSink], Orchestrator]) -> None:
         self._make = make_orchestrator
+        self.run_dir: Path | None = None
         self.orchestrator: Orchestrator | None = None
         self.finished = threading.Event()
         self.exit_code: int | None = None
@@ -136,6 +138,7 @@ class AttachedRun:
 
     def __init__(self, run_dir: Path, poll_s: float = 0.25, check_every_s: float = 2.0) -> None:
         self.watch = RunWatch(Path(run_dir), check_every_s)
+        self.run_dir: Path | None = self.watch.run_dir
         self.poll_s = poll_s
         self.waiting_for: str | None = str(self.watch.tail.path)
         self.resume_command = self.watch.resume_command()
@@ -195,6 +198,7 @@ class ScriptedRun:
     def __init__(self, events: list[Event] | None = None, read_only: bool = False) -> None:
         self.events = list(events or [])
         self.read_only = read_only
+        self.run_dir: Path | None = None
         self.calls: list[tuple[str, Any]] = []
         self.finished = threading.Event()
 

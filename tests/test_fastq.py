@@ -8,6 +8,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import lzma
 import random
 import sys
@@ -36,6 +37,7 @@ from tests.helpers import (
     worker_pids,
 )
 from virnucpro_tui.cli import main
+from virnucpro_tui.core.checksums import sha256_file
 from virnucpro_tui.core.compression import Compression
 from virnucpro_tui.core.fasta import (
     FastaRecord,
@@ -409,16 +411,17 @@ def test_run_and_check_precision_refuse_bad_fastq_before_any_work(
 
 
 def write_formats(root: Path) -> list[Path]:
-    """The sample data as FASTQ, FASTQ.gz, FASTA.bz2 and FASTQ.xz, plus a read pair: R1 the
-    reads as FASTQ.gz, R2 their reverse complements under the same read names."""
+    """The sample data as FASTQ, FASTQ.gz, FASTA.bz2 and FASTQ.xz; the reads' FASTQ.gz is R1 of
+    a pair whose R2 holds their reverse complements under the same read names."""
     root.mkdir(parents=True)
     paths = []
     for source, name in ((SAMPLE_CONTIGS, "contigs"), (SAMPLE_READS, "reads")):
         records = list(iter_records(source))
         fastq, fasta = as_fastq(records), as_fasta(records)
+        gz = f"{name}_R1.fastq.gz" if name == "reads" else f"{name}_gz.fastq.gz"  # R1 of a pair
         for filename, data in (
             (f"{name}.fastq", fastq),
-            (f"{name}_gz.fastq.gz", gzip.compress(fastq)),
+            (gz, gzip.compress(fastq)),
             (f"{name}_bz2.fa.bz2", bz2.compress(fasta)),
             (f"{name}_xz.fq.xz", lzma.compress(fastq)),
         ):
@@ -431,9 +434,8 @@ def write_formats(root: Path) -> list[Path]:
         )
         for r in reads
     ]
-    for filename, records in (("pair_R1.fastq.gz", reads), ("pair_R2.fastq.gz", mates)):
-        paths.append(root / filename)
-        paths[-1].write_bytes(gzip.compress(as_fastq(records, seed=9)))
+    paths.append(root / "reads_R2.fastq.gz")
+    paths[-1].write_bytes(gzip.compress(as_fastq(mates, seed=9)))
     return paths
 
 
@@ -444,18 +446,22 @@ def formats_run(tmp_path_factory: pytest.TempPathFactory, demo_env) -> Path:
     inputs = write_formats(root / "in")
     out = root / "run"
     args = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
-    r = cli(["run", *map(str, inputs), "--out", str(out), *args], demo_env, timeout=600)
+    r = cli(["run", *map(str, inputs), "--out", str(out), *args], demo_env, timeout=850)
     assert r.returncode == 0, r.stderr
     return out
 
 
+FORMATS_RUN_TIMEOUT = pytest.mark.timeout(900)  # nine jobs on a shared core: minutes
+
+
 @pytest.mark.slow
+@FORMATS_RUN_TIMEOUT
 def test_sample_data_in_every_format_gives_the_fasta_predictions(
     formats_run: Path, local_baseline: dict[str, bytes]
 ) -> None:
     for source, jobs in (
         ("sample_contigs", ["contigs", "contigs_gz", "contigs_bz2", "contigs_xz"]),
-        ("sample_reads", ["reads", "reads_gz", "reads_bz2", "reads_xz", "pair_R1"]),
+        ("sample_reads", ["reads", "reads_R1", "reads_bz2", "reads_xz"]),
     ):
         for job in jobs:
             for name in OUTPUT_FILES:
@@ -464,18 +470,35 @@ def test_sample_data_in_every_format_gives_the_fasta_predictions(
 
 
 @pytest.mark.slow
+@FORMATS_RUN_TIMEOUT
 def test_paired_files_are_two_jobs_with_their_own_outputs(formats_run: Path) -> None:
     """R1 and R2 share every read name: two jobs, two directories, each with every read."""
     ids = {}
-    for job in ("pair_R1", "pair_R2"):
+    for job in ("reads_R1", "reads_R2"):
         rows = (formats_run / job / "sequence_summary.tsv").read_text().splitlines()[1:]
         ids[job] = sorted(row.split("\t")[0] for row in rows)
     reads = sorted(r.id for r in iter_records(SAMPLE_READS))
-    assert ids["pair_R1"] == ids["pair_R2"] == reads
-    r1 = (formats_run / "pair_R1" / "prediction_results.txt").read_bytes()
-    assert r1 != (formats_run / "pair_R2" / "prediction_results.txt").read_bytes()
+    assert ids["reads_R1"] == ids["reads_R2"] == reads
+    r1 = (formats_run / "reads_R1" / "prediction_results.txt").read_bytes()
+    assert r1 != (formats_run / "reads_R2" / "prediction_results.txt").read_bytes()
     done = [e["job"] for e in events(formats_run) if e["type"] == "job_done"]
-    assert "pair_R1" in done and "pair_R2" in done
+    assert "reads_R1" in done and "reads_R2" in done
+
+
+@pytest.mark.slow
+@FORMATS_RUN_TIMEOUT
+def test_provenance_names_each_input_as_stored(formats_run: Path) -> None:
+    """The checksum is the file's as stored (compressed), with its format and compression."""
+    for job, fmt, compression in (
+        ("reads", "FASTQ", "none"),
+        ("reads_R1", "FASTQ", "gzip"),
+        ("contigs_bz2", "FASTA", "bzip2"),
+        ("contigs_xz", "FASTQ", "xz"),
+    ):
+        entry = json.loads((formats_run / job / "provenance.json").read_text())["input"]
+        path = Path(entry["path"])
+        assert entry["sha256"] == sha256_file(path) and entry["bytes"] == path.stat().st_size
+        assert (entry["format"], entry["compression"]) == (fmt, compression), entry
 
 
 @pytest.mark.slow

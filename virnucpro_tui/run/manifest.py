@@ -34,6 +34,9 @@ class InputEntry(msgspec.Struct):
     records: int
     chunks: int
     added: bool = False  # added from the dashboard while the run went on
+    # FASTA or FASTQ, and its compression (docs/outputs.md#inputs); absent in older runs
+    format: str | UnsetType = UNSET
+    compression: str | UnsetType = UNSET
 
 
 class RunSettings(msgspec.Struct):

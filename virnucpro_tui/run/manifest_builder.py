@@ -26,11 +26,13 @@ def input_entry(job: str, scan: InputScan, added: bool = False) -> InputEntry:
     return InputEntry(
         job=job,
         path=str(path.resolve()),
-        sha256=sha256_file(path),
+        sha256=sha256_file(path),  # the file as stored, compressed or not
         bytes=path.stat().st_size,
         records=scan.records,
         chunks=scan.chunks,
         added=added,
+        format=scan.format.value,
+        compression=scan.compression.value,
     )
 
 

@@ -13,8 +13,11 @@ Three rules keep it true (docs/architecture.md#events-and-front-ends):
   knows (``attach``, from the lock record) calls ``process_gone``; the run then shows as dead,
   its workers gone, with no ETA, until a new segment starts.
 - **Totals are estimates until exact.** A job's frames are exact once prepared; before, they are
-  extrapolated from what was prepared (per chunk, else per byte read), and a job not yet started
-  from its chunk count at the frames per chunk seen so far (``frames_estimate``).
+  extrapolated from what was prepared per chunk once that is a sample (``JobView.sampled``), and
+  a job not yet started from its chunk count at the frames per chunk of such samples
+  (``frames_estimate``); before any sample the total is unknown, never guessed.
+- **Rates come from finished shards** (``work_rate.py``): each worker's over its shards of the
+  last minute, on a clock that stops while a pause holds the run idle; the run's is their sum.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.containers import Grid
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from virnucpro_tui.ui.render.worker import panel_height
@@ -20,10 +21,16 @@ class WorkerGrid(Grid):
     title and state stay on screen without scrolling: when the full panels would not all fit,
     each worker is one line (``compact``)."""
 
+    compact = reactive(False)
+
     def __init__(self, state: DashboardState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
-        self.compact = False
+
+    def watch_compact(self, compact: bool) -> None:
+        self.set_class(compact, "-compact")
+        for panel in self.query(WorkerPanel):
+            panel.compact = compact
 
     def update_from_view(self) -> None:
         workers = self.state.view.workers
@@ -34,14 +41,13 @@ class WorkerGrid(Grid):
         new = [
             WorkerPanel(self.state, n, id=f"worker-{n}") for n in sorted(workers) if n not in panels
         ]
+        for panel in new:
+            panel.compact = self.compact
         if new:
             self.mount_all(new)
         room = self._room()
         if room is not None:
             self.compact = self._full_height() > room
-            self.set_class(self.compact, "-compact")
-            for panel in [*panels.values(), *new]:
-                panel.set_compact(self.compact)
 
     def _room(self) -> int | None:
         """The rows the workers may take: their column's height less its other parts and the

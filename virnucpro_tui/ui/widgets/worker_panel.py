@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.reactive import reactive
 
 from virnucpro_tui.pool.events import WorkerState
 from virnucpro_tui.ui.render.worker import worker_row, worker_text, worker_title
@@ -14,19 +15,19 @@ from virnucpro_tui.ui.widgets.base import ViewWidget
 
 
 class WorkerPanel(ViewWidget):
-    """One worker: device, state, models, memory, speed, shard, cache (``compact``: one line)."""
+    """One worker: device, state, models, memory, speed, shard, cache (``compact``: one line,
+    set by the ``WorkerGrid`` it is in)."""
+
+    compact = reactive(False)
 
     def __init__(self, state: DashboardState, worker: int, **kwargs: Any) -> None:
         super().__init__(state, **kwargs)
         self.worker = worker
         self.title_text = Text()
-        self.compact = False
 
-    def set_compact(self, compact: bool) -> None:
-        if compact != self.compact:
-            self.compact = compact
-            self.set_class(compact, "-compact")
-            self.update_from_view()
+    def watch_compact(self, compact: bool) -> None:
+        self.set_class(compact, "-compact")
+        self.update_from_view()
 
     def build(self, width: int) -> Text:
         w = self.state.view.workers.get(self.worker)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,32 @@ ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 def orf(length: int, rng: random.Random) -> str:
     """``length // 3`` random stop-free codons: an ORF in frame 1."""
     return "".join(rng.choice(ORF_CODONS) for _ in range(length // 3))
+
+
+def one_line(capsys: pytest.CaptureFixture[str], words: Iterable[str] = ()) -> str:
+    """The one line the command wrote to stderr (no traceback), holding each of ``words``."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def prepare_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, filename: str, words: list[str]
+) -> str:
+    """``prepare`` of ``data`` saved as ``filename`` exits 2 with one line holding ``words``
+    and writes nothing; returns that line."""
+    from virnucpro_tui.cli import main
+
+    path = tmp_path / filename
+    path.write_bytes(data)
+    out = tmp_path / "out"
+    assert main(["prepare", str(path), "--length", "500", "--out", str(out)]) == 2
+    line = one_line(capsys, words)
+    assert not out.exists()
+    return line
 
 
 def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
@@ -149,6 +175,28 @@ def _alive(pid: int) -> bool:
 def kill_tree(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill9_run(args: list[str], env: dict[str, str], out: Path, after_shards: int) -> None:
+    """Start a run, kill -9 its whole tree once `after_shards` shards are done (or as soon as
+    the first job starts, for 0), and check that no worker outlived it."""
+    proc = start_cli(args, env)
+    try:
+        if after_shards:
+            wait_for_event(
+                out,
+                lambda e: (
+                    e["type"] == "shard_done"
+                    and sum(x["type"] == "shard_done" for x in events(out)) >= after_shards
+                ),
+                proc=proc,
+            )
+        else:
+            wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
+    finally:
+        kill_tree(proc)
+        proc.wait(timeout=30)
+    assert_no_live_processes(worker_pids(out))
 
 
 def outputs(run_dir: Path, jobs: list[str] | None = None) -> dict[str, bytes]:

@@ -1,4 +1,5 @@
-"""Helpers for tests that run the real command line in real processes."""
+"""Helpers for tests that run the real command line in real processes, or the orchestrator
+in this one on the fake backend."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from virnucpro_tui.models.settings import ModelFiles
+    from virnucpro_tui.pool.events import Event
+    from virnucpro_tui.run.orchestrator import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
@@ -240,3 +246,34 @@ def private_ray_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp"))
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def fake_run_config(
+    inputs: list[Path], out: Path, models: ModelFiles, **overrides: Any
+) -> RunConfig:
+    """A small run for the fake backend: chunk length 500, two CPU slots, six frames a shard
+    (``overrides`` replace any of them, or set other fields)."""
+    from virnucpro_tui.models.settings import EngineSettings
+    from virnucpro_tui.run.orchestrator import RunConfig
+
+    fields: dict[str, Any] = {
+        "engine": EngineSettings(chunk_length=500),
+        "devices": "cpu:2",
+        "shard_size": 6,
+        "command": ["test"],
+        **overrides,
+    }
+    return RunConfig(inputs=inputs, out=out, models=models, **fields)
+
+
+def run_fake(cfg: RunConfig, *sinks: Any) -> list[Event]:
+    """Execute ``cfg`` on the fake backend (writing results); the events it emitted."""
+    from virnucpro_tui.run.orchestrator import Orchestrator
+    from virnucpro_tui.testing.fake_backend import FakeBackend
+
+    seen: list[Event] = []
+    code = Orchestrator(
+        cfg, [seen.append, *sinks], backend=FakeBackend(write_results=True)
+    ).execute()
+    assert code == 0
+    return seen

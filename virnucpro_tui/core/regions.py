@@ -82,23 +82,34 @@ def sequence_regions(
     """The viral regions of one sequence of ``length`` bases, from its chunks' calls (chunk
     index -> consensus; chunks without frames absent)."""
     spans = chunk_spans(length, chunk_length)
-    if any(k >= len(spans) for k in chunks):
+    if max(chunks, default=-1) >= len(spans):
         raise ValueError(f"{sequence_id}: a chunk past the end of its {length} bases")
     viral = [k in chunks and chunks[k].is_virus for k in range(len(spans))]
-    regions = []
-    for first, last in viral_runs(viral, gap):
-        scores = [float(chunks[k].max_virus) for k in range(first, last + 1) if k in chunks]
-        start, end = spans[first][0], spans[last][1]
-        regions.append(
-            Region(
-                sequence_id,
-                first,
-                last,
-                start,
-                end,
-                mean_virus_score=sum(scores) / len(scores),
-                max_virus_score=max(scores),
-                whole_sequence=start == 0 and end == length,
-            )
-        )
-    return regions
+    if len(viral) == 1:  # a read: one chunk, viral (or no region)
+        return [_region(sequence_id, length, spans, chunks, 0, 0)] if viral[0] else []
+    return [
+        _region(sequence_id, length, spans, chunks, first, last)
+        for first, last in viral_runs(viral, gap)
+    ]
+
+
+def _region(
+    sequence_id: str,
+    length: int,
+    spans: list[tuple[int, int]],
+    chunks: Mapping[int, ChunkConsensus],
+    first: int,
+    last: int,
+) -> Region:
+    scores = [float(chunks[k].max_virus) for k in range(first, last + 1) if k in chunks]
+    start, end = spans[first][0], spans[last][1]
+    return Region(
+        sequence_id,
+        first,
+        last,
+        start,
+        end,
+        mean_virus_score=sum(scores) / len(scores),
+        max_virus_score=max(scores),
+        whole_sequence=start == 0 and end == length,
+    )

@@ -113,17 +113,22 @@ def join_results(
     the frames must belong to the sequence and agree with its counts."""
     stream = iter(frames)
     for summary in summaries:
-        prefix = summary.id + CHUNK_MARK
         preds = list(itertools.islice(stream, summary.frames))
-        if len(preds) < summary.frames or not all(p.frame_id.startswith(prefix) for p in preds):
-            raise ResultsError(f"{summary.id}: its frames are missing or out of order")
-        chunks = chunk_calls(preds)
-        viral = sum(c.is_virus for c in chunks.values())
-        if len(chunks) != summary.chunks_with_frames or viral != summary.viral_chunks:
-            raise ResultsError(f"{summary.id}: its chunk counts disagree with its frames")
-        yield SequenceResult(summary, preds, chunks)
+        yield SequenceResult(summary, preds, _checked_calls(summary, preds))
     if next(stream, None) is not None:
         raise ResultsError("more frames than the summary's sequences hold")
+
+
+def _checked_calls(summary: SequenceSummary, preds: list[Prediction]) -> dict[int, ChunkConsensus]:
+    """The chunk calls of one sequence's frames, checked against its summary row."""
+    prefix = summary.id + CHUNK_MARK
+    if len(preds) < summary.frames or not all(p.frame_id.startswith(prefix) for p in preds):
+        raise ResultsError(f"{summary.id}: its frames are missing or out of order")
+    chunks = chunk_calls(preds)
+    viral = sum(c.is_virus for c in chunks.values())
+    if len(chunks) != summary.chunks_with_frames or viral != summary.viral_chunks:
+        raise ResultsError(f"{summary.id}: its chunk counts disagree with its frames")
+    return chunks
 
 
 def read_job_results(job_dir: Path) -> Iterator[SequenceResult]:

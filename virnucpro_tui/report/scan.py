@@ -143,7 +143,8 @@ def scan_job(
             if s.viral_chunks
             else []
         )
-        _add_regions(stats, regions, sinks)
+        if regions:
+            _add_regions(stats, regions, sinks)
         call = s.call
         _count(stats, s, call)
         bins.add(result.frames)

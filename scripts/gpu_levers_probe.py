@@ -12,7 +12,6 @@ attention off and on, and a torch.profiler breakdown of one batch of each by ker
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from probe_common import Probe
+from probe_common import Probe, fresh_python
 
 PROBE = Probe("levers", default_deadline_s=480)
 NEW_ROOT = Path(__file__).resolve().parent.parent
@@ -72,27 +71,16 @@ print(json.dumps(marks, default=str))
 
 
 def fresh(root: Path, args: list[str], bytecode: bool, timeout: float = 240) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR",)}
-    env["PYTHONPATH"] = f"{os.environ.get('SITE', '/tmp/site')}:{root}"
+    path = {"PYTHONPATH": f"{os.environ.get('SITE', '/tmp/site')}:{root}"}
     if bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = PYC
+        extra, drop = {**path, "PYTHONPYCACHEPREFIX": PYC}, "PYTHONDONTWRITEBYTECODE"
     else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env.pop("PYTHONPYCACHEPREFIX", None)
-    start = time.time()
-    out = subprocess.run(
-        [sys.executable, "-c", START, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=timeout,
+        extra, drop = {**path, "PYTHONDONTWRITEBYTECODE": "1"}, "PYTHONPYCACHEPREFIX"
+    value, wall = fresh_python(
+        START, args, timeout, extra, env_drop=(drop,), cwd=root, stderr_tail=3000
     )
-    wall = round(time.time() - start, 2)
-    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {"stderr": out.stderr[-3000:]}
-    result["wall_s"] = wall
+    result: dict[str, Any] = value if isinstance(value, dict) else {"stderr": value}
+    result["wall_s"] = round(wall, 2)
     return result
 
 

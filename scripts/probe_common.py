@@ -61,11 +61,20 @@ class Probe:
 
 
 def fresh_python(
-    code: str, args: list[str], timeout: float, env_extra: dict[str, str] | None = None
+    code: str,
+    args: list[str],
+    timeout: float,
+    env_extra: dict[str, str] | None = None,
+    *,
+    env_drop: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    stderr_tail: int = 2000,
 ) -> tuple[Any, float]:
-    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR (plus
-    ``env_extra``): the last JSON line it prints (or its stderr's tail), and its wall seconds."""
-    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR (nor
+    ``env_drop``; plus ``env_extra``): the last JSON line it prints (or its stderr's tail), and
+    its wall seconds."""
+    drop = ("TORCHINDUCTOR_CACHE_DIR", *env_drop)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra or {})
     start = time.time()
     out = subprocess.run(
@@ -73,8 +82,9 @@ def fresh_python(
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=timeout,
     )
     wall = time.time() - start
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    return (json.loads(lines[-1]) if lines else out.stderr[-2000:]), wall
+    return (json.loads(lines[-1]) if lines else out.stderr[-stderr_tail:]), wall

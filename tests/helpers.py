@@ -1,4 +1,5 @@
-"""Helpers for tests that run the real command line in real processes."""
+"""Helpers for tests that run the real command line in real processes, or the orchestrator
+in this one on the fake backend."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from virnucpro_tui.models.settings import ModelFiles
+    from virnucpro_tui.pool.events import Event
+    from virnucpro_tui.run.orchestrator import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
@@ -36,6 +42,32 @@ ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
 def orf(length: int, rng: random.Random) -> str:
     """``length // 3`` random stop-free codons: an ORF in frame 1."""
     return "".join(rng.choice(ORF_CODONS) for _ in range(length // 3))
+
+
+def one_line(capsys: pytest.CaptureFixture[str], words: Iterable[str] = ()) -> str:
+    """The one line the command wrote to stderr (no traceback), holding each of ``words``."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def prepare_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, filename: str, words: list[str]
+) -> str:
+    """``prepare`` of ``data`` saved as ``filename`` exits 2 with one line holding ``words``
+    and writes nothing; returns that line."""
+    from virnucpro_tui.cli import main
+
+    path = tmp_path / filename
+    path.write_bytes(data)
+    out = tmp_path / "out"
+    assert main(["prepare", str(path), "--length", "500", "--out", str(out)]) == 2
+    line = one_line(capsys, words)
+    assert not out.exists()
+    return line
 
 
 def cli_env(demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
@@ -151,6 +183,28 @@ def kill_tree(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def kill9_run(args: list[str], env: dict[str, str], out: Path, after_shards: int) -> None:
+    """Start a run, kill -9 its whole tree once `after_shards` shards are done (or as soon as
+    the first job starts, for 0), and check that no worker outlived it."""
+    proc = start_cli(args, env)
+    try:
+        if after_shards:
+            wait_for_event(
+                out,
+                lambda e: (
+                    e["type"] == "shard_done"
+                    and sum(x["type"] == "shard_done" for x in events(out)) >= after_shards
+                ),
+                proc=proc,
+            )
+        else:
+            wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
+    finally:
+        kill_tree(proc)
+        proc.wait(timeout=30)
+    assert_no_live_processes(worker_pids(out))
+
+
 def outputs(run_dir: Path, jobs: list[str] | None = None) -> dict[str, bytes]:
     dirs = [run_dir / j for j in jobs] if jobs else [run_dir]
     return {f"{d.name}/{name}": (d / name).read_bytes() for d in dirs for name in OUTPUT_FILES}
@@ -192,3 +246,34 @@ def private_ray_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp"))
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def fake_run_config(
+    inputs: list[Path], out: Path, models: ModelFiles, **overrides: Any
+) -> RunConfig:
+    """A small run for the fake backend: chunk length 500, two CPU slots, six frames a shard
+    (``overrides`` replace any of them, or set other fields)."""
+    from virnucpro_tui.models.settings import EngineSettings
+    from virnucpro_tui.run.orchestrator import RunConfig
+
+    fields: dict[str, Any] = {
+        "engine": EngineSettings(chunk_length=500),
+        "devices": "cpu:2",
+        "shard_size": 6,
+        "command": ["test"],
+        **overrides,
+    }
+    return RunConfig(inputs=inputs, out=out, models=models, **fields)
+
+
+def run_fake(cfg: RunConfig, *sinks: Any) -> list[Event]:
+    """Execute ``cfg`` on the fake backend (writing results); the events it emitted."""
+    from virnucpro_tui.run.orchestrator import Orchestrator
+    from virnucpro_tui.testing.fake_backend import FakeBackend
+
+    seen: list[Event] = []
+    code = Orchestrator(
+        cfg, [seen.append, *sinks], backend=FakeBackend(write_results=True)
+    ).execute()
+    assert code == 0
+    return seen

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import one_line
 from virnucpro_tui.cli import main
 
 CASES = {
@@ -69,22 +70,12 @@ def write_case(tmp_path: Path, name: str) -> tuple[Path, list[str]]:
     return path, words
 
 
-def check_one_line(capsys: pytest.CaptureFixture[str], words: list[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_prepare_rejects(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
     path, words = write_case(tmp_path, name)
     out = tmp_path / "out"
     assert main(["prepare", str(path), "--length", "500", "--out", str(out)]) == 2
-    check_one_line(capsys, words)
+    one_line(capsys, words)
     assert not out.exists()
 
 
@@ -96,7 +87,7 @@ def test_run_rejects_before_any_work(
     out = tmp_path / "run"
     code = main(["run", str(path), "--out", str(out), "--demo", "--no-ui", "--devices", "cpu:1"])
     assert code == 2
-    check_one_line(capsys, words)
+    one_line(capsys, words)
     assert not out.exists()
 
 
@@ -111,7 +102,7 @@ def test_bad_second_input_leaves_earlier_results_alone(
     good.write_text(">g\n" + "ATG" * 100 + "\n")
     bad, words = write_case(tmp_path, "duplicate")
     assert main(["run", str(good), str(bad), "--out", str(out), "--demo", "--no-ui"]) == 2
-    check_one_line(capsys, words)
+    one_line(capsys, words)
     assert earlier.read_text().endswith("old\tvirus\t0.1\t0.9\n")
 
 
@@ -122,7 +113,7 @@ def test_length_other_than_published(
     good = tmp_path / "good.fa"
     good.write_text(">g\nACGTACGTAC\n")
     assert main(["prepare", str(good), "--length", length, "--out", str(tmp_path / "o")]) == 2
-    check_one_line(capsys, ["--length", length])
+    one_line(capsys, ["--length", length])
 
 
 def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

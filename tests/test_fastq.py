@@ -26,15 +26,13 @@ from tests.helpers import (
     SAMPLE_CONTIGS,
     SAMPLE_JOBS,
     SAMPLE_READS,
-    assert_no_live_processes,
     cli,
     cli_env,
     events,
-    kill_tree,
+    kill9_run,
+    one_line,
     outputs,
-    start_cli,
-    wait_for_event,
-    worker_pids,
+    prepare_rejects,
 )
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.checksums import sha256_file
@@ -336,26 +334,6 @@ BAD = {
         "reads.sam",
         ["reads.sam: not a FASTA or FASTQ file: a SAM file", "samtools fastq"],
     ),
-    "truncated_bzip2": (
-        bz2.compress(LONG)[:-40],
-        "cut.fq.bz2",
-        ["cut.fq.bz2: unreadable at record", "the bzip2 stream is truncated"],
-    ),
-    "truncated_xz": (
-        lzma.compress(LONG)[:-40],
-        "cut.fq.xz",
-        ["cut.fq.xz: unreadable at record", "the xz stream is truncated"],
-    ),
-    "truncated_zstd": (
-        zstd.compress(LONG)[:-40],
-        "cut.fq.zst",
-        ["cut.fq.zst: unreadable at record", "the zstd stream is truncated"],
-    ),
-    "truncated_gzip": (
-        gzip.compress(LONG)[:-40],
-        "cut.fq.gz",
-        ["cut.fq.gz: unreadable at record", "the gzip stream is truncated"],
-    ),
     "corrupt_xz": (
         lzma.compress(LONG)[:200] + b"\x00" * 64 + lzma.compress(LONG)[264:],
         "bad.fq.xz",
@@ -364,29 +342,20 @@ BAD = {
     "zip_archive": (b"PK\x03\x04" + b"\x00" * 40, "reads.zip", ["reads.zip: a zip archive"]),
     "unix_compress": (b"\x1f\x9d\x90" + b"\x00" * 20, "reads.fq.Z", ["reads.fq.Z", "compress"]),
 }
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+for _kind, _suffix in (("bzip2", "bz2"), ("xz", "xz"), ("zstd", "zst"), ("gzip", "gz")):
+    BAD[f"truncated_{_kind}"] = (
+        COMPRESSORS[_kind](LONG)[:-40],
+        f"cut.fq.{_suffix}",
+        [f"cut.fq.{_suffix}: unreadable at record", f"the {_kind} stream is truncated"],
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_fastq_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    data, filename, words = BAD[name]
-    path = tmp_path / filename
-    path.write_bytes(data)
-    out = tmp_path / "out"
-    assert main(["prepare", str(path), "--length", "500", "--out", str(out)]) == 2
-    line = one_line(capsys)
+    line = prepare_rejects(tmp_path, capsys, *BAD[name])
     assert line.startswith(f"virnucpro-tui: error: {tmp_path}/"), line
-    for word in words:
-        assert word in line, (word, line)
-    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["length_mismatch", "truncated_xz"])
@@ -515,25 +484,12 @@ def test_kill9_on_fastq_gz_then_rerun_is_byte_identical(
         inputs.append(str(path))
     out = tmp_path / "run"
     args = ["run", *inputs, "--out", str(out), "--demo", "--no-ui", "--shard-size", "24"]
-    proc = start_cli(
-        [*args, "--devices", "cpu:1"], cli_env(demo_models.root, {"sleep_per_batch_s": 0.05})
+    kill9_run(
+        [*args, "--devices", "cpu:1"],
+        cli_env(demo_models.root, {"sleep_per_batch_s": 0.05}),
+        out,
+        after_shards,
     )
-    try:
-        if after_shards:
-            wait_for_event(
-                out,
-                lambda e: (
-                    e["type"] == "shard_done"
-                    and sum(x["type"] == "shard_done" for x in events(out)) >= after_shards
-                ),
-                proc=proc,
-            )
-        else:
-            wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
-    finally:
-        kill_tree(proc)
-        proc.wait(timeout=30)
-    assert_no_live_processes(worker_pids(out))
     done_before = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_done"}
     assert len(done_before) >= after_shards
     r = cli([*args, "--devices", "cpu:1"], demo_env)

@@ -29,10 +29,8 @@ from tests.helpers import (
     cli,
     cli_env,
     events,
-    kill_tree,
+    kill9_run,
     orf,
-    start_cli,
-    wait_for_event,
     worker_pids,
 )
 from virnucpro_tui.core.features import FEATURES_IDS, FEATURES_PT, FEATURES_SAFETENSORS
@@ -215,13 +213,7 @@ def test_kill9_mid_run_with_features_then_resume_gives_the_same_bytes(
 ) -> None:
     out = tmp_path / "run"
     slow = cli_env(demo_models.root, {"sleep_per_batch_s": 0.3})
-    proc = start_cli(run_args(dup_input, out, "--save-features"), slow)
-    try:
-        wait_for_event(out, lambda e: e["type"] == "shard_done", proc=proc)
-    finally:
-        kill_tree(proc)
-        proc.wait(timeout=30)
-    assert_no_live_processes(worker_pids(out))
+    kill9_run(run_args(dup_input, out, "--save-features"), slow, out, after_shards=1)
     assert not [n for n in (*OUTPUT_FILES, FEATURES_PT) if (out / n).exists()]
     done = {e["shard"] for e in events(out) if e["type"] == "shard_done"}
     assert done and all(

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import cli_env, events, orf
+from tests.helpers import cli_env, events, one_line, orf, prepare_rejects
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.chunking import chunk_sequence
 from virnucpro_tui.core.fasta import FastaRecord, iter_records, scan_input
@@ -51,13 +51,6 @@ HOSTILE_IDS = (
     "C:\\Windows\\evil",
 )
 LONG_ID = "L" * 100_000  # a 100 kB header that is all id
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # -- more rejected inputs (exit 2, one line naming the file, nothing written) ----------------
@@ -99,15 +92,7 @@ REJECTED = {
 def test_more_rejected_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    data, filename, words = REJECTED[name]
-    path = tmp_path / filename
-    path.write_bytes(data)
-    out = tmp_path / "out"
-    assert main(["prepare", str(path), "--length", "500", "--out", str(out)]) == 2
-    line = one_line(capsys)
-    for word in words:
-        assert word in line, (word, line)
-    assert not out.exists()
+    prepare_rejects(tmp_path, capsys, *REJECTED[name])
 
 
 def test_a_directory_as_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import orf
+from tests.helpers import fake_run_config, orf, run_fake
 from virnucpro_tui.errors import VirnucproError
-from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.models.settings import ModelFiles
 from virnucpro_tui.pool.events import (
     Event,
     JobDone,
@@ -41,30 +41,14 @@ def models(demo_models) -> ModelFiles:
 
 
 def config(inp: Path, out: Path, models: ModelFiles) -> RunConfig:
-    return RunConfig(
-        inputs=[inp],
-        out=out,
-        models=models,
-        engine=EngineSettings(chunk_length=500),
-        devices="cpu:2",
-        shard_size=6,
-        command=["test"],
-    )
-
-
-def run(cfg: RunConfig, *sinks: object) -> list[Event]:
-    seen: list[Event] = []
-    backend = FakeBackend(write_results=True)
-    code = Orchestrator(cfg, [seen.append, *sinks], backend=backend).execute()  # type: ignore[list-item]
-    assert code == 0
-    return seen
+    return fake_run_config([inp], out, models)
 
 
 def test_a_run_on_fake_workers_assembles_its_outputs(
     small_input: Path, tmp_path: Path, models: ModelFiles
 ) -> None:
     out = tmp_path / "run"
-    events = run(config(small_input, out, models))
+    events = run_fake(config(small_input, out, models))
     (done,) = [e for e in events if isinstance(e, JobDone)]
     assert done.sequences == 8 and done.frames > 6 and done.skipped_shards == 0
     assert (out / "prediction_results.txt").read_text().count("\n") == done.frames + 1
@@ -75,7 +59,7 @@ def test_skipped_shards_are_counted_once_when_a_corrupt_shard_is_recomputed(
     small_input: Path, tmp_path: Path, models: ModelFiles
 ) -> None:
     out = tmp_path / "run"
-    run(config(small_input, out, models))
+    run_fake(config(small_input, out, models))
     shards = sorted((out / "shards" / "small").glob("0*.tsv"))
     (out / "prediction_results.txt").unlink()
 
@@ -87,7 +71,7 @@ def test_skipped_shards_are_counted_once_when_a_corrupt_shard_is_recomputed(
             shards[1].write_bytes(shards[1].read_bytes()[:-20])
             corrupted.append(shards[1])
 
-    events = run(config(small_input, out, models), corrupt_after_verification)
+    events = run_fake(config(small_input, out, models), corrupt_after_verification)
     (done,) = [e for e in events if isinstance(e, JobDone)]
     reused = len(shards) - 1  # every shard but the corrupt one was reused, not recomputed
     assert done.skipped_shards == reused

@@ -21,6 +21,7 @@ from tests.helpers import (
     cli,
     cli_env,
     events,
+    kill9_run,
     kill_tree,
     outputs,
     start_cli,
@@ -190,25 +191,12 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
     tmp_path: Path, demo_models, demo_env, local_baseline, after_shards: int
 ) -> None:
     out = tmp_path / "run"
-    proc = start_cli(
-        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.05})
+    kill9_run(
+        run_args(out, "--devices", "cpu:2"),
+        cli_env(demo_models.root, {"sleep_per_batch_s": 0.05}),
+        out,
+        after_shards,
     )
-    try:
-        if after_shards:
-            wait_for_event(
-                out,
-                lambda e: (
-                    e["type"] == "shard_done"
-                    and sum(x["type"] == "shard_done" for x in events(out)) >= after_shards
-                ),
-                proc=proc,
-            )
-        else:
-            wait_for_event(out, lambda e: e["type"] == "job_started", proc=proc)
-    finally:
-        kill_tree(proc)
-        proc.wait(timeout=30)
-    assert_no_live_processes(worker_pids(out))
     r = cli(run_args(out, "--devices", "cpu:2"), demo_env)
     assert r.returncode == 0, r.stderr
     assert outputs(out, SAMPLE_JOBS) == local_baseline

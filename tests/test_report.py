@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from Bio import SeqIO
 
-from tests.helpers import orf
+from tests.helpers import fake_run_config, orf
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.outputs import JOB_REPORT_FILES, REPORT_FILE
-from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.models.settings import ModelFiles
 from virnucpro_tui.pool.events import Event, JobDone, WarningEvent
 from virnucpro_tui.report.hook import ReportHook
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
@@ -45,11 +45,10 @@ def write_inputs(tmp_path: Path) -> list[Path]:
 
 
 def run_config(inputs: list[Path], out: Path, models: ModelFiles, report: bool) -> RunConfig:
-    return RunConfig(
-        inputs=inputs,
-        out=out,
-        models=models,
-        engine=EngineSettings(chunk_length=500),
+    return fake_run_config(
+        inputs,
+        out,
+        models,
         devices="cpu:1",
         shard_size=16,
         command=["virnucpro-tui", "run", *map(str, inputs), "--out", str(out)],

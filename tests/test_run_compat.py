@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, fake_run_config, run_fake
 from virnucpro_tui.models.identity import model_identities
-from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.models.settings import ModelFiles
 from virnucpro_tui.pool.events import Event, JobDone, RunDone, RunStarted, ShardSkipped
-from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
-from virnucpro_tui.testing.fake_backend import FakeBackend
 
 RELEASE_RUN = ROOT / "tests" / "data" / "run_v1"
 OUTPUTS = ("prediction_results.txt", "prediction_results_highestscore.csv")
@@ -44,20 +42,8 @@ def release_run(tmp_path: Path, models: ModelFiles) -> tuple[list[Path], Path]:
 
 
 def execute(inputs: list[Path], out: Path, models: ModelFiles) -> list[Event]:
-    cfg = RunConfig(
-        inputs=inputs,
-        out=out,
-        models=models,
-        engine=EngineSettings(chunk_length=500),
-        devices="cpu:2",
-        shard_size=6,
-        command=["virnucpro-tui", "run", "small.fa", "other.fa"],
-    )
-    seen: list[Event] = []
-    sinks = [seen.append]
-    code = Orchestrator(cfg, sinks, backend=FakeBackend(write_results=True)).execute()  # type: ignore[arg-type]
-    assert code == 0
-    return seen
+    command = ["virnucpro-tui", "run", "small.fa", "other.fa"]
+    return run_fake(fake_run_config(inputs, out, models, command=command))
 
 
 def test_the_release_manifest_is_as_recorded() -> None:

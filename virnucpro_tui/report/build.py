@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from virnucpro_tui.core.atomic import PartialFile, atomic_write_text
-from virnucpro_tui.core.fasta import iter_records
+from virnucpro_tui.core.fasta import iter_sequences
 from virnucpro_tui.core.outputs import (
     FIGURE_PNG_FILE,
     FIGURE_SVG_FILE,
@@ -150,7 +150,7 @@ def _build_job(
             tsv = staging.text(job_out / REGIONS_TSV_FILE)
             bed = staging.text(job_out / REGIONS_BED_FILE)
             viral = ViralSequenceFilter(
-                iter_records(_input_path(job), validate=False),
+                iter_sequences(_input_path(job)),
                 staging.text(job_out / VIRAL_SEQUENCES_FILE),
             )
         else:  # built when the job finished: only its numbers are needed again
@@ -158,7 +158,7 @@ def _build_job(
             viral = None
         sinks = ScanSinks(tsv, bed, picker, table, viral.add if viral else None)
         try:
-            stats = scan_job(source.results(job), source.chunk_length, options.region_gap, sinks)
+            stats = scan_job(source.blocks(job), source.chunk_length, options.region_gap, sinks)
             if viral is not None:
                 viral.finish(prefix=not job.finished)  # --partial: the records scored so far
         except (ResultsError, InputMismatchError, UnicodeDecodeError) as exc:

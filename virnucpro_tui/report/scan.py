@@ -1,6 +1,8 @@
-"""One pass over a job's results in input order: the regions files are written as it goes, and
-what the figures and the page need is kept in bounded memory (binned scores, the tracks and
-table rows of a capped number of sequences), whatever the number of sequences."""
+"""One pass over a job's results in input order, a block of sequences at a time: the regions
+files are written as it goes, and what the figures and the page need is kept in bounded memory
+(binned scores, the tracks and table rows of a capped number of sequences), whatever the number
+of sequences. The counts and the histogram are taken from the block's columns; only the
+sequences with a viral chunk (or asked for) are made objects."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.outputs import Prediction, SequenceSummary
 from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
-from virnucpro_tui.core.results import SequenceResult
+from virnucpro_tui.core.result_blocks import ResultBlock
+from virnucpro_tui.core.results import CALLS, SequenceResult
 
 HISTOGRAM_BINS = 50  # P(virus) over frames, bins of 0.02
 TOP_TRACKS = 20  # sequences in the figure by default
@@ -120,71 +122,66 @@ def make_track(result: SequenceResult, chunk_length: int, regions: list[Region])
 @dataclass
 class ScanSinks:
     """Where one pass over a job's results goes: the regions files, the tracks and table rows
-    picked, and each sequence's summary row (the viral sequences' filter)."""
+    picked, and each block of results (the viral sequences' filter)."""
 
     tsv: TextIO
     bed: TextIO
     picker: TrackPicker
     table: TrackPicker
-    on_sequence: Callable[[SequenceSummary], None] | None = None
+    on_block: Callable[[ResultBlock], None] | None = None
 
 
 def scan_job(
-    results: Iterable[SequenceResult], chunk_length: int, region_gap: int, sinks: ScanSinks
+    blocks: Iterable[ResultBlock], chunk_length: int, region_gap: int, sinks: ScanSinks
 ) -> JobStats:
     """Write the regions of every sequence; count, bin and pick."""
     stats = JobStats()
     sinks.tsv.write(REGIONS_TSV_HEADER)
-    bins = ScoreBins(stats)
-    for result in results:
-        s = result.summary
-        regions = (
-            sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
-            if s.viral_chunks
-            else []
-        )
-        if regions:
-            _add_regions(stats, regions, sinks)
-        call = s.call
-        _count(stats, s, call)
-        bins.add(result.frames)
-        if call == "virus" or sinks.picker.wanted is not None:
-            sinks.picker.consider(result, chunk_length, regions)
-        if call == "virus":
-            sinks.table.consider(result, chunk_length, regions)
-        if sinks.on_sequence is not None:
-            sinks.on_sequence(s)
-    bins.flush()
+    for block in blocks:
+        _count(stats, block)
+        for i in _sequences_to_look_at(block, sinks.picker):
+            result = block.result(i)
+            s = result.summary
+            regions = (
+                sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
+                if s.viral_chunks
+                else []
+            )
+            if regions:
+                _add_regions(stats, regions, sinks)
+            if s.call == "virus" or sinks.picker.wanted is not None:
+                sinks.picker.consider(result, chunk_length, regions)
+            if s.call == "virus":
+                sinks.table.consider(result, chunk_length, regions)
+        if sinks.on_block is not None:
+            sinks.on_block(block)
     stats.tracks = sinks.picker.tracks()
     return stats
 
 
-class ScoreBins:
-    """The frames' scores, binned and counted a block at a time with numpy (a per-frame
-    comparison of numpy scalars is the slow way)."""
+def _sequences_to_look_at(block: ResultBlock, picker: TrackPicker) -> list[int]:
+    """The block's sequences with a viral chunk (they have regions; those called virus are
+    among them) and those asked for, in input order."""
+    viral = np.flatnonzero(block.viral_chunks > 0).tolist()
+    if picker.wanted is None:
+        return viral
+    wanted = [i for i, sid in enumerate(block.ids) if sid in picker.wanted]
+    return sorted(set(viral).union(wanted))
 
-    BLOCK = 65536
-    EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
 
-    def __init__(self, stats: JobStats) -> None:
-        self.stats = stats
-        self.virus: list[np.float32] = []
-        self.others: list[np.float32] = []
+HISTOGRAM_EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
 
-    def add(self, frames: list[Prediction]) -> None:
-        for p in frames:
-            self.virus.append(p.p_virus)
-            self.others.append(p.p_others)
-        if len(self.virus) >= self.BLOCK:
-            self.flush()
 
-    def flush(self) -> None:
-        virus = np.array(self.virus, np.float32)
-        others = np.array(self.others, np.float32)
-        self.stats.histogram += np.histogram(virus.astype(np.float64), self.EDGES)[0]
-        self.stats.virus_frames += int(np.count_nonzero(virus > others))
-        self.virus.clear()
-        self.others.clear()
+def _count(stats: JobStats, block: ResultBlock) -> None:
+    stats.sequences += len(block)
+    for call, n in zip(CALLS, np.bincount(block.calls, minlength=len(CALLS)).tolist(), strict=True):
+        stats.calls[call] += n
+    stats.chunks += int(block.chunks.sum())
+    stats.chunks_with_frames += int(block.chunks_with_frames.sum())
+    stats.viral_chunks += int(block.viral_chunks.sum())
+    stats.frames += int(block.frames.sum())
+    stats.histogram += np.histogram(block.p_virus.astype(np.float64), HISTOGRAM_EDGES)[0]
+    stats.virus_frames += int(np.count_nonzero(block.p_virus > block.p_others))
 
 
 def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> None:
@@ -194,12 +191,3 @@ def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> No
         stats.region_bases += region.length
         stats.partial_regions += not region.whole_sequence
     stats.regions += len(regions)
-
-
-def _count(stats: JobStats, s: SequenceSummary, call: str) -> None:
-    stats.sequences += 1
-    stats.calls[call] += 1
-    stats.chunks += s.chunks
-    stats.chunks_with_frames += s.chunks_with_frames
-    stats.viral_chunks += s.viral_chunks
-    stats.frames += s.frames

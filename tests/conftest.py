@@ -83,6 +83,13 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
         os.umask(saved)
 
 
+# -- async tests -----------------------------------------------------------------------------------
+@pytest.fixture
+def anyio_backend() -> str:
+    """``@pytest.mark.anyio`` tests (the Pilot tests) run on asyncio, Textual's loop."""
+    return "asyncio"
+
+
 # -- the session's private directories -------------------------------------------------------------
 def _shared_tmp(factory: pytest.TempPathFactory) -> Path:
     """This session's temporary root, shared by all pytest-xdist workers of one run."""

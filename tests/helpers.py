@@ -155,6 +155,24 @@ def wait_for_event(
     raise AssertionError("timed out waiting for an event")
 
 
+def started_during(
+    before: list[dict[str, Any]], during: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The busy events in ``during`` that start a shard. A worker still loading the models for
+    the shard it took before the pause turns busy on that same shard: that is no new start."""
+    last = {e["worker"]: e for e in before if e["type"] == "worker_state"}
+    started = []
+    for e in during:
+        if e["type"] != "worker_state":
+            continue
+        previous = last.get(e["worker"])
+        loading_this = previous is not None and previous["state"] == "loading"
+        if e["state"] == "busy" and not loading_this:
+            started.append(e)
+        last[e["worker"]] = e
+    return started
+
+
 def worker_pids(run_dir: Path) -> set[int]:
     return {e["pid"] for e in events(run_dir) if e["type"] == "worker_state" and e.get("pid")}
 

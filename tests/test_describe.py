@@ -3,9 +3,11 @@ what the headless lines, attach and the dashboard's log say about each event."""
 
 from __future__ import annotations
 
+import msgspec
+
 from tests.ui import scenario
 from tests.ui.helpers import ev, model_loaded
-from virnucpro_tui.pool.events import RunStatus, WorkerState
+from virnucpro_tui.pool.events import JobDone, RunStatus, WorkerState
 from virnucpro_tui.run.describe import (
     eta_text,
     event_line,
@@ -142,6 +144,23 @@ def test_progress_and_summary_of_a_finished_run() -> None:
     assert lines[0] == "run complete: 3,349,116 frames in 35:21"
     assert f"    prediction_results.txt: {scenario.OUT}/gut_contigs/prediction_results.txt" in lines
     assert not [x for x in lines if x.startswith("resumable")]
+
+
+def test_the_summary_names_the_runs_one_report_once_and_first() -> None:
+    """Every job's outputs name the run's report.html (the hook returns it first): the summary
+    lists it once, right under the run's line, and each job's own report files under the job."""
+    report = f"{scenario.OUT}/report.html"
+
+    def with_report(e: object) -> object:
+        if not isinstance(e, JobDone):
+            return e
+        files = {"report.html": report, "viral_sequences.fa": f"{e.out_dir}/viral_sequences.fa"}
+        return msgspec.structs.replace(e, outputs={**files, **e.outputs})
+
+    lines = summary_lines(fold(*map(with_report, scenario.finished_events())))
+    assert lines[1] == f"  report: {report}"
+    assert sum(report in x for x in lines) == 1
+    assert f"    viral_sequences.fa: {scenario.OUT}/phage_reads/viral_sequences.fa" in lines
 
 
 # -- issue 12: the views never show a false state -------------------------------------------------

@@ -7,7 +7,8 @@ import contextlib
 import gzip
 import io
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,17 @@ def scripted_app(
     app = VirnucproApp(ScriptedRun(events, read_only=read_only), **options)
     app.animation_level = "none"  # a tab's underline slides: a snapshot must not catch it halfway
     return app
+
+
+@asynccontextmanager
+async def dashboard(
+    events: list[Any], size: tuple[int, int] = (160, 48), **options: Any
+) -> AsyncIterator[tuple[Pilot, VirnucproApp]]:
+    """The scripted dashboard (``scripted_app``) running at ``size``, its events shown."""
+    app = scripted_app(events, **options)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        yield pilot, app
 
 
 def cli_run_config(args: list[str]) -> tuple[Any, list[Any], Any]:

@@ -14,6 +14,7 @@ from tests.helpers import (
     OUTPUT_FILES,
     SAMPLE_READS,
     assert_no_live_processes,
+    started_during,
     worker_pids,
 )
 from tests.ui.helpers import (
@@ -161,34 +162,6 @@ def test_pause_clear_and_add_input_from_the_keys(tmp_path: Path, demo_models, mo
     )
     assert (out / "more_reads" / "prediction_results.txt").exists()
     assert_no_live_processes(worker_pids(out))
-
-
-def started_during(before: list[dict], during: list[dict]) -> list[dict]:
-    """The busy events in ``during`` that start a shard. A worker still loading the models for
-    the shard it took before the pause turns busy on that same shard: that is no new start."""
-    last = {e["worker"]: e for e in before if e["type"] == "worker_state"}
-    started = []
-    for e in during:
-        if e["type"] != "worker_state":
-            continue
-        previous = last.get(e["worker"])
-        loading_this = previous is not None and previous["state"] == "loading"
-        if e["state"] == "busy" and not loading_this:
-            started.append(e)
-        last[e["worker"]] = e
-    return started
-
-
-def test_started_during_tells_a_new_start_from_a_load_ending() -> None:
-    def state(worker: int, name: str, shard: int | None = None) -> dict:
-        return {"type": "worker_state", "worker": worker, "state": name, "shard": shard}
-
-    before = [state(0, "busy", 1), state(1, "loading")]
-    assert started_during(before, [state(1, "busy", 2)]) == []  # its load ends: same shard
-    new = state(0, "busy", 3)
-    assert started_during(before, [state(0, "idle"), new]) == [new]
-    again = state(1, "busy", 4)
-    assert started_during(before, [state(1, "busy", 2), state(1, "idle"), again]) == [again]
 
 
 def test_pause_starts_no_shard_and_says_how_many_still_finish(

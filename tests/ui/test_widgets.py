@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,15 @@ from textual.widgets import Select, TabbedContent
 
 from tests.helpers import SAMPLE_READS
 from tests.ui import scenario
+from tests.ui.helpers import (
+    dashboard,
+    model_loaded,
+    notifications,
+    screen_text,
+    scripted_app,
+    settle,
+)
 from tests.ui.helpers import ev as event
-from tests.ui.helpers import model_loaded, notifications, screen_text, scripted_app, settle
 from virnucpro_tui.errors import RunDirError
 from virnucpro_tui.pool.events import CacheCleared, Event, JobDone, JobPrepared, ShardDone
 from virnucpro_tui.run.describe import fmt_bytes
@@ -39,7 +45,7 @@ from virnucpro_tui.ui.widgets import (
     WorkerPanel,
 )
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.anyio]
 
 T = scenario.T0
 
@@ -95,7 +101,7 @@ def panel_text(app: Any, worker: int) -> str:
     return f"{panel.title_text.plain}\n{panel.shown}"
 
 
-def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
+async def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
     events = scenario.mid_run_events()
     view = RunView()
     for e in events:
@@ -104,40 +110,35 @@ def test_worker_panels_show_devices_models_memory_speed_and_cache() -> None:
         -1
     ]
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await settle(pilot, app)
-            w0, w1 = panel_text(app, 0), panel_text(app, 1)
-            assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in w0
-            assert "DNABERT-S loaded 3.1 s + warm-up 14.2 s, 358.0 MiB" in w0
-            assert "ESM-2 loaded 7.7 s + warm-up 23.9 s, 5.3 GiB" in w0
-            assert "MLP loaded 0.0 s, 6.5 MiB" in w0
-            assert "ESM-2 loaded 8.7 s + warm-up 23.9 s, 5.3 GiB" in w1
-            for text in (
-                "alloc 61.2 GiB",
-                "reserved 72.0 GiB",
-                "peak 80.1 GiB",
-                "free 66.2 GiB of 139.8 GiB",
-                "GPU util 97%",
-                "64 °C",
-                "612 W",
-                "pid 48230",
-            ):
-                assert text in w0, text
-            assert "alloc 64.2 GiB" in w1 and "GPU util 94%" in w1
-            assert f"{view.workers[0].cache_clears} clears" in w0
-            assert f"last freed {fmt_bytes(last_freed)}" in w0
-            assert "0 OOM splits" in w0 and "1 OOM split" in w1
-            assert "ESM-2 557 proteins/s" in w0  # 2048 proteins over a 3.68 s ESM stage
-            assert f"#{view.workers[0].shard} · esm" in w0 and "1,180/2,048 frames" in w0
-            assert f"{view.workers[0].shards_done:,} shards" in w0
-            assert "█" in w0 and "▓" in w0  # allocated and reserved segments of the memory bar
-
-    asyncio.run(scenario_run())
+    async with dashboard(events) as (pilot, app):
+        w0, w1 = panel_text(app, 0), panel_text(app, 1)
+        assert "worker 0 · GPU 0 · NVIDIA H200 · BUSY" in w0
+        assert "DNABERT-S loaded 3.1 s + warm-up 14.2 s, 358.0 MiB" in w0
+        assert "ESM-2 loaded 7.7 s + warm-up 23.9 s, 5.3 GiB" in w0
+        assert "MLP loaded 0.0 s, 6.5 MiB" in w0
+        assert "ESM-2 loaded 8.7 s + warm-up 23.9 s, 5.3 GiB" in w1
+        for text in (
+            "alloc 61.2 GiB",
+            "reserved 72.0 GiB",
+            "peak 80.1 GiB",
+            "free 66.2 GiB of 139.8 GiB",
+            "GPU util 97%",
+            "64 °C",
+            "612 W",
+            "pid 48230",
+        ):
+            assert text in w0, text
+        assert "alloc 64.2 GiB" in w1 and "GPU util 94%" in w1
+        assert f"{view.workers[0].cache_clears} clears" in w0
+        assert f"last freed {fmt_bytes(last_freed)}" in w0
+        assert "0 OOM splits" in w0 and "1 OOM split" in w1
+        assert "ESM-2 557 proteins/s" in w0  # 2048 proteins over a 3.68 s ESM stage
+        assert f"#{view.workers[0].shard} · esm" in w0 and "1,180/2,048 frames" in w0
+        assert f"{view.workers[0].shards_done:,} shards" in w0
+        assert "█" in w0 and "▓" in w0  # allocated and reserved segments of the memory bar
 
 
-def test_model_load_states_cpu_worker_and_restarts() -> None:
+async def test_model_load_states_cpu_worker_and_restarts() -> None:
     events = cpu_run_start() + [
         cpu_memory(),
         ev(
@@ -165,146 +166,129 @@ def test_model_load_states_cpu_worker_and_restarts() -> None:
         ),
     ]
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            text = panel_text(app, 0)
-            assert "worker 0 · CPU · STARTING" in text
-            assert "util CPU" in text and "GPU util" not in text
-            assert (
-                "RSS 300.0 MiB" in text
-                and "peak 310.0 MiB" in text
-                and "machine free 20.0 GiB of 32.0 GiB" in text
-            )
-            assert "DNABERT-S loaded 0.5 s, 459.0 KiB" in text
-            assert "ESM-2 loading…" in text and "MLP not loaded" in text
-            app.apply_events(
-                [
-                    ev(
-                        "model_load",
-                        T + 4,
-                        0,
-                        "a",
-                        model="esm",
-                        phase="error",
-                        message="bad checkpoint",
-                    ),
-                    ev("error", T + 4, 0, "a", message="RuntimeError: bad checkpoint", fatal=True),
-                    ev(
-                        "worker_state",
-                        T + 5,
-                        0,
-                        state="crashed",
-                        pid=4242,
-                        reason="model load failed",
-                    ),
-                    ev(
-                        "worker_state",
-                        T + 6,
-                        0,
-                        state="restarting",
-                        generation=1,
-                        reason="exit code 9",
-                    ),
-                ]
-            )
-            await settle(pilot, app)
-            text = panel_text(app, 0)
-            assert "RESTARTING" in text and "restarts 1" in text
-            assert "problem restarting: exit code 9" in " ".join(text.split())
-            assert "ESM-2 not loaded" in text  # a respawned worker loads again
-
-    asyncio.run(scenario_run())
-
-
-def test_job_table_shows_each_input_with_status_and_progress() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events())
-        async with app.run_test(size=(160, 48)) as pilot:
-            await settle(pilot, app)
-            table = app.query_one(JobTable)
-            gut = table.row_text("gut_contigs")
-            assert gut[:4] == [
-                "gut_contigs",
-                "running",
-                "118,437",
-                f"{app.view.jobs['gut_contigs'].frames_done:,}/3,288,604",
+    async with dashboard(events, size=(120, 40)) as (pilot, app):
+        text = panel_text(app, 0)
+        assert "worker 0 · CPU · STARTING" in text
+        assert "util CPU" in text and "GPU util" not in text
+        assert (
+            "RSS 300.0 MiB" in text
+            and "peak 310.0 MiB" in text
+            and "machine free 20.0 GiB of 32.0 GiB" in text
+        )
+        assert "DNABERT-S loaded 0.5 s, 459.0 KiB" in text
+        assert "ESM-2 loading…" in text and "MLP not loaded" in text
+        app.apply_events(
+            [
+                ev(
+                    "model_load",
+                    T + 4,
+                    0,
+                    "a",
+                    model="esm",
+                    phase="error",
+                    message="bad checkpoint",
+                ),
+                ev("error", T + 4, 0, "a", message="RuntimeError: bad checkpoint", fatal=True),
+                ev(
+                    "worker_state",
+                    T + 5,
+                    0,
+                    state="crashed",
+                    pid=4242,
+                    reason="model load failed",
+                ),
+                ev(
+                    "worker_state",
+                    T + 6,
+                    0,
+                    state="restarting",
+                    generation=1,
+                    reason="exit code 9",
+                ),
             ]
-            assert "47.0%" in gut[4]
-            assert table.row_text("phage_reads")[:2] == ["phage_reads", "queued"]
-            app.apply_events(
-                [
-                    ev(
-                        "job_added",
-                        scenario.NOW,
-                        job="more_reads",
-                        input="/data/more.fa",
-                        records=12,
-                        chunks_total=20,
-                    )
-                ]
-            )
-            await settle(pilot, app)
-            assert table.row_text("more_reads")[:3] == ["more_reads", "queued (added)", "12"]
-            app.apply_events(scenario.finished_events()[len(scenario.mid_run_events()) :])
-            await settle(pilot, app)
-            done = table.row_text("gut_contigs")
-            assert done[1] == "done" and done[3] == "3,288,604/3,288,604" and "100.0%" in done[4]
-            assert done[5] == "21,377/118,437" and done[6] == "gut_contigs/"
-            assert (
-                table.row_text("more_reads")[1] == "stopped (added)"
-            )  # the run ended before it ran
-
-    asyncio.run(scenario_run())
+        )
+        await settle(pilot, app)
+        text = panel_text(app, 0)
+        assert "RESTARTING" in text and "restarts 1" in text
+        assert "problem restarting: exit code 9" in " ".join(text.split())
+        assert "ESM-2 not loaded" in text  # a respawned worker loads again
 
 
-def test_results_counts_histogram_and_top_scores() -> None:
+async def test_job_table_shows_each_input_with_status_and_progress() -> None:
+    async with dashboard(scenario.mid_run_events()) as (pilot, app):
+        table = app.query_one(JobTable)
+        gut = table.row_text("gut_contigs")
+        assert gut[:4] == [
+            "gut_contigs",
+            "running",
+            "118,437",
+            f"{app.view.jobs['gut_contigs'].frames_done:,}/3,288,604",
+        ]
+        assert "47.0%" in gut[4]
+        assert table.row_text("phage_reads")[:2] == ["phage_reads", "queued"]
+        app.apply_events(
+            [
+                ev(
+                    "job_added",
+                    scenario.NOW,
+                    job="more_reads",
+                    input="/data/more.fa",
+                    records=12,
+                    chunks_total=20,
+                )
+            ]
+        )
+        await settle(pilot, app)
+        assert table.row_text("more_reads")[:3] == ["more_reads", "queued (added)", "12"]
+        app.apply_events(scenario.finished_events()[len(scenario.mid_run_events()) :])
+        await settle(pilot, app)
+        done = table.row_text("gut_contigs")
+        assert done[1] == "done" and done[3] == "3,288,604/3,288,604" and "100.0%" in done[4]
+        assert done[5] == "21,377/118,437" and done[6] == "gut_contigs/"
+        assert table.row_text("more_reads")[1] == "stopped (added)"  # the run ended before it ran
+
+
+async def test_results_counts_histogram_and_top_scores() -> None:
     events = scenario.mid_run_events()
     done = [e for e in events if isinstance(e, ShardDone)]
     virus = sum(e.virus_frames for e in done)
     others = sum(e.others_frames for e in done)
     bins = [sum(e.histogram[i] for e in done) for i in range(20)]
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("2")
-            await settle(pilot, app)
-            summary = app.query_one("#results-summary", ResultsSummary).shown
-            assert f"{virus + others:,} scored" in summary
-            assert f"virus {virus:,} ({100 * virus / (virus + others):.1f}%)" in summary
-            assert f"others {others:,}" in summary
-            assert "counted when a job is done" in summary
-            chart = summary.split("frames by P(virus)")[1].splitlines()[1:]
-            assert chart[0].strip().startswith(f"{max(bins):,} ┤")
-            assert (
-                chart[9].strip().startswith("0 ┤")
-                and "0.5" in chart[10]
-                and "others ◀ 0.5 ▶ virus" in chart[11]
-            )
-            top_row = chart[0].split("┤")[1]
-            cell = len(top_row) // 20
-            assert (
-                top_row[bins.index(max(bins)) * cell] == "█"
-            )  # the tallest bin reaches the top row
-            top = app.query_one("#top", TopTable)
-            assert str(app.query_one("#top-title").render()).startswith("Top-scoring frames so far")
-            assert float(top.row_text(0)[2]) == max(s for e in done for _, s in e.top)
-            app.apply_events(scenario.finished_events()[len(events) :])
-            await settle(pilot, app)
-            summary = app.query_one("#results-summary", ResultsSummary).shown
-            assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
-            assert str(app.query_one("#top-title").render()).startswith("Top input sequences")
-            assert top.row_text(0)[1:] == ["contig_00001", "virus", "0.9998"]
-            headers = " ".join(top.shown.splitlines()[0].split())
-            assert "Call (virus: ≥ half its chunks viral)" in headers
-            assert "max P(virus) (its best frame)" in headers
-
-    asyncio.run(scenario_run())
+    app = scripted_app(events)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        await settle(pilot, app)
+        summary = app.query_one("#results-summary", ResultsSummary).shown
+        assert f"{virus + others:,} scored" in summary
+        assert f"virus {virus:,} ({100 * virus / (virus + others):.1f}%)" in summary
+        assert f"others {others:,}" in summary
+        assert "counted when a job is done" in summary
+        chart = summary.split("frames by P(virus)")[1].splitlines()[1:]
+        assert chart[0].strip().startswith(f"{max(bins):,} ┤")
+        assert (
+            chart[9].strip().startswith("0 ┤")
+            and "0.5" in chart[10]
+            and "others ◀ 0.5 ▶ virus" in chart[11]
+        )
+        top_row = chart[0].split("┤")[1]
+        cell = len(top_row) // 20
+        assert top_row[bins.index(max(bins)) * cell] == "█"  # the tallest bin reaches the top row
+        top = app.query_one("#top", TopTable)
+        assert str(app.query_one("#top-title").render()).startswith("Top-scoring frames so far")
+        assert float(top.row_text(0)[2]) == max(s for e in done for _, s in e.top)
+        app.apply_events(scenario.finished_events()[len(events) :])
+        await settle(pilot, app)
+        summary = app.query_one("#results-summary", ResultsSummary).shown
+        assert "130,441 sequences" in summary and "32,258 called virus (24.7%)" in summary
+        assert str(app.query_one("#top-title").render()).startswith("Top input sequences")
+        assert top.row_text(0)[1:] == ["contig_00001", "virus", "0.9998"]
+        headers = " ".join(top.shown.splitlines()[0].split())
+        assert "Call (virus: ≥ half its chunks viral)" in headers
+        assert "max P(virus) (its best frame)" in headers
 
 
-def test_results_and_summary_say_what_was_computed_once_and_where_the_features_are() -> None:
+async def test_results_and_summary_say_what_was_computed_once_and_where_the_features_are() -> None:
     """Frames computed once and the saved features (path and size) show in the Results panel
     and, labelled, on the completion summary."""
     events: list[Event] = []
@@ -320,76 +304,61 @@ def test_results_and_summary_say_what_was_computed_once_and_where_the_features_a
             )
         events.append(e)
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("2")
-            await settle(pilot, app)
-            summary = " ".join(app.query_one("#results-summary", ResultsSummary).shown.split())
-            assert "computed once: 4,000 identical frames reuse an earlier result" in summary
-            assert "saved /r/phage_reads/features.pt (5.0 MiB)" in summary
-            shown = " ".join(str(render.completion_text(app.view, None)).split())
-            assert "computed once: 56,512 distinct frames; 4,000 identical frames" in shown
-            assert "features: /r/phage_reads/features.pt (5.0 MiB)" in shown
-            assert "prediction_results.txt: /scratch" not in shown  # a file: its path alone
-
-    asyncio.run(scenario_run())
+    app = scripted_app(events)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        await settle(pilot, app)
+        summary = " ".join(app.query_one("#results-summary", ResultsSummary).shown.split())
+        assert "computed once: 4,000 identical frames reuse an earlier result" in summary
+        assert "saved /r/phage_reads/features.pt (5.0 MiB)" in summary
+        shown = " ".join(str(render.completion_text(app.view, None)).split())
+        assert "computed once: 56,512 distinct frames; 4,000 identical frames" in shown
+        assert "features: /r/phage_reads/features.pt (5.0 MiB)" in shown
+        assert "prediction_results.txt: /scratch" not in shown  # a file: its path alone
 
 
-def test_demo_banner_is_always_on_screen_for_a_demo_run() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app([], demo=True)  # known from the config before the first event
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, app)
-            assert DEMO_BANNER in screen_text(app)
-            await pilot.press("3")
-            await settle(pilot, app)
-            assert DEMO_BANNER in screen_text(app)  # whatever the tab
-        app = scripted_app(cpu_run_start(demo=True))
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, app)
-            assert app.query_one(DemoBanner).display and DEMO_BANNER in screen_text(app)
-        app = scripted_app(cpu_run_start(demo=False))
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, app)
-            assert not app.query_one(DemoBanner).display and DEMO_BANNER not in screen_text(app)
-
-    asyncio.run(scenario_run())
+async def test_demo_banner_is_always_on_screen_for_a_demo_run() -> None:
+    app = scripted_app([], demo=True)  # known from the config before the first event
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert DEMO_BANNER in screen_text(app)
+        await pilot.press("3")
+        await settle(pilot, app)
+        assert DEMO_BANNER in screen_text(app)  # whatever the tab
+    async with dashboard(cpu_run_start(demo=True), size=(80, 24)) as (pilot, app):
+        assert app.query_one(DemoBanner).display and DEMO_BANNER in screen_text(app)
+    async with dashboard(cpu_run_start(demo=False), size=(80, 24)) as (pilot, app):
+        assert not app.query_one(DemoBanner).display and DEMO_BANNER not in screen_text(app)
 
 
-def test_completion_view_lists_totals_and_output_paths() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.finished_events())
-        async with app.run_test(size=(160, 48)) as pilot:
-            await settle(pilot, app)
-            assert isinstance(app.screen, CompletionScreen)
-            shown = app.screen.shown
-            assert shown.startswith("run complete: 3,349,116 frames in 35:21")
-            for job in ("gut_contigs", "phage_reads"):
-                for name in (
-                    "prediction_results.txt",
-                    "prediction_results_highestscore.csv",
-                    "sequence_summary.tsv",
-                ):
-                    assert f"{scenario.OUT}/{job}/{name}" in shown
-            assert "21,377 sequences called virus" in shown
-            assert "Run complete — exit 0" in screen_text(app)
-            await pilot.press("escape")
-            await settle(pilot, app)
-            assert (
-                not isinstance(app.screen, CompletionScreen)
-                and "COMPLETE" in app.query_one(HeaderBar).shown
-            )
-            await pilot.press("s")
-            await settle(pilot, app)
-            assert isinstance(app.screen, CompletionScreen)
-            await pilot.press("q")
-        assert app.return_code == 0
-
-    asyncio.run(scenario_run())
+async def test_completion_view_lists_totals_and_output_paths() -> None:
+    async with dashboard(scenario.finished_events()) as (pilot, app):
+        assert isinstance(app.screen, CompletionScreen)
+        shown = app.screen.shown
+        assert shown.startswith("run complete: 3,349,116 frames in 35:21")
+        for job in ("gut_contigs", "phage_reads"):
+            for name in (
+                "prediction_results.txt",
+                "prediction_results_highestscore.csv",
+                "sequence_summary.tsv",
+            ):
+                assert f"{scenario.OUT}/{job}/{name}" in shown
+        assert "21,377 sequences called virus" in shown
+        assert "Run complete — exit 0" in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot, app)
+        assert (
+            not isinstance(app.screen, CompletionScreen)
+            and "COMPLETE" in app.query_one(HeaderBar).shown
+        )
+        await pilot.press("s")
+        await settle(pilot, app)
+        assert isinstance(app.screen, CompletionScreen)
+        await pilot.press("q")
+    assert app.return_code == 0
 
 
-def test_event_log_filters_by_worker_and_kind() -> None:
+async def test_event_log_filters_by_worker_and_kind() -> None:
     events = scenario.mid_run_events() + [
         ev("warning", scenario.NOW, message="recomputing: corrupt shard 12", job="gut_contigs"),
         ev(
@@ -403,139 +372,120 @@ def test_event_log_filters_by_worker_and_kind() -> None:
         ),
     ]
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("l")
-            await settle(pilot, app)
-            assert app.query_one(TabbedContent).active == "log"
-            assert isinstance(app.focused, EventLines)
-            log = app.query_one(EventLog)
-            everything = log.shown_lines()
-            assert any(" w0 " in line for line in everything) and any(
-                " w1 " in line for line in everything
-            )
-            app.query_one("#log-worker", Select).value = 1
-            await settle(pilot, app)
-            lines = log.shown_lines()
-            assert lines and all(" w1 " in line for line in lines)
-            assert any("error" in line and "RuntimeError: boom" in line for line in lines)
-            app.query_one("#log-worker", Select).value = "all"
-            app.query_one("#log-group", Select).value = "problems"
-            await settle(pilot, app)
-            lines = log.shown_lines()
-            assert len(lines) == 3  # the OOM split, the warning and the error
-            assert any("corrupt shard 12" in line for line in lines) and any(
-                "boom" in line for line in lines
-            )
-            app.query_one("#log-group", Select).value = "models"
-            await settle(pilot, app)
-            assert len(log.shown_lines()) == 20 and all(  # 2 workers: 4 + 4 + 2 phases
-                "model_load" in line for line in log.shown_lines()
-            )
-
-    asyncio.run(scenario_run())
+    app = scripted_app(events)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("l")
+        await settle(pilot, app)
+        assert app.query_one(TabbedContent).active == "log"
+        assert isinstance(app.focused, EventLines)
+        log = app.query_one(EventLog)
+        everything = log.shown_lines()
+        assert any(" w0 " in line for line in everything) and any(
+            " w1 " in line for line in everything
+        )
+        app.query_one("#log-worker", Select).value = 1
+        await settle(pilot, app)
+        lines = log.shown_lines()
+        assert lines and all(" w1 " in line for line in lines)
+        assert any("error" in line and "RuntimeError: boom" in line for line in lines)
+        app.query_one("#log-worker", Select).value = "all"
+        app.query_one("#log-group", Select).value = "problems"
+        await settle(pilot, app)
+        lines = log.shown_lines()
+        assert len(lines) == 3  # the OOM split, the warning and the error
+        assert any("corrupt shard 12" in line for line in lines) and any(
+            "boom" in line for line in lines
+        )
+        app.query_one("#log-group", Select).value = "models"
+        await settle(pilot, app)
+        assert len(log.shown_lines()) == 20 and all(  # 2 workers: 4 + 4 + 2 phases
+            "model_load" in line for line in log.shown_lines()
+        )
 
 
-def test_keys_pause_clear_add_help_and_quit_with_confirmation(tmp_path: Path) -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events())
-        calls = app.controller.calls
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot, app)
-            await pilot.press("p")
-            assert calls[-1] == ("pause", True)
-            app.apply_events([ev("run_paused", scenario.NOW)])
-            await settle(pilot, app)
-            assert (
-                "PAUSED" in app.query_one(HeaderBar).shown
-                and "ETA paused" in app.query_one(HeaderBar).shown
-            )
-            await pilot.press("p")
-            assert calls[-1] == ("pause", False)
-            await pilot.press("c")
-            assert calls[-1] == ("clear", None)
-            await pilot.press("a")
-            assert isinstance(app.screen, AddInputScreen)
-            await pilot.press(*"nope.fa", "enter")
-            assert isinstance(app.screen, AddInputScreen)
-            assert "nope.fa: no such file" in str(app.screen.query_one("#add-error").render())
-            app.screen.query_one("#add-path").value = str(SAMPLE_READS)
-            await pilot.press("enter")
-            await settle(pilot, app)
-            assert calls[-1] == ("add", SAMPLE_READS) and not isinstance(app.screen, AddInputScreen)
-            await pilot.press("question_mark")
-            assert isinstance(app.screen, HelpScreen)
-            await pilot.press("escape", "q")
-            assert isinstance(app.screen, ConfirmQuitScreen)
-            await pilot.press("n")
-            assert not isinstance(app.screen, ConfirmQuitScreen) and ("stop", False) not in calls
-            await pilot.press("q", "y")
-            await settle(pilot, app)
-            assert calls[-1] == ("stop", False) and "STOPPING" in app.query_one(HeaderBar).shown
-            await pilot.press("q")
-            await settle(pilot, app)
-            assert calls[-1] == ("stop", True) and "ABANDONING" in app.query_one(HeaderBar).shown
-            app.apply_events(
-                [
-                    ev(
-                        "run_done",
-                        scenario.NOW + 5,
-                        status="interrupted",
-                        exit_code=130,
-                        resumable=True,
-                    )
-                ]
-            )
-            await pilot.pause()
-        assert app.return_code == 130  # it exits by itself once the run has stopped
-
-    asyncio.run(scenario_run())
+async def test_keys_pause_clear_add_help_and_quit_with_confirmation(tmp_path: Path) -> None:
+    app = scripted_app(scenario.mid_run_events())
+    calls = app.controller.calls
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("p")
+        assert calls[-1] == ("pause", True)
+        app.apply_events([ev("run_paused", scenario.NOW)])
+        await settle(pilot, app)
+        assert (
+            "PAUSED" in app.query_one(HeaderBar).shown
+            and "ETA paused" in app.query_one(HeaderBar).shown
+        )
+        await pilot.press("p")
+        assert calls[-1] == ("pause", False)
+        await pilot.press("c")
+        assert calls[-1] == ("clear", None)
+        await pilot.press("a")
+        assert isinstance(app.screen, AddInputScreen)
+        await pilot.press(*"nope.fa", "enter")
+        assert isinstance(app.screen, AddInputScreen)
+        assert "nope.fa: no such file" in str(app.screen.query_one("#add-error").render())
+        app.screen.query_one("#add-path").value = str(SAMPLE_READS)
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert calls[-1] == ("add", SAMPLE_READS) and not isinstance(app.screen, AddInputScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "q")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmQuitScreen) and ("stop", False) not in calls
+        await pilot.press("q", "y")
+        await settle(pilot, app)
+        assert calls[-1] == ("stop", False) and "STOPPING" in app.query_one(HeaderBar).shown
+        await pilot.press("q")
+        await settle(pilot, app)
+        assert calls[-1] == ("stop", True) and "ABANDONING" in app.query_one(HeaderBar).shown
+        app.apply_events(
+            [
+                ev(
+                    "run_done",
+                    scenario.NOW + 5,
+                    status="interrupted",
+                    exit_code=130,
+                    resumable=True,
+                )
+            ]
+        )
+        await pilot.pause()
+    assert app.return_code == 130  # it exits by itself once the run has stopped
 
 
-def test_ctrl_c_stops_without_asking_and_twice_abandons() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events())
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot, app)
-            await pilot.press("ctrl+c")
-            assert app.controller.calls == [("stop", False)] and not isinstance(
-                app.screen, ConfirmQuitScreen
-            )
-            await pilot.press("ctrl+c")
-            assert app.controller.calls == [("stop", False), ("stop", True)]
-
-    asyncio.run(scenario_run())
+async def test_ctrl_c_stops_without_asking_and_twice_abandons() -> None:
+    async with dashboard(scenario.mid_run_events(), size=(100, 30)) as (pilot, app):
+        await pilot.press("ctrl+c")
+        assert app.controller.calls == [("stop", False)] and not isinstance(
+            app.screen, ConfirmQuitScreen
+        )
+        await pilot.press("ctrl+c")
+        assert app.controller.calls == [("stop", False), ("stop", True)]
 
 
-def test_read_only_dashboard_refuses_steering_with_a_notice() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events(), read_only=True)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot, app)
-            for key in ("p", "c", "a"):
-                await pilot.press(key)
-            assert app.controller.calls == [] and not isinstance(app.screen, AddInputScreen)
-            assert notifications(app).count(READ_ONLY_NOTICE) == 3
-            assert "attached, read-only" in app.query_one(HeaderBar).shown
-            await pilot.press("q")  # nothing to stop: leaves at once
-        assert app.return_code == 0
-
-    asyncio.run(scenario_run())
+async def test_read_only_dashboard_refuses_steering_with_a_notice() -> None:
+    async with dashboard(scenario.mid_run_events(), read_only=True, size=(100, 30)) as (pilot, app):
+        for key in ("p", "c", "a"):
+            await pilot.press(key)
+        assert app.controller.calls == [] and not isinstance(app.screen, AddInputScreen)
+        assert notifications(app).count(READ_ONLY_NOTICE) == 3
+        assert "attached, read-only" in app.query_one(HeaderBar).shown
+        await pilot.press("q")  # nothing to stop: leaves at once
+    assert app.return_code == 0
 
 
-def test_a_run_that_never_starts_exits_with_its_code() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app([])
-        async with app.run_test(size=(80, 24)) as pilot:
-            app.post_message(RunFinished(2, "x.fa: not FASTA"))
-            await pilot.pause()
-        assert app.return_code == 2
-
-    asyncio.run(scenario_run())
+async def test_a_run_that_never_starts_exits_with_its_code() -> None:
+    app = scripted_app([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(RunFinished(2, "x.fa: not FASTA"))
+        await pilot.pause()
+    assert app.return_code == 2
 
 
-def test_telemetry_of_one_worker_coalesces() -> None:
+async def test_telemetry_of_one_worker_coalesces() -> None:
     def msg(type_: str, worker: int, **fields: Any) -> EventMessage:
         return EventMessage(ev(type_, T, worker, **fields))
 
@@ -547,45 +497,35 @@ def test_telemetry_of_one_worker_coalesces() -> None:
     closing = msg("progress", 0, stage="dnabert", stage_done=8, stage_total=8, seconds=1.0)
     assert not closing.can_replace(msg("progress", 0, stage="esm", stage_done=1, stage_total=8))
 
-    async def scenario_run() -> None:
-        app = scripted_app(cpu_run_start())
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, app)
-            seen = app.view.events_seen
-            for i in range(500):
-                app.post_message(
-                    msg(
-                        "progress",
-                        0,
-                        job="a",
-                        shard=0,
-                        stage="esm",
-                        frames_done=i,
-                        frames_total=500,
-                        stage_done=i,
-                        stage_total=500,
-                        seconds=i / 100,
-                    )
+    async with dashboard(cpu_run_start(), size=(80, 24)) as (pilot, app):
+        seen = app.view.events_seen
+        for i in range(500):
+            app.post_message(
+                msg(
+                    "progress",
+                    0,
+                    job="a",
+                    shard=0,
+                    stage="esm",
+                    frames_done=i,
+                    frames_total=500,
+                    stage_done=i,
+                    stage_total=500,
+                    seconds=i / 100,
                 )
-            await settle(pilot, app)
-            assert app.view.workers[0].shard_done == 499  # the newest reading wins
-            assert app.view.events_seen - seen < 500  # and most were never handled
+            )
+        await settle(pilot, app)
+        assert app.view.workers[0].shard_done == 499  # the newest reading wins
+        assert app.view.events_seen - seen < 500  # and most were never handled
 
-    asyncio.run(scenario_run())
 
-
-def test_a_signal_stops_like_ctrl_c_and_leaves_once_the_run_has() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events())
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, app)
-            stop_for_signal(app)  # what SIGTERM / SIGHUP schedule on the app's loop
-            assert app.controller.calls == [("stop", False)] and app.exit_on_done
-            app.apply_events([ev("run_done", scenario.NOW, status="interrupted", exit_code=130)])
-            await pilot.pause()
-        assert app.return_code == 130
-
-    asyncio.run(scenario_run())
+async def test_a_signal_stops_like_ctrl_c_and_leaves_once_the_run_has() -> None:
+    async with dashboard(scenario.mid_run_events(), size=(80, 24)) as (pilot, app):
+        stop_for_signal(app)  # what SIGTERM / SIGHUP schedule on the app's loop
+        assert app.controller.calls == [("stop", False)] and app.exit_on_done
+        app.apply_events([ev("run_done", scenario.NOW, status="interrupted", exit_code=130)])
+        await pilot.pause()
+    assert app.return_code == 130
 
 
 class RefusedRun:
@@ -599,15 +539,11 @@ class RefusedRun:
         raise AssertionError("nothing to stop")
 
 
-def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
+async def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
     controller = LiveRun(RefusedRun)
     app = VirnucproApp(controller, toasts=False)
-
-    async def scenario_run() -> None:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.5)
-
-    asyncio.run(scenario_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
     assert app.return_code == 2 and controller.exit_code == 2
     print_outcome(app.view, controller.error)
     assert capsys.readouterr().err == (
@@ -615,34 +551,29 @@ def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
     )
 
 
-def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(cpu_run_start(), toasts=True)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot, app)
-            app.apply_events(
-                [
-                    ev("warning", T + 9, message="not added: /data/x.fa: not a FASTA file"),
-                    ev("job_added", T + 9, job="b", input="/data/b.fa", records=3, chunks_total=3),
-                    ev(
-                        "error",
-                        T + 9,
-                        0,
-                        "a",
-                        message="RuntimeError: shard 3 failed",
-                        shard=3,
-                        fatal=False,
-                    ),
-                ]
-            )
-            await settle(pilot, app)
-            shown = notifications(app)
-            assert "not added: /data/x.fa: not a FASTA file" in shown
-            assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
-            app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
-            assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
-
-    asyncio.run(scenario_run())
+async def test_warnings_errors_and_added_inputs_pop_up_while_live() -> None:
+    async with dashboard(cpu_run_start(), toasts=True, size=(100, 30)) as (pilot, app):
+        app.apply_events(
+            [
+                ev("warning", T + 9, message="not added: /data/x.fa: not a FASTA file"),
+                ev("job_added", T + 9, job="b", input="/data/b.fa", records=3, chunks_total=3),
+                ev(
+                    "error",
+                    T + 9,
+                    0,
+                    "a",
+                    message="RuntimeError: shard 3 failed",
+                    shard=3,
+                    fatal=False,
+                ),
+            ]
+        )
+        await settle(pilot, app)
+        shown = notifications(app)
+        assert "not added: /data/x.fa: not a FASTA file" in shown
+        assert "/data/b.fa added as job b" in shown and "RuntimeError: shard 3 failed" in shown
+        app.apply_events([ev("warning", T + 10, message="replayed")], live=False)
+        assert "replayed" not in notifications(app)  # history (attach backlog) does not pop up
 
 
 # -- issue 12: what the dashboard shows is true, and explained -------------------------------------
@@ -650,65 +581,48 @@ def footer(app: VirnucproApp) -> str:
     return screen_text(app).rstrip("\n").split("\n")[-1]
 
 
-def test_the_footer_offers_only_the_keys_that_work() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events(), read_only=True)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            keys = footer(app)
-            assert "q Quit" in keys and "l Log" in keys and "? Help" in keys
-            for gone in ("Pause", "Clear caches", "Add input", "Summary"):
-                assert gone not in keys, keys
-            await pilot.press("p")  # pressed anyway: says why it does nothing
-            assert READ_ONLY_NOTICE in notifications(app) and app.controller.calls == []
-        app = scripted_app(scenario.mid_run_events())
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            keys = footer(app)
-            assert "p Pause/resume" in keys and "c Clear caches" in keys and "a Add input" in keys
-            assert "Summary" not in keys  # nothing to summarise yet
-        app = scripted_app(scenario.finished_events())
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            await pilot.press("escape")  # from the completion view to the dashboard
-            await settle(pilot, app)
-            keys = footer(app)
-            assert "s Summary" in keys and "q Quit" in keys
-            assert "Pause" not in keys and "Add input" not in keys  # the run is over
-
-    asyncio.run(scenario_run())
+async def test_the_footer_offers_only_the_keys_that_work() -> None:
+    async with dashboard(scenario.mid_run_events(), read_only=True, size=(120, 40)) as (pilot, app):
+        keys = footer(app)
+        assert "q Quit" in keys and "l Log" in keys and "? Help" in keys
+        for gone in ("Pause", "Clear caches", "Add input", "Summary"):
+            assert gone not in keys, keys
+        await pilot.press("p")  # pressed anyway: says why it does nothing
+        assert READ_ONLY_NOTICE in notifications(app) and app.controller.calls == []
+    async with dashboard(scenario.mid_run_events(), size=(120, 40)) as (pilot, app):
+        keys = footer(app)
+        assert "p Pause/resume" in keys and "c Clear caches" in keys and "a Add input" in keys
+        assert "Summary" not in keys  # nothing to summarise yet
+    async with dashboard(scenario.finished_events(), size=(120, 40)) as (pilot, app):
+        await pilot.press("escape")  # from the completion view to the dashboard
+        await settle(pilot, app)
+        keys = footer(app)
+        assert "s Summary" in keys and "q Quit" in keys
+        assert "Pause" not in keys and "Add input" not in keys  # the run is over
 
 
-def test_the_help_legend_shows_the_glyphs_the_bars_are_drawn_with() -> None:
-    async def scenario_run() -> tuple[set[str], set[str], str]:
-        drawn: set[str] = set()
-        for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory()]):
-            app = scripted_app(events)
-            async with app.run_test(size=(120, 60)) as pilot:  # the full panels fit
-                await settle(pilot, app)
-                memory = [
-                    line for line in panel_text(app, 0).splitlines() if line.startswith("memory")
-                ][0]
-                drawn |= set(memory.split(" · ")[0].removeprefix("memory").strip())
-                progress = app.query_one(OverallProgress).shown
-        app = scripted_app(scenario.mid_run_events())
-        async with app.run_test(size=(120, 50)) as pilot:
-            await settle(pilot, app)
-            await pilot.press("question_mark")
-            await settle(pilot, app)
-            shown = str(app.screen.query_one("#help-text").render())
-        return drawn, set(progress.split(" ")[0]), shown
-
-    drawn, progress, shown = asyncio.run(scenario_run())
+async def test_the_help_legend_shows_the_glyphs_the_bars_are_drawn_with() -> None:
+    drawn: set[str] = set()
+    for events in (scenario.mid_run_events(), [*cpu_run_start(), cpu_memory()]):
+        async with dashboard(events, size=(120, 60)) as (pilot, app):  # the full panels fit
+            memory = [
+                line for line in panel_text(app, 0).splitlines() if line.startswith("memory")
+            ][0]
+            drawn |= set(memory.split(" · ")[0].removeprefix("memory").strip())
+            progress = app.query_one(OverallProgress).shown
+    async with dashboard(scenario.mid_run_events(), size=(120, 50)) as (pilot, app):
+        await pilot.press("question_mark")
+        await settle(pilot, app)
+        shown = str(app.screen.query_one("#help-text").render())
     assert {"█", "▓", "▒", "░"} <= drawn  # GPU: allocated, reserved; CPU: other processes
-    for glyph in drawn | progress:
+    for glyph in drawn | set(progress.split(" ")[0]):
         assert f"{glyph} " in shown, glyph  # each glyph drawn is explained
     assert "▒ other processes" in shown and "▓ reserved (cache)" in shown
     # the call rule (the help wraps its paragraphs to fit 80 columns)
     assert "at least half of its chunks with frames are viral" in " ".join(shown.split())
 
 
-def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
+async def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
     gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "NVIDIA H200"}]
     events = [
         ev("run_started", T, out="/r", jobs=["a"], devices=["cuda:0"], workers=gpu),
@@ -717,66 +631,58 @@ def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
         ev("model_load", T + 4, 0, model="dnabert", phase="warmup_start", source="", compile=True),
     ]
 
-    async def scenario_run() -> None:
-        now = {"t": T + 46}
-        app = scripted_app(events, clock=lambda: now["t"])
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            panel = panel_text(app, 0)
-            assert "DNABERT-S compiling… 00:42" in panel and "ESM-2 not loaded" in panel
-            now["t"] = T + 50
-            await settle(pilot, app)
-            assert "DNABERT-S compiling… 00:46" in panel_text(app, 0)  # the time goes on
-            app.apply_events(
-                [
-                    ev(
-                        "model_load",
-                        T + 51,
-                        0,
-                        model="dnabert",
-                        phase="warmup_done",
-                        source="",
-                        seconds=47.0,
-                    ),
-                    model_loaded(
-                        T + 51, 0, "dnabert", 3.0, 358 * 2**20, source="/m/d", compile_seconds=47.0
-                    ),
-                    ev("model_load", T + 51, 0, model="esm", phase="start", source="/m/e"),
-                ]
-            )
-            now["t"] = T + 63
-            await settle(pilot, app)
-            panel = panel_text(app, 0)
-            assert "DNABERT-S loaded 3.0 s + warm-up 47.0 s, 358.0 MiB" in panel
-            assert "ESM-2 loading… 00:12" in panel
-
-    asyncio.run(scenario_run())
+    now = {"t": T + 46}
+    async with dashboard(events, clock=lambda: now["t"], size=(120, 40)) as (pilot, app):
+        panel = panel_text(app, 0)
+        assert "DNABERT-S compiling… 00:42" in panel and "ESM-2 not loaded" in panel
+        now["t"] = T + 50
+        await settle(pilot, app)
+        assert "DNABERT-S compiling… 00:46" in panel_text(app, 0)  # the time goes on
+        app.apply_events(
+            [
+                ev(
+                    "model_load",
+                    T + 51,
+                    0,
+                    model="dnabert",
+                    phase="warmup_done",
+                    source="",
+                    seconds=47.0,
+                ),
+                model_loaded(
+                    T + 51, 0, "dnabert", 3.0, 358 * 2**20, source="/m/d", compile_seconds=47.0
+                ),
+                ev("model_load", T + 51, 0, model="esm", phase="start", source="/m/e"),
+            ]
+        )
+        now["t"] = T + 63
+        await settle(pilot, app)
+        panel = panel_text(app, 0)
+        assert "DNABERT-S loaded 3.0 s + warm-up 47.0 s, 358.0 MiB" in panel
+        assert "ESM-2 loading… 00:12" in panel
 
 
-def test_a_pause_says_how_many_shards_are_still_finishing() -> None:
-    async def scenario_run() -> None:
-        app = scripted_app(scenario.mid_run_events(), toasts=True)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
-            app.apply_events([ev("run_paused", scenario.NOW, shards_running=2)])
-            await settle(pilot, app)
-            header = " ".join(app.query_one(HeaderBar).shown.split())
-            assert "PAUSED" in header and "ETA paused" in header
-            assert "no new shard starts; 2 shards still finishing (p resumes)" in header
-            assert "Paused: no new shard starts; 2 shards still finishing. p resumes." in (
-                notifications(app)
-            )
-            done = [e for e in scenario.mid_run_events() if isinstance(e, ShardDone)][-1]
-            app.apply_events([done])
-            await settle(pilot, app)
-            assert "1 shard still finishing" in app.query_one(HeaderBar).shown
-            app.apply_events([done, ev("run_resumed", scenario.NOW + 1)])
-            await settle(pilot, app)
-            assert "PAUSED" not in app.query_one(HeaderBar).shown
-            assert "Resumed: shards start again." in notifications(app)
+async def test_a_pause_says_how_many_shards_are_still_finishing() -> None:
+    async with dashboard(scenario.mid_run_events(), toasts=True, size=(120, 40)) as (pilot, app):
+        app.apply_events([ev("run_paused", scenario.NOW, shards_running=2)])
+        await settle(pilot, app)
+        header = " ".join(app.query_one(HeaderBar).shown.split())
+        assert "PAUSED" in header and "ETA paused" in header
+        assert "no new shard starts; 2 shards still finishing (p resumes)" in header
+        assert "Paused: no new shard starts; 2 shards still finishing. p resumes." in (
+            notifications(app)
+        )
+        done = [e for e in scenario.mid_run_events() if isinstance(e, ShardDone)][-1]
+        app.apply_events([done])
+        await settle(pilot, app)
+        assert "1 shard still finishing" in app.query_one(HeaderBar).shown
+        app.apply_events([done, ev("run_resumed", scenario.NOW + 1)])
+        await settle(pilot, app)
+        assert "PAUSED" not in app.query_one(HeaderBar).shown
+        assert "Resumed: shards start again." in notifications(app)
 
 
-def test_worker_panels_repaint_only_when_their_text_changes() -> None:
+async def test_worker_panels_repaint_only_when_their_text_changes() -> None:
     """A tick that changes nothing on a panel does not render it again (eight panels re-rendered
     four times a second were most of the dashboard's CPU time:
     docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16); a change does."""
@@ -788,30 +694,29 @@ def test_worker_panels_repaint_only_when_their_text_changes() -> None:
             renders[self.worker] = renders.get(self.worker, 0) + 1
             return super().render_lines(crop)
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 60)) as pilot:  # tall enough for 3 full panels
-            await settle(pilot, app)
-            grid = app.query_one("#workers")
-            await grid.remove_children()
-            await grid.mount_all([CountingPanel(app.state, n, id=f"worker-{n}") for n in range(3)])
-            await settle(pilot, app)
-            assert set(renders) == {0, 1, 2}
-            before = dict(renders)
-            for _ in range(3):  # what the app's 4 Hz timer does (settle renders the whole screen)
-                app.refresh_dashboard()
-                await pilot.pause()
-            assert renders == before  # nothing changed: nothing rendered
-            shards = app.view.workers[1].shards_done
-            done = next(e for e in reversed(events) if isinstance(e, ShardDone) and e.worker == 1)
-            app.apply_events([msgspec.structs.replace(done, ts=done.ts + 1, shard=99_999)])
-            await settle(pilot, app)
-            assert renders[1] > before[1] and f"{shards + 1:,} shards" in panel_text(app, 1)
-
-    asyncio.run(scenario_run())
+    app = scripted_app(events)
+    async with app.run_test(size=(160, 60)) as pilot:  # tall enough for 3 full panels
+        await settle(pilot, app)
+        grid = app.query_one("#workers")
+        await grid.remove_children()
+        await grid.mount_all([CountingPanel(app.state, n, id=f"worker-{n}") for n in range(3)])
+        await settle(pilot, app)
+        assert set(renders) == {0, 1, 2}
+        before = dict(renders)
+        for _ in range(3):  # what the app's 4 Hz timer does (settle renders the whole screen)
+            app.refresh_dashboard()
+            await pilot.pause()
+        assert renders == before  # nothing changed: nothing rendered
+        shards = app.view.workers[1].shards_done
+        done = next(e for e in reversed(events) if isinstance(e, ShardDone) and e.worker == 1)
+        app.apply_events([msgspec.structs.replace(done, ts=done.ts + 1, shard=99_999)])
+        await settle(pilot, app)
+        assert renders[1] > before[1] and f"{shards + 1:,} shards" in panel_text(app, 1)
 
 
-def test_a_tick_that_changes_nothing_asks_for_no_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_tick_that_changes_nothing_asks_for_no_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The top tables' titles are set only when they change: ``Static.update`` lays the whole
     screen out again, even with the same text, and both were set at every 4 Hz tick
     (docs/benchmarks.md#orchestrator-capacity-on-one-core-issue-16)."""
@@ -824,18 +729,13 @@ def test_a_tick_that_changes_nothing_asks_for_no_layout(monkeypatch: pytest.Monk
             layouts.append(type(widget).__name__)
         return original(widget, *args, **kwargs)
 
-    async def scenario_run() -> None:
-        app = scripted_app(events)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await settle(pilot, app)
-            monkeypatch.setattr(Widget, "refresh", refresh)
-            for _ in range(3):
-                app.refresh_dashboard()
-                await pilot.pause()
-            monkeypatch.undo()
-            assert layouts == []
-            for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
-                shown = app.query_one(title, TopTitle).shown
-                assert shown and shown == app.query_one(table, TopTable).title
-
-    asyncio.run(scenario_run())
+    async with dashboard(events) as (pilot, app):
+        monkeypatch.setattr(Widget, "refresh", refresh)
+        for _ in range(3):
+            app.refresh_dashboard()
+            await pilot.pause()
+        monkeypatch.undo()
+        assert layouts == []
+        for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
+            shown = app.query_one(title, TopTitle).shown
+            assert shown and shown == app.query_one(table, TopTable).title

@@ -1,9 +1,11 @@
 """The command line's parser: ``run`` from its option table (``run_options.py``), and the other
-commands (``prepare``, ``attach``, ``bench``, ``models``, ``check-precision``)."""
+commands (``prepare``, ``attach``, ``report``, ``bench``, ``models``, ``check-precision``), each
+declared the same way: a ``Command`` with its ``option(...)`` rows."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ from virnucpro_tui.cli.run_options import (
     MODEL_OPTIONS,
     REGION_GAP,
     RUN_OPTIONS,
+    Option,
     add_options,
+    option,
     positive_int,
 )
 
@@ -21,19 +25,23 @@ PROG = "virnucpro-tui"
 DIR_HELP = "the run directory: the --out of a `run` (its events.jsonl, manifest and lock)"
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    add_options(p, MODEL_OPTIONS)
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, its help line and description, and its options in order."""
 
+    name: str
+    help: str
+    description: str
+    options: tuple[Option, ...] = ()
+    usage: str | None = None
 
-def _add_run_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "run",
-        usage=f"{PROG} run INPUT... --out DIR [options]",
-        help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
-        description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
-        "(its own subdirectory when there are several). Rerun the same command to resume.",
-    )
-    add_options(p, RUN_OPTIONS)
+    def add_to(self, sub: Any) -> argparse.ArgumentParser:
+        usage = {"usage": self.usage} if self.usage else {}
+        parser: argparse.ArgumentParser = sub.add_parser(
+            self.name, help=self.help, description=self.description, **usage
+        )
+        add_options(parser, self.options)
+        return parser
 
 
 def _sequence_ids(text: str) -> tuple[str, ...]:
@@ -43,32 +51,233 @@ def _sequence_ids(text: str) -> tuple[str, ...]:
     return ids
 
 
-def _add_report_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "report",
-        help="rebuild a finished run's viral sequences, regions, figure and report.html",
-        description="Build viral_sequences.fa, viral_regions.tsv/.bed, prediction.png/.svg "
-        "(per input) and report.html from a run directory, with no models and no GPU "
-        "(docs/outputs.md). `run` builds them at the end of each input already.",
+def _chunk_length(help: str = "chunk length: 300 or 500 (default 500)") -> Option:
+    return option("--length", type=int, default=500, help=help)
+
+
+RUN = Command(
+    "run",
+    usage=f"{PROG} run INPUT... --out DIR [options]",
+    help="score FASTA or FASTQ inputs (live dashboard in a terminal, plain lines otherwise)",
+    description="Score one or more FASTA or FASTQ files. Each input gets its outputs under --out "
+    "(its own subdirectory when there are several). Rerun the same command to resume.",
+    options=RUN_OPTIONS,
+)
+PREPARE = Command(
+    "prepare",
+    help="write the published intermediate files (chunks, identified frames)",
+    description="Chunk INPUT and translate its six frames exactly as the published tool "
+    "does, and write its three intermediate files into --out: <stem>_chunked<L>.fa, "
+    "<stem>_identified_nucleotide.fa and <stem>_identified_protein.faa. No model is needed.",
+    options=(
+        option("input", type=Path, metavar="INPUT", help=INPUT_HELP),
+        _chunk_length(),
+        option("--out", "-o", type=Path, required=True, help="output directory"),
+    ),
+)
+ATTACH = Command(
+    "attach",
+    help="watch a running or finished run from its run directory",
+    description="Watch a run that another process executes (or has finished) from its run "
+    "directory: the dashboard, read-only, in a terminal; plain lines otherwise. Exit status "
+    "without the dashboard: 0 when the run completed (or, without --follow, is still "
+    "running); 1 when it ended without completing (its process died, it was interrupted "
+    "or it failed), with the command that resumes it.",
+    options=(
+        option("run_dir", type=Path, metavar="DIR", help=DIR_HELP),
+        option("--no-ui", action="store_true", help="print plain lines instead of the dashboard"),
+        option(
+            "--follow",
+            action="store_true",
+            help="with --no-ui, keep printing until the run ends or its process dies",
+        ),
+    ),
+)
+REPORT = Command(
+    "report",
+    help="rebuild a finished run's viral sequences, regions, figure and report.html",
+    description="Build viral_sequences.fa, viral_regions.tsv/.bed, prediction.png/.svg "
+    "(per input) and report.html from a run directory, with no models and no GPU "
+    "(docs/outputs.md). `run` builds them at the end of each input already.",
+    options=(
+        option("run_dir", type=Path, metavar="RUN_DIR", help=DIR_HELP),
+        option("--out", "-o", type=Path, help="where to write them (default: the run directory)"),
+        option(
+            "--partial",
+            action="store_true",
+            help="a run not finished: report the verified shards so far, marked PARTIAL "
+            "(default --out: RUN_DIR/report-partial)",
+        ),
+        option(
+            "--sequences",
+            type=_sequence_ids,
+            metavar="ID,...",
+            help="draw these sequences' tracks (default: the 20 called virus with the most viral "
+            "chunks, then by score)",
+        ),
+        REGION_GAP,
+    ),
+)
+BENCH = Command(
+    "bench",
+    help="measure the engine and the pipeline (random weights of the real shapes)",
+    description="Measure the engine's stages, the scoring fidelity and the whole pipeline "
+    "with random weights of the real model shapes (docs/benchmarks.md); --tiny checks the "
+    "benchmark itself on the CPU in seconds.",
+    options=(
+        option(
+            "--tiny",
+            action="store_true",
+            help="tiny shapes on the CPU: checks the benchmark itself in seconds",
+        ),
+        option(
+            "--json",
+            type=Path,
+            metavar="PATH",
+            help="write the results as JSON to PATH ('-': to stdout, the table then goes to "
+            "stderr)",
+        ),
+        option("--quick", action="store_true", help="fewer samples (for a first look)"),
+        option(
+            "--precision",
+            metavar="LIST",
+            help="comma-separated precisions to measure (default: auto, plus fp8 on a GPU of "
+            "compute capability 8.9+ with torchao installed)",
+        ),
+        option(
+            "--skip",
+            default="",
+            metavar="SECTIONS",
+            help="comma-separated sections to skip: prepare, stages, fidelity, baseline, "
+            "pipeline, scaling",
+        ),
+    ),
+)
+MODELS = Command(
+    "models",
+    help="download, locate or build the models",
+    description="The models a run uses: download the published ones, show which files a "
+    "run would use, or build the demo models.",
+)
+MODELS_DEMO = Command(
+    "demo",
+    help="build the demo models (random weights) into DIR",
+    description="Build tiny models with random weights in the real architectures and file "
+    "formats into DIR (`run --demo` builds its own): their scores are NOT biological "
+    "predictions.",
+    options=(option("dir", type=Path, metavar="DIR", help="the directory to write them into"),),
+)
+MODELS_LOCATE = Command(
+    "locate",
+    help="show which model files a run would use",
+    description="Show the model files a `run` with the same options would use, in the "
+    "order they are looked up (options, --config, the standard caches), and check them.",
+    options=(
+        _chunk_length("the chunk length whose classifier to look for: 300 or 500 (default 500)"),
+        *MODEL_OPTIONS,
+    ),
+)
+MODELS_DOWNLOAD = Command(
+    "download",
+    help="download the published models (ESM-2 3B, DNABERT-S, the classifiers)",
+    description="Download, verify and place the published models where `run` finds them "
+    "(the standard caches, or --dest DIR with a models.toml). Interrupted downloads resume.",
+    options=(
+        option(
+            "models",
+            nargs="*",
+            metavar="MODEL",
+            help="esm, dnabert and/or classifier (default: all three)",
+        ),
+        option(
+            "--dest",
+            type=Path,
+            help="put every file in DIR and write DIR/models.toml (default: the standard caches)",
+        ),
+        option(
+            "--offline",
+            action="store_true",
+            help="never use the network: verify what is there, name what is missing "
+            "(also when HF_HUB_OFFLINE=1)",
+        ),
+        option(
+            "--mirror",
+            metavar="URL",
+            help="fetch the plain-HTTP files from URL/<host>/<path> ($VIRNUCPRO_TUI_MIRROR); "
+            "DNABERT-S follows $HF_ENDPOINT",
+        ),
+    ),
+)
+
+
+def _check_precision() -> Command:
+    from virnucpro_tui.measure.check_precision import DEFAULT_FRAMES, Thresholds
+
+    limits, execution = Thresholds(), "execution"
+    thresholds = "thresholds (docs/precision.md#thresholds)"
+    return Command(
+        "check-precision",
+        help="judge a precision on your own models and data (fp32 against it, on a sample)",
+        description="Score a sample of INPUT's frames (drawn evenly) at fp32 and at "
+        "--precision, compare scores and embeddings, and give a verdict against the thresholds "
+        "of docs/precision.md. Exit 0 within them, 1 outside them.",
+        options=(
+            option("input", type=Path, metavar="INPUT", help=INPUT_HELP),
+            option(
+                "--precision",
+                default="auto",
+                choices=["auto", "fp8", "bf16", "fp16"],
+                help="the precision to judge (default: what `run --precision auto` uses on this "
+                "device)",
+            ),
+            option(
+                "--frames",
+                type=positive_int,
+                default=DEFAULT_FRAMES,
+                help=f"frames in the sample (default {DEFAULT_FRAMES:,})",
+            ),
+            _chunk_length("chunk length: 300 or 500"),
+            *MODEL_OPTIONS,
+            option(
+                "--device",
+                default="auto",
+                help="auto (first GPU, else CPU), cpu, or a GPU index",
+                group=execution,
+            ),
+            option(
+                "--no-compile",
+                dest="compile",
+                action="store_false",
+                default=None,
+                help="as for run",
+                group=execution,
+            ),
+            option("--esm-max-tokens", type=positive_int, help="as for run", group=execution),
+            option("--dnabert-max-tokens", type=positive_int, help="as for run", group=execution),
+            option(
+                "--json",
+                type=Path,
+                metavar="PATH",
+                help="also write the figures as JSON",
+                group=execution,
+            ),
+            *(
+                option(
+                    flag,
+                    type=float,
+                    default=getattr(limits, flag[2:].replace("-", "_")),
+                    help=f"{meaning} (default {{default}})",
+                    group=thresholds,
+                )
+                for flag, meaning in (
+                    ("--max-flip-fraction", "largest share of frames whose label changes"),
+                    ("--max-delta", "largest |ΔP(virus)|"),
+                    ("--max-delta-p99", "largest 99th percentile of |ΔP(virus)|"),
+                    ("--min-cosine", "smallest cosine of an embedding to fp32's, per model"),
+                )
+            ),
+        ),
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=DIR_HELP)
-    p.add_argument(
-        "--out", "-o", type=Path, help="where to write them (default: the run directory)"
-    )
-    p.add_argument(
-        "--partial",
-        action="store_true",
-        help="a run not finished: report the verified shards so far, marked PARTIAL (default "
-        "--out: RUN_DIR/report-partial)",
-    )
-    p.add_argument(
-        "--sequences",
-        type=_sequence_ids,
-        metavar="ID,...",
-        help="draw these sequences' tracks (default: the 20 called virus with the most viral "
-        "chunks, then by score)",
-    )
-    add_options(p, [REGION_GAP])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,191 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_run_parser(sub)
-    _add_prepare_parser(sub)
-    _add_attach_parser(sub)
-    _add_report_parser(sub)
-    _add_bench_parser(sub)
-    _add_models_parser(sub)
-    _add_check_precision_parser(sub)
+    for command in (RUN, PREPARE, ATTACH, REPORT, BENCH):
+        command.add_to(sub)
+    models = MODELS.add_to(sub).add_subparsers(
+        dest="models_command", required=True, metavar="ACTION"
+    )
+    for action in (MODELS_DEMO, MODELS_LOCATE, MODELS_DOWNLOAD):
+        action.add_to(models)
+    _check_precision().add_to(sub)
     return parser
-
-
-def _add_prepare_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "prepare",
-        help="write the published intermediate files (chunks, identified frames)",
-        description="Chunk INPUT and translate its six frames exactly as the published tool "
-        "does, and write its three intermediate files into --out: <stem>_chunked<L>.fa, "
-        "<stem>_identified_nucleotide.fa and <stem>_identified_protein.faa. No model is needed.",
-    )
-    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
-    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500 (default 500)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output directory")
-
-
-def _add_attach_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "attach",
-        help="watch a running or finished run from its run directory",
-        description="Watch a run that another process executes (or has finished) from its run "
-        "directory: the dashboard, read-only, in a terminal; plain lines otherwise. Exit status "
-        "without the dashboard: 0 when the run completed (or, without --follow, is still "
-        "running); 1 when it ended without completing (its process died, it was interrupted "
-        "or it failed), with the command that resumes it.",
-    )
-    p.add_argument("run_dir", type=Path, metavar="DIR", help=DIR_HELP)
-    p.add_argument(
-        "--no-ui", action="store_true", help="print plain lines instead of the dashboard"
-    )
-    p.add_argument(
-        "--follow",
-        action="store_true",
-        help="with --no-ui, keep printing until the run ends or its process dies",
-    )
-
-
-def _add_bench_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="measure the engine and the pipeline (random weights of the real shapes)",
-        description="Measure the engine's stages, the scoring fidelity and the whole pipeline "
-        "with random weights of the real model shapes (docs/benchmarks.md); --tiny checks the "
-        "benchmark itself on the CPU in seconds.",
-    )
-    p.add_argument(
-        "--tiny",
-        action="store_true",
-        help="tiny shapes on the CPU: checks the benchmark itself in seconds",
-    )
-    p.add_argument(
-        "--json",
-        type=Path,
-        metavar="PATH",
-        help="write the results as JSON to PATH ('-': to stdout, the table then goes to stderr)",
-    )
-    p.add_argument("--quick", action="store_true", help="fewer samples (for a first look)")
-    p.add_argument(
-        "--precision",
-        metavar="LIST",
-        help="comma-separated precisions to measure (default: auto, plus fp8 on a GPU of "
-        "compute capability 8.9+ with torchao installed)",
-    )
-    p.add_argument(
-        "--skip",
-        default="",
-        metavar="SECTIONS",
-        help="comma-separated sections to skip: prepare, stages, fidelity, baseline, pipeline, "
-        "scaling",
-    )
-
-
-def _add_models_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "models",
-        help="download, locate or build the models",
-        description="The models a run uses: download the published ones, show which files a "
-        "run would use, or build the demo models.",
-    )
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    d = msub.add_parser(
-        "demo",
-        help="build the demo models (random weights) into DIR",
-        description="Build tiny models with random weights in the real architectures and file "
-        "formats into DIR (`run --demo` builds its own): their scores are NOT biological "
-        "predictions.",
-    )
-    d.add_argument("dir", type=Path, metavar="DIR", help="the directory to write them into")
-    d = msub.add_parser(
-        "locate",
-        help="show which model files a run would use",
-        description="Show the model files a `run` with the same options would use, in the "
-        "order they are looked up (options, --config, the standard caches), and check them.",
-    )
-    d.add_argument(
-        "--length",
-        type=int,
-        default=500,
-        help="the chunk length whose classifier to look for: 300 or 500 (default 500)",
-    )
-    _add_model_options(d)
-    _add_models_download_parser(msub)
-
-
-def _add_check_precision_parser(sub: Any) -> None:
-    from virnucpro_tui.measure.check_precision import DEFAULT_FRAMES, Thresholds
-
-    limits = Thresholds()
-    p = sub.add_parser(
-        "check-precision",
-        help="judge a precision on your own models and data (fp32 against it, on a sample)",
-        description="Score a sample of INPUT's frames (drawn evenly) at fp32 and at --precision, "
-        "compare scores and embeddings, and give a verdict against the thresholds of "
-        "docs/precision.md. Exit 0 within them, 1 outside them.",
-    )
-    p.add_argument("input", type=Path, metavar="INPUT", help=INPUT_HELP)
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp8", "bf16", "fp16"],
-        help="the precision to judge (default: what `run --precision auto` uses on this device)",
-    )
-    p.add_argument(
-        "--frames",
-        type=positive_int,
-        default=DEFAULT_FRAMES,
-        help=f"frames in the sample (default {DEFAULT_FRAMES:,})",
-    )
-    p.add_argument("--length", type=int, default=500, help="chunk length: 300 or 500")
-    _add_model_options(p)
-    g = p.add_argument_group("execution")
-    g.add_argument(
-        "--device", default="auto", help="auto (first GPU, else CPU), cpu, or a GPU index"
-    )
-    g.add_argument(
-        "--no-compile", dest="compile", action="store_false", default=None, help="as for run"
-    )
-    g.add_argument("--esm-max-tokens", type=positive_int, help="as for run")
-    g.add_argument("--dnabert-max-tokens", type=positive_int, help="as for run")
-    g.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    g = p.add_argument_group("thresholds (docs/precision.md#thresholds)")
-    for option, field, meaning in (
-        ("--max-flip-fraction", "max_flip_fraction", "largest share of frames whose label changes"),
-        ("--max-delta", "max_delta", "largest |ΔP(virus)|"),
-        ("--max-delta-p99", "max_delta_p99", "largest 99th percentile of |ΔP(virus)|"),
-        ("--min-cosine", "min_cosine", "smallest cosine of an embedding to fp32's, per model"),
-    ):
-        default = getattr(limits, field)
-        g.add_argument(option, type=float, default=default, help=f"{meaning} (default {default})")
-
-
-def _add_models_download_parser(msub: Any) -> None:
-    d = msub.add_parser(
-        "download",
-        help="download the published models (ESM-2 3B, DNABERT-S, the classifiers)",
-        description="Download, verify and place the published models where `run` finds them "
-        "(the standard caches, or --dest DIR with a models.toml). Interrupted downloads resume.",
-    )
-    d.add_argument(
-        "models",
-        nargs="*",
-        metavar="MODEL",
-        help="esm, dnabert and/or classifier (default: all three)",
-    )
-    d.add_argument(
-        "--dest",
-        type=Path,
-        help="put every file in DIR and write DIR/models.toml (default: the standard caches)",
-    )
-    d.add_argument(
-        "--offline",
-        action="store_true",
-        help="never use the network: verify what is there, name what is missing "
-        "(also when HF_HUB_OFFLINE=1)",
-    )
-    d.add_argument(
-        "--mirror",
-        metavar="URL",
-        help="fetch the plain-HTTP files from URL/<host>/<path> ($VIRNUCPRO_TUI_MIRROR); "
-        "DNABERT-S follows $HF_ENDPOINT",
-    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from virnucpro_tui.core.outputs import REPORT_FILE
 from virnucpro_tui.pool import events as ev
 from virnucpro_tui.run.view import ModelView, RunView, WorkerView
 
@@ -304,16 +305,18 @@ def summary_lines(view: RunView) -> list[str]:
     lines = [f"run {state}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
     if view.dead:
         lines[0] += f" ({dead_text(view)})"
+    report = None  # the run's one report.html, which every job's outputs name
     for job in view.jobs.values():
         r = job.result
         if job.status == ev.JobStatus.DONE and r is not None:
+            report = r.outputs.get(REPORT_FILE, report)
             lines.append(
                 f"  {job.name}: {r.sequences:,} sequences, {r.chunks:,} chunks "
                 f"({r.chunks_without_frames:,} without a stop-free frame), {r.frames:,} frames, "
                 f"{r.virus_frames:,} virus frames, {r.viral_sequences:,} sequences called virus"
             )
             for name, path in r.outputs.items():
-                if path != r.features_path:  # listed once, below, with its size
+                if path != r.features_path and name != REPORT_FILE:  # listed once, below
                     lines.append(f"    {name}: {path}")
             if r.duplicate_frames:
                 lines.append(
@@ -325,6 +328,8 @@ def summary_lines(view: RunView) -> list[str]:
         else:
             status = "not finished" if view.dead or view.status.finished else job.status
             lines.append(f"  {job.name}: {status}, {job.frames_done:,} frames done")
+    if report is not None:  # first: what a person opens
+        lines.insert(1, f"  report: {report}")
     if view.status != ev.RunStatus.COMPLETE and view.resumable:
         lines += resume_lines(view)
     if view.demo:

@@ -19,14 +19,7 @@ from virnucpro_tui.errors import EXIT_ERROR, VirnucproError
 from virnucpro_tui.pool.events import Event, EventSink, RunStarted, ShardDone
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.run.attach import EventTail, Process, RunWatch
-from virnucpro_tui.ui.messages import (
-    EarlierResults,
-    EventBatch,
-    EventMessage,
-    OwnerChanged,
-    ProcessGone,
-    RunFinished,
-)
+from virnucpro_tui.ui import messages as msg
 
 if TYPE_CHECKING:  # the orchestrator (and torch) load only for a live run
     from virnucpro_tui.run.orchestrator import Orchestrator
@@ -88,8 +81,8 @@ class LiveRun:
     def _forward(event: Event, post: Post) -> None:
         """Each event to the app; before a resumed run's start, what its earlier runs scored."""
         if isinstance(event, RunStarted) and event.resumed:
-            post(EarlierResults(earlier_results(event.out, before=event.ts)))
-        post(EventMessage(event))
+            post(msg.EarlierResults(earlier_results(event.out, before=event.ts)))
+        post(msg.EventMessage(event))
 
     def _run(self) -> Orchestrator:
         if self.orchestrator is None:
@@ -108,7 +101,7 @@ class LiveRun:
         finally:
             self.exit_code, self.error = code, error
             self.finished.set()
-        post(RunFinished(code, error))
+        post(msg.RunFinished(code, error))
 
     def stop(self, abandon: bool) -> None:
         self._run().request_stop(abandon=abandon)
@@ -153,17 +146,17 @@ class AttachedRun:
         try:
             backlog = self.watch.tail.backlog()
             for start in range(0, len(backlog), BACKLOG_BATCH):
-                post(EventBatch(backlog[start : start + BACKLOG_BATCH], backlog=True))
+                post(msg.EventBatch(backlog[start : start + BACKLOG_BATCH], backlog=True))
             while True:
                 process = self.watch.process()
                 if (text := self.watch.owner_text()) != owner:
                     owner = text
-                    post(OwnerChanged(text))
+                    post(msg.OwnerChanged(text))
                 events = self.watch.tail.poll()  # after the liveness check: the last events too
                 if events:
-                    post(EventBatch(events))
+                    post(msg.EventBatch(events))
                 if process == Process.GONE:
-                    post(ProcessGone())
+                    post(msg.ProcessGone())
                 if self._stop.wait(self.poll_s):
                     return
         finally:
@@ -204,7 +197,7 @@ class ScriptedRun:
 
     def start(self, post: Post) -> None:
         if self.events:
-            post(EventBatch(self.events))
+            post(msg.EventBatch(self.events))
 
     def run_in_thread(self, post: Post) -> None:
         self.finished.set()

@@ -77,20 +77,31 @@ class ResultBlock:
         return call_codes(self.chunks_with_frames, self.viral_chunks)
 
     def summary(self, i: int) -> SequenceSummary:
-        length, chunks, with_frames, frames, viral, score = self._rows[i]
-        return SequenceSummary(self.ids[i], length, chunks, with_frames, frames, viral, score)
+        return SequenceSummary(self.ids[i], *self._rows[i])
+
+    def summary_fields(self, i: int) -> tuple[int, int, int, int, int, np.float32 | None]:
+        """Sequence ``i``'s length, chunks, chunks with frames, frames, viral chunks and
+        maximum P(virus) (None without frames)."""
+        return self._rows[i]
 
     def result(self, i: int) -> SequenceResult:
         """Sequence ``i`` of the block as objects: its summary row, frames and chunk calls."""
         f0, f1 = self._frame_start[i], self._frame_start[i + 1]
-        c0, c1 = self._chunk_start[i], self._chunk_start[i + 1]
         p_others, p_virus = self._frame_scores
         frames = list(map(Prediction, self.frame_ids[f0:f1], p_others[f0:f1], p_virus[f0:f1]))
+        return SequenceResult(self.summary(i), frames, self.chunk_calls(i))
+
+    def chunk_calls(self, i: int) -> dict[int, ChunkConsensus]:
+        """Sequence ``i``'s chunks with frames: chunk index -> consensus."""
+        c0, c1 = self._chunk_start[i], self._chunk_start[i + 1]
         index, others, virus = self._chunk_lists
-        chunks = dict(
+        return dict(
             zip(index[c0:c1], map(ChunkConsensus, others[c0:c1], virus[c0:c1]), strict=True)
         )
-        return SequenceResult(self.summary(i), frames, chunks)
+
+    def first_chunk_virus(self, i: int) -> float:
+        """The consensus P(virus) of sequence ``i``'s first chunk with frames."""
+        return float(self._chunk_lists[2][self._chunk_start[i]])
 
     # the columns as lists of Python ints and numpy float32 scalars, made once per block: a
     # numpy array's item or slice costs more than a list's

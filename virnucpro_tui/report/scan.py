@@ -14,8 +14,13 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
-from virnucpro_tui.core.result_blocks import ResultBlock
+from virnucpro_tui.core.regions import (
+    REGIONS_TSV_HEADER,
+    Region,
+    one_chunk_region,
+    sequence_regions,
+)
+from virnucpro_tui.core.result_blocks import VIRUS, ResultBlock
 from virnucpro_tui.core.results import CALLS, SequenceResult
 
 HISTOGRAM_BINS = 50  # P(virus) over frames, bins of 0.02
@@ -90,6 +95,16 @@ class TrackPicker:
         else:
             heapq.heapreplace(self.heap, item)
 
+    def candidates(self, block: ResultBlock) -> list[int]:
+        """The block's sequences that may enter, in input order: those asked for, or else the
+        block's ``limit`` best called virus (whatever the other blocks hold, no other can)."""
+        if self.wanted is not None:
+            return [i for i, sid in enumerate(block.ids) if sid in self.wanted]
+        virus = np.flatnonzero(block.calls == VIRUS)
+        score = np.where(block.scored, block.max_virus_score, -1.0)[virus]
+        best = np.lexsort((virus, -score, -block.viral_chunks[virus]))[: self.limit]
+        return sorted(virus[best].tolist())
+
     def tracks(self) -> list[Track]:
         if self.wanted is not None:
             return sorted(self.found.values(), key=lambda t: self.wanted[t.sequence_id])  # type: ignore[index]
@@ -139,34 +154,28 @@ def scan_job(
     sinks.tsv.write(REGIONS_TSV_HEADER)
     for block in blocks:
         _count(stats, block)
-        for i in _sequences_to_look_at(block, sinks.picker):
-            result = block.result(i)
-            s = result.summary
-            regions = (
-                sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
-                if s.viral_chunks
-                else []
-            )
-            if regions:
-                _add_regions(stats, regions, sinks)
-            if s.call == "virus" or sinks.picker.wanted is not None:
-                sinks.picker.consider(result, chunk_length, regions)
-            if s.call == "virus":
-                sinks.table.consider(result, chunk_length, regions)
+        for i in np.flatnonzero(block.viral_chunks > 0).tolist():
+            _add_regions(stats, block_regions(block, i, chunk_length, region_gap), sinks)
+        for picker in (sinks.picker, sinks.table):
+            for i in picker.candidates(block):
+                regions = block_regions(block, i, chunk_length, region_gap)
+                picker.consider(block.result(i), chunk_length, regions)
         if sinks.on_block is not None:
             sinks.on_block(block)
     stats.tracks = sinks.picker.tracks()
     return stats
 
 
-def _sequences_to_look_at(block: ResultBlock, picker: TrackPicker) -> list[int]:
-    """The block's sequences with a viral chunk (they have regions; those called virus are
-    among them) and those asked for, in input order."""
-    viral = np.flatnonzero(block.viral_chunks > 0).tolist()
-    if picker.wanted is None:
-        return viral
-    wanted = [i for i, sid in enumerate(block.ids) if sid in picker.wanted]
-    return sorted(set(viral).union(wanted))
+def block_regions(block: ResultBlock, i: int, chunk_length: int, gap: int) -> list[Region]:
+    """The viral regions of the block's sequence ``i``; a read's (one chunk, with frames) from
+    the columns, without the sequence's objects."""
+    sid = block.ids[i]
+    length, chunks, with_frames, _, viral, _ = block.summary_fields(i)
+    if not viral:
+        return []
+    if chunks == with_frames == 1 and length <= chunk_length:
+        return [one_chunk_region(sid, length, chunk_length, block.first_chunk_virus(i))]
+    return sequence_regions(sid, length, chunk_length, block.chunk_calls(i), gap)
 
 
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)

@@ -39,8 +39,8 @@ from virnucpro_tui.core.results import (
     parse_summary_row,
 )
 
-BLOCK_SEQUENCES = 65_536
-BLOCK_FRAMES = 262_144
+BLOCK_SEQUENCES = 16_384
+BLOCK_FRAMES = 65_536
 VIRUS, OTHERS, NO_FRAMES = range(3)  # call codes: indices into CALLS
 CALL_CODES = {call: code for code, call in enumerate(CALLS)}
 

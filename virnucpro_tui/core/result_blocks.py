@@ -42,7 +42,6 @@ from virnucpro_tui.core.results import (
 BLOCK_SEQUENCES = 16_384
 BLOCK_FRAMES = 65_536
 VIRUS, OTHERS, NO_FRAMES = range(3)  # call codes: indices into CALLS
-CALL_CODES = {call: code for code, call in enumerate(CALLS)}
 
 Ints = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
@@ -192,17 +191,23 @@ def _parse_summary(lines: list[str], line_no: int, path: Path) -> _SummaryRows:
     try:
         ids, *numbers, scores, calls = split_columns(lines, 8)
         columns = [np.array(column, dtype=np.int64) for column in numbers]
-        scored = np.array([s != "NA" for s in scores], dtype=np.bool_)
-        values = np.array([s if s != "NA" else "nan" for s in scores], dtype=np.float64)
+        values, scored = _scores(scores)
     except (ValueError, OverflowError):
         _explain(lines, line_no, path)
-    codes = np.array([CALL_CODES.get(c, -1) for c in calls], dtype=np.int64)
-    if not np.array_equal(codes, call_codes(columns[2], columns[4])):
+    if np.array(CALLS)[call_codes(columns[2], columns[4])].tolist() != calls:
         _explain(lines, line_no, path)
     if any(bool((column < 0).any()) for column in columns):
         bad = int(np.flatnonzero(np.any(np.stack(columns) < 0, axis=0))[0])
         raise ResultsError(f"{path}: line {line_no + bad}: a negative count")
     return _SummaryRows(ids, columns, values.astype(np.float32), scored)
+
+
+def _scores(column: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """The max_virus_score column, and where it is not NA (a sequence without frames)."""
+    if "NA" not in column:
+        return np.array(column, dtype=np.float64), np.ones(len(column), dtype=np.bool_)
+    scored = np.array([s != "NA" for s in column], dtype=np.bool_)
+    return np.array([s if s != "NA" else "nan" for s in column], dtype=np.float64), scored
 
 
 def _explain(lines: list[str], line_no: int, path: Path) -> NoReturn:

@@ -12,7 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.outputs import Prediction, SequenceSummary
+from virnucpro_tui.core.outputs import Prediction, SequenceSummary, SummaryTotals
 from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
 from virnucpro_tui.core.results import SequenceResult
 
@@ -43,16 +43,9 @@ class Track:
 
 
 @dataclass
-class JobStats:
-    sequences: int = 0
-    calls: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("virus", "others", "no_frames"), 0)
-    )
-    chunks: int = 0
-    chunks_with_frames: int = 0
-    viral_chunks: int = 0
-    frames: int = 0
-    virus_frames: int = 0
+class JobStats(SummaryTotals):
+    """A job's totals, with its viral regions and what its figures and page show."""
+
     regions: int = 0
     region_bases: int = 0
     partial_regions: int = 0  # regions that do not cover their whole sequence
@@ -145,8 +138,7 @@ def scan_job(
         )
         if regions:
             _add_regions(stats, regions, sinks)
-        call = s.call
-        _count(stats, s, call)
+        call = stats.add(s)
         bins.add(result.frames)
         if call == "virus" or sinks.picker.wanted is not None:
             sinks.picker.consider(result, chunk_length, regions)
@@ -194,12 +186,3 @@ def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> No
         stats.region_bases += region.length
         stats.partial_regions += not region.whole_sequence
     stats.regions += len(regions)
-
-
-def _count(stats: JobStats, s: SequenceSummary, call: str) -> None:
-    stats.sequences += 1
-    stats.calls[call] += 1
-    stats.chunks += s.chunks
-    stats.chunks_with_frames += s.chunks_with_frames
-    stats.viral_chunks += s.viral_chunks
-    stats.frames += s.frames

@@ -81,7 +81,7 @@ def picked_digest(root: Path, gap: int) -> str:
     source = load_run(root)
     with open(root / "t.tsv", "w") as tsv, open(root / "t.bed", "w") as bed:
         sinks = ScanSinks(tsv, bed, TrackPicker(), TrackPicker(100))
-        stats = scan_job(source.results(source.jobs[0]), CHUNK_LENGTH, gap, sinks)
+        stats = scan_job(source.blocks(source.jobs[0]), CHUNK_LENGTH, gap, sinks)
     picked = (vars(stats), [repr(t) for t in sinks.table.tracks()])
     return digest(repr(picked))
 

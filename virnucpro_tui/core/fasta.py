@@ -242,13 +242,22 @@ class ReadPosition:
         return self._last
 
 
-def iter_records(
-    path: str | Path, position: ReadPosition | None = None, validate: bool = True
-) -> Iterator[FastaRecord]:
+def iter_records(path: str | Path, position: ReadPosition | None = None) -> Iterator[FastaRecord]:
     """Stream validated records of a FASTA or FASTQ file, plain or compressed. Raises
     :class:`InputError` on the first problem. ``position`` follows how far into the file (in
-    bytes on disk) the reading is. ``validate=False`` skips the per-record checks of letters
-    and ids, for an input a run has validated already (the report reads it again)."""
+    bytes on disk) the reading is."""
+    p = Path(path)
+    for index, (rid, title, seq) in enumerate(iter_sequences(p, position)):
+        _check_record(p, index, rid, seq)
+        yield FastaRecord(index, rid, title, seq)
+
+
+def iter_sequences(
+    path: str | Path, position: ReadPosition | None = None
+) -> Iterator[tuple[str, str, str]]:
+    """``(id, title, letters)`` of each record, in order, without the checks of letters and
+    ids that ``iter_records`` adds: for an input a run has validated already (the report reads
+    it again). Raises :class:`InputError` when the file cannot be read as records."""
     p = Path(path)
     handle, compression = open_sequences(p)
     if position is not None:
@@ -275,10 +284,7 @@ def iter_records(
             raise _not_sequences(p, first)
         try:
             for title, seq in parsed:
-                rid = title.split(None, 1)[0] if title else ""
-                if validate:
-                    _check_record(p, index, rid, seq)
-                yield FastaRecord(index, rid, title, seq)
+                yield title.split(None, 1)[0] if title else "", title, seq
                 index += 1
         except FastqProblem as exc:
             named = f" ('{exc.rid}')" if exc.rid else ""

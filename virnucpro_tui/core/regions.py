@@ -86,11 +86,32 @@ def sequence_regions(
         raise ValueError(f"{sequence_id}: a chunk past the end of its {length} bases")
     viral = [k in chunks and chunks[k].is_virus for k in range(len(spans))]
     if len(viral) == 1:  # a read: one chunk, viral (or no region)
-        return [_region(sequence_id, length, spans, chunks, 0, 0)] if viral[0] else []
+        return (
+            [one_chunk_region(sequence_id, length, chunk_length, float(chunks[0].max_virus))]
+            if viral[0]
+            else []
+        )
     return [
         _region(sequence_id, length, spans, chunks, first, last)
         for first, last in viral_runs(viral, gap)
     ]
+
+
+def one_chunk_region(
+    sequence_id: str, length: int, chunk_length: int, max_virus_score: float
+) -> Region:
+    """The region of a sequence cut into one chunk (a read) whose chunk is viral: its span."""
+    ((start, end),) = chunk_spans(length, chunk_length)
+    return Region(
+        sequence_id,
+        0,
+        0,
+        start,
+        end,
+        mean_virus_score=max_virus_score,
+        max_virus_score=max_virus_score,
+        whole_sequence=start == 0 and end == length,
+    )
 
 
 def _region(

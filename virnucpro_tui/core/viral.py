@@ -1,13 +1,16 @@
 """``viral_sequences.fa``: the input records called virus, in input order, letters as in the
-input (docs/outputs.md#viral_sequencesfa). Streamed: one record in memory at a time."""
+input (docs/outputs.md#viral_sequencesfa). Streamed: one block of records in memory at a time."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import TextIO
 
-from virnucpro_tui.core.fasta import FastaRecord
+import numpy as np
+
 from virnucpro_tui.core.outputs import SequenceSummary, format_score
+from virnucpro_tui.core.result_blocks import VIRUS, ResultBlock
 
 
 class InputMismatchError(ValueError):
@@ -28,43 +31,39 @@ def viral_header(summary: SequenceSummary, title: str) -> str:
 
 
 class ViralSequenceFilter:
-    """Fed each summary row in input order (``add``), writes the matching input record when it
-    is called virus. A record whose id or length differs from its row raises, and so do records
-    past the last row at ``finish`` unless ``prefix`` (the rows of a run not finished)."""
+    """Fed the job's results a block at a time in input order (``add``), reads as many input
+    records (``(id, title, letters)``, as ``core.fasta.iter_sequences`` gives them) and writes
+    those called virus. A record whose id or length differs from its summary row raises, and so
+    do records past the last row at ``finish`` unless ``prefix`` (the rows of a run not finished)."""
 
-    def __init__(self, records: Iterable[FastaRecord], out: TextIO) -> None:
+    def __init__(self, records: Iterable[tuple[str, str, str]], out: TextIO) -> None:
         self.records = iter(records)
         self.out = out
+        self.read = 0
         self.written = 0
 
-    def add(self, summary: SequenceSummary) -> None:
-        record = next(self.records, None)
-        if record is None:
-            raise InputMismatchError(f"the input ends before sequence {summary.id!r}")
-        if record.id != summary.id or len(record.seq) != summary.length:
-            raise InputMismatchError(
-                f"record {record.index + 1} of the input is {record.id!r} of "
-                f"{len(record.seq)} bases; the run scored {summary.id!r} of {summary.length}"
-            )
-        if summary.call == "virus":
-            self.out.write(f"{viral_header(summary, record.title)}{record.seq}\n")
-            self.written += 1
+    def add(self, block: ResultBlock) -> None:
+        records = list(itertools.islice(self.records, len(block)))
+        ids = [rid for rid, _, _ in records]
+        lengths = [len(seq) for _, _, seq in records]
+        if ids != block.ids or lengths != block.length.tolist():
+            self._mismatch(block, ids, lengths)
+        for i in np.flatnonzero(block.calls == VIRUS).tolist():
+            _, title, seq = records[i]
+            self.out.write(f"{viral_header(block.summary(i), title)}{seq}\n")
+        self.written += int(np.count_nonzero(block.calls == VIRUS))
+        self.read += len(block)
+
+    def _mismatch(self, block: ResultBlock, ids: list[str], lengths: list[int]) -> None:
+        for i, (rid, length) in enumerate(zip(ids, lengths, strict=True)):
+            if rid != block.ids[i] or length != block.length[i]:
+                raise InputMismatchError(
+                    f"record {self.read + i + 1} of the input is {rid!r} of {length} bases; "
+                    f"the run scored {block.ids[i]!r} of {block.length[i]}"
+                )
+        raise InputMismatchError(f"the input ends before sequence {block.ids[len(ids)]!r}")
 
     def finish(self, prefix: bool = False) -> int:
         if not prefix and next(self.records, None) is not None:
             raise InputMismatchError("the input holds more records than the run scored")
         return self.written
-
-
-def write_viral_sequences(
-    records: Iterable[FastaRecord],
-    summaries: Iterable[SequenceSummary],
-    out: TextIO,
-    prefix: bool = False,
-) -> int:
-    """Write the records whose summary calls them virus; returns how many (both streams in
-    input order; ``ViralSequenceFilter`` says what raises)."""
-    viral = ViralSequenceFilter(records, out)
-    for summary in summaries:
-        viral.add(summary)
-    return viral.finish(prefix)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.core.outputs import PREDICTION_FILE, SUMMARY_FILE, Prediction, SequenceSummary
-from virnucpro_tui.core.results import SequenceResult, chunk_calls, read_job_results
+from virnucpro_tui.core.result_blocks import ResultBlock, blocks_from_results, read_result_blocks
+from virnucpro_tui.core.results import SequenceResult, chunk_calls
 from virnucpro_tui.core.shards import CorruptShardError, shard_path
 from virnucpro_tui.errors import InputError, VirnucproError
 from virnucpro_tui.pool import events as ev
@@ -65,11 +66,11 @@ class RunSource:
         done = [e for e in self.events if isinstance(e, ev.RunDone)]
         return done[-1].seconds if done else None
 
-    def results(self, job: JobSource) -> Iterator[SequenceResult]:
-        """The job's sequences in input order with their frames and chunk calls."""
+    def blocks(self, job: JobSource) -> Iterator[ResultBlock]:
+        """The job's sequences in input order with their frames and chunk calls, in blocks."""
         if job.finished:
-            return read_job_results(job.results_dir)
-        return partial_results(self.layout, job.name)
+            return read_result_blocks(job.results_dir)
+        return blocks_from_results(partial_results(self.layout, job.name))
 
 
 def load_run(

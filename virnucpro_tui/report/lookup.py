@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from virnucpro_tui.core.regions import sequence_regions
-from virnucpro_tui.core.results import ResultsError, read_job_results
+from virnucpro_tui.core.result_blocks import read_result_blocks
+from virnucpro_tui.core.results import ResultsError
 from virnucpro_tui.report.scan import Track, make_track
 from virnucpro_tui.run.rundir import PROVENANCE
 
@@ -27,8 +28,9 @@ def find_track(job_dirs: Iterable[Path], sequence_id: str) -> Track | None:
     for job_dir in job_dirs:
         chunk_length = chunk_length_of(job_dir)
         try:
-            for result in read_job_results(job_dir):
-                if result.summary.id == sequence_id:
+            for block in read_result_blocks(job_dir):
+                if sequence_id in block.ids:
+                    result = block.result(block.ids.index(sequence_id))
                     regions = sequence_regions(
                         sequence_id, result.summary.length, chunk_length, result.chunks
                     )

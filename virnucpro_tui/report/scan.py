@@ -1,6 +1,8 @@
-"""One pass over a job's results in input order: the regions files are written as it goes, and
-what the figures and the page need is kept in bounded memory (binned scores, the tracks and
-table rows of a capped number of sequences), whatever the number of sequences."""
+"""One pass over a job's results in input order, a block of sequences at a time: the regions
+files are written as it goes, and what the figures and the page need is kept in bounded memory
+(binned scores, the tracks and table rows of a capped number of sequences), whatever the number
+of sequences. The counts and the histogram are taken from the block's columns; only the
+sequences with a viral chunk (or asked for) are made objects."""
 
 from __future__ import annotations
 
@@ -12,8 +14,14 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.outputs import Prediction, SequenceSummary, SummaryTotals
-from virnucpro_tui.core.regions import REGIONS_TSV_HEADER, Region, sequence_regions
+from virnucpro_tui.core.outputs import CALLS, SummaryTotals
+from virnucpro_tui.core.regions import (
+    REGIONS_TSV_HEADER,
+    Region,
+    one_chunk_region,
+    sequence_regions,
+)
+from virnucpro_tui.core.result_blocks import VIRUS, ResultBlock
 from virnucpro_tui.core.results import SequenceResult
 
 HISTOGRAM_BINS = 50  # P(virus) over frames, bins of 0.02
@@ -81,6 +89,16 @@ class TrackPicker:
         else:
             heapq.heapreplace(self.heap, item)
 
+    def candidates(self, block: ResultBlock) -> list[int]:
+        """The block's sequences that may enter, in input order: those asked for, or else the
+        block's ``limit`` best called virus (whatever the other blocks hold, no other can)."""
+        if self.wanted is not None:
+            return [i for i, sid in enumerate(block.ids) if sid in self.wanted]
+        virus = np.flatnonzero(block.calls == VIRUS)
+        score = np.where(block.scored, block.max_virus_score, -1.0)[virus]
+        best = np.lexsort((virus, -score, -block.viral_chunks[virus]))[: self.limit]
+        return sorted(virus[best].tolist())
+
     def tracks(self) -> list[Track]:
         if self.wanted is not None:
             return sorted(self.found.values(), key=lambda t: self.wanted[t.sequence_id])  # type: ignore[index]
@@ -113,70 +131,60 @@ def make_track(result: SequenceResult, chunk_length: int, regions: list[Region])
 @dataclass
 class ScanSinks:
     """Where one pass over a job's results goes: the regions files, the tracks and table rows
-    picked, and each sequence's summary row (the viral sequences' filter)."""
+    picked, and each block of results (the viral sequences' filter)."""
 
     tsv: TextIO
     bed: TextIO
     picker: TrackPicker
     table: TrackPicker
-    on_sequence: Callable[[SequenceSummary], None] | None = None
+    on_block: Callable[[ResultBlock], None] | None = None
 
 
 def scan_job(
-    results: Iterable[SequenceResult], chunk_length: int, region_gap: int, sinks: ScanSinks
+    blocks: Iterable[ResultBlock], chunk_length: int, region_gap: int, sinks: ScanSinks
 ) -> JobStats:
     """Write the regions of every sequence; count, bin and pick."""
     stats = JobStats()
     sinks.tsv.write(REGIONS_TSV_HEADER)
-    bins = ScoreBins(stats)
-    for result in results:
-        s = result.summary
-        regions = (
-            sequence_regions(s.id, s.length, chunk_length, result.chunks, region_gap)
-            if s.viral_chunks
-            else []
-        )
-        if regions:
-            _add_regions(stats, regions, sinks)
-        call = stats.add(s)
-        bins.add(result.frames)
-        if call == "virus" or sinks.picker.wanted is not None:
-            sinks.picker.consider(result, chunk_length, regions)
-        if call == "virus":
-            sinks.table.consider(result, chunk_length, regions)
-        if sinks.on_sequence is not None:
-            sinks.on_sequence(s)
-    bins.flush()
+    for block in blocks:
+        _count(stats, block)
+        for i in np.flatnonzero(block.viral_chunks > 0).tolist():
+            _add_regions(stats, block_regions(block, i, chunk_length, region_gap), sinks)
+        for picker in (sinks.picker, sinks.table):
+            for i in picker.candidates(block):
+                regions = block_regions(block, i, chunk_length, region_gap)
+                picker.consider(block.result(i), chunk_length, regions)
+        if sinks.on_block is not None:
+            sinks.on_block(block)
     stats.tracks = sinks.picker.tracks()
     return stats
 
 
-class ScoreBins:
-    """The frames' scores, binned and counted a block at a time with numpy (a per-frame
-    comparison of numpy scalars is the slow way)."""
+def block_regions(block: ResultBlock, i: int, chunk_length: int, gap: int) -> list[Region]:
+    """The viral regions of the block's sequence ``i``; a read's (one chunk, with frames) from
+    the columns, without the sequence's objects."""
+    sid = block.ids[i]
+    length, chunks, with_frames, _, viral, _ = block.summary_fields(i)
+    if not viral:
+        return []
+    if chunks == with_frames == 1 and length <= chunk_length:
+        return [one_chunk_region(sid, length, chunk_length, block.first_chunk_virus(i))]
+    return sequence_regions(sid, length, chunk_length, block.chunk_calls(i), gap)
 
-    BLOCK = 65536
-    EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
 
-    def __init__(self, stats: JobStats) -> None:
-        self.stats = stats
-        self.virus: list[np.float32] = []
-        self.others: list[np.float32] = []
+HISTOGRAM_EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
 
-    def add(self, frames: list[Prediction]) -> None:
-        for p in frames:
-            self.virus.append(p.p_virus)
-            self.others.append(p.p_others)
-        if len(self.virus) >= self.BLOCK:
-            self.flush()
 
-    def flush(self) -> None:
-        virus = np.array(self.virus, np.float32)
-        others = np.array(self.others, np.float32)
-        self.stats.histogram += np.histogram(virus.astype(np.float64), self.EDGES)[0]
-        self.stats.virus_frames += int(np.count_nonzero(virus > others))
-        self.virus.clear()
-        self.others.clear()
+def _count(stats: JobStats, block: ResultBlock) -> None:
+    stats.sequences += len(block)
+    for call, n in zip(CALLS, np.bincount(block.calls, minlength=len(CALLS)).tolist(), strict=True):
+        stats.calls[call] += n
+    stats.chunks += int(block.chunks.sum())
+    stats.chunks_with_frames += int(block.chunks_with_frames.sum())
+    stats.viral_chunks += int(block.viral_chunks.sum())
+    stats.frames += int(block.frames.sum())
+    stats.histogram += np.histogram(block.p_virus.astype(np.float64), HISTOGRAM_EDGES)[0]
+    stats.virus_frames += int(np.count_nonzero(block.p_virus > block.p_others))
 
 
 def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +100,11 @@ def run(work: Path) -> None:
     def reference() -> None:
         esm = load_esm(files.esm).to(DEV, torch.float32)
         eng = engine_with(files, esm=esm)
-        t, REF["esm"] = timed(lambda: eng.embed_proteins(fid_p), DEV)
+        t, REF["esm"] = timed(lambda: eng.embed("esm", fid_p), DEV)
         R["esm_fp32_reference_proteins_per_s"] = N_FID / t
         eng.esm = esm = None
         dnab = load_dnabert(files.dnabert).to(DEV, torch.float32)
-        REF["dnabert"] = engine_with(files, dna=dnab).embed_dna(fid_d)
+        REF["dnabert"] = engine_with(files, dna=dnab).embed("dnabert", fid_d)
         torch.cuda.empty_cache()
 
     step("reference", reference, 40)
@@ -112,7 +113,7 @@ def run(work: Path) -> None:
         esm = load_esm(files.esm).to(DEV, dtype)
         accelerate_esm(esm, True, **kw)
         eng = engine_with(files, esm=esm)
-        got = measure(name, eng, "esm", eng.embed_proteins, proteins, fid_p, "proteins")
+        got = measure(name, eng, "esm", partial(eng.embed, "esm"), proteins, fid_p, "proteins")
         R[f"{name}_max_abs"] = float((got - REF["esm"]).abs().max())
         if name == "esm_fp16_regional":
             profile(eng, proteins[:429], "esm_fp16_regional")
@@ -134,7 +135,7 @@ def run(work: Path) -> None:
             compile_module(fast, "stack")
             b.model = fast
         eng = engine_with(files, dna=b)
-        measure(name, eng, "dnabert", eng.embed_dna, dna, fid_d, "frames")
+        measure(name, eng, "dnabert", partial(eng.embed, "dnabert"), dna, fid_d, "frames")
         if flex:
             profile(eng, dna[:2400], name, dna_stage=True)
         eng.dnabert = b = None
@@ -183,7 +184,7 @@ def max_autotune(files: ModelFiles, proteins: list[str], fid_p: list[str]) -> No
     esm.encoder = fast
     eng = engine_with(files, esm=esm)
     name = "esm_fp16_max_autotune"
-    measure(name, eng, "esm", eng.embed_proteins, proteins, fid_p, "proteins")
+    measure(name, eng, "esm", partial(eng.embed, "esm"), proteins, fid_p, "proteins")
     log(f"max-autotune {R['esm_fp16_max_autotune_proteins_per_s']}")
 
 
@@ -192,7 +193,7 @@ def profile(eng: Engine, items: list[str], label: str, dna_stage: bool = False) 
     CUDA graphs could save: launch gaps are the wall time the kernels leave idle)."""
     from torch.profiler import ProfilerActivity, profile
 
-    fn = (lambda: eng.embed_dna(items)) if dna_stage else (lambda: eng.embed_proteins(items))
+    fn = (lambda: eng.embed("dnabert", items)) if dna_stage else (lambda: eng.embed("esm", items))
     fn()
     wall, _ = timed(fn, DEV)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:

@@ -91,7 +91,7 @@ def run(work: Path) -> None:
             engines[name] = (eng, tokens)
         for round_ in (1, 2):  # interleaved, twice
             for name, (eng, tokens) in engines.items():
-                rate = best(len(dna), lambda e=eng, t=tokens: e.embed_dna([], tokens=t))
+                rate = best(len(dna), lambda e=eng, t=tokens: e.embed("dnabert", [], tokens=t))
                 R[f"dna_{name}_frames_per_s_{round_}"] = rate
         log({k: round(v) for k, v in R.items() if k.startswith("dna_") and "per_s" in k})
 
@@ -137,7 +137,7 @@ def run(work: Path) -> None:
         proteins = random_proteins(3432, 166)
         tokens = esm.tokenize(proteins)
         R["fp8_recommended_inductor_proteins_per_s"] = best(
-            len(proteins), lambda: eng.embed_proteins([], tokens=tokens)
+            len(proteins), lambda: eng.embed("esm", [], tokens=tokens)
         )
 
     step("fp8_recommended", fp8_recommended, 60)

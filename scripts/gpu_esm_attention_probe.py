@@ -39,12 +39,12 @@ def run(work: Path) -> None:
         e.load()
         PROBE.results[f"{attention}_load_s"] = round(time.perf_counter() - t, 2)
         tokens = e.esm.tokenize(prot)
-        pooled[attention] = e.embed_proteins([], tokens=tokens).float().cpu()
+        pooled[attention] = e.embed("esm", [], tokens=tokens).float().cpu()
         best = 1e9
         for _ in range(2):
             torch.cuda.synchronize()
             t = time.perf_counter()
-            e.embed_proteins([], tokens=tokens)
+            e.embed("esm", [], tokens=tokens)
             torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t)
         PROBE.results[f"{attention}_proteins_per_s"] = round(len(prot) / best, 1)

@@ -53,7 +53,7 @@ import random
 rng = random.Random(0)
 prot = ["".join(rng.choices("ACDEFGHIKLMNPQRSTVWY", k=166)) for _ in range(2048)]
 dna = ["".join(rng.choices("ACGT", k=499)) for _ in range(2048)]
-e.embed_dna(dna); e.embed_proteins(prot); torch.cuda.synchronize()
+e.embed("dnabert", dna); e.embed("esm", prot); torch.cuda.synchronize()
 marks["first_batch_done_s"] = round(time.time() - t0, 3)
 from torch._dynamo.utils import counters
 marks["counters"] = {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd", "stats")}
@@ -163,16 +163,16 @@ def variant(e: Any, attention: str, prot: list[str], dna: list[str], out: dict[s
         e._warm_up("dnabert", e.dnabert)
         tag = f"{attention}_cudnn{int(cudnn)}"
         if attention == "bias":
-            out[f"esm_{tag}"] = rate(len(prot), lambda: e.embed_proteins([], tokens=p_tok))
-        out[f"dnabert_{tag}"] = rate(len(dna), lambda: e.embed_dna([], tokens=d_tok))
+            out[f"esm_{tag}"] = rate(len(prot), lambda: e.embed("esm", [], tokens=p_tok))
+        out[f"dnabert_{tag}"] = rate(len(dna), lambda: e.embed("dnabert", [], tokens=d_tok))
         PROBE.log(f"speed {tag}: {out}")
     if attention == "bias":
         torch.backends.cuda.enable_cudnn_sdp(False)
         torch.compiler.reset()
         e._warm_up("esm", e.esm)
         e._warm_up("dnabert", e.dnabert)
-        out["profile_esm"] = profile(lambda: e.embed_proteins([], tokens=p_tok[:429]))
-        out["profile_dnabert"] = profile(lambda: e.embed_dna([], tokens=d_tok[:2048]))
+        out["profile_esm"] = profile(lambda: e.embed("esm", [], tokens=p_tok[:429]))
+        out["profile_dnabert"] = profile(lambda: e.embed("dnabert", [], tokens=d_tok[:2048]))
 
 
 def rate(n: int, fn: Any) -> float:

@@ -17,15 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from virnucpro_tui.core.outputs import (
-    PREDICTION_FILE,
-    PREDICTION_HEADER,
-    SUMMARY_FILE,
-    SUMMARY_HEADER,
-    Prediction,
-    SequenceSummary,
-)
+from virnucpro_tui.core.outputs import Prediction, SequenceSummary
 from virnucpro_tui.pool import events as ev
+from virnucpro_tui.testing.finished_run import job_files, write_manifest
 
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
@@ -37,13 +31,7 @@ def make_run(root: Path, sequences: int, length: int, seed: int = 7) -> None:
     fasta = root / "reads.fa"
     p_virus = rng.beta(0.6, 0.9, sequences).astype(np.float32)
     block = 10_000
-    with (
-        fasta.open("w") as fa,
-        (root / SUMMARY_FILE).open("w") as summary,
-        (root / PREDICTION_FILE).open("w") as preds,
-    ):
-        summary.write(SUMMARY_HEADER)
-        preds.write(PREDICTION_HEADER)
+    with job_files(root, fasta.name) as (fa, preds, summary):
         for start in range(0, sequences, block):
             n = min(block, sequences - start)
             letters = BASES[rng.integers(0, 4, size=(n, length))]
@@ -77,8 +65,7 @@ def make_run(root: Path, sequences: int, length: int, seed: int = 7) -> None:
         "devices": ["GPU 0", "GPU 1"],
         "versions": {"virnucpro-tui": "bench"},
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    (root / "provenance.json").write_text(json.dumps({**manifest, "input": inputs[0]}))
+    write_manifest(root, manifest)
     write_events(root / "events.jsonl", sequences)
 
 

@@ -18,13 +18,12 @@ import pytest
 
 from tests.helpers import (
     ROOT,
-    SAMPLE_CONTIGS,
     SAMPLE_JOBS,
-    SAMPLE_READS,
     cli,
     cli_env,
     outputs,
     private_ray_dir,
+    sample_run,
 )
 from virnucpro_tui.models.demo import DemoModels
 
@@ -128,9 +127,6 @@ def demo_env(demo_models: DemoModels) -> dict[str, str]:
     return cli_env(demo_models.root)
 
 
-LOCAL_BASELINE_ARGS = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
-
-
 @pytest.fixture(scope="session")
 def local_baseline(
     tmp_path_factory: pytest.TempPathFactory, demo_env: dict[str, str]
@@ -138,10 +134,7 @@ def local_baseline(
     """The local pool's three output files for both sample inputs (demo models), by
     ``job/file``: what every other backend and placement must reproduce byte for byte."""
     out = tmp_path_factory.mktemp("local") / "run"
-    r = cli(
-        ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *LOCAL_BASELINE_ARGS],
-        demo_env,
-    )
+    r = cli(sample_run(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     return outputs(out, SAMPLE_JOBS)
 

@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONTIGS = ROOT / "sample_data" / "sample_contigs.fa"
 SAMPLE_READS = ROOT / "sample_data" / "sample_reads.fa.gz"
 SAMPLE_JOBS = ["sample_contigs", "sample_reads"]  # the jobs of a run of both sample inputs
+SAMPLE_INPUTS = [str(SAMPLE_CONTIGS), str(SAMPLE_READS)]
+DEMO_RUN = ["--demo", "--no-ui", "--shard-size", "24"]  # the demo models, 24 frames a shard
+SAMPLE_SHARDS = sorted(  # the (job, shard) pairs of both sample inputs at --shard-size 24
+    [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
+)
 OUTPUT_FILES = (
     "prediction_results.txt",
     "prediction_results_highestscore.csv",
@@ -37,6 +42,11 @@ OUTPUT_FILES = (
 )
 # codons without a stop: a run of them is one open reading frame (frame 1), never cut
 ORF_CODONS = ("GCT", "AAA", "CTG", "ATG", "GGC", "TCA", "CCG", "ACG")
+
+
+def sample_run(out: Path, *extra: str) -> list[str]:
+    """``run`` of both sample inputs on the demo models into ``out`` (``SAMPLE_SHARDS``)."""
+    return ["run", *SAMPLE_INPUTS, "--out", str(out), *DEMO_RUN, *extra]
 
 
 def orf(length: int, rng: random.Random) -> str:

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
-    SAMPLE_CONTIGS,
+    DEMO_RUN,
     SAMPLE_JOBS,
     SAMPLE_READS,
+    SAMPLE_SHARDS,
     assert_no_live_processes,
     cli,
     cli_env,
@@ -24,6 +25,7 @@ from tests.helpers import (
     kill9_run,
     kill_tree,
     outputs,
+    sample_run,
     start_cli,
     started_during,
     wait_for_event,
@@ -33,18 +35,12 @@ from virnucpro_tui.core.outputs import read_prediction_results
 
 pytestmark = pytest.mark.slow
 
-BASE = ["--demo", "--no-ui", "--shard-size", "24"]
-
-
-def run_args(out: Path, *extra: str) -> list[str]:
-    return ["run", str(SAMPLE_CONTIGS), str(SAMPLE_READS), "--out", str(out), *BASE, *extra]
-
 
 def test_two_workers_two_inputs_share_one_warm_pool(
     tmp_path: Path, demo_env, local_baseline
 ) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(out, "--devices", "cpu:2", "--clear-cache-every", "2"), demo_env)
+    r = cli(sample_run(out, "--devices", "cpu:2", "--clear-cache-every", "2"), demo_env)
     assert r.returncode == 0, r.stderr
     ev = events(out)
     assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
@@ -55,9 +51,7 @@ def test_two_workers_two_inputs_share_one_warm_pool(
     assert loads == sorted((w, m) for w in (0, 1) for m in ("classifier", "dnabert", "esm"))
     done = [e for e in ev if e["type"] == "shard_done"]
     assert {e["worker"] for e in done} == {0, 1}
-    assert sorted((e["job"], e["shard"]) for e in done) == sorted(
-        [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
-    )
+    assert sorted((e["job"], e["shard"]) for e in done) == SAMPLE_SHARDS
     mem = [e for e in ev if e["type"] == "gpu_memory"]
     assert mem and all(
         e["kind"] == "cpu" and e["total"] > e["free"] > 0 and e["peak"] >= e["allocated"] > 0
@@ -84,7 +78,7 @@ def test_two_workers_two_inputs_share_one_warm_pool(
 
 def test_no_persistent_reloads_models_per_input(tmp_path: Path, demo_env, local_baseline) -> None:
     out = tmp_path / "run"
-    r = cli(run_args(out, "--devices", "cpu:1", "--no-persistent"), demo_env)
+    r = cli(sample_run(out, "--devices", "cpu:1", "--no-persistent"), demo_env)
     assert r.returncode == 0, r.stderr
     loads = [e for e in events(out) if e["type"] == "model_load" and e["phase"] == "done"]
     assert len(loads) == 6  # three models, reloaded for the second input
@@ -96,7 +90,7 @@ def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
 ) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"sleep_per_batch_s": 0.3, "workers": [0]})
-    proc = start_cli(run_args(out, "--devices", "cpu:2"), env)
+    proc = start_cli(sample_run(out, "--devices", "cpu:2"), env)
     try:
         busy = wait_for_event(
             out,
@@ -128,7 +122,7 @@ def test_worker_killed_mid_shard_is_respawned_and_nothing_lost(
 def test_restart_limit_fails_the_run_clearly(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"exit_on_shard": 1, "generations": [0, 1, 2, 3]})
-    r = cli(run_args(out, "--devices", "cpu:1", "--max-restarts", "2"), env)
+    r = cli(sample_run(out, "--devices", "cpu:1", "--max-restarts", "2"), env)
     assert r.returncode == 1
     assert "restart limit" in r.stderr or "every worker failed" in r.stderr
     assert "Traceback" not in r.stderr
@@ -141,7 +135,7 @@ def test_restart_limit_fails_the_run_clearly(tmp_path: Path, demo_models) -> Non
 def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, local_baseline) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"hang_on_shard": 2})
-    r = cli(run_args(out, "--devices", "cpu:1", "--hang-timeout", "4"), env)
+    r = cli(sample_run(out, "--devices", "cpu:1", "--hang-timeout", "4"), env)
     assert r.returncode == 0, r.stderr
     crashed = [e for e in events(out) if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert len(crashed) == 1 and "hung" in crashed[0]["reason"]
@@ -151,7 +145,7 @@ def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, local_
 def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, local_baseline) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"oom_batches": 2})
-    r = cli(run_args(out, "--devices", "cpu:1"), env)
+    r = cli(sample_run(out, "--devices", "cpu:1"), env)
     assert r.returncode == 0, r.stderr
     ooms = [e for e in events(out) if e["type"] == "oom"]
     assert len(ooms) == 2 and all(e["action"] == "split" and e["batch_size"] > 1 for e in ooms)
@@ -168,7 +162,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(
 ) -> None:
     out = tmp_path / "run"
     proc = start_cli(
-        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.2})
+        sample_run(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.2})
     )
     try:
         wait_for_event(out, lambda e: e["type"] == "shard_done", proc=proc)
@@ -180,7 +174,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(
     assert_no_live_processes(worker_pids(out))
     assert '"status": "interrupted"' in (out / "manifest.json").read_text()
     done_before = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_done"}
-    r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
+    r = cli(sample_run(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     skipped = {(e["job"], e["shard"]) for e in events(out) if e["type"] == "shard_skipped"}
     assert skipped == done_before and skipped
@@ -193,12 +187,12 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
 ) -> None:
     out = tmp_path / "run"
     kill9_run(
-        run_args(out, "--devices", "cpu:2"),
+        sample_run(out, "--devices", "cpu:2"),
         cli_env(demo_models.root, {"sleep_per_batch_s": 0.05}),
         out,
         after_shards,
     )
-    r = cli(run_args(out, "--devices", "cpu:2"), demo_env)
+    r = cli(sample_run(out, "--devices", "cpu:2"), demo_env)
     assert r.returncode == 0, r.stderr
     assert outputs(out, SAMPLE_JOBS) == local_baseline
 
@@ -206,7 +200,7 @@ def test_kill9_of_the_whole_run_then_rerun_is_byte_identical(
 def test_orchestrator_killed_alone_leaves_no_orphan_workers(tmp_path: Path, demo_models) -> None:
     out = tmp_path / "run"
     proc = start_cli(
-        run_args(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.3})
+        sample_run(out, "--devices", "cpu:2"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.3})
     )
     try:
         wait_for_event(out, lambda e: e["type"] == "progress", proc=proc)
@@ -222,14 +216,14 @@ def test_corrupt_shards_are_detected_and_recomputed(
     tmp_path: Path, demo_env, local_baseline
 ) -> None:
     out = tmp_path / "run"
-    assert cli(run_args(out, "--devices", "cpu:1"), demo_env).returncode == 0
+    assert cli(sample_run(out, "--devices", "cpu:1"), demo_env).returncode == 0
     truncated = out / "shards" / "sample_contigs" / "000002.tsv"
     truncated.write_bytes(truncated.read_bytes()[:-40])
     tampered = out / "shards" / "sample_reads" / "000001.tsv"
     tampered.write_text(tampered.read_text().replace("\tothers\t", "\tvirus\t", 1))
     for job in SAMPLE_JOBS:
         (out / job / "prediction_results.txt").unlink()
-    r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
+    r = cli(sample_run(out, "--devices", "cpu:1"), demo_env)
     assert r.returncode == 0, r.stderr
     warnings = [e["message"] for e in events(out) if e["type"] == "warning"]
     assert any("checksum" in w and "000002" in w for w in warnings)
@@ -239,7 +233,7 @@ def test_corrupt_shards_are_detected_and_recomputed(
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, demo_env) -> None:
     out = tmp_path / "run"
-    reads = ["run", str(SAMPLE_READS), "--out", str(out), *BASE, "--devices", "cpu:1"]
+    reads = ["run", str(SAMPLE_READS), "--out", str(out), *DEMO_RUN, "--devices", "cpu:1"]
     assert cli(reads, demo_env).returncode == 0
     before = (out / "prediction_results.txt").read_bytes()
     r = cli([*reads, "--length", "300"], demo_env)
@@ -254,11 +248,11 @@ def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path, demo_e
 def test_a_second_run_on_the_same_out_is_locked_out(tmp_path: Path, demo_models, demo_env) -> None:
     out = tmp_path / "run"
     first = start_cli(
-        run_args(out, "--devices", "cpu:1"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.1})
+        sample_run(out, "--devices", "cpu:1"), cli_env(demo_models.root, {"sleep_per_batch_s": 0.1})
     )
     try:
         wait_for_event(out, lambda e: e["type"] == "run_started", proc=first)
-        r = cli(run_args(out, "--devices", "cpu:1"), demo_env)
+        r = cli(sample_run(out, "--devices", "cpu:1"), demo_env)
         assert r.returncode == 2 and "in use by another virnucpro-tui run" in r.stderr
         first.wait(timeout=180)
     finally:
@@ -277,7 +271,7 @@ def test_pause_starts_no_shard_until_resumed(
 
     monkeypatch.setenv("VIRNUCPRO_TUI_FAULTS", json.dumps({"sleep_per_batch_s": 0.2}))
     out = tmp_path / "run"
-    cfg, sinks, backend = cli_run_config(run_args(out, "--devices", "cpu:2")[1:])
+    cfg, sinks, backend = cli_run_config(sample_run(out, "--devices", "cpu:2")[1:])
     orchestrator = Orchestrator(cfg, sinks, backend=backend)
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(orchestrator.execute()))

@@ -17,23 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    OUTPUT_FILES,
-    SAMPLE_CONTIGS,
-    SAMPLE_JOBS,
-    SAMPLE_READS,
-    assert_no_live_processes,
-    cli,
-    cli_env,
-    events,
-    kill_tree,
-    needs_ray,
-    outputs,
-    private_ray_dir,
-    start_cli,
-    wait_for_event,
-    worker_pids,
-)
+from tests import helpers
 from virnucpro_tui.errors import InputError
 from virnucpro_tui.pool.devices import DeviceSlot, GpuInfo
 from virnucpro_tui.pool.events import Event, Heartbeat, WarningEvent, WorkerState
@@ -48,7 +32,7 @@ from virnucpro_tui.pool.ray.placement import (
     slots_for_cluster,
 )
 
-BASE = ["--demo", "--no-ui", "--shard-size", "24", "--devices", "cpu:1"]
+BASE = [*helpers.DEMO_RUN, "--devices", "cpu:1"]
 
 
 HEAD_SCRIPT = """
@@ -62,7 +46,7 @@ sys.stdin.read()  # until the tests close stdin; the cluster ends with this proc
 @pytest.fixture(scope="module")
 def ray_module_dir() -> Iterator[Path]:
     """The private Ray temp directory of this module's cluster."""
-    path = private_ray_dir()
+    path = helpers.private_ray_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -109,27 +93,16 @@ def ray_args(ray_head: tuple[str, str]) -> list[str]:
     return ["--backend", "ray", "--ray-address", ray_head[0]]
 
 
-@needs_ray
+@helpers.needs_ray
 def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     tmp_path: Path, ray_head, ray_env, local_baseline
 ) -> None:
     out = tmp_path / "run"
-    r = cli(
-        [
-            "run",
-            str(SAMPLE_CONTIGS),
-            str(SAMPLE_READS),
-            "--out",
-            str(out),
-            *BASE,
-            *ray_args(ray_head),
-        ],
-        ray_env,
-    )
+    r = helpers.cli(helpers.sample_run(out, "--devices", "cpu:1", *ray_args(ray_head)), ray_env)
     assert r.returncode == 0, r.stderr
     # prediction_results, highestscore csv, summary
-    assert outputs(out, SAMPLE_JOBS) == local_baseline
-    ev = events(out)
+    assert helpers.outputs(out, helpers.SAMPLE_JOBS) == local_baseline
+    ev = helpers.events(out)
     assert all({"v", "ts", "type", "worker", "job"} <= e.keys() for e in ev)
     assert next(e for e in ev if e["type"] == "run_started")["backend"] == "ray"
     # two inputs, one persistent actor: each model loads exactly once
@@ -138,13 +111,11 @@ def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     )
     assert loads == [(0, "classifier"), (0, "dnabert"), (0, "esm")]
     done = sorted((e["job"], e["shard"]) for e in ev if e["type"] == "shard_done")
-    assert done == sorted(
-        [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
-    )
+    assert done == helpers.SAMPLE_SHARDS
     assert any(e["type"] == "heartbeat" and e["worker"] == 0 for e in ev)
     mem = [e for e in ev if e["type"] == "gpu_memory"]
     assert mem and all(e["kind"] == "cpu" and e["total"] > e["free"] > 0 for e in mem)
-    assert [e["job"] for e in ev if e["type"] == "job_done"] == SAMPLE_JOBS
+    assert [e["job"] for e in ev if e["type"] == "job_done"] == helpers.SAMPLE_JOBS
     states = [e["state"] for e in ev if e["type"] == "worker_state"]
     assert states[0] == "starting" and states[-1] == "stopped" and "crashed" not in states
     # the actor names its Ray node and host in its worker_state events (the supervisor's own
@@ -159,7 +130,7 @@ def test_ray_backend_is_byte_identical_to_local_and_streams_the_same_events(
     assert "raylet" not in r.stderr + r.stdout and "ray::" not in r.stderr + r.stdout
 
 
-@needs_ray
+@helpers.needs_ray
 def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
     tmp_path: Path, ray_head, ray_env, local_baseline
 ) -> None:
@@ -170,7 +141,7 @@ def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
     }
     args = [
         "run",
-        str(SAMPLE_READS),
+        str(helpers.SAMPLE_READS),
         "--out",
         str(out),
         *BASE,
@@ -178,18 +149,20 @@ def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
         "--events-jsonl",
         "-",
     ]
-    proc = start_cli(args, env)
+    proc = helpers.start_cli(args, env)
     try:
-        busy = wait_for_event(
+        busy = helpers.wait_for_event(
             out, lambda e: e["type"] == "progress" and e["stage"] == "dnabert", proc=proc
         )
-        pid = next(e["pid"] for e in events(out) if e["type"] == "worker_state" and e.get("pid"))
+        pid = next(
+            e["pid"] for e in helpers.events(out) if e["type"] == "worker_state" and e.get("pid")
+        )
         os.kill(pid, signal.SIGKILL)  # the actor's process, as named by its worker_state event
         stdout, stderr = proc.communicate(timeout=180)
     finally:
-        kill_tree(proc)
+        helpers.kill_tree(proc)
     assert proc.returncode == 0, stderr
-    ev = events(out)
+    ev = helpers.events(out)
     crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert len(crashed) == 1 and crashed[0]["worker"] == 0 and "actor died" in crashed[0]["reason"]
     assert any(
@@ -203,11 +176,11 @@ def test_a_killed_actor_is_replaced_and_its_shard_recomputed(
     assert {e["pid"] for e in ev if e["type"] == "worker_state" and e.get("pid")} - {
         pid
     }  # a new process
-    for name in OUTPUT_FILES:
+    for name in helpers.OUTPUT_FILES:
         assert (out / name).read_bytes() == local_baseline[f"sample_reads/{name}"], name
     # stdout carried the events and nothing else (Ray's own notices go to logs/ray-driver.log)
     assert [json.loads(line)["type"] for line in stdout.splitlines()][-1] == "run_done"
-    assert_no_live_processes(worker_pids(out))  # the actors are gone with the run
+    helpers.assert_no_live_processes(helpers.worker_pids(out))  # the actors are gone with the run
 
 
 @pytest.mark.slow
@@ -215,10 +188,19 @@ def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path, demo_mod
     shim = tmp_path / "shim" / "ray"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('No module named ray (test shim)')\n")
-    env = cli_env(demo_models.root)
+    env = helpers.cli_env(demo_models.root)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim.parent), env.get("PYTHONPATH")]))
-    r = cli(
-        ["run", str(SAMPLE_READS), "--out", str(tmp_path / "run"), *BASE, "--backend", "ray"], env
+    r = helpers.cli(
+        [
+            "run",
+            str(helpers.SAMPLE_READS),
+            "--out",
+            str(tmp_path / "run"),
+            *BASE,
+            "--backend",
+            "ray",
+        ],
+        env,
     )
     assert r.returncode == 2
     assert "virnucpro-tui[ray]" in r.stderr and "pip install" in r.stderr
@@ -380,7 +362,7 @@ def test_a_warning_names_a_cluster_joined_without_authentication_only(
     ]
 
 
-@needs_ray
+@helpers.needs_ray
 def test_a_private_cluster_is_started_only_when_ray_would_start_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

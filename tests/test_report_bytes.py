@@ -7,7 +7,6 @@ digests recorded from the first, unoptimised version of the report."""
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 
@@ -15,18 +14,11 @@ import numpy as np
 import pytest
 
 from virnucpro_tui.core.chunking import chunk_spans
-from virnucpro_tui.core.outputs import (
-    PREDICTION_FILE,
-    PREDICTION_HEADER,
-    SUMMARY_FILE,
-    SUMMARY_HEADER,
-    ConsensusBuilder,
-    Prediction,
-    SequenceSummary,
-)
+from virnucpro_tui.core.outputs import ConsensusBuilder, Prediction, SequenceSummary
 from virnucpro_tui.report.build import ReportOptions, build_report
 from virnucpro_tui.report.data import load_run
 from virnucpro_tui.report.scan import ScanSinks, TrackPicker, scan_job
+from virnucpro_tui.testing.finished_run import job_files, write_manifest
 
 FRAMES = ("F1", "F2", "F3", "R1", "R2", "R3")
 CHUNK_LENGTH = 500
@@ -50,14 +42,7 @@ def sequence_rows(rng: random.Random, rid: str, length: int) -> tuple[list[Predi
 def make_run(root: Path, sequences: int = 400, seed: int = 5) -> None:
     rng = random.Random(seed)
     root.mkdir()
-    fasta = root / "contigs.fa"
-    with (
-        fasta.open("w") as fa,
-        (root / SUMMARY_FILE).open("w") as summary,
-        (root / PREDICTION_FILE).open("w") as out,
-    ):
-        summary.write(SUMMARY_HEADER)
-        out.write(PREDICTION_HEADER)
+    with job_files(root, "contigs.fa") as (fa, out, summary):
         for i in range(sequences):
             rid, length = f"seq{i}", rng.choice((90, 500, 501, 1400, 3200, 6000))
             seq = "".join(rng.choice("ACGTacgtN") for _ in range(length))
@@ -66,7 +51,12 @@ def make_run(root: Path, sequences: int = 400, seed: int = 5) -> None:
             preds, row = sequence_rows(rng, rid, length)
             out.writelines(p.row() for p in preds)
             summary.write(row)
-    entry = {"job": "contigs", "path": str(fasta), "sha256": "0" * 64, "records": sequences}
+    entry = {
+        "job": "contigs",
+        "path": str(root / "contigs.fa"),
+        "sha256": "0" * 64,
+        "records": sequences,
+    }
     manifest = {
         "format": "virnucpro-tui-run/1",
         "status": "complete",
@@ -78,8 +68,7 @@ def make_run(root: Path, sequences: int = 400, seed: int = 5) -> None:
         "devices": [],
         "versions": {},
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    (root / "provenance.json").write_text(json.dumps({**manifest, "input": entry}))
+    write_manifest(root, manifest)
     (root / "events.jsonl").write_text("")
 
 

@@ -7,7 +7,7 @@ to the same float32, so comparisons on the printed values equal comparisons on t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
@@ -22,6 +22,7 @@ SUMMARY_HEADER = (
     "Sequence_ID\tlength\tchunks\tchunks_with_frames\tframes\tviral_chunks\tmax_virus_score\tcall\n"
 )
 LABELS = ("others", "virus")
+CALLS = ("virus", "others", "no_frames")  # ``SequenceSummary.call``
 
 
 class Prediction(NamedTuple):
@@ -135,6 +136,30 @@ class SequenceSummary:
             f"{self.id}\t{self.length}\t{self.chunks}\t{self.chunks_with_frames}\t{self.frames}\t"
             f"{self.viral_chunks}\t{score}\t{self.call}\n"
         )
+
+
+@dataclass
+class SummaryTotals:
+    """The sums of a job's sequence summaries, kept by the run's assembly and by the report."""
+
+    sequences: int = 0
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALLS, 0))
+    chunks: int = 0
+    chunks_with_frames: int = 0
+    viral_chunks: int = 0
+    frames: int = 0
+    virus_frames: int = 0  # frames called virus: counted by the holder, from the frames' scores
+
+    def add(self, s: SequenceSummary) -> str:
+        """Count one more sequence; returns its call."""
+        call = s.call
+        self.sequences += 1
+        self.calls[call] += 1
+        self.chunks += s.chunks
+        self.chunks_with_frames += s.chunks_with_frames
+        self.viral_chunks += s.viral_chunks
+        self.frames += s.frames
+        return call
 
 
 # Files made from the outputs above (docs/outputs.md): per job, and report.html at the top

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from virnucpro_tui.core.outputs import (
+    CALLS,
     PREDICTION_FILE,
     PREDICTION_HEADER,
     SUMMARY_FILE,
@@ -32,7 +33,6 @@ from virnucpro_tui.core.outputs import (
     SequenceSummary,
 )
 from virnucpro_tui.core.results import (
-    CALLS,
     CHUNK_MARK,
     ResultsError,
     SequenceResult,

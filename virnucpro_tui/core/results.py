@@ -18,7 +18,6 @@ from virnucpro_tui.core.outputs import (
 )
 
 CHUNK_MARK = "_chunk_"
-CALLS = ("virus", "others", "no_frames")
 
 
 class ResultsError(ValueError):

@@ -227,13 +227,13 @@ def stage_benchmarks(
     log(f"{precision}: engine loaded in {load_s:.1f} s; ESM-2 on {len(proteins)} proteins")
     p_tokens = engine.esm.tokenize(proteins)
     out["esm_proteins_per_s"] = _best_rate(
-        len(proteins), lambda: engine.embed_proteins([], tokens=p_tokens), device
+        len(proteins), lambda: engine.embed("esm", [], tokens=p_tokens), device
     )
     tok_s, d_tokens = timed(lambda: engine.dnabert.tokenize(dna), device)
     out["dna_tokenize_frames_per_s"] = len(dna) / tok_s
     out["dna_tokens_mean"] = sum(len(t) for t in d_tokens) / len(d_tokens)
     out["dnabert_frames_per_s"] = _best_rate(
-        len(dna), lambda: engine.embed_dna([], tokens=d_tokens), device
+        len(dna), lambda: engine.embed("dnabert", [], tokens=d_tokens), device
     )
     out["esm_budget_tokens"] = engine._budget("esm")
     out["dnabert_budget_tokens"] = engine._budget("dnabert")
@@ -258,7 +258,7 @@ def _dnabert_bias_rate(files: dict[str, str], device: Any, cache: Path, tokens: 
     engine.dnabert = engine._load(
         "dnabert", lambda: _read_dnabert(files), engine_dtype_for(engine, "dnabert")
     )
-    return _best_rate(len(tokens), lambda: engine.embed_dna([], tokens=tokens), device)
+    return _best_rate(len(tokens), lambda: engine.embed("dnabert", [], tokens=tokens), device)
 
 
 def _read_dnabert(files: dict[str, str]) -> tuple[Any, float]:
@@ -317,7 +317,7 @@ def _embed_all(
     engine = Engine(_files(files), device, _settings(precision, cache))
     engine.load()
     start = time.perf_counter()
-    d, p = engine.embed_dna(dna), engine.embed_proteins(proteins)
+    d, p = engine.embed("dnabert", dna), engine.embed("esm", proteins)
     scores = predict_proba(engine.classifier, torch.cat([d, p], 1).to(device)).float().cpu()
     seconds = time.perf_counter() - start
     del engine

@@ -229,8 +229,8 @@ def _embed_and_score(files: Any, device: Any, settings: Any, frames: list[Frame]
 
     engine = Engine(files, device, settings)
     engine.load()
-    dna = engine.embed_dna([f.nucleotide for f in frames]).float()
-    esm_ = engine.embed_proteins([f.protein for f in frames]).float()
+    dna = engine.embed("dnabert", [f.nucleotide for f in frames]).float()
+    esm_ = engine.embed("esm", [f.protein for f in frames]).float()
     features = torch.cat([dna, esm_], dim=1).to(device)
     p_virus = predict_proba(engine.classifier, features)[:, 1].double().cpu()
     del engine, features

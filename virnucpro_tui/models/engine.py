@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -266,38 +266,37 @@ class Engine:
             self.esm.tokenize([f.protein for f in frames]),
         )
 
-    def embed_dna(
+    def embed(
         self,
+        model: Literal["dnabert", "esm"],
         seqs: list[str],
         stats: BatchStats | None = None,
         progress: Progress | None = None,
         tokens: list[list[int]] | None = None,
     ) -> torch.Tensor:
-        bundle = self.dnabert
+        """Pooled embeddings of nucleotide frames by DNABERT-S or of proteins by ESM-2: of
+        ``tokens`` when the caller tokenized ``seqs`` already."""
+        if model == "dnabert":
+            dna = self.dnabert
+            pad_id, align = dna.pad_id, 8 if self.device.type == "cuda" else 1
+            tokens = tokens if tokens is not None else dna.tokenize(seqs)
 
-        def forward(ids: torch.Tensor, lengths: torch.Tensor, _has_padding: bool) -> torch.Tensor:
-            mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-            return bundle.forward_pooled(ids, mask)
+            def forward(
+                ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool
+            ) -> torch.Tensor:
+                mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+                return dna.forward_pooled(ids, mask)
+        else:
+            esm = self.esm
+            pad_id, align = esm.alphabet.padding_idx, 1
+            tokens = tokens if tokens is not None else esm.tokenize(seqs)
 
-        tokens = tokens if tokens is not None else bundle.tokenize(seqs)
-        align = 8 if self.device.type == "cuda" else 1
-        return self._embed("dnabert", tokens, forward, bundle.pad_id, stats, progress, align)
+            def forward(
+                ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool
+            ) -> torch.Tensor:
+                return esm.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
-    def embed_proteins(
-        self,
-        seqs: list[str],
-        stats: BatchStats | None = None,
-        progress: Progress | None = None,
-        tokens: list[list[int]] | None = None,
-    ) -> torch.Tensor:
-        bundle = self.esm
-
-        def forward(ids: torch.Tensor, lengths: torch.Tensor, has_padding: bool) -> torch.Tensor:
-            return bundle.forward_pooled(ids, lengths - 2, has_padding=has_padding)
-
-        tokens = tokens if tokens is not None else bundle.tokenize(seqs)
-        pad_id = bundle.alphabet.padding_idx
-        return self._embed("esm", tokens, forward, pad_id, stats, progress)
+        return self._embed(model, tokens, forward, pad_id, stats, progress, align)
 
     def _embed(
         self,
@@ -361,10 +360,10 @@ class Engine:
             dna_tokens = tokens.dna or self.dnabert.tokenize([f.nucleotide for f in frames])
             protein_tokens = tokens.protein or self.esm.tokenize([f.protein for f in frames])
         with clock("dnabert"):
-            dna = self.embed_dna([], stats, progress, dna_tokens)
+            dna = self.embed("dnabert", [], stats, progress, dna_tokens)
         _stage_done(progress, "dnabert", n, clock)
         with clock("esm"):
-            protein = self.embed_proteins([], stats, progress, protein_tokens)
+            protein = self.embed("esm", [], stats, progress, protein_tokens)
         _stage_done(progress, "esm", n, clock)
         with clock("classifier"):
             features = torch.cat([dna, protein], dim=1).to(self.device)

@@ -14,31 +14,33 @@ class _Report(msgspec.Struct, frozen=True, kw_only=True):
     model: str  # dnabert, esm or classifier
 
 
-class LoadStarted(_Report, frozen=True, kw_only=True):
+class LoadReport(_Report, frozen=True, kw_only=True):
+    """A step of loading one model (``model_load`` events): read, warmed up, ready, or failed."""
+
+    source: str  # the model's file or directory
+
+
+class LoadStarted(LoadReport, frozen=True, kw_only=True):
     """A model's file begins to be read."""
 
-    source: str
     dtype: str
 
 
-class WarmupStarted(_Report, frozen=True, kw_only=True):
+class WarmupStarted(LoadReport, frozen=True, kw_only=True):
     """The fast path begins: compilation (``compile``) and warm-up batches; ``cached``: the
     compiled kernels of an earlier run are loaded instead of compiled."""
 
-    source: str
     compile: bool
     cached: bool = False
 
 
-class WarmupDone(_Report, frozen=True, kw_only=True):
-    source: str
+class WarmupDone(LoadReport, frozen=True, kw_only=True):
     seconds: float
 
 
-class ModelLoaded(_Report, frozen=True, kw_only=True):
+class ModelLoaded(LoadReport, frozen=True, kw_only=True):
     """A model is on its device and ready; ``compile_seconds`` is None without the fast path."""
 
-    source: str
     seconds: float
     bytes_on_device: int
     dtype: str
@@ -46,8 +48,7 @@ class ModelLoaded(_Report, frozen=True, kw_only=True):
     demo: bool
 
 
-class LoadFailed(_Report, frozen=True, kw_only=True):
-    source: str
+class LoadFailed(LoadReport, frozen=True, kw_only=True):
     message: str
 
 

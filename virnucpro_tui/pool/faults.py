@@ -1,21 +1,7 @@
-"""Fault injection for tests and drills, from ``$VIRNUCPRO_TUI_FAULTS`` (JSON).
-
-Worker keys (all optional): ``oom_batches`` (first N multi-item batches raise CUDA OOM),
-``sleep_per_batch_s`` (slow every batch down), ``fail_on_shard`` (the worker's Nth shard fails
-with an error, and is retried elsewhere), ``exit_on_shard`` (the worker dies with exit
-code 9 when it starts its Nth shard), ``hang_on_shard`` (the worker stops itself with
-SIGSTOP when it starts its Nth shard, 1-based), ``fail_load`` (model loading raises),
-``enospc_on_shard_write`` (writing the worker's Nth shard result fails with ENOSPC, "No space
-left on device"), ``named_semaphore`` (the worker creates a multiprocessing lock, a named
-semaphore registered with the run's resource tracker, as tqdm does under ``torch.compile``),
-``workers`` (restrict to these worker numbers), ``generations`` (restrict to
-these restart generations; default [0], so a respawned worker runs clean).
-
-Orchestrator keys (read by the main process; ``workers`` and ``generations`` do not apply):
-``assembly_delay_s`` (assembly pauses this long once the temporary output files hold their
-first record; a stop request ends the pause), ``enospc_in_assembly`` (writing the final outputs
-fails with ENOSPC after their first record), ``enospc_in_features`` (writing the saved features
-fails with ENOSPC once their first rows are written).
+"""Fault injection for tests and drills, from ``$VIRNUCPRO_TUI_FAULTS``: a JSON object of
+``FaultPlan``'s keys, all optional, each explained at its field. Worker keys apply to the workers
+that ``workers`` and ``generations`` name; orchestrator keys are read by the main process (those
+two do not apply). Shard numbers count a worker's shards from 1.
 """
 
 from __future__ import annotations
@@ -47,19 +33,26 @@ def injected_disk_full(path: str | Path | None = None) -> OSError:
 
 @dataclass
 class FaultPlan:
-    oom_batches: int = 0
-    sleep_per_batch_s: float = 0.0
-    hang_on_shard: int = 0
-    exit_on_shard: int = 0
-    fail_on_shard: int = 0
-    fail_load: bool = False
-    enospc_on_shard_write: int = 0
+    # -- worker keys
+    oom_batches: int = 0  # the first N multi-item batches raise CUDA OOM
+    sleep_per_batch_s: float = 0.0  # slow every batch down
+    hang_on_shard: int = 0  # the worker stops itself with SIGSTOP as it starts its Nth shard
+    exit_on_shard: int = 0  # the worker dies with exit code 9 as it starts its Nth shard
+    fail_on_shard: int = 0  # the worker's Nth shard fails with an error (retried elsewhere)
+    fail_load: bool = False  # model loading raises
+    enospc_on_shard_write: int = 0  # writing the Nth shard's result fails with ENOSPC
+    # the worker creates a multiprocessing lock, a named semaphore registered with the run's
+    # resource tracker, as tqdm does under ``torch.compile``
     named_semaphore: bool = False
+    # -- orchestrator keys
+    # assembly pauses this long once the temporary output files hold their first record (a
+    # stop request ends the pause)
     assembly_delay_s: float = 0.0
-    enospc_in_assembly: bool = False
-    enospc_in_features: bool = False
-    workers: list[int] | None = None
-    generations: list[int] = field(default_factory=lambda: [0])
+    enospc_in_assembly: bool = False  # writing the final outputs fails after their first record
+    enospc_in_features: bool = False  # writing the saved features fails after their first rows
+    # -- which workers the worker keys apply to
+    workers: list[int] | None = None  # these worker numbers (None: all)
+    generations: list[int] = field(default_factory=lambda: [0])  # a respawned worker runs clean
 
     @classmethod
     def from_env(cls, worker: int, generation: int) -> FaultPlan:

@@ -14,6 +14,7 @@ from typing import TextIO
 import numpy as np
 
 from virnucpro_tui.core.chunking import chunk_spans
+from virnucpro_tui.core.outputs import CALLS, SummaryTotals
 from virnucpro_tui.core.regions import (
     REGIONS_TSV_HEADER,
     Region,
@@ -21,7 +22,7 @@ from virnucpro_tui.core.regions import (
     sequence_regions,
 )
 from virnucpro_tui.core.result_blocks import VIRUS, ResultBlock
-from virnucpro_tui.core.results import CALLS, SequenceResult
+from virnucpro_tui.core.results import SequenceResult
 
 HISTOGRAM_BINS = 50  # P(virus) over frames, bins of 0.02
 TOP_TRACKS = 20  # sequences in the figure by default
@@ -50,16 +51,9 @@ class Track:
 
 
 @dataclass
-class JobStats:
-    sequences: int = 0
-    calls: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("virus", "others", "no_frames"), 0)
-    )
-    chunks: int = 0
-    chunks_with_frames: int = 0
-    viral_chunks: int = 0
-    frames: int = 0
-    virus_frames: int = 0
+class JobStats(SummaryTotals):
+    """A job's totals, with its viral regions and what its figures and page show."""
+
     regions: int = 0
     region_bases: int = 0
     partial_regions: int = 0  # regions that do not cover their whole sequence

@@ -30,6 +30,7 @@ from virnucpro_tui.core.outputs import (
     ConsensusBuilder,
     Prediction,
     SequenceSummary,
+    SummaryTotals,
 )
 from virnucpro_tui.core.shards import read_shard_rows, shard_path
 from virnucpro_tui.core.torch_archive import PtFeatureWriter
@@ -43,19 +44,18 @@ FEATURE_BLOCK = 1024  # feature rows gathered per write (13.6 MB at 3,328 values
 
 
 @dataclass
-class JobTotals:
-    sequences: int = 0
-    chunks: int = 0
-    chunks_with_frames: int = 0
-    frames: int = 0
-    virus_frames: int = 0
-    viral_chunks: int = 0
-    viral_sequences: int = 0
+class JobTotals(SummaryTotals):
+    """What a job's ``job_done`` event reports of its assembled outputs."""
+
     top_sequences: list[tuple[str, float, str]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     duplicate_frames: int = 0  # frames that copied an identical frame's result
     features_path: str | None = None
     features_bytes: int | None = None
+
+    @property
+    def viral_sequences(self) -> int:
+        return self.calls["virus"]
 
 
 def read_records(path: Path) -> Iterator[SequenceSummary]:
@@ -312,13 +312,8 @@ def _best(top: list[tuple[float, str, str]], n: int) -> list[tuple[float, str, s
 
 
 def _add_totals(totals: JobTotals, summary: SequenceSummary, preds: list[Prediction]) -> None:
-    totals.sequences += 1
-    totals.chunks += summary.chunks
-    totals.chunks_with_frames += summary.chunks_with_frames
-    totals.frames += summary.frames
-    totals.viral_chunks += summary.viral_chunks
+    totals.add(summary)
     totals.virus_frames += sum(1 for p in preds if p.label == "virus")
-    totals.viral_sequences += summary.call == "virus"
 
 
 def open_feature_writer(fmt: str, out_dir: Path, rows: int, dim: int) -> FeatureWriter:

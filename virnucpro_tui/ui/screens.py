@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 from rich.markup import escape
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual.widgets import Button, Input, Static
 
 from virnucpro_tui.ui import render
 
+Answer = TypeVar("Answer")
 HELP_WIDTH = 72  # the help's lines: whole inside the dialog at 80 columns (border, gutter)
 TERM_WIDTH = 11
 KEYS = [
@@ -108,7 +110,29 @@ CALL_NOTE = (
 )
 
 
-class ConfirmQuitScreen(ModalScreen[bool]):
+class QuestionDialog(ModalScreen[Answer]):
+    """A dialog that asks one thing: its bold title, what answering means, its own fields, then
+    its buttons in a row."""
+
+    HEADING: ClassVar[str]
+    MEANING: ClassVar[str]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"[b]{self.HEADING}[/b]", classes="dialog-title")
+            yield Static(self.MEANING)
+            yield from self.fields()
+            with Horizontal(classes="dialog-buttons"):
+                yield from self.buttons()
+
+    def fields(self) -> ComposeResult:
+        yield from ()
+
+    def buttons(self) -> ComposeResult:
+        raise NotImplementedError
+
+
+class ConfirmQuitScreen(QuestionDialog[bool]):
     """Stop the run? (the run stays resumable)."""
 
     BINDINGS = [
@@ -116,16 +140,15 @@ class ConfirmQuitScreen(ModalScreen[bool]):
         Binding("n,escape,q", "answer(False)", "Keep running"),
     ]
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static("[b]Stop the run?[/b]", classes="dialog-title")
-            yield Static(
-                "The shards in flight finish and are kept; nothing else starts. "
-                "Rerun the same command to resume where it stopped."
-            )
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Stop (y)", variant="error", id="yes")
-                yield Button("Keep running (n)", variant="primary", id="no")
+    HEADING = "Stop the run?"
+    MEANING = (
+        "The shards in flight finish and are kept; nothing else starts. "
+        "Rerun the same command to resume where it stopped."
+    )
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Stop (y)", variant="error", id="yes")
+        yield Button("Keep running (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -156,7 +179,7 @@ def check_input_path(text: str, cwd: Path | None = None) -> tuple[Path | None, s
     return path, None
 
 
-class AddInputScreen(ModalScreen[Path | None]):
+class AddInputScreen(QuestionDialog[Path | None]):
     """Ask for a FASTA or FASTQ path; the run validates its contents and queues it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -165,18 +188,19 @@ class AddInputScreen(ModalScreen[Path | None]):
         super().__init__()
         self.cwd = cwd
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static("[b]Add an input[/b]", classes="dialog-title")
-            yield Static(
-                "A FASTA or FASTQ file (plain, .gz, .bz2, .xz or .zst). It joins the job queue and "
-                "shares the warm workers."
-            )
-            yield Input(placeholder="path/to/reads.fa.gz", id="add-path")
-            yield Static("", id="add-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Add", variant="primary", id="add")
-                yield Button("Cancel (esc)", id="cancel")
+    HEADING = "Add an input"
+    MEANING = (
+        "A FASTA or FASTQ file (plain, .gz, .bz2, .xz or .zst). It joins the job queue and "
+        "shares the warm workers."
+    )
+
+    def fields(self) -> ComposeResult:
+        yield Input(placeholder="path/to/reads.fa.gz", id="add-path")
+        yield Static("", id="add-error")
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Add", variant="primary", id="add")
+        yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#add-path", Input).focus()

@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro_tui.core.chunking import chunk_sequence, chunk_spans
+from virnucpro_tui.core.chunking import chunk_sequence, chunk_spans, single_chunk
 from virnucpro_tui.core.outputs import ChunkConsensus
-from virnucpro_tui.core.regions import sequence_regions, viral_runs
+from virnucpro_tui.core.regions import read_region_rows, sequence_regions, viral_runs
 
 # a chunk: None (no stop-free frame), or (P(others), P(virus)) of its best frames
 CHUNK = st.one_of(
@@ -100,3 +100,29 @@ def test_viral_runs_of_nothing_viral_is_empty() -> None:
     assert viral_runs([False, False]) == []
     assert viral_runs([True, False, True], gap=0) == [(0, 0), (2, 2)]
     assert viral_runs([True, False, True], gap=1) == [(0, 2)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunk_length=st.integers(1, 700),
+    reads=st.lists(
+        st.tuples(st.integers(1, 700), st.floats(0.5, 1, width=32) | st.sampled_from([0.5, 1.0])),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_reads_rows_made_a_block_at_a_time_are_the_regions_rows(chunk_length, reads) -> None:
+    """``read_region_rows`` (the report's path for reads) writes what ``Region`` writes."""
+    reads = [(min(n, chunk_length), p) for n, p in reads]
+    assert all(single_chunk(n, chunk_length) for n, _ in reads)
+    ids = [f"r{k}" for k in range(len(reads))]
+    scores = np.array([p for _, p in reads], dtype=np.float32)
+    tsv, bed = read_region_rows(ids, [n for n, _ in reads], scores)
+    regions = [
+        sequence_regions(sid, n, chunk_length, {0: ChunkConsensus(np.float32(1 - p), s)})
+        for sid, (n, p), s in zip(ids, reads, scores, strict=True)
+    ]
+    assert [len(r) for r in regions] == [1] * len(reads)
+    assert tsv == [r[0].tsv_row() for r in regions]
+    assert bed == [r[0].bed_row() for r in regions]
+    assert not single_chunk(chunk_length + 1, chunk_length) and not single_chunk(0, chunk_length)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+LengthT = TypeVar("LengthT", int, npt.NDArray[np.int64])
+
 
 def chunk_starts(length: int, chunk_size: int) -> list[int]:
     """Start offsets of the chunks of a sequence of ``length`` bases.
@@ -24,6 +31,12 @@ def chunk_starts(length: int, chunk_size: int) -> list[int]:
         starts.append(k * chunk_size - moved)
         moved += steps[k] if k < len(steps) else 0
     return starts
+
+
+def single_chunk(length: LengthT, chunk_size: int) -> LengthT:
+    """Whether a sequence of ``length`` bases (or each of an array of lengths) is cut into one
+    chunk, which then spans it whole: ``chunk_spans`` gives ``[(0, length)]``."""
+    return (length > 0) & (length <= chunk_size)  # type: ignore[return-value]
 
 
 def chunk_spans(length: int, chunk_size: int) -> list[tuple[int, int]]:

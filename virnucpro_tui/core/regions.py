@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from virnucpro_tui.core.chunking import chunk_spans
 from virnucpro_tui.core.outputs import ChunkConsensus, format_score
 
@@ -54,6 +57,25 @@ class Region(NamedTuple):
         """BED6: 0-based half-open; score = round(1000 × max_virus_score); no strand."""
         score = round(1000 * self.max_virus_score)
         return f"{self.sequence_id}\t{self.start}\t{self.end}\t{self.sequence_id}\t{score}\t.\n"
+
+
+def read_region_rows(
+    sequence_ids: list[str], lengths: list[int], scores: npt.NDArray[np.float32]
+) -> tuple[list[str], list[str]]:
+    """The TSV and BED rows of many reads' regions, as ``Region.tsv_row`` and ``bed_row`` write
+    them: a read (one chunk, ``chunking.single_chunk``) whose chunk is viral is one region,
+    the whole read, and both its scores are its chunk's P(virus) (``scores``)."""
+    texts = [format_score(s) for s in scores]
+    bed_scores = np.rint(1000 * scores.astype(np.float64)).astype(np.int64).tolist()
+    tsv = [
+        f"{sid}\t1\t{n}\t{n}\t1\t{s}\t{s}\tyes\n"
+        for sid, n, s in zip(sequence_ids, lengths, texts, strict=True)
+    ]
+    bed = [
+        f"{sid}\t0\t{n}\t{sid}\t{b}\t.\n"
+        for sid, n, b in zip(sequence_ids, lengths, bed_scores, strict=True)
+    ]
+    return tsv, bed
 
 
 def viral_runs(viral: list[bool], gap: int = 0) -> list[tuple[int, int]]:

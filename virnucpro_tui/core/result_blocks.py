@@ -98,9 +98,11 @@ class ResultBlock:
             zip(index[c0:c1], map(ChunkConsensus, others[c0:c1], virus[c0:c1]), strict=True)
         )
 
-    def first_chunk_virus(self, i: int) -> float:
-        """The consensus P(virus) of sequence ``i``'s first chunk with frames."""
-        return float(self._chunk_lists[2][self._chunk_start[i]])
+    def first_chunk_virus(self, indices: Ints) -> Scores:
+        """The consensus P(virus) of the first chunk with frames of each of ``indices``."""
+        first = np.cumsum(self.chunks_with_frames) - self.chunks_with_frames
+        scores: Scores = self.chunk_virus[first[indices]]
+        return scores
 
     # the columns as lists of Python ints and numpy float32 scalars, made once per block: a
     # numpy array's item or slice costs more than a list's

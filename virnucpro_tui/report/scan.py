@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
+import numpy.typing as npt
 
-from virnucpro_tui.core.chunking import chunk_spans
+from virnucpro_tui.core.chunking import chunk_spans, single_chunk
 from virnucpro_tui.core.outputs import CALLS, SummaryTotals
 from virnucpro_tui.core.regions import (
     REGIONS_TSV_HEADER,
     Region,
-    one_chunk_region,
+    read_region_rows,
     sequence_regions,
 )
 from virnucpro_tui.core.result_blocks import VIRUS, ResultBlock
@@ -148,8 +149,7 @@ def scan_job(
     sinks.tsv.write(REGIONS_TSV_HEADER)
     for block in blocks:
         _count(stats, block)
-        for i in np.flatnonzero(block.viral_chunks > 0).tolist():
-            _add_regions(stats, block_regions(block, i, chunk_length, region_gap), sinks)
+        _write_regions(stats, block, chunk_length, region_gap, sinks)
         for picker in (sinks.picker, sinks.table):
             for i in picker.candidates(block):
                 regions = block_regions(block, i, chunk_length, region_gap)
@@ -161,15 +161,55 @@ def scan_job(
 
 
 def block_regions(block: ResultBlock, i: int, chunk_length: int, gap: int) -> list[Region]:
-    """The viral regions of the block's sequence ``i``; a read's (one chunk, with frames) from
-    the columns, without the sequence's objects."""
-    sid = block.ids[i]
-    length, chunks, with_frames, _, viral, _ = block.summary_fields(i)
+    """The viral regions of the block's sequence ``i``."""
+    length, _, _, _, viral, _ = block.summary_fields(i)
     if not viral:
         return []
-    if chunks == with_frames == 1 and length <= chunk_length:
-        return [one_chunk_region(sid, length, chunk_length, block.first_chunk_virus(i))]
-    return sequence_regions(sid, length, chunk_length, block.chunk_calls(i), gap)
+    return sequence_regions(block.ids[i], length, chunk_length, block.chunk_calls(i), gap)
+
+
+def _write_regions(
+    stats: JobStats, block: ResultBlock, chunk_length: int, gap: int, sinks: ScanSinks
+) -> None:
+    """The regions of the block's sequences with a viral chunk, in input order. The reads' (one
+    chunk, with frames) are made from the columns a block at a time: no object per read."""
+    viral = np.flatnonzero(block.viral_chunks > 0)
+    is_read = (block.chunks == 1) & (block.chunks_with_frames == 1)
+    is_read = (is_read & single_chunk(block.length, chunk_length))[viral]
+    reads = viral[is_read]
+    tsv, bed = read_region_rows(
+        [block.ids[i] for i in reads.tolist()],
+        block.length[reads].tolist(),
+        block.first_chunk_virus(reads),
+    )
+    stats.regions += len(reads)
+    stats.region_bases += int(block.length[reads].sum())
+    if len(reads) < len(viral):  # other sequences among them: their rows in their places
+        tsv, bed = _merge_rows(stats, block, viral, is_read, (tsv, bed), chunk_length, gap)
+    sinks.tsv.write("".join(tsv))
+    sinks.bed.write("".join(bed))
+
+
+def _merge_rows(
+    stats: JobStats,
+    block: ResultBlock,
+    viral: npt.NDArray[np.int64],
+    is_read: npt.NDArray[np.bool_],
+    read_rows: tuple[list[str], list[str]],
+    chunk_length: int,
+    gap: int,
+) -> tuple[list[str], list[str]]:
+    tsv, bed = [""] * len(viral), [""] * len(viral)
+    for k, t, b in zip(np.flatnonzero(is_read).tolist(), *read_rows, strict=True):
+        tsv[k], bed[k] = t, b
+    for k in np.flatnonzero(~is_read).tolist():
+        regions = block_regions(block, int(viral[k]), chunk_length, gap)
+        tsv[k] = "".join(r.tsv_row() for r in regions)
+        bed[k] = "".join(r.bed_row() for r in regions)
+        stats.regions += len(regions)
+        stats.region_bases += sum(r.length for r in regions)
+        stats.partial_regions += sum(not r.whole_sequence for r in regions)
+    return tsv, bed
 
 
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
@@ -185,12 +225,3 @@ def _count(stats: JobStats, block: ResultBlock) -> None:
     stats.frames += int(block.frames.sum())
     stats.histogram += np.histogram(block.p_virus.astype(np.float64), HISTOGRAM_EDGES)[0]
     stats.virus_frames += int(np.count_nonzero(block.p_virus > block.p_others))
-
-
-def _add_regions(stats: JobStats, regions: list[Region], sinks: ScanSinks) -> None:
-    for region in regions:
-        sinks.tsv.write(region.tsv_row())
-        sinks.bed.write(region.bed_row())
-        stats.region_bases += region.length
-        stats.partial_regions += not region.whole_sequence
-    stats.regions += len(regions)

@@ -27,29 +27,10 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers import (
-    RAY_TEST_MARKS,
-    ROOT,
-    SAMPLE_CONTIGS,
-    SAMPLE_JOBS,
-    SAMPLE_READS,
-    assert_no_live_processes,
-    cli,
-    cli_env,
-    events,
-    kill_tree,
-    outputs,
-    start_cli,
-    wait_for_event,
-)
+from tests import helpers
 
-pytestmark = list(RAY_TEST_MARKS)
+pytestmark = list(helpers.RAY_TEST_MARKS)
 
-INPUTS = [str(SAMPLE_CONTIGS), str(SAMPLE_READS)]
-SHARDS = sorted(
-    [("sample_contigs", i) for i in range(11)] + [("sample_reads", i) for i in range(5)]
-)
-RUN = ["--demo", "--no-ui", "--shard-size", "24"]
 # a lost node is noticed in seconds, not after Ray's default ~30 s of missed health checks
 FAST_HEALTH_CHECKS = {
     "health_check_period_ms": 1000,
@@ -85,7 +66,7 @@ class SimCluster:
 
     def env(self, demo_root: Path, faults: dict[str, Any] | None = None) -> dict[str, str]:
         """The command's environment: a user who configured no Ray authentication."""
-        env = cli_env(demo_root, faults)
+        env = helpers.cli_env(demo_root, faults)
         for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
             env.pop(name, None)
         env["RAY_TMPDIR"] = str(self.ray_tmp)
@@ -114,7 +95,8 @@ def make_cluster(
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as `ray start` without a token
         # the actors import this checkout, whatever directory a command runs in
         monkeypatch.setenv(
-            "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+            "PYTHONPATH",
+            os.pathsep.join(filter(None, [str(helpers.ROOT), os.environ.get("PYTHONPATH")])),
         )
         (head, head_cpus), *others = cpus.items()
         args = {**_node_args(head, head_cpus), "_system_config": FAST_HEALTH_CHECKS}
@@ -144,18 +126,14 @@ def make_cluster(
 
 
 def ray_run(sim: SimCluster, out: Path | str, *extra: str) -> list[str]:
-    return [
-        "run",
-        *INPUTS,
-        "--out",
-        str(out),
-        *RUN,
+    return helpers.sample_run(
+        Path(out),
         "--backend",
         "ray",
         "--ray-address",
         sim.address,
         *extra,
-    ]
+    )
 
 
 def actor_nodes(ev: list[dict[str, Any]]) -> dict[tuple[int, int], str]:
@@ -187,12 +165,12 @@ def test_three_nodes_one_actor_each_outputs_identical_to_the_local_pool(
     # slow batches, so that every actor gets shards before the others have done them all;
     # a relative --out from another directory: each actor's own directory is elsewhere
     env = sim.env(demo_models.root, {"sleep_per_batch_s": 0.5})
-    r = cli(ray_run(sim, "run", "--devices", "auto"), env, timeout=300, cwd=tmp_path)
+    r = helpers.cli(ray_run(sim, "run", "--devices", "auto"), env, timeout=300, cwd=tmp_path)
     out = tmp_path / "run"
     assert r.returncode == 0, r.stderr
     # all three files of both inputs, byte for byte
-    assert outputs(out, SAMPLE_JOBS) == local_baseline
-    ev = events(out)
+    assert helpers.outputs(out, helpers.SAMPLE_JOBS) == local_baseline
+    ev = helpers.events(out)
     started = next(e for e in ev if e["type"] == "run_started")
     assert started["backend"] == "ray"
     assert [w["name"] for w in started["workers"]] == ["CPU @ " + os.uname().nodename] * 3
@@ -206,14 +184,14 @@ def test_three_nodes_one_actor_each_outputs_identical_to_the_local_pool(
         assert any(e["type"] == "heartbeat" and e["worker"] == w for e in ev), w
     done = shards_by_node(ev)
     assert set(done) == set(sim.ids.values()), {sim.name_of(n): len(s) for n, s in done.items()}
-    assert sorted(set().union(*done.values())) == SHARDS
+    assert sorted(set().union(*done.values())) == helpers.SAMPLE_SHARDS
     loads = sorted(
         (e["worker"], e["model"]) for e in ev if e["type"] == "model_load" and e["phase"] == "done"
     )
     assert loads == sorted((w, m) for w in range(3) for m in ("classifier", "dnabert", "esm"))
     # the shard files are in the one shared run directory, none in the actors' own directory
     files = sorted((f.parent.name, int(f.stem)) for f in (out / "shards").glob("*/[0-9]*.tsv"))
-    assert files == SHARDS
+    assert files == helpers.SAMPLE_SHARDS
     assert not (sim.ray_tmp / "run").exists()
     states = [e["state"] for e in ev if e["type"] == "worker_state"]
     assert "crashed" not in states and states.count("stopped") == 3
@@ -238,7 +216,7 @@ def _remove_node_while_busy(
     first shard only when little work is left. Returns the node's name, the actor's worker
     number, that shard and the time."""
     order = sim.documented_order()  # worker n runs on order[n]; order[0] is the head
-    busy = wait_for_event(
+    busy = helpers.wait_for_event(
         out,
         lambda e: e["type"] == "progress" and e["stage"] == "dnabert" and e["worker"] > 0,
         timeout=180,
@@ -258,16 +236,16 @@ def test_a_node_removed_mid_run_is_replaced_elsewhere_without_counting_a_restart
     # slow (the first actors only), so that the run still has shards when the new actor is up
     env = sim.env(demo_models.root, {"sleep_per_batch_s": 1.5})
     # --max-restarts 0: a restart that counted would retire the worker instead of replacing it
-    proc = start_cli(ray_run(sim, out, "--devices", "auto", "--max-restarts", "0"), env)
+    proc = helpers.start_cli(ray_run(sim, out, "--devices", "auto", "--max-restarts", "0"), env)
     try:
         victim, worker, busy, _ = _remove_node_while_busy(sim, out, proc)
         _, stderr = proc.communicate(timeout=300)
     finally:
-        kill_tree(proc)
+        helpers.kill_tree(proc)
     assert proc.returncode == 0, stderr
-    assert outputs(out, SAMPLE_JOBS) == local_baseline
+    assert helpers.outputs(out, helpers.SAMPLE_JOBS) == local_baseline
     assert sim.ids[victim] not in sim.live_node_ids()
-    ev = events(out)
+    ev = helpers.events(out)
     crashed = [e for e in ev if e["type"] == "worker_state" and e["state"] == "crashed"]
     assert [(e["worker"], e["reason"].split(" (")[0]) for e in crashed] == [(worker, "node lost")]
     assert sim.ids[victim][:12] in crashed[0]["reason"]
@@ -288,7 +266,7 @@ def test_a_node_removed_mid_run_is_replaced_elsewhere_without_counting_a_restart
     assert placed[(worker, 1)] in {sim.ids[n] for n in "abc" if n != victim}
     assert not [e for e in ev if e["type"] == "error"]  # nothing retired, nothing failed
     done = {(e["job"], e["shard"]) for e in ev if e["type"] == "shard_done"}
-    assert sorted(done) == SHARDS
+    assert sorted(done) == helpers.SAMPLE_SHARDS
 
 
 def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
@@ -299,10 +277,10 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
     # slow enough that the others still work when the replacement has waited --hang-timeout
     env = sim.env(demo_models.root, {"sleep_per_batch_s": 2.0})
     args = ray_run(sim, out, "--devices", "auto", "--hang-timeout", "10")
-    proc = start_cli(args, env)
+    proc = helpers.start_cli(args, env)
     try:
         _, worker, busy, removed = _remove_node_while_busy(sim, out, proc)
-        waiting = wait_for_event(
+        waiting = helpers.wait_for_event(
             out,
             lambda e: (
                 e["type"] == "warning"
@@ -314,12 +292,12 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
         )
         _, stderr = proc.communicate(timeout=300)
     finally:
-        kill_tree(proc)
+        helpers.kill_tree(proc)
     assert proc.returncode == 0, stderr
-    assert outputs(out, SAMPLE_JOBS) == local_baseline
+    assert helpers.outputs(out, helpers.SAMPLE_JOBS) == local_baseline
     assert waiting["worker"] == worker and waiting["ts"] >= removed
     assert "the run goes on with the other workers" in waiting["message"]
-    ev = events(out)
+    ev = helpers.events(out)
     # the replacement never started, so it never held a shard: only the lost node's were requeued
     assert (worker, 1) not in actor_nodes(ev)
     requeued = [e for e in ev if e["type"] == "shard_requeued"]
@@ -395,7 +373,9 @@ def test_a_node_that_does_not_share_the_run_directory_stops_the_run_clearly(
             time.sleep(0.5)
         other = (sim.live_node_ids() - set(sim.ids.values())).pop()
         out = shared / "run"
-        r = cli(ray_run(sim, out, "--devices", "auto"), sim.env(demo_models.root), timeout=300)
+        r = helpers.cli(
+            ray_run(sim, out, "--devices", "auto"), sim.env(demo_models.root), timeout=300
+        )
     finally:
         os.killpg(node.pid, signal.SIGTERM)  # `ray start --block` stops its node
         try:
@@ -461,14 +441,14 @@ def test_the_cluster_a_run_starts_listens_on_loopback_only_with_token_auth(
 ) -> None:
     out = tmp_path / "run"
     # slow: the run must outlast the refused client (Ray gives up on it after about 20 s)
-    env = cli_env(demo_models.root, {"sleep_per_batch_s": 1.0})
+    env = helpers.cli_env(demo_models.root, {"sleep_per_batch_s": 1.0})
     for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
         env.pop(name, None)  # Ray's defaults, as a user who configured nothing gets them
     env["RAY_TMPDIR"] = str(ray_tmp)  # no other Ray on this machine is found and joined
-    args = ["run", *INPUTS, "--out", str(out), *RUN, "--backend", "ray", "--devices", "cpu:1"]
-    proc = start_cli(args, env)
+    args = helpers.sample_run(out, "--backend", "ray", "--devices", "cpu:1")
+    proc = helpers.start_cli(args, env)
     try:
-        wait_for_event(out, lambda e: e["type"] == "progress", timeout=180, proc=proc)
+        helpers.wait_for_event(out, lambda e: e["type"] == "progress", timeout=180, proc=proc)
         tree = {proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))}
         listening = _listening(tree)
         log = (out / "logs" / "ray-driver.log").read_text()
@@ -479,7 +459,7 @@ def test_the_cluster_a_run_starts_listens_on_loopback_only_with_token_auth(
         running = proc.poll() is None  # the refusal came from the live cluster
         _, stderr = proc.communicate(timeout=300)
     finally:
-        kill_tree(proc)
+        helpers.kill_tree(proc)
     assert proc.returncode == 0, stderr
     # the GCS, the raylet, the actor and the driver each listen; all of them on loopback only
     assert len(listening) >= 4 and all(_is_loopback(ip) for ip in listening), listening
@@ -490,6 +470,6 @@ def test_the_cluster_a_run_starts_listens_on_loopback_only_with_token_auth(
     assert running and refused.returncode == 3 and "REFUSED" in refused.stdout, refused.stderr
     assert "Authentication token is missing or incorrect" in refused.stderr
     assert "token authentication" not in stderr  # nothing to warn about
-    assert not [e for e in events(out) if e["type"] == "warning"]
-    assert outputs(out, SAMPLE_JOBS) == local_baseline
-    assert_no_live_processes(tree - {proc.pid}, timeout=60)  # the cluster went with the run
+    assert not [e for e in helpers.events(out) if e["type"] == "warning"]
+    assert helpers.outputs(out, helpers.SAMPLE_JOBS) == local_baseline
+    helpers.assert_no_live_processes(tree - {proc.pid}, timeout=60)  # the cluster went with the run

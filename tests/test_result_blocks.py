@@ -22,6 +22,7 @@ from virnucpro_tui.core.results import (
     chunk_calls,
     parse_summary_row,
 )
+from virnucpro_tui.errors import InputError
 from virnucpro_tui.report.build import ReportOptions, build_report
 from virnucpro_tui.report.lookup import find_track
 from virnucpro_tui.report.scan import make_track
@@ -199,3 +200,38 @@ def test_a_corrupt_results_file_is_refused_with_what_is_wrong(tmp_path, small_bl
     message = corrupt_summary(root, case) if case in SUMMARY_CASES else corrupt_frames(root, case)
     with pytest.raises(ResultsError, match=message):
         list(read_result_blocks(root))
+
+
+def fasta_records(path: Path) -> list[str]:
+    return [">" + r for r in path.read_text().split(">")[1:]]
+
+
+INPUT_CASES = {
+    "a record shortened": (
+        lambda records: [*records[:30], records[30].rstrip("\n")[:-5] + "\n", *records[31:]],
+        r"job contigs: record 31 of the input is 'seq30' of \d+ bases; the run scored 'seq30' of",
+    ),
+    "a record missing at the end": (
+        lambda records: records[:-1],
+        "job contigs: the input ends before sequence 'seq399'",
+    ),
+    "a record more": (
+        lambda records: [*records, ">extra\nACGT\n"],
+        "job contigs: the input holds more records than the run scored",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INPUT_CASES))
+def test_an_input_that_no_longer_matches_the_run_writes_nothing(
+    tmp_path, small_blocks, case
+) -> None:
+    root = tmp_path / "run"
+    make_run(root)
+    fasta = root / "contigs.fa"
+    edit, message = INPUT_CASES[case]
+    fasta.write_text("".join(edit(fasta_records(fasta))))
+    out = tmp_path / "report"
+    with pytest.raises(InputError, match=message):
+        build_report(root, ReportOptions(out=out))
+    assert not out.exists() or not any(out.rglob("*"))

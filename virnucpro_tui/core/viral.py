@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import numpy as np
 
@@ -48,13 +48,16 @@ class ViralSequenceFilter:
         lengths = [len(seq) for _, _, seq in records]
         if ids != block.ids or lengths != block.length.tolist():
             self._mismatch(block, ids, lengths)
-        for i in np.flatnonzero(block.calls == VIRUS).tolist():
-            _, title, seq = records[i]
-            self.out.write(f"{viral_header(block.summary(i), title)}{seq}\n")
-        self.written += int(np.count_nonzero(block.calls == VIRUS))
+        virus = np.flatnonzero(block.calls == VIRUS).tolist()
+        self.out.write(
+            "".join(
+                f"{viral_header(block.summary(i), records[i][1])}{records[i][2]}\n" for i in virus
+            )
+        )
+        self.written += len(virus)
         self.read += len(block)
 
-    def _mismatch(self, block: ResultBlock, ids: list[str], lengths: list[int]) -> None:
+    def _mismatch(self, block: ResultBlock, ids: list[str], lengths: list[int]) -> NoReturn:
         for i, (rid, length) in enumerate(zip(ids, lengths, strict=True)):
             if rid != block.ids[i] or length != block.length[i]:
                 raise InputMismatchError(

@@ -142,6 +142,21 @@ def test_hung_worker_is_killed_and_respawned(tmp_path: Path, demo_models, local_
     assert outputs(out, SAMPLE_JOBS) == local_baseline
 
 
+def test_a_worker_slow_to_start_is_not_taken_for_hung(tmp_path: Path, demo_models) -> None:
+    """Importing torch on a busy node can take longer than --hang-timeout: the worker beats
+    while it starts, so it is not killed; only silence counts as a hang."""
+    out = tmp_path / "run"
+    env = cli_env(demo_models.root, {"slow_start_s": 6.0})
+    r = cli(["run", str(SAMPLE_READS), "--out", str(out), "--demo", "--devices", "cpu:1",
+             "--hang-timeout", "3"], env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    states = [e["state"] for e in events(out) if e["type"] == "worker_state"]
+    assert "crashed" not in states and states[0] == "starting", states
+    beats = [e for e in events(out) if e["type"] == "heartbeat"]
+    started = next(e["ts"] for e in events(out) if e["type"] == "worker_state")
+    assert [b for b in beats if b["ts"] < started + 6.0 and b["state"] == "starting"]
+
+
 def test_injected_oom_splits_the_batch(tmp_path: Path, demo_models, local_baseline) -> None:
     out = tmp_path / "run"
     env = cli_env(demo_models.root, {"oom_batches": 2})

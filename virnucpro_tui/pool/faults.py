@@ -40,6 +40,7 @@ class FaultPlan:
     exit_on_shard: int = 0  # the worker dies with exit code 9 as it starts its Nth shard
     fail_on_shard: int = 0  # the worker's Nth shard fails with an error (retried elsewhere)
     fail_load: bool = False  # model loading raises
+    slow_start_s: float = 0.0  # setting up torch takes this much longer (a busy node's imports)
     enospc_on_shard_write: int = 0  # writing the Nth shard's result fails with ENOSPC
     # the worker creates a multiprocessing lock, a named semaphore registered with the run's
     # resource tracker, as tqdm does under ``torch.compile``
@@ -90,6 +91,10 @@ class FaultPlan:
         if self.oom_batches and batch_size > 1:
             self.oom_batches -= 1
             raise InjectedOOM()
+
+    def on_start(self) -> None:
+        if self.slow_start_s:
+            time.sleep(self.slow_start_s)
 
     def on_shard_start(self, shard_number: int) -> None:
         if self.named_semaphore and shard_number == 1:

@@ -118,8 +118,10 @@ class Worker:
     def start(self) -> None:
         """Set up torch on the device and start heartbeats; models load on the first task."""
         self.set_state(ev.WorkerState.STARTING, uuid=self.cfg.slot.uuid)
-        self._setup_torch()
+        # beats from now: importing torch can take longer than the hang timeout on a busy node
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self.faults.on_start()
+        self._setup_torch()
         from virnucpro_tui.models.engine import Engine
 
         self.engine = Engine(
@@ -211,13 +213,12 @@ class Worker:
         if self.cfg.torch_threads:
             torch.set_num_threads(self.cfg.torch_threads)
         if self.cfg.slot.kind == "cuda":
-            self.device = torch.device("cuda", 0)
-            torch.cuda.set_device(self.device)
-            torch.cuda.set_per_process_memory_fraction(
-                self.cfg.settings.memory_fraction, self.device
-            )
+            device = torch.device("cuda", 0)
+            torch.cuda.set_device(device)
+            torch.cuda.set_per_process_memory_fraction(self.cfg.settings.memory_fraction, device)
         else:
-            self.device = torch.device("cpu")
+            device = torch.device("cpu")
+        self.device = device  # last: the heartbeat thread samples memory once it is set
 
     def _start_shard(self, shard: Shard) -> None:
         """A shard leaves the inbox: it is this worker's now (announced before any recall)."""
@@ -421,7 +422,7 @@ class Worker:
                     pid=os.getpid(),
                 )
             )
-            if now - last_memory >= self.cfg.settings.memory_every_s:
+            if self.device is not None and now - last_memory >= self.cfg.settings.memory_every_s:
                 last_memory = now
                 with contextlib.suppress(Exception):  # telemetry must never kill the worker
                     self.send(self.memory_snapshot())

@@ -124,6 +124,9 @@ def test_bench_removes_its_folder_on_interrupt(tmp_path: Path, sig: signal.Signa
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as from a terminal: under a harness started in the background (no job control),
+        # SIGINT comes ignored, and Python then never turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 120

@@ -4,6 +4,7 @@ models) and rebuilt by ``virnucpro-tui report``; refusals leave nothing written.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -19,8 +20,9 @@ from tests.helpers import fake_run_config, orf
 from virnucpro_tui.cli import main
 from virnucpro_tui.core.outputs import JOB_REPORT_FILES, REPORT_FILE
 from virnucpro_tui.models.settings import ModelFiles
-from virnucpro_tui.pool.events import Event, JobDone, WarningEvent
+from virnucpro_tui.pool.events import Event, JobDone, RunStarted, WarningEvent
 from virnucpro_tui.report.hook import ReportHook
+from virnucpro_tui.run.hooks import FinishedJob
 from virnucpro_tui.run.orchestrator import Orchestrator, RunConfig
 from virnucpro_tui.testing.fake_backend import FakeBackend, FakeWorkerPlan
 
@@ -192,6 +194,35 @@ def test_report_rebuilds_the_same_files_from_a_run_made_without_them(
             assert (without / job / name).read_bytes() == (with_report / job / name).read_bytes()
         assert (without / job / "prediction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (without / job / "prediction.svg").read_bytes()[:2000]
+
+
+def test_the_report_built_during_the_run_says_how_far_it_is_and_ends_complete(
+    tmp_path, models
+) -> None:
+    """``run`` writes report.html as each input finishes: the page built after the first of two
+    says so, the one after the last says complete (not the "running" the manifest still has
+    then), and its wall time is the run's so far, not one input's."""
+    pages: list[str] = []
+    hook = ReportHook()
+
+    def keep_each_page(finished: FinishedJob) -> list[Path]:
+        written = hook(finished)
+        pages.append(written[0].read_text())
+        return written
+
+    out = tmp_path / "run"
+    cfg = run_config(write_inputs(tmp_path), out, models, report=False)
+    events = run(dataclasses.replace(cfg, on_job_finished=keep_each_page))
+    status = [re.search(r'data-field="status">([^<]*)<', page) for page in pages]
+    assert [m.group(1) if m else None for m in status] == [
+        "running: 1 of 2 inputs done",
+        "complete",
+    ]
+    wall = re.search(r'data-field="run-wall" data-value="([^"]*)"', pages[-1])
+    started = next(e.ts for e in events if isinstance(e, RunStarted))
+    last_job = max(e.ts for e in events if isinstance(e, JobDone))
+    minutes, seconds = wall.group(1).split(":") if wall else ("-1", "0")  # m:ss
+    assert abs(int(minutes) * 60 + int(seconds) - (last_job - started)) <= 1.5, wall
 
 
 def test_region_gap_merges_regions(finished, tmp_path) -> None:

@@ -258,7 +258,7 @@ def _page(source: RunSource, sections: list[html.JobSection]) -> html.RunPage:
     return html.RunPage(
         title=source.root.name,
         root=str(source.root),
-        status="partial" if source.partial else str(manifest.get("status", "unknown")),
+        status=source.status,
         demo=source.demo,
         notice=manifest.get("notice"),
         partial=source.partial,

@@ -8,6 +8,7 @@ it reads only the manifest, ``provenance.json``, the published outputs and ``eve
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class RunSource:
     jobs: list[JobSource]
     partial: bool = False
     events: list[ev.Event] = field(default_factory=list)
+    live: bool = False  # built by ``run`` as an input finishes: the run is still going
 
     @property
     def layout(self) -> RunLayout:
@@ -63,8 +65,24 @@ class RunSource:
 
     @property
     def seconds(self) -> float | None:
+        """The run's wall time; while it runs, since it started."""
         done = [e for e in self.events if isinstance(e, ev.RunDone)]
-        return done[-1].seconds if done else None
+        if done:
+            return done[-1].seconds
+        started = [e.ts for e in self.events if isinstance(e, ev.RunStarted)]
+        return time.time() - started[-1] if self.live and started else None
+
+    @property
+    def status(self) -> str:
+        """The run's state as the page says it, from the facts when it is built: the manifest's
+        status, or while the run goes on, how many of its inputs are done (all done: complete,
+        as their outputs are final; the workers only stop after that)."""
+        if self.partial:
+            return "partial"
+        if not self.live:
+            return str(self.manifest.get("status", "unknown"))
+        done, total = sum(j.finished for j in self.jobs), len(self.manifest["inputs"])
+        return "complete" if done == total else f"running: {done} of {total} inputs done"
 
     def blocks(self, job: JobSource) -> Iterator[ResultBlock]:
         """The job's sequences in input order with their frames and chunk calls, in blocks."""
@@ -108,7 +126,14 @@ def load_run(
         jobs.append(
             JobSource(name, results_dir, entry, provenance, done.get(name), finished=finished)
         )
-    return RunSource(root, manifest, jobs, partial=partial and not complete, events=events)
+    return RunSource(
+        root,
+        manifest,
+        jobs,
+        partial=partial and not complete,
+        events=events,
+        live=finished_jobs is not None and not complete,
+    )
 
 
 def _not_finished(root: Path, manifest: dict[str, Any]) -> str:

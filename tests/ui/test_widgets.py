@@ -19,6 +19,7 @@ from tests.ui.helpers import (
     screen_text,
     scripted_app,
     settle,
+    wait_for_exit,
 )
 from tests.ui.helpers import ev as event
 from virnucpro_tui.errors import RunDirError
@@ -542,8 +543,8 @@ class RefusedRun:
 async def test_a_run_refused_before_it_starts_ends_with_one_line(capsys) -> None:
     controller = LiveRun(RefusedRun)
     app = VirnucproApp(controller, toasts=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.5)
+    async with app.run_test(size=(80, 24)):
+        await wait_for_exit(app, 30)  # the refusal comes from the run's thread: no fixed wait
     assert app.return_code == 2 and controller.exit_code == 2
     print_outcome(app.view, controller.error)
     assert capsys.readouterr().err == (

@@ -49,12 +49,16 @@ def test_stage_seconds_add_up_to_the_shard_seconds(demo_models) -> None:
 
     engine = Engine(_files(demo_models), CPU, EngineSettings(force_model_length=True))
     engine.load()  # as a worker does before its first shard
-    result = engine.process_shard(_shard(40), progress=progress)
-    assert set(result.stage_seconds) == set(STAGES)
-    assert all(v >= 0 for v in result.stage_seconds.values())
-    total = sum(result.stage_seconds.values())
-    assert total <= result.seconds + 1e-3
-    assert result.seconds - total < max(0.05 * result.seconds, 0.01), (result, total)
+    untimed = []
+    for _ in range(3):  # the best of three: a loaded machine may preempt between two stages
+        events.clear()
+        result = engine.process_shard(_shard(40), progress=progress)
+        assert set(result.stage_seconds) == set(STAGES)
+        assert all(v >= 0 for v in result.stage_seconds.values())
+        total = sum(result.stage_seconds.values())
+        assert total <= result.seconds + 1e-3
+        untimed.append(result.seconds - total)
+    assert min(untimed) < max(0.05 * result.seconds, 0.01), untimed
     # one event per stage carries its synchronised seconds, after that stage's batches
     ends = [(stage, s) for stage, done, total_, s in events if s is not None]
     assert [stage for stage, _ in ends] == ["dnabert", "esm", "classifier"]

@@ -295,7 +295,8 @@ RUN_OPTIONS = (
     option(
         "--hang-timeout",
         type=float,
-        help="seconds without a heartbeat before a worker is killed (default {default})",
+        help="seconds without a heartbeat before a worker is killed (default {default}; a "
+        "worker not started yet gets at least 60)",
         into="policy.hang_timeout_s",
         group=SUPERVISION,
     ),

@@ -34,6 +34,8 @@ RECALL_TIMEOUT_S = 10.0  # how long pause() waits for the workers to give back t
 class PoolPolicy:  # supervision settings (run --max-restarts, --hang-timeout)
     max_restarts: int = 3
     hang_timeout_s: float = 120.0
+    # a worker not started yet (a Ray actor booting on a loaded node) gets at least this long
+    start_timeout_s: float = 60.0
     max_shard_attempts: int = 3
     prefetch: int = 1
     stop_timeout_s: float = 30.0
@@ -302,10 +304,12 @@ class PersistentWorkerPool(Generic[tp.T]):
             if reason is not None:
                 out += self._recover(w, reason)
             elif now - w.last_message > self.policy.hang_timeout_s:
-                if not w.transport.ready and self._others_working(w):
+                ready, silent = w.transport.ready, now - w.last_message
+                if not ready and self._others_working(w):
                     out += self._note_waiting(w)  # it holds no shard: let it wait for room
                     continue
-                silent, ready = now - w.last_message, w.transport.ready
+                if not ready and silent <= self.policy.start_timeout_s:
+                    continue  # still starting: a slow start is not a hang
                 w.transport.kill()
                 out += self._recover(w, _silence(ready, silent, w.n))
         if not self.live_workers():

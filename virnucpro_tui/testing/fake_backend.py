@@ -39,6 +39,7 @@ class FakeWorkerPlan:
     faults: FaultPlan = field(default_factory=FaultPlan)
     host_lost_on_shard: int = 0  # the first generation's host is lost as it starts its Nth shard
     unplaced_generations: tuple[int, ...] = ()  # these never find a host: not ready, silent
+    placed_after_s: float = math.inf  # ... unless they find one (and start) this long after spawn
     # a frame id's P(virus) in the written result files (default P_VIRUS for every frame; the
     # events still report P_VIRUS): varied calls for tests of what is made from the outputs
     p_virus: Callable[[str], float] | None = None
@@ -73,13 +74,13 @@ class FakeTransport:
         self.hung = False
         self.state = ev.WorkerState.STARTING
         self.unplaced = config.generation in plan.unplaced_generations
+        self.placed_at = now + plan.placed_after_s if self.unplaced else now
         self._host_lost = False
         self._exit: str | None = None
         self._now = now
         self._next_heartbeat = now + config.settings.heartbeat_s
         if not self.unplaced:
-            self._set_state(now, ev.WorkerState.STARTING, uuid=config.slot.uuid)
-            self._set_state(now, ev.WorkerState.IDLE)
+            self._place(now)
 
     # -- the transport protocol ---------------------------------------------------------------
     @property
@@ -130,8 +131,16 @@ class FakeTransport:
         """An event's ``ts`` (Unix time, as a real worker's) at clock time ``now``."""
         return round(now + self.wall_offset, 3) if self.wall_offset else now
 
+    def _place(self, now: float) -> None:
+        self.unplaced = False
+        self._next_heartbeat = now + self.config.settings.heartbeat_s
+        self._set_state(now, ev.WorkerState.STARTING, uuid=self.config.slot.uuid)
+        self._set_state(now, ev.WorkerState.IDLE)
+
     def next_due(self) -> float:
-        if not self.alive or self.hung or self.unplaced:
+        if self.alive and self.unplaced:
+            return self.placed_at
+        if not self.alive or self.hung:
             return math.inf
         if self.current is None and (self.inbox or self.stopping):
             return -math.inf  # due now
@@ -139,6 +148,8 @@ class FakeTransport:
 
     def advance(self, now: float) -> None:
         self._now = now
+        if self.unplaced and now >= self.placed_at:
+            self._place(self.placed_at)
         if self.unplaced:
             return  # waiting for a host: nothing happens
         while self.alive and not self.hung:

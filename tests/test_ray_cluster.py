@@ -280,11 +280,12 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
     proc = helpers.start_cli(args, env)
     try:
         _, worker, busy, removed = _remove_node_while_busy(sim, out, proc)
-        waiting = helpers.wait_for_event(
-            out,
+        waiting = helpers.wait_for_event(  # the replacement's: on a loaded machine the first
+            out,  # actor may have been slow to start too, and said so, before the node went
             lambda e: (
                 e["type"] == "warning"
                 and e.get("worker") == worker
+                and e["ts"] >= removed
                 and "waiting for a place to run" in e["message"]
             ),
             timeout=180,

@@ -16,6 +16,7 @@ from virnucpro_tui.run.describe import (
     log_description,
     notable_text,
     progress_line,
+    result_counts,
     run_state,
     summary_lines,
 )
@@ -144,6 +145,29 @@ def test_progress_and_summary_of_a_finished_run() -> None:
     assert lines[0] == "run complete: 3,349,116 frames in 35:21"
     assert f"    prediction_results.txt: {scenario.OUT}/gut_contigs/prediction_results.txt" in lines
     assert not [x for x in lines if x.startswith("resumable")]
+
+
+def test_a_finished_inputs_counts_take_the_number_their_noun_needs() -> None:
+    """A six-read FASTQ gave "1 sequences called virus" in the summary; one of each is singular,
+    and the summary's line for the input reads the same."""
+    events = scenario.finished_events()
+    done = next(e for e in events if isinstance(e, JobDone))
+    one = msgspec.structs.replace(
+        done, sequences=1, chunks=1, chunks_without_frames=0, frames=1, virus_frames=1,
+        viral_sequences=1,
+    )  # fmt: skip
+    assert result_counts(one) == (
+        "1 sequence, 1 chunk (0 without a stop-free frame), 1 frame, 1 virus frame, "
+        "1 sequence called virus"
+    )
+    many = msgspec.structs.replace(one, sequences=6, chunks=8, chunks_without_frames=7,
+                                   frames=3, virus_frames=2)  # fmt: skip
+    assert result_counts(many) == (
+        "6 sequences, 8 chunks (7 without a stop-free frame), 3 frames, 2 virus frames, "
+        "1 sequence called virus"
+    )
+    view = fold(*(one if e is done else e for e in events))
+    assert f"  {done.job}: {result_counts(one)}" in summary_lines(view)
 
 
 def test_the_summary_names_the_runs_one_report_once_and_first() -> None:

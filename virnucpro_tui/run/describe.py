@@ -188,7 +188,8 @@ def notable_text(e: ev.Event) -> str | None:
             lines.append(f"DEMO: {e.notice}")
         return "\n".join(lines)
     if isinstance(e, ev.JobStarted):
-        return f"job {e.job}: {e.records:,} sequences, {e.chunks_total:,} chunks from {e.input}"
+        counts = f"{plural(e.records, 'sequence')}, {plural(e.chunks_total, 'chunk')}"
+        return f"job {e.job}: {counts} from {e.input}"
     if isinstance(e, ev.JobPrepared) and e.done:
         text = (
             f"job {e.job}: prepared {e.frames_prepared:,} frames in {shards(e.shards_total or 0)}"
@@ -285,7 +286,9 @@ def _quiet_text(e: ev.Event) -> str:
     if isinstance(e, ev.ShardSkipped):
         return f"{e.job} #{e.shard} already done ({e.frames:,} frames): skipped"
     if isinstance(e, ev.JobAdded):
-        return f"added {e.input}: {e.records:,} sequences, {e.chunks_total:,} chunks"
+        return (
+            f"added {e.input}: {plural(e.records, 'sequence')}, {plural(e.chunks_total, 'chunk')}"
+        )
     if isinstance(e, ev.JobPrepared):
         return (
             f"{e.job}: prepared {e.chunks_prepared:,}/{e.chunks_total:,} chunks, "
@@ -300,6 +303,16 @@ def dedup_text(duplicates: int) -> str:
     return f"{plural(duplicates, 'identical frame')} reuse an earlier result"
 
 
+def result_counts(r: ev.JobDone) -> str:
+    """A finished input's counts, each noun in the number it needs ("1 sequence called virus")."""
+    return (
+        f"{plural(r.sequences, 'sequence')}, {plural(r.chunks, 'chunk')} "
+        f"({r.chunks_without_frames:,} without a stop-free frame), {plural(r.frames, 'frame')}, "
+        f"{plural(r.virus_frames, 'virus frame')}, "
+        f"{plural(r.viral_sequences, 'sequence')} called virus"
+    )
+
+
 def summary_lines(view: RunView) -> list[str]:
     state = run_state(view)
     lines = [f"run {state}: {view.frames_done:,} frames in {fmt_duration(view.elapsed())}"]
@@ -310,11 +323,7 @@ def summary_lines(view: RunView) -> list[str]:
         r = job.result
         if job.status == ev.JobStatus.DONE and r is not None:
             report = r.outputs.get(REPORT_FILE, report)
-            lines.append(
-                f"  {job.name}: {r.sequences:,} sequences, {r.chunks:,} chunks "
-                f"({r.chunks_without_frames:,} without a stop-free frame), {r.frames:,} frames, "
-                f"{r.virus_frames:,} virus frames, {r.viral_sequences:,} sequences called virus"
-            )
+            lines.append(f"  {job.name}: {result_counts(r)}")
             for name, path in r.outputs.items():
                 if path != r.features_path and name != REPORT_FILE:  # listed once, below
                     lines.append(f"    {name}: {path}")

@@ -21,6 +21,7 @@ from virnucpro_tui.run.describe import (
     summary_lines,
 )
 from virnucpro_tui.run.view import RunView, Totals
+from virnucpro_tui.ui.render.results import results_text
 
 T = 1_000.0
 
@@ -168,6 +169,11 @@ def test_a_finished_inputs_counts_take_the_number_their_noun_needs() -> None:
     )
     view = fold(*(one if e is done else e for e in events))
     assert f"  {done.job}: {result_counts(one)}" in summary_lines(view)
+    only = fold(
+        *(one if e is done else e for e in events if not isinstance(e, JobDone) or e is done)
+    )
+    shown = " ".join(results_text(only, 120).plain.split())
+    assert "seqs 1 sequence · 1 called virus (100.0%) · 1 chunk · 0 without" in shown, shown
 
 
 def test_the_summary_names_the_runs_one_report_once_and_first() -> None:

@@ -42,6 +42,7 @@ from virnucpro_tui.report.scan import (
     scan_job,
 )
 from virnucpro_tui.report.timeline import build_timeline
+from virnucpro_tui.run.describe import plural
 from virnucpro_tui.run.rundir import PROVENANCE
 
 PARTIAL_DIR = "report-partial"  # --partial's default --out, inside the run directory
@@ -198,7 +199,8 @@ def _figures(
     title = (
         f"{job.name}: the sequences asked for"
         if wanted
-        else f"{job.name}: the {len(stats.tracks)} sequences called virus with the most viral chunks"
+        else f"{job.name}: the {plural(len(stats.tracks), 'sequence')} called virus with the most "
+        "viral chunks"
     )
     png, svg = figure.to_png_and_svg(
         figure.tracks_figure(stats.tracks, title, partial=not job.finished, demo=source.demo)

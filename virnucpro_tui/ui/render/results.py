@@ -12,6 +12,7 @@ from virnucpro_tui.run.describe import (
     dedup_text,
     fmt_bytes,
     percent,
+    plural,
     summary_lines,
 )
 from virnucpro_tui.run.view import RunView
@@ -40,9 +41,9 @@ def results_text(view: RunView, width: int) -> Text:
         chunks = sum(r.chunks for r in done)
         empty = sum(r.chunks_without_frames for r in done)
         sequences = [
-            Text(f"{seqs:,} sequences"),
+            Text(plural(seqs, "sequence")),
             Text(f"{viral:,} called virus ({percent(viral, seqs)})", style="bold red"),
-            Text(f"{chunks:,} chunks"),
+            Text(plural(chunks, "chunk")),
             Text(f"{empty:,} without a stop-free frame"),
         ]
     else:

@@ -173,3 +173,11 @@ def test_every_run_flag_fills_the_settings_field_it_names() -> None:
     for opt in RUN_OPTIONS:  # each names a real field (a typo would fail every run)
         target, name = opt.into.split(".") if opt.into else ("run", "out")
         assert name in {f.name for f in dataclasses.fields(targets()[target])}, opt.flags
+
+
+def test_the_hang_timeout_help_gives_the_pools_own_start_allowance() -> None:
+    """The help's number is a copy of ``PoolPolicy.start_timeout_s``: they must agree."""
+    from virnucpro_tui.pool.pool import PoolPolicy
+
+    allowance = f"{PoolPolicy().start_timeout_s:.0f}"
+    assert f"a worker not started yet gets at least {allowance})" in help_of("run")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from probe_common import Probe, fresh_python
+from probe_common import Probe, fresh_python, profile, rate
 
 PROBE = Probe("levers", default_deadline_s=480)
 NEW_ROOT = Path(__file__).resolve().parent.parent
@@ -173,74 +173,6 @@ def variant(e: Any, attention: str, prot: list[str], dna: list[str], out: dict[s
         e._warm_up("dnabert", e.dnabert)
         out["profile_esm"] = profile(lambda: e.embed("esm", [], tokens=p_tok[:429]))
         out["profile_dnabert"] = profile(lambda: e.embed("dnabert", [], tokens=d_tok[:2048]))
-
-
-def rate(n: int, fn: Any) -> float:
-    import torch
-
-    fn()
-    torch.cuda.synchronize()
-    best = 1e9
-    for _ in range(2):
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return round(n / best, 1)
-
-
-CATEGORIES = (
-    ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "cublas", "matmul", "splitk")),
-    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa", "flex")),
-)
-
-
-def profile(fn: Any) -> dict[str, Any]:
-    """GPU kernel time of one call by category, and the idle time between kernels."""
-    import torch
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as tprofile
-
-    fn()
-    torch.cuda.synchronize()
-    with tprofile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - t
-    kernels = [
-        e
-        for e in prof.events()
-        if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time > 0
-    ]
-    spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
-    busy, end_ = 0.0, None
-    for s, t_ in spans:
-        if end_ is None or s > end_:
-            busy += t_ - s
-            end_ = t_
-        elif t_ > end_:
-            busy += t_ - end_
-            end_ = t_
-    first, last = (spans[0][0], max(t for _, t in spans)) if spans else (0, 0)
-    cats: dict[str, float] = {}
-    names: dict[str, float] = {}
-    for e in kernels:
-        low = e.name.lower()
-        cat = next(
-            (c for c, keys in CATEGORIES if any(k in low for k in keys)), "norms_elementwise"
-        )
-        cats[cat] = cats.get(cat, 0.0) + e.device_time / 1e3
-        names[e.name[:90]] = names.get(e.name[:90], 0.0) + e.device_time / 1e3
-    return {
-        "wall_ms": round(wall * 1e3, 2),
-        "kernel_span_ms": round((last - first) / 1e3, 2),
-        "busy_ms": round(busy / 1e3, 2),
-        "idle_gaps_ms": round((last - first - busy) / 1e3, 2),
-        "kernels": len(kernels),
-        "by_category_ms": {k: round(v, 2) for k, v in sorted(cats.items())},
-        "top_kernels_ms": sorted(((round(v, 2), k) for k, v in names.items()), reverse=True)[:25],
-    }
 
 
 def run(work: Path) -> None:

@@ -1,0 +1,169 @@
+"""GPU probe (issue 21): speed levers for ESM-2 and DNABERT-S, each variant in a fresh process
+with its own empty compile cache, so no Inductor setting leaks from one variant into the next.
+
+    python3 scripts/gpu_speed_probe.py OUT_DIR [DEADLINE_S] [VARIANT,VARIANT,...]
+
+Per variant: ``Engine.load`` seconds (cold compile), ESM-2 proteins/s (1,716 proteins of 166
+residues) and DNABERT-S frames/s (8,192 frames) through ``Engine.embed`` (one warm pass, then
+the best of two), the cosine of ESM-2's pooled embeddings against the baseline variant's, and
+for some variants a kernel-category profile of one batch (scripts/gpu_levers_probe.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from probe_common import Probe, fresh_python
+
+PROBE = Probe("speed", default_deadline_s=540)
+ROOT = Path(__file__).resolve().parent.parent
+
+# name: (environment, settings, patches, what to measure)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {"profile": True, "dnabert": True},
+    "eager": {"settings": {"compile": False}, "dnabert": True},
+    "cdt": {
+        "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
+        "dnabert": True,
+        "profile": True,
+    },
+    "flex128": {"patch": "esm_flex"},
+    "flex64": {"patch": "esm_flex64"},
+    "tokens2x": {"tokens_factor": 2, "dnabert": True},
+    "fp8": {"settings": {"precision": "fp8"}, "profile": True},
+    "fp8_cdt": {
+        "settings": {"precision": "fp8"},
+        "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
+    },
+    "fp8_tensor": {"settings": {"precision": "fp8"}, "patch": "fp8_per_tensor", "profile": True},
+    "autotune": {"env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"}, "dnabert": True, "profile": True},
+    "static": {"env": {"VIRNUCPRO_TUI_COMPILE_DYNAMIC": "0"}, "dnabert": True},
+    "fp8_autotune": {
+        "settings": {"precision": "fp8"},
+        "env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"},
+    },
+}
+DEFAULT_ORDER = "base,eager,cdt,flex128,flex64,tokens2x,fp8,fp8_cdt,fp8_tensor"
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[5])
+t0 = time.time()
+import torch
+from pathlib import Path
+import torch.nn.functional as F
+from virnucpro_tui.measure.bench_child import random_frames_dna, random_proteins
+from virnucpro_tui.models.engine import Engine, default_gpu_token_budget
+from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from probe_common import profile, rate
+v = json.loads(sys.argv[1])
+files = ModelFiles(*[Path(p) for p in sys.argv[2].split(",")])
+out = {"variant": v}
+patch = v.get("patch", "")
+if patch.startswith("esm_flex"):
+    from torch.nn.attention.flex_attention import flex_attention
+    from virnucpro_tui.models import fast
+    from virnucpro_tui.models.esm import apply_rotary
+    opts = {"BLOCK_M": 64, "BLOCK_N": 64} if patch == "esm_flex64" else None
+    def forward(self, x, cos, sin, mask):
+        b, t, d = x.shape
+        q, k, vv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if mask is None:
+            o = flex_attention(q, k, vv, scale=1.0, kernel_options=opts)
+        else:
+            o = F.scaled_dot_product_attention(q, k, vv, attn_mask=mask, scale=1.0)
+        return self.out_proj(o.transpose(1, 2).reshape(b, t, d))
+    fast._FusedAttention.forward = forward
+if patch == "fp8_per_tensor":
+    from virnucpro_tui.models import fp8 as fp8mod
+    from torch import nn
+    def quantize_linears(module):
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerTensor, quantize_
+        cfg = Float8DynamicActivationFloat8WeightConfig(granularity=PerTensor(), set_inductor_config=False)
+        quantize_(module, cfg, filter_fn=lambda m, _n: isinstance(m, nn.Linear))
+    fp8mod.quantize_linears = quantize_linears
+dev = torch.device("cuda")
+extra = dict(v.get("settings", {}))
+factor = v.get("tokens_factor")
+if factor:
+    extra["esm_max_tokens"] = factor * default_gpu_token_budget(dev, "esm")
+    extra["dnabert_max_tokens"] = min(factor * default_gpu_token_budget(dev, "dnabert"), 262144)
+settings = EngineSettings(force_model_length=True, compile_cache=Path(sys.argv[3]), **extra)
+e = Engine(files, dev, settings)
+t = time.time(); e.load(); torch.cuda.synchronize()
+out["load_s"] = round(time.time() - t, 2)
+out["esm_budget"] = e._budget("esm")
+prot = random_proteins(1716, 166)
+p_tok = e.esm.tokenize(prot)
+pooled = e.embed("esm", [], tokens=p_tok[:512]).float().cpu()
+torch.save(pooled, sys.argv[4])
+out["esm_proteins_per_s"] = rate(len(prot), lambda: e.embed("esm", [], tokens=p_tok))
+if v.get("dnabert"):
+    dna = random_frames_dna(8192)
+    d_tok = e.dnabert.tokenize(dna)
+    out["dnabert_frames_per_s"] = rate(len(dna), lambda: e.embed("dnabert", [], tokens=d_tok))
+if v.get("profile"):
+    rows = e._budget("esm") // 168
+    out["profile_esm"] = profile(lambda: e.embed("esm", [], tokens=p_tok[:rows]))
+    out["profile_esm"]["proteins"] = rows
+    if v.get("dnabert"):
+        out["profile_dnabert"] = profile(lambda: e.embed("dnabert", [], tokens=d_tok[:2048]))
+out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+out["total_s"] = round(time.time() - t0, 1)
+print(json.dumps(out, default=str))
+"""
+
+
+def variant(name: str, files: str, work: Path) -> None:
+    import torch
+
+    spec = VARIANTS[name]
+    pooled = work / f"pooled-{name}.pt"
+    value, wall = fresh_python(
+        CHILD,
+        [json.dumps(spec), files, str(work / f"cache-{name}"), str(pooled), str(ROOT / "scripts")],
+        timeout=300,
+        env_extra=spec.get("env", {}),
+        cwd=ROOT,
+        stderr_tail=3000,
+    )
+    result: dict[str, Any] = value if isinstance(value, dict) else {"stderr": value}
+    result["wall_s"] = round(wall, 1)
+    base = work / "pooled-base.pt"
+    if name != "base" and pooled.exists() and base.exists():
+        a, b = torch.load(base), torch.load(pooled)
+        result["esm_cosine_min_vs_base"] = float(
+            torch.nn.functional.cosine_similarity(a, b, dim=1).min()
+        )
+    PROBE.results[name] = result
+
+
+def run(work: Path) -> None:
+    import torch
+
+    from virnucpro_tui.measure.bench_child import Shapes, build_models
+
+    PROBE.results["device"] = torch.cuda.get_device_name(0)
+    PROBE.results["torch"] = torch.__version__
+    PROBE.results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t = time.time()
+    paths = build_models(work / "models", Shapes(), torch.device("cuda"))
+    torch.cuda.empty_cache()
+    PROBE.results["build_models_s"] = round(time.time() - t, 1)
+    PROBE.log("models built")
+    files = ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
+    order = (sys.argv[3] if len(sys.argv) > 3 else DEFAULT_ORDER).split(",")
+    if "base" not in order:
+        order.insert(0, "base")
+    for name in order:
+        needs = 90 if "autotune" in name else 45
+        PROBE.step(name, lambda n=name: variant(n, files, work), needs)
+
+
+if __name__ == "__main__":
+    PROBE.main(run)

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # name: (environment, settings, patches, what to measure)
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"profile": True, "dnabert": True},
+    "base_esm": {},  # the fp16 reference for the cosine, ESM-2 alone
     "eager": {"settings": {"compile": False}, "dnabert": True},
     "cdt": {
         "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
@@ -35,6 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "flex64": {"patch": "esm_flex64"},
     "tokens2x": {"tokens_factor": 2, "dnabert": True},
     "fp8": {"settings": {"precision": "fp8"}, "profile": True},
+    "fp8_kernel": {"settings": {"precision": "fp8", "fp8_gelu_kernel": True}, "profile": True},
     "fp8_cdt": {
         "settings": {"precision": "fp8"},
         "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
@@ -134,13 +136,50 @@ def variant(name: str, files: str, work: Path) -> None:
     )
     result: dict[str, Any] = value if isinstance(value, dict) else {"stderr": value}
     result["wall_s"] = round(wall, 1)
-    base = work / "pooled-base.pt"
-    if name != "base" and pooled.exists() and base.exists():
+    base = next(iter(sorted(work.glob("pooled-base*.pt"))), work / "pooled-base.pt")
+    if not name.startswith("base") and pooled.exists() and base.exists():
         a, b = torch.load(base), torch.load(pooled)
         result["esm_cosine_min_vs_base"] = float(
             torch.nn.functional.cosine_similarity(a, b, dim=1).min()
         )
     PROBE.results[name] = result
+
+
+def fp8_kernel_check() -> None:
+    """The one-pass GELU + FP8 quantisation kernel against the same arithmetic in torch
+    operations (eager and compiled): identical bytes, and the time of each on one batch's rows."""
+    import torch
+
+    from virnucpro_tui.models.fp8 import gelu_quantize_reference
+    from virnucpro_tui.models.fp8_gelu import gelu_quantize_rows
+
+    x = torch.randn(40488, 10240, device="cuda", dtype=torch.bfloat16) * 2
+    q, s = gelu_quantize_rows(x)
+    qr, sr = gelu_quantize_reference(x)
+    out: dict[str, Any] = {
+        "bytes_equal_fraction": float((q.view(torch.uint8) == qr.view(torch.uint8)).float().mean()),
+        "scale_max_rel_diff": float(((s - sr).abs() / sr).max()),
+    }
+    compiled = torch.compile(gelu_quantize_reference)
+    for name, fn in (
+        ("kernel", gelu_quantize_rows),
+        ("inductor", compiled),
+        ("eager", gelu_quantize_reference),
+    ):
+        fn(x)
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            fn(x)
+        end.record()
+        torch.cuda.synchronize()
+        ms = start.elapsed_time(end) / 10
+        out[f"{name}_ms"] = round(ms, 3)
+        out[f"{name}_gb_per_s"] = round(x.numel() * 3 / ms / 1e6, 1)  # read bf16, write fp8
+    PROBE.results["fp8_kernel"] = out
+    del x, q, qr
+    torch.cuda.empty_cache()
 
 
 def run(work: Path) -> None:
@@ -158,8 +197,11 @@ def run(work: Path) -> None:
     PROBE.log("models built")
     files = ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
     order = (sys.argv[3] if len(sys.argv) > 3 else DEFAULT_ORDER).split(",")
-    if "base" not in order:
+    if not order[0].startswith("base") and "base" not in order:
         order.insert(0, "base")
+    if "kernel" in order:
+        order.remove("kernel")
+        PROBE.step("fp8_kernel", fp8_kernel_check, 30)
     for name in order:
         needs = 90 if "autotune" in name else 45
         PROBE.step(name, lambda n=name: variant(n, files, work), needs)

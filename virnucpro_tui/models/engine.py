@@ -200,7 +200,14 @@ class Engine:
             fp8 = self.settings.precision == "fp8"
             epilogue = not fp8 and not self.settings.exact_gelu
             attention = self.settings.esm_attention
-            accelerate_esm(bundle, compile_, fp8=fp8, gelu_epilogue=epilogue, attention=attention)
+            accelerate_esm(
+                bundle,
+                compile_,
+                fp8=fp8,
+                gelu_epilogue=epilogue,
+                attention=attention,
+                fp8_gelu_kernel=self.settings.fp8_gelu_kernel,
+            )
         else:
             accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
         if compile_ and self.compiled_into is not None:
@@ -218,7 +225,11 @@ class Engine:
     def compile_variant(self, name: str) -> str:
         """What a model's compiled graphs depend on besides torch and the GPU (the cache key)."""
         s = self.settings
-        detail = (s.dnabert_attention,) if name == "dnabert" else (s.exact_gelu, s.esm_attention)
+        detail: tuple[object, ...] = (s.exact_gelu, s.esm_attention)
+        if name == "dnabert":
+            detail = (s.dnabert_attention,)
+        elif s.precision == "fp8" and s.fp8_gelu_kernel:
+            detail += ("fp8-gelu-kernel",)
         dtype = self._dtype_label(name, engine_dtype(s, self.device, name))
         return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name])))
 

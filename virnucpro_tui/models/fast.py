@@ -87,6 +87,7 @@ class _FastLayer(nn.Module):
         self.ffn_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
         self.gelu_epilogue = gelu_epilogue
+        self.gelu_in_fc2 = False  # fp8: fc2 applies the GELU itself (models/fp8_gelu.py)
 
     def forward(
         self,
@@ -101,6 +102,8 @@ class _FastLayer(nn.Module):
         x = x + pending
         x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         h = self.ffn_norm(x)
+        if self.gelu_in_fc2:
+            return x, self.fc2(self.fc1(h))
         h = linear_gelu_tanh(h, self.fc1) if self.gelu_epilogue else F.gelu(self.fc1(h))
         return x, self.fc2(h)
 
@@ -275,15 +278,21 @@ def accelerate_esm(
     fp8: bool = False,
     gelu_epilogue: bool = False,
     attention: str = "flash",
+    fp8_gelu_kernel: bool = False,
 ) -> None:
     """Swap the bundle's encoder for the fast one (frees the separate q/k/v weights); with
-    ``fp8`` its matrix products run in FP8 (models/fp8.py)."""
+    ``fp8`` its matrix products run in FP8 (models/fp8.py); ``fp8_gelu_kernel`` feeds each fc2
+    from the one-pass GELU and quantisation kernel (models/fp8_gelu.py)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}: expected one of {COMPILE_MODES}")
     fast = FastEsm(bundle.encoder, gelu_epilogue, cudnn=attention == "cudnn")
     if fp8:
         from virnucpro_tui.models.fp8 import quantize_linears
 
+        if fp8_gelu_kernel:
+            from virnucpro_tui.models.fp8_gelu import fuse_gelu_into_fc2
+
+            fuse_gelu_into_fc2(fast.layers)
         quantize_linears(fast.layers)
     if compile_:
         raise_recompile_limit()

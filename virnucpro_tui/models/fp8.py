@@ -10,10 +10,16 @@ Fidelity on random weights is in docs/benchmarks.md; ``check-precision`` judges 
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from virnucpro_tui.errors import ModelError
 from virnucpro_tui.models.precision import FP8_EXTRA
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
+MIN_SCALE_AMAX = 1e-12  # a row of zeros gets a finite scale (and zeros)
 
 
 def quantize_linears(module: nn.Module) -> None:
@@ -32,3 +38,18 @@ def quantize_linears(module: nn.Module) -> None:
         granularity=PerRow(), set_inductor_config=False
     )
     quantize_(module, config, filter_fn=lambda m, _name: isinstance(m, nn.Linear))
+
+
+def gelu_quantize_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gelu(x)`` as float8 rows and fp32 scales ``[rows, 1]`` in torch operations: the
+    arithmetic of models/fp8_gelu.py's one-pass kernel (which is checked against it)."""
+    g = F.gelu(x.float())
+    scale = g.abs().amax(dim=-1, keepdim=True).clamp(min=MIN_SCALE_AMAX) / FP8_MAX
+    return (g / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
+
+
+def quantize_weight_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A weight ``[out, in]`` as float8 rows and fp32 scales ``[out, 1]`` (torchao's rule)."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1, keepdim=True).clamp(min=MIN_SCALE_AMAX) / FP8_MAX
+    return (w / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale

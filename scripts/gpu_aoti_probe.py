@@ -178,23 +178,31 @@ dev = torch.device("cpu" if tiny else "cuda")
 esm, dna = load_fast(paths, dev)
 dtype, dna_dtype = dtypes(dev)
 res["models_read_s"] = round(time.time() - T0, 2)
+print("reached", res, file=sys.stderr, flush=True)
 esm_run = torch._inductor.aoti_load_package(str(pkg / "esm_layer.pt2"))
 dna_run = torch._inductor.aoti_load_package(str(pkg / "dnabert_layer.pt2"))
 res["packages_loaded_s"] = round(time.time() - T0, 2)
+print("reached", res, file=sys.stderr, flush=True)
 use_packaged(esm, dna, esm_run, dna_run)
 p, d = batches(esm, dna, n)
 from virnucpro_tui.models.batching import embed_token_lists
+from virnucpro_tui.models.engine import default_gpu_token_budget
+def budget(which):  # the engine's batches (Engine._budget)
+    if tiny:
+        return 4096 if which == "esm" else 16384
+    return default_gpu_token_budget(dev, which)
 def run_esm(tok):
     return embed_token_lists(tok, lambda i, l, hp: esm.forward_pooled(i, l - 2, has_padding=hp),
-                             esm.alphabet.padding_idx, dev, 10**9, len(tok))
+                             esm.alphabet.padding_idx, dev, budget("esm"), 1024)
 def run_dna(tok):
     def fwd(i, l, hp):
         return dna.forward_pooled(i, torch.arange(i.shape[1], device=i.device)[None, :] < l[:, None])
-    return embed_token_lists(tok, fwd, dna.pad_id, dev, 10**9, len(tok), align=1 if tiny else 8)
+    return embed_token_lists(tok, fwd, dna.pad_id, dev, budget("dnabert"), 1024, align=1 if tiny else 8)
 with torch.no_grad():
     pe = run_esm(p); pd = run_dna(d)
     if dev.type == "cuda": torch.cuda.synchronize()
 res["first_batch_done_s"] = round(time.time() - T0, 2)
+print("reached", res, file=sys.stderr, flush=True)
 torch.save({"esm": pe.float().cpu(), "dna": pd.float().cpu()}, sys.argv[5])
 def rate(fn, k):
     best = 1e9
@@ -220,8 +228,7 @@ res = {"import_torch_s": round(time.time() - T0, 2)}
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 dev = torch.device("cpu" if tiny else "cuda")
-settings = EngineSettings(force_model_length=True, compile_cache=cache,
-                          esm_max_tokens=10**9, dnabert_max_tokens=10**9, max_batch=n)
+settings = EngineSettings(force_model_length=True, compile_cache=cache)
 e = Engine(ModelFiles(*[Path(x) for x in paths]), dev, settings)
 e.load()
 res["engine_loaded_s"] = round(time.time() - T0, 2)

@@ -70,15 +70,15 @@ def fresh_python(
     cwd: Path | None = None,
     stderr_tail: int = 2000,
 ) -> tuple[Any, float]:
-    """Run ``code`` in a new interpreter without this process's TORCHINDUCTOR_CACHE_DIR (nor
-    ``env_drop``; plus ``env_extra``): the last JSON line it prints (or its stderr's tail), and
-    its wall seconds."""
+    """Run ``code`` in a new interpreter (faulthandler on) without this process's
+    TORCHINDUCTOR_CACHE_DIR (nor ``env_drop``; plus ``env_extra``): the last JSON line it
+    prints (or its exit status and stderr's tail), and its wall seconds."""
     drop = ("TORCHINDUCTOR_CACHE_DIR", *env_drop)
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra or {})
     start = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, "-X", "faulthandler", "-c", code, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -87,7 +87,9 @@ def fresh_python(
     )
     wall = time.time() - start
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    return (json.loads(lines[-1]) if lines else out.stderr[-stderr_tail:]), wall
+    if lines:
+        return json.loads(lines[-1]), wall
+    return f"exit status {out.returncode}; stderr: {out.stderr[-stderr_tail:]}", wall
 
 
 def rate(n: int, fn: Any) -> float:

@@ -178,7 +178,7 @@ class Engine:
         if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
             return None
         from virnucpro_tui.models import compile_cache
-        from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
+        from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm_as_set
 
         # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
@@ -197,17 +197,7 @@ class Engine:
             reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
         )
         if name == "esm":
-            fp8 = self.settings.precision == "fp8"
-            epilogue = not fp8 and not self.settings.exact_gelu
-            attention = self.settings.esm_attention
-            accelerate_esm(
-                bundle,
-                compile_,
-                fp8=fp8,
-                gelu_epilogue=epilogue,
-                attention=attention,
-                fp8_gelu_kernel=self.settings.fp8_gelu_kernel,
-            )
+            accelerate_esm_as_set(bundle, compile_, self.settings)
         else:
             accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
         if compile_ and self.compiled_into is not None:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro_tui.models.esm import MASK_RATIO_TRAIN, EncoderLayer, EsmEncoder, apply_rotary
+from virnucpro_tui.models.settings import EngineSettings
 
 COMPILE_MODES = ("regional", "stack")  # one layer reused, or the whole stack unrolled
 
@@ -301,6 +302,20 @@ def accelerate_esm(
         else:
             compile_module(fast, "_stack")
     bundle.encoder = fast
+
+
+def accelerate_esm_as_set(bundle: Any, compile_: bool, settings: EngineSettings) -> None:
+    """``accelerate_esm`` as the engine's settings ask: FP8 products for ``--precision fp8``,
+    else fc1's GELU in the cuBLASLt epilogue unless ``exact_gelu``; the attention kernel."""
+    fp8 = settings.precision == "fp8"
+    accelerate_esm(
+        bundle,
+        compile_,
+        fp8=fp8,
+        gelu_epilogue=not fp8 and not settings.exact_gelu,
+        attention=settings.esm_attention,
+        fp8_gelu_kernel=settings.fp8_gelu_kernel,
+    )
 
 
 def accelerate_dnabert(

@@ -3,10 +3,10 @@
 Each layer's feed-forward computes ``fc2(gelu(fc1(x)))``. With torchao's dynamic row-wise
 quantisation the GELU, the row maxima and the cast to float8 ran as one compiled kernel that
 read each 10,240-wide row twice; it took 56 of the 298 ms of an ESM-2 batch on an H100
-(docs/benchmarks.md#levers-measured-2026-12-07). Here one Triton program holds a whole row: it reads it
-once, applies the exact GELU, takes the row's absolute maximum and writes the float8 row and
-its scale; the product is then one row-wise scaled FP8 GEMM (``torch._scaled_mm``), the same
-cuBLAS kernel torchao calls. Scales follow torchao's rule: ``amax / 448`` per row.
+(docs/benchmarks.md#levers-measured-2026-12-07). Here one Triton program holds a whole row: it
+reads it once, applies the exact GELU, takes the row's absolute maximum and writes the float8
+row and its scale; the product is then one row-wise scaled FP8 GEMM (``torch._scaled_mm``),
+the same cuBLAS kernel torchao calls. Scales follow torchao's rule: ``amax / 448`` per row.
 
 Imported only on a GPU with ``--precision fp8`` and ``EngineSettings.fp8_gelu_kernel`` (off
 until its speed is measured on a GPU; Triton comes with the CUDA build of torch).

@@ -6,7 +6,13 @@ import torch
 
 from virnucpro_tui.models.dnabert import load_dnabert
 from virnucpro_tui.models.esm import load_esm
-from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
+from virnucpro_tui.models.fast import (
+    FastEsm,
+    accelerate_dnabert,
+    accelerate_esm,
+    accelerate_esm_as_set,
+)
+from virnucpro_tui.models.settings import EngineSettings
 
 PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "MA", "GGGGSLLLKKKEEEDDDRRRPPPAAA" * 3, "WYC"]
 DNA = ["ATGC" * 60, "ACGTTGCA" * 9, "ATGAAACCCGGGTTT" * 20, "A" * 30]
@@ -72,3 +78,22 @@ def test_score_mod_is_alibi_plus_padding() -> None:
     assert torch.isclose(got, score - slopes[7] * 2)
     masked = mod(score, torch.tensor(1), torch.tensor(7), torch.tensor(0), torch.tensor(3))
     assert masked == float("-inf")
+
+
+def test_the_engine_settings_pick_the_esm_fast_path(demo_models) -> None:
+    chosen = {}
+    for name, settings in (
+        ("default", EngineSettings()),
+        ("exact", EngineSettings(exact_gelu=True)),
+        ("cudnn", EngineSettings(esm_attention="cudnn")),
+    ):
+        bundle = load_esm(demo_models.esm)
+        accelerate_esm_as_set(bundle, False, settings)
+        assert isinstance(bundle.encoder, FastEsm)
+        layer = bundle.encoder.layers[0]
+        chosen[name] = (layer.gelu_epilogue, layer.attn.cudnn, layer.gelu_in_fc2)
+    assert chosen == {
+        "default": (True, False, False),  # fc1's GELU in the cuBLASLt epilogue
+        "exact": (False, False, False),
+        "cudnn": (True, True, False),
+    }

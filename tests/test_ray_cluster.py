@@ -299,11 +299,14 @@ def test_a_lost_node_without_room_elsewhere_leaves_the_run_to_the_other_nodes(
     assert waiting["worker"] == worker and waiting["ts"] >= removed
     assert "the run goes on with the other workers" in waiting["message"]
     ev = helpers.events(out)
-    # the replacement never started, so it never held a shard: only the lost node's were requeued
+    # the replacement never started, so it never held a shard: this worker's requeues are the
+    # lost node's alone (on a machine loaded far past CI's, another worker may also miss its
+    # 10 s heartbeat and be killed and requeued as hung: that is --hang-timeout at work)
     assert (worker, 1) not in actor_nodes(ev)
     requeued = [e for e in ev if e["type"] == "shard_requeued"]
     assert busy in {(e["job"], e["shard"]) for e in requeued}
-    assert all("node lost" in e["reason"] for e in requeued)
+    mine = [e["reason"] for e in requeued if e["reason"].startswith(f"worker {worker} ")]
+    assert mine and all("node lost" in reason for reason in mine), mine
     late = [e for e in ev if e["type"] == "shard_done" and e["ts"] > removed]
     assert {e["worker"] for e in late} <= {w for w in range(3) if w != worker} and late
     assert not [e for e in ev if e["type"] == "error"]

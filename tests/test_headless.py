@@ -152,6 +152,10 @@ def test_events_jsonl_dash_streams_json_lines_on_stdout(
     assert {"model_load", "shard_done", "job_done", "gpu_memory", "heartbeat"} <= {
         e["type"] for e in events
     }
+    # memory is read once the models are loaded, before the first shard, not by a timer's luck
+    types = [e["type"] for e in events]
+    loaded = max(i for i, e in enumerate(events) if e["type"] == "model_load")
+    assert "gpu_memory" in types[loaded : types.index("shard_done")]
     on_disk = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert on_disk == events  # the same stream as the run directory's events.jsonl
     assert_plain_run_output(captured.err, out)  # the progress lines stay on stderr

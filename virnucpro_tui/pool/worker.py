@@ -238,6 +238,7 @@ class Worker:
                 if self.faults.fail_load:
                     raise RuntimeError("model loading failed (injected fault)")
                 self.engine.load()
+                self.send_memory()  # what the models hold, before the first shard's batches
                 self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
             if self.faults.fail_on_shard == self.shards_done + 1:
                 raise RuntimeError(f"shard {shard.key} failed (injected fault)")
@@ -381,6 +382,10 @@ class Worker:
             total=int(vm.total),
         )
 
+    def send_memory(self) -> None:
+        with contextlib.suppress(Exception):  # telemetry must never kill the worker
+            self.send(self.memory_snapshot())
+
     def clear_cache(self, reason: str) -> None:
         prev_state = self.state
         self.set_state(ev.WorkerState.CLEARING, reason=reason)
@@ -424,8 +429,7 @@ class Worker:
             )
             if self.device is not None and now - last_memory >= self.cfg.settings.memory_every_s:
                 last_memory = now
-                with contextlib.suppress(Exception):  # telemetry must never kill the worker
-                    self.send(self.memory_snapshot())
+                self.send_memory()
             time.sleep(self.cfg.settings.heartbeat_s)
 
 

@@ -1,7 +1,7 @@
 """GPU probe (issue 21): a warm start with kernels loaded from an AOTInductor package (no Dynamo,
 no Inductor at start) against today's warm ``torch.compile`` cache.
 
-    python3 scripts/gpu_aoti_probe.py OUT_DIR [DEADLINE_S] [--tiny-cpu]
+    python3 scripts/gpu_aoti_probe.py OUT_DIR [DEADLINE_S] [--tiny-cpu | --tiny-gpu]
 
 One encoder layer of each model is exported with its weights as inputs (so the one package
 serves all 36 ESM-2 layers and all 12 DNABERT-S layers, as regional compilation does today),
@@ -23,7 +23,8 @@ from probe_common import Probe, fresh_python
 
 PROBE = Probe("aoti", default_deadline_s=540)
 ROOT = Path(__file__).resolve().parent.parent
-TINY = "--tiny-cpu" in sys.argv
+TINY_GPU = "--tiny-gpu" in sys.argv  # the tiny shapes on the GPU: does the packaged path run?
+TINY = "--tiny-cpu" in sys.argv or TINY_GPU
 
 # Shared by the children: functional layers (weights as inputs) and the packaged forward paths.
 COMMON = r"""
@@ -136,8 +137,8 @@ BUILD = (
     COMMON
     + r"""
 from torch.export import Dim
-paths, out_dir, tiny = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] == "1"
-dev = torch.device("cpu" if tiny else "cuda")
+paths, out_dir, tiny = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] != "0"
+dev = torch.device("cpu" if sys.argv[3] == "1" else "cuda")
 esm, dna = load_fast(paths, dev)
 dtype, dna_dtype = dtypes(dev)
 res = {}
@@ -172,9 +173,9 @@ print(json.dumps(res))
 PACKAGED = (
     COMMON
     + r"""
-paths, pkg, tiny, n = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+paths, pkg, tiny, n = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] != "0", int(sys.argv[4])
 res = {"import_torch_s": round(time.time() - T0, 2)}
-dev = torch.device("cpu" if tiny else "cuda")
+dev = torch.device("cpu" if sys.argv[3] == "1" else "cuda")
 esm, dna = load_fast(paths, dev)
 dtype, dna_dtype = dtypes(dev)
 res["models_read_s"] = round(time.time() - T0, 2)
@@ -223,11 +224,11 @@ print(json.dumps(res))
 COMPILED = (
     COMMON
     + r"""
-paths, cache, tiny, n = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+paths, cache, tiny, n = sys.argv[1].split(","), Path(sys.argv[2]), sys.argv[3] != "0", int(sys.argv[4])
 res = {"import_torch_s": round(time.time() - T0, 2)}
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-dev = torch.device("cpu" if tiny else "cuda")
+dev = torch.device("cpu" if sys.argv[3] == "1" else "cuda")
 settings = EngineSettings(force_model_length=True, compile_cache=cache)
 e = Engine(ModelFiles(*[Path(x) for x in paths]), dev, settings)
 e.load()
@@ -262,12 +263,12 @@ def run(work: Path) -> None:
     from virnucpro_tui.measure.bench_child import TINY as TINY_SHAPES
     from virnucpro_tui.measure.bench_child import Shapes, build_models
 
-    dev = torch.device("cpu" if TINY else "cuda")
-    PROBE.results["device"] = "cpu" if TINY else torch.cuda.get_device_name(0)
+    dev = torch.device("cpu" if TINY and not TINY_GPU else "cuda")
+    PROBE.results["device"] = "cpu" if dev.type == "cpu" else torch.cuda.get_device_name(0)
     PROBE.results["torch"] = torch.__version__
     paths = build_models(work / "models", TINY_SHAPES if TINY else Shapes(), dev)
     files = ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
-    tiny, n = ("1", "64") if TINY else ("0", "2048")
+    tiny, n = ("g" if TINY_GPU else "1", "64") if TINY else ("0", "2048")
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     PROBE.log("models built")

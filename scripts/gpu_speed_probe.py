@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tokens2x": {"tokens_factor": 2, "dnabert": True},
     "fp8": {"settings": {"precision": "fp8"}, "profile": True},
     "fp8_kernel": {"settings": {"precision": "fp8", "fp8_gelu_kernel": True}, "profile": True},
+    "base_dna": {"esm": False, "dnabert": True},  # the reference for DNABERT-S's cosine
+    "dna_glu": {"esm": False, "dnabert": True, "settings": {"dnabert_glu_kernel": True}},
     "fp8_cdt": {
         "settings": {"precision": "fp8"},
         "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
@@ -100,16 +102,19 @@ e = Engine(files, dev, settings)
 t = time.time(); e.load(); torch.cuda.synchronize()
 out["load_s"] = round(time.time() - t, 2)
 out["esm_budget"] = e._budget("esm")
-prot = random_proteins(1716, 166)
-p_tok = e.esm.tokenize(prot)
-pooled = e.embed("esm", [], tokens=p_tok[:512]).float().cpu()
-torch.save(pooled, sys.argv[4])
-out["esm_proteins_per_s"] = rate(len(prot), lambda: e.embed("esm", [], tokens=p_tok))
+pooled = {}
+if v.get("esm", True):
+    prot = random_proteins(1716, 166)
+    p_tok = e.esm.tokenize(prot)
+    pooled["esm"] = e.embed("esm", [], tokens=p_tok[:512]).float().cpu()
+    out["esm_proteins_per_s"] = rate(len(prot), lambda: e.embed("esm", [], tokens=p_tok))
 if v.get("dnabert"):
     dna = random_frames_dna(8192)
     d_tok = e.dnabert.tokenize(dna)
+    pooled["dnabert"] = e.embed("dnabert", [], tokens=d_tok[:2048]).float().cpu()
     out["dnabert_frames_per_s"] = rate(len(dna), lambda: e.embed("dnabert", [], tokens=d_tok))
-if v.get("profile"):
+torch.save(pooled, sys.argv[4])
+if v.get("profile") and v.get("esm", True):
     rows = e._budget("esm") // 168
     out["profile_esm"] = profile(lambda: e.embed("esm", [], tokens=p_tok[:rows]))
     out["profile_esm"]["proteins"] = rows
@@ -136,12 +141,13 @@ def variant(name: str, files: str, work: Path) -> None:
     )
     result: dict[str, Any] = value if isinstance(value, dict) else {"stderr": value}
     result["wall_s"] = round(wall, 1)
-    base = next(iter(sorted(work.glob("pooled-base*.pt"))), work / "pooled-base.pt")
-    if not name.startswith("base") and pooled.exists() and base.exists():
-        a, b = torch.load(base), torch.load(pooled)
-        result["esm_cosine_min_vs_base"] = float(
-            torch.nn.functional.cosine_similarity(a, b, dim=1).min()
-        )
+    if not name.startswith("base") and pooled.exists():
+        mine = torch.load(pooled)
+        for base in sorted(work.glob("pooled-base*.pt")):
+            for model, ref in torch.load(base).items():
+                if model in mine and f"{model}_cosine_min_vs_base" not in result:
+                    cos = torch.nn.functional.cosine_similarity(ref, mine[model], dim=1)
+                    result[f"{model}_cosine_min_vs_base"] = float(cos.min())
     PROBE.results[name] = result
 
 
@@ -182,6 +188,59 @@ def fp8_kernel_check() -> None:
     torch.cuda.empty_cache()
 
 
+def glu_kernel_check() -> None:
+    """DNABERT-S's fused gated product against cuBLAS + the compiled gelu·mul at one batch's
+    rows (2,048 frames x 112 tokens): the error against fp32, and the time of each tile shape."""
+    import torch
+
+    from virnucpro_tui.models.glu_gelu import TileConfig, glu_gelu_reference, launch
+
+    x = torch.randn(2048 * 112, 768, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(6144, 768, device="cuda", dtype=torch.bfloat16) * 0.036
+    truth = glu_gelu_reference(x[:4096].float(), w.float())
+    bf16 = glu_gelu_reference(x[:4096], w).float()
+    out: dict[str, Any] = {"reference_bf16_max_abs_err": float((bf16 - truth).abs().max())}
+    compiled = torch.compile(glu_gelu_reference)
+    cands = {
+        "reference_compiled": compiled,
+        "cublas_product_alone": lambda a, b: torch.nn.functional.linear(a, b),
+    }
+    for bm, bn, bk, warps, stages in (
+        (128, 128, 64, 8, 3),
+        (128, 128, 64, 8, 4),
+        (128, 64, 64, 4, 4),
+        (128, 64, 64, 8, 3),
+        (64, 128, 64, 4, 4),
+        (128, 256, 64, 8, 3),
+        (256, 64, 64, 8, 3),
+        (128, 128, 32, 8, 4),
+    ):
+        cfg = TileConfig(bm, bn, bk, 8, warps, stages)
+        cands[f"kernel_{bm}x{bn}x{bk}_w{warps}_s{stages}"] = lambda a, b, c=cfg: launch(a, b, c)
+    for name, fn in cands.items():
+        try:
+            got = fn(x[:4096], w).float()
+            if got.shape == truth.shape:
+                out[f"{name}_max_abs_err"] = float((got - truth).abs().max())
+            fn(x, w)
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                fn(x, w)
+            end.record()
+            torch.cuda.synchronize()
+            ms = start.elapsed_time(end) / 10
+            out[f"{name}_ms"] = round(ms, 3)
+            out[f"{name}_tflops"] = round(2 * x.shape[0] * 768 * 6144 / ms / 1e9, 1)
+        except Exception as exc:  # noqa: BLE001 - one shape may not compile; record it
+            out[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        PROBE.log(f"glu {name}")
+    PROBE.results["glu_kernel"] = out
+    del x
+    torch.cuda.empty_cache()
+
+
 def run(work: Path) -> None:
     import torch
 
@@ -197,11 +256,14 @@ def run(work: Path) -> None:
     PROBE.log("models built")
     files = ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
     order = (sys.argv[3] if len(sys.argv) > 3 else DEFAULT_ORDER).split(",")
-    if not order[0].startswith("base") and "base" not in order:
+    if not any(name.startswith("base") for name in order):
         order.insert(0, "base")
     if "kernel" in order:
         order.remove("kernel")
         PROBE.step("fp8_kernel", fp8_kernel_check, 30)
+    if "glu" in order:
+        order.remove("glu")
+        PROBE.step("glu_kernel", glu_kernel_check, 40)
     for name in order:
         needs = 90 if "autotune" in name else 45
         PROBE.step(name, lambda n=name: variant(n, files, work), needs)

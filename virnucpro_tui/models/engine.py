@@ -178,7 +178,7 @@ class Engine:
         if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
             return None
         from virnucpro_tui.models import compile_cache
-        from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm_as_set
+        from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
 
         # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
@@ -199,7 +199,7 @@ class Engine:
         if name == "esm":
             accelerate_esm_as_set(bundle, compile_, self.settings)
         else:
-            accelerate_dnabert(bundle, compile_, attention=self.settings.dnabert_attention)
+            accelerate_dnabert_as_set(bundle, compile_, self.settings)
         if compile_ and self.compiled_into is not None:
             compiled_before = [("dnabert", self.dnabert)] if self.dnabert is not None else []
             compile_cache.run_or_recompile(
@@ -217,7 +217,7 @@ class Engine:
         s = self.settings
         detail: tuple[object, ...] = (s.exact_gelu, s.esm_attention)
         if name == "dnabert":
-            detail = (s.dnabert_attention,)
+            detail = (s.dnabert_attention, *(["glu-kernel"] if s.dnabert_glu_kernel else []))
         elif s.precision == "fp8" and s.fp8_gelu_kernel:
             detail += ("fp8-gelu-kernel",)
         dtype = self._dtype_label(name, engine_dtype(s, self.device, name))

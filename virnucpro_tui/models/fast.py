@@ -178,11 +178,12 @@ def alibi_score_mod(slopes: torch.Tensor, lengths: torch.Tensor) -> Callable[...
 class _FlexLayer(nn.Module):
     """One DNABERT-S layer (the reference's weights) with ALiBi inside FlexAttention."""
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, glu_kernel: bool = False) -> None:
         super().__init__()
         self.heads = layer.heads
         self.attention = layer.attention
         self.mlp = layer.mlp
+        self.glu_kernel = glu_kernel
 
     def forward(self, x: torch.Tensor, slopes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from torch.nn.attention.flex_attention import flex_attention
@@ -194,7 +195,12 @@ class _FlexLayer(nn.Module):
         a = a.transpose(1, 2).reshape(b, t, h)
         out = self.attention.output
         x = out.LayerNorm(out.dense(a) + x)
-        return self.mlp(x)
+        if not self.glu_kernel:
+            return self.mlp(x)
+        from virnucpro_tui.models.glu_gelu import glu_gelu
+
+        mlp = self.mlp
+        return mlp.layernorm(mlp.wo(glu_gelu(x, mlp.gated_layers.weight)) + x)
 
 
 class FastDnabert(nn.Module):
@@ -202,13 +208,14 @@ class FastDnabert(nn.Module):
 
     slopes: torch.Tensor
 
-    def __init__(self, model: Any, flex: bool) -> None:
+    def __init__(self, model: Any, flex: bool, glu_kernel: bool = False) -> None:
         super().__init__()
         self.inner = model
         self.embeddings = model.embeddings  # the same module: bundle.device/dtype still work
         self.flex = flex
         if flex:
-            self.layers = nn.ModuleList(_FlexLayer(layer) for layer in model.encoder.layer)
+            layers = model.encoder.layer
+            self.layers = nn.ModuleList(_FlexLayer(layer, glu_kernel) for layer in layers)
             device = model.embeddings.word_embeddings.weight.device
             self.register_buffer(
                 "slopes", torch.tensor(model.slopes, dtype=torch.float32, device=device)
@@ -318,12 +325,28 @@ def accelerate_esm_as_set(bundle: Any, compile_: bool, settings: EngineSettings)
     )
 
 
+def accelerate_dnabert_as_set(bundle: Any, compile_: bool, settings: EngineSettings) -> None:
+    """``accelerate_dnabert`` as the engine's settings ask."""
+    accelerate_dnabert(
+        bundle,
+        compile_,
+        attention=settings.dnabert_attention,
+        glu_kernel=settings.dnabert_glu_kernel,
+    )
+
+
 def accelerate_dnabert(
-    bundle: Any, compile_: bool, *, mode: str = "regional", attention: str = "bias"
+    bundle: Any,
+    compile_: bool,
+    *,
+    mode: str = "regional",
+    attention: str = "bias",
+    glu_kernel: bool = False,
 ) -> None:
-    """ALiBi as a bias tensor, or inside FlexAttention (``attention="flex"``, compiled only)."""
+    """ALiBi as a bias tensor, or inside FlexAttention (``attention="flex"``, compiled only);
+    ``glu_kernel``: the gated product and its GELU in one kernel (flex only, models/glu_gelu.py)."""
     flex = compile_ and attention == "flex"
-    fast = FastDnabert(bundle.model, flex=flex)
+    fast = FastDnabert(bundle.model, flex=flex, glu_kernel=flex and glu_kernel)
     if compile_:
         raise_recompile_limit()
         if mode == "stack":

@@ -42,6 +42,9 @@ class EngineSettings:
     # fp8: GELU + FP8 quantisation of fc2's input in one Triton pass (models/fp8_gelu.py);
     # off until measured on a GPU (docs/benchmarks.md#levers-measured-2026-12-07)
     fp8_gelu_kernel: bool = False
+    # DNABERT-S (flex): the gated product and its GELU in one Triton kernel
+    # (models/glu_gelu.py); off until measured on a GPU
+    dnabert_glu_kernel: bool = False
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"
 

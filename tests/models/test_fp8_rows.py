@@ -88,3 +88,17 @@ def test_the_kernel_choice_keys_the_compile_cache_only_when_it_is_on() -> None:
         ":flash:", ":flash:fp8-gelu-kernel:"
     )
     assert variant(precision="fp16", fp8_gelu_kernel=True) == variant(precision="fp16")
+
+
+def test_the_glu_kernel_keys_only_dnabert_s_compile_cache() -> None:
+    files = ModelFiles(Path("esm.pt"), Path("dnabert"), Path("clf.safetensors"))
+
+    def variant(model: str, **settings: object) -> str:
+        engine = Engine(files, torch.device("cpu"), EngineSettings(**settings))  # type: ignore[arg-type]
+        return engine.compile_variant(model)
+
+    plain = variant("dnabert")
+    assert variant("dnabert", dnabert_glu_kernel=True) == plain.replace(
+        ":flex:", ":flex:glu-kernel:"
+    )
+    assert variant("esm", dnabert_glu_kernel=True) == variant("esm")

@@ -230,16 +230,19 @@ class Worker:
         else:
             self.set_state(ev.WorkerState.LOADING)
 
+    def _load_models(self, shard: Shard) -> None:
+        if self.faults.fail_load:
+            raise RuntimeError("model loading failed (injected fault)")
+        self.engine.load()
+        self.send_memory()  # what the models hold, before the first shard's batches
+        self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
+
     def handle_task(self, shard: Shard, tokens: Future[Any] | None = None) -> bool:
         """Score one shard (started by ``_start_shard``) and write its result; False when this
         worker cannot go on. ``tokens``: its token ids, computed ahead in another thread."""
         try:
             if self.state == ev.WorkerState.LOADING:
-                if self.faults.fail_load:
-                    raise RuntimeError("model loading failed (injected fault)")
-                self.engine.load()
-                self.send_memory()  # what the models hold, before the first shard's batches
-                self.set_state(ev.WorkerState.BUSY, shard=shard.index, frames=len(shard))
+                self._load_models(shard)
             if self.faults.fail_on_shard == self.shards_done + 1:
                 raise RuntimeError(f"shard {shard.key} failed (injected fault)")
             self.send(ev.Progress.shard_started(self.n, shard.job, shard.index, len(shard)))

@@ -184,6 +184,8 @@ class _FlexLayer(nn.Module):
         self.attention = layer.attention
         self.mlp = layer.mlp
         self.glu_kernel = glu_kernel
+        if glu_kernel:  # registers torch.ops.virnucpro.glu_gelu (Triton: GPU builds only)
+            import virnucpro_tui.models.glu_gelu  # noqa: F401
 
     def forward(self, x: torch.Tensor, slopes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from torch.nn.attention.flex_attention import flex_attention
@@ -197,10 +199,9 @@ class _FlexLayer(nn.Module):
         x = out.LayerNorm(out.dense(a) + x)
         if not self.glu_kernel:
             return self.mlp(x)
-        from virnucpro_tui.models.glu_gelu import glu_gelu
-
         mlp = self.mlp
-        return mlp.layernorm(mlp.wo(glu_gelu(x, mlp.gated_layers.weight)) + x)
+        h = torch.ops.virnucpro.glu_gelu(x, mlp.gated_layers.weight)
+        return mlp.layernorm(mlp.wo(h) + x)
 
 
 class FastDnabert(nn.Module):

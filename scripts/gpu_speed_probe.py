@@ -244,29 +244,38 @@ def glu_kernel_check() -> None:
 def run(work: Path) -> None:
     import torch
 
-    from virnucpro_tui.measure.bench_child import Shapes, build_models
-
     PROBE.results["device"] = torch.cuda.get_device_name(0)
     PROBE.results["torch"] = torch.__version__
     PROBE.results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    t = time.time()
-    paths = build_models(work / "models", Shapes(), torch.device("cuda"))
-    torch.cuda.empty_cache()
-    PROBE.results["build_models_s"] = round(time.time() - t, 1)
-    PROBE.log("models built")
-    files = ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
     order = (sys.argv[3] if len(sys.argv) > 3 else DEFAULT_ORDER).split(",")
-    if not any(name.startswith("base") for name in order):
-        order.insert(0, "base")
-    if "kernel" in order:
+    if "kernel" in order:  # the kernels alone first: they need no model files
         order.remove("kernel")
         PROBE.step("fp8_kernel", fp8_kernel_check, 30)
     if "glu" in order:
         order.remove("glu")
         PROBE.step("glu_kernel", glu_kernel_check, 40)
+    if not order:
+        return
+    if not any(name.startswith("base") for name in order):
+        order.insert(0, "base")
+    files = build(work)
     for name in order:
         needs = 90 if "autotune" in name else 45
         PROBE.step(name, lambda n=name: variant(n, files, work), needs)
+
+
+def build(work: Path) -> str:
+    """The three models at the real shapes, random weights: their paths, comma-separated."""
+    import torch
+
+    from virnucpro_tui.measure.bench_child import Shapes, build_models
+
+    t = time.time()
+    paths = build_models(work / "models", Shapes(), torch.device("cuda"))
+    torch.cuda.empty_cache()
+    PROBE.results["build_models_s"] = round(time.time() - t, 1)
+    PROBE.log("models built")
+    return ",".join([paths["esm"], paths["dnabert"], paths["classifier"]])
 
 
 if __name__ == "__main__":

@@ -183,9 +183,11 @@ class _FlexLayer(nn.Module):
         self.heads = layer.heads
         self.attention = layer.attention
         self.mlp = layer.mlp
-        self.glu_kernel = glu_kernel
         if glu_kernel:  # registers torch.ops.virnucpro.glu_gelu (Triton: GPU builds only)
-            import virnucpro_tui.models.glu_gelu  # noqa: F401
+            from virnucpro_tui.models.glu_gelu import fits
+
+            glu_kernel = fits(self.mlp.gated_layers.weight)
+        self.glu_kernel = glu_kernel
 
     def forward(self, x: torch.Tensor, slopes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from torch.nn.attention.flex_attention import flex_attention

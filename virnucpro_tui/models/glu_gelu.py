@@ -80,12 +80,19 @@ def _glu_gemm_kernel(  # type: ignore[no-untyped-def,unused-ignore]
     tl.store(out_ptrs, h.to(dtype), mask=row_ok)
 
 
+def fits(weight: torch.Tensor, config: TileConfig = CONFIG) -> bool:
+    """Whether a ``[2·I, H]`` gated weight fits the tile (DNABERT-S's 6144 x 768 does; a
+    model of other sizes keeps the compiled path)."""
+    n, k = weight.shape[0] // 2, weight.shape[1]
+    return weight.shape[0] % 2 == 0 and k % config.block_k == 0 and n % config.block_n == 0
+
+
 def launch(x: torch.Tensor, weight: torch.Tensor, config: TileConfig = CONFIG) -> torch.Tensor:
     """``gelu(x @ W[:I].T) * (x @ W[I:].T)`` for 2-D ``x`` ``[rows, H]`` and ``W`` ``[2·I, H]``."""
+    if not fits(weight, config):
+        raise ValueError(f"GLU kernel: weight {tuple(weight.shape)} does not fit the tile {config}")
     rows, k = x.shape
     n = weight.shape[0] // 2
-    if k % config.block_k or n % config.block_n:
-        raise ValueError(f"GLU kernel: {k=} and {n=} must be multiples of the tile")
     out = torch.empty((rows, n), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(rows, config.block_m) * (n // config.block_n),)
     wrap_triton(_glu_gemm_kernel)[grid](

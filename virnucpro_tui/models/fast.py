@@ -18,6 +18,7 @@ against the reference modules is tested on the CPU in fp32 (tests/models/test_fa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any, cast
@@ -300,7 +301,8 @@ def accelerate_esm(
     if fp8:
         from virnucpro_tui.models.fp8 import quantize_linears
 
-        if fp8_gelu_kernel:
+        if fp8_gelu_kernel and importlib.util.find_spec("triton") is not None:
+            # a torch without Triton keeps torchao's compiled GELU and quantisation
             from virnucpro_tui.models.fp8_gelu import fuse_gelu_into_fc2
 
             fuse_gelu_into_fc2(fast.layers)

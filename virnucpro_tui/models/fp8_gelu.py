@@ -26,15 +26,23 @@ from virnucpro_tui.models.fp8 import FP8, FP8_MAX, MIN_SCALE_AMAX, quantize_weig
 
 
 @triton.jit  # type: ignore[misc,unused-ignore]
-def _gelu_quantize_kernel(x_ptr, q_ptr, scale_ptr, n_cols, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def,unused-ignore]
+def _gelu_quantize_kernel(  # type: ignore[no-untyped-def,unused-ignore]
+    x_ptr,
+    q_ptr,
+    scale_ptr,
+    n_cols,
+    BLOCK: tl.constexpr,
+    LIMIT: tl.constexpr,  # FP8_MAX: a Triton kernel reads no module globals
+    MIN_AMAX: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < n_cols
     x = tl.load(x_ptr + row * n_cols + cols, mask=inside, other=0.0).to(tl.float32)
     g = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
     amax = tl.max(tl.abs(g), axis=0)
-    scale = tl.maximum(amax, MIN_SCALE_AMAX) / FP8_MAX
-    q = tl.clamp(g / scale, -FP8_MAX, FP8_MAX)
+    scale = tl.maximum(amax, MIN_AMAX) / LIMIT
+    q = tl.clamp(g / scale, -LIMIT, LIMIT)
     tl.store(q_ptr + row * n_cols + cols, q.to(q_ptr.dtype.element_ty), mask=inside)
     tl.store(scale_ptr + row, scale)
 
@@ -46,10 +54,21 @@ def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows, cols = x.shape
     q = torch.empty((rows, cols), dtype=FP8, device=x.device)
     scale = torch.empty((rows, 1), dtype=torch.float32, device=x.device)
-    block = triton.next_power_of_2(cols)
-    warps = 16 if block >= 8192 else 8 if block >= 2048 else 4
-    wrap_triton(_gelu_quantize_kernel)[(rows,)](x, q, scale, cols, BLOCK=block, num_warps=warps)
+    wrap_triton(_gelu_quantize_kernel)[(rows,)](x, q, scale, cols, **launch_options(cols))
     return q, scale
+
+
+def launch_options(cols: int) -> dict[str, Any]:
+    """The kernel's compile-time arguments and warps for rows ``cols`` wide (also what the
+    tests compile it with for Hopper, without a GPU)."""
+    block = triton.next_power_of_2(cols)
+    return {
+        "BLOCK": block,
+        "LIMIT": FP8_MAX,
+        "MIN_AMAX": MIN_SCALE_AMAX,
+        # 8 warps: 0.98 ms a 40,488 x 10,240 call on an H100; 16 warps: 1.24 ms
+        "num_warps": 8 if block >= 2048 else 4,
+    }
 
 
 class GeluFp8Linear(nn.Module):

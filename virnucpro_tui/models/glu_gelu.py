@@ -95,21 +95,22 @@ def launch(x: torch.Tensor, weight: torch.Tensor, config: TileConfig = CONFIG) -
     n = weight.shape[0] // 2
     out = torch.empty((rows, n), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(rows, config.block_m) * (n // config.block_n),)
-    wrap_triton(_glu_gemm_kernel)[grid](
-        x,
-        weight,
-        out,
-        rows,
-        n,
-        K=k,
-        BLOCK_M=config.block_m,
-        BLOCK_N=config.block_n,
-        BLOCK_K=config.block_k,
-        GROUP_M=config.group_m,
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
-    )
+    wrap_triton(_glu_gemm_kernel)[grid](x, weight, out, rows, n, **launch_options(k, config))
     return out
+
+
+def launch_options(k: int, config: TileConfig = CONFIG) -> dict[str, int]:
+    """The kernel's compile-time arguments, warps and stages for an input ``k`` wide (also what
+    the tests compile it with for Hopper, without a GPU)."""
+    return {
+        "K": k,
+        "BLOCK_M": config.block_m,
+        "BLOCK_N": config.block_n,
+        "BLOCK_K": config.block_k,
+        "GROUP_M": config.group_m,
+        "num_warps": config.num_warps,
+        "num_stages": config.num_stages,
+    }
 
 
 @triton_op("virnucpro::glu_gelu", mutates_args=())

@@ -39,9 +39,9 @@ class EngineSettings:
     # the ALiBi bias tensor ("bias"); ESM-2 attention with PyTorch's flash kernel ("flash") or
     # cuDNN's first ("cudnn"; docs/benchmarks.md#speed-levers).
     exact_gelu: bool = False
-    # fp8: GELU + FP8 quantisation of fc2's input in one Triton pass (models/fp8_gelu.py);
-    # off until measured on a GPU (docs/benchmarks.md#levers-measured-2026-12-07)
-    fp8_gelu_kernel: bool = False
+    # fp8: GELU + FP8 quantisation of fc2's input in one Triton pass (models/fp8_gelu.py;
+    # 788 -> 814 proteins/s on an H100, docs/benchmarks.md#levers-measured-2026-12-07)
+    fp8_gelu_kernel: bool = True
     # DNABERT-S (flex): the gated product and its GELU in one Triton kernel
     # (models/glu_gelu.py); off until measured on a GPU
     dnabert_glu_kernel: bool = False

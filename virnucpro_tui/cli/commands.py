@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro_tui.cli.parser import PROG
-from virnucpro_tui.cli.run_options import run_config
-from virnucpro_tui.errors import InputError, output_dir_problem
+from virnucpro_tui.cli.run_options import run_config, worker_settings
+from virnucpro_tui.errors import InputError, VirnucproError, output_dir_problem
 
 DEMO_COMMAND = (
     f"{PROG} run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out"
@@ -107,16 +107,25 @@ def wants_ui(args: argparse.Namespace) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from virnucpro_tui.core.fasta import scan_input
-    from virnucpro_tui.run.orchestrator import Orchestrator
 
     _check_length(args.length, args.force_model_length)
     _check_precision(args.precision, args.devices)
     inputs = _inputs(args)
-    scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here, before any work
-    files, demo = resolve_models(args)
-    cfg = run_config(args, models=files, demo=demo, scans=scans)
+    local = _local_backend_with_standbys(args)  # they import torch while the run is checked
+    try:
+        scans = [scan_input(p, args.length) for p in inputs]  # bad input fails here
+        files, demo = resolve_models(args)
+        cfg = run_config(args, models=files, demo=demo, scans=scans)
+        return _run(args, cfg, local or _ray_backend(args))
+    finally:
+        if local is not None:
+            local.release()
+
+
+def _run(args: argparse.Namespace, cfg: Any, backend: Any) -> int:
+    from virnucpro_tui.run.orchestrator import Orchestrator
+
     sinks = _extra_sinks(args)
-    backend = _backend(args)
     if wants_ui(args):
         from virnucpro_tui.ui.launch import run_dashboard
 
@@ -128,12 +137,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_with_signals(orchestrator)
 
 
-def _backend(args: argparse.Namespace) -> Any:
-    if args.backend != "ray":
-        return None
+def _ray_backend(args: argparse.Namespace) -> Any:
     from virnucpro_tui.pool.ray import ray_backend
 
     return ray_backend(args.ray_address)
+
+
+def _local_backend_with_standbys(args: argparse.Namespace) -> Any:
+    """The local backend, with one worker interpreter per slot started now (pool/standby.py);
+    none when the slots cannot be resolved yet (the run reports that itself) or with
+    ``VIRNUCPRO_TUI_STANDBY=0``. None for Ray."""
+    if args.backend == "ray":
+        return None
+    from virnucpro_tui.pool.local import LocalBackend
+    from virnucpro_tui.run.config import standby_environments
+
+    backend = LocalBackend()
+    if os.environ.get("VIRNUCPRO_TUI_STANDBY") == "0":
+        return backend
+    try:
+        slots = backend.resolve_slots(args.devices)
+    except VirnucproError:
+        return backend
+    backend.prestart(standby_environments(slots, worker_settings(args)))
+    return backend
 
 
 def _extra_sinks(args: argparse.Namespace) -> list[Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from virnucpro_tui.models.settings import PRECISIONS
 
 if TYPE_CHECKING:
+    from virnucpro_tui.pool.worker_config import WorkerSettings
     from virnucpro_tui.run.config import RunConfig
 
 INPUT_HELP = (
@@ -368,12 +369,7 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
 def run_config(args: argparse.Namespace, **derived: Any) -> RunConfig:
     """The run's settings from its parsed flags (``RUN_OPTIONS``), plus what the command derived
     from them and checked (``models``, ``demo``, ``scans``)."""
-    kinds = targets()
-    values: dict[str, dict[str, Any]] = {target: {} for target in kinds}
-    for opt in RUN_OPTIONS:
-        if opt.into:
-            target, name = opt.into.split(".")
-            values[target][name] = opt.value(args) if opt.value else getattr(args, opt.dest)
+    kinds, values = targets(), _values(args)
     # the command has checked --length against the classifier already (cli/commands.py)
     engine = kinds["engine"](force_model_length=True, **values["engine"])
     policy, worker = kinds["policy"](**values["policy"]), kinds["worker"](**values["worker"])
@@ -383,4 +379,28 @@ def run_config(args: argparse.Namespace, **derived: Any) -> RunConfig:
     return config
 
 
-__all__ = ["MODEL_OPTIONS", "REGION_GAP", "RUN_OPTIONS", "Option", "add_options", "run_config"]
+def worker_settings(args: argparse.Namespace) -> WorkerSettings:
+    """The workers' settings alone, before the models are checked (their standbys start then)."""
+    settings: WorkerSettings = targets()["worker"](**_values(args)["worker"])
+    return settings
+
+
+def _values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each flag's value, by the settings class (``targets``) and field it goes into."""
+    values: dict[str, dict[str, Any]] = {target: {} for target in targets()}
+    for opt in RUN_OPTIONS:
+        if opt.into:
+            target, name = opt.into.split(".")
+            values[target][name] = opt.value(args) if opt.value else getattr(args, opt.dest)
+    return values
+
+
+__all__ = [
+    "MODEL_OPTIONS",
+    "REGION_GAP",
+    "RUN_OPTIONS",
+    "Option",
+    "add_options",
+    "run_config",
+    "worker_settings",
+]

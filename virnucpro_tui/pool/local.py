@@ -7,22 +7,24 @@ SIGKILLed worker could leave taken.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from virnucpro_tui.pool.devices import DeviceSlot, resolve_devices
 from virnucpro_tui.pool.layout import RunLayout
+from virnucpro_tui.pool.standby import Standby, Standbys
 from virnucpro_tui.pool.transport import Command, WorkerMessage
 from virnucpro_tui.pool.worker_config import WorkerConfig, worker_environment
-from virnucpro_tui.pool.worker_process import STOP_SIGNALS, worker_main
+from virnucpro_tui.pool.worker_process import STOP_SIGNALS, standby_main, worker_main
 
 _ENV_LOCK = threading.Lock()
 
@@ -82,6 +84,7 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self.ctx = mp.get_context("spawn")
+        self.standbys = Standbys(self._start_standby)
 
     def now(self) -> float:
         return time.monotonic()
@@ -92,11 +95,42 @@ class LocalBackend:
     def open(self, slots: Sequence[DeviceSlot], layout: RunLayout) -> list[str]:
         return []
 
+    def prestart(self, environments: list[dict[str, str]]) -> None:
+        """Start one worker interpreter per environment now (pool/standby.py)."""
+        if environments and not len(self.standbys):
+            # before multiprocessing's own exit handler, which would wait for them forever
+            atexit.register(self.release)
+        self.standbys.start(environments)
+
+    def release(self) -> None:
+        """End the standbys no worker took."""
+        self.standbys.close()
+        atexit.unregister(self.release)
+
     def spawn(self, config: WorkerConfig) -> ProcessTransport:
         config.parent_pid = os.getpid()
+        standby = self.standbys.take(worker_environment(config))
+        if standby is not None:
+            try:
+                standby.conn.send(config)
+                return ProcessTransport(standby.process, standby.conn)
+            except (BrokenPipeError, OSError):
+                standby.close()  # it died between the check and the send: start afresh
+        name = f"virnucpro-worker-{config.slot.worker}"
+        process, conn = self._start(name, worker_environment(config), worker_main, config)
+        return ProcessTransport(process, conn)
+
+    def _start_standby(self, environment: dict[str, str]) -> Standby:
+        process, conn = self._start("virnucpro-standby", environment, standby_main)
+        return Standby(process, conn, environment)
+
+    def _start(
+        self, name: str, env: dict[str, str], target: Callable[..., None], *args: object
+    ) -> tuple[BaseProcess, Connection]:
+        """A process running ``target(*args, conn)`` with ``env`` set from its first instruction
+        (a worker must see its CUDA settings before it imports torch)."""
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        env = worker_environment(config)
-        with _ENV_LOCK:  # the child must see its CUDA settings before it imports torch
+        with _ENV_LOCK:
             saved = {k: os.environ.get(k) for k in env}
             os.environ.update(env)
             # A Ctrl-C in the terminal (or a SIGTERM to the job) reaches the whole process group.
@@ -106,11 +140,7 @@ class LocalBackend:
             resource_tracker.ensure_running()
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
-                process = self.ctx.Process(
-                    target=worker_main,
-                    args=(config, child_conn),
-                    name=f"virnucpro-worker-{config.slot.worker}",
-                )
+                process = self.ctx.Process(target=target, args=(*args, child_conn), name=name)
                 process.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -120,7 +150,7 @@ class LocalBackend:
                     else:
                         os.environ[k] = v
         child_conn.close()
-        return ProcessTransport(process, parent_conn)
+        return process, parent_conn
 
     def wait(self, transports: Sequence[ProcessTransport], timeout: float) -> None:
         conns = [t.conn for t in transports if not t.conn.closed]

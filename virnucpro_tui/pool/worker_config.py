@@ -4,6 +4,7 @@ is imported. Both sides read it: the pool and its backends, and the worker (``wo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,17 +45,35 @@ class WorkerConfig:
 
 def worker_environment(cfg: WorkerConfig) -> dict[str, str]:
     """Variables a worker needs before torch is imported."""
+    return slot_environment(cfg.slot, cfg.settings, cfg.torch_threads)
+
+
+def slot_environment(
+    slot: DeviceSlot, settings: WorkerSettings, torch_threads: int | None
+) -> dict[str, str]:
+    """The environment of ``slot``'s worker: known before its config (a standby starts in it)."""
     env = {
-        "PYTORCH_CUDA_ALLOC_CONF": cfg.settings.alloc_conf,
-        "PYTORCH_ALLOC_CONF": cfg.settings.alloc_conf,
+        "PYTORCH_CUDA_ALLOC_CONF": settings.alloc_conf,
+        "PYTORCH_ALLOC_CONF": settings.alloc_conf,
         "PYTHONUNBUFFERED": "1",
     }
-    env["CUDA_VISIBLE_DEVICES"] = cfg.slot.uuid if cfg.slot.kind == "cuda" and cfg.slot.uuid else ""
-    if cfg.torch_threads:
-        env["OMP_NUM_THREADS"] = str(cfg.torch_threads)
-    if cfg.slot.kind == "cpu":  # CPU workers share the cores: no extra tokenizer threads
+    env["CUDA_VISIBLE_DEVICES"] = slot.uuid if slot.kind == "cuda" and slot.uuid else ""
+    if torch_threads:
+        env["OMP_NUM_THREADS"] = str(torch_threads)
+    if slot.kind == "cpu":  # CPU workers share the cores: no extra tokenizer threads
         env["TOKENIZERS_PARALLELISM"] = "false"
     return env
 
 
-__all__ = ["WorkerConfig", "WorkerSettings", "worker_environment"]
+def cpu_threads(slot: DeviceSlot, slots: int) -> int | None:
+    """Threads of a CPU worker: the cores shared between the ``slots`` workers (None on a GPU)."""
+    return max(1, (os.cpu_count() or 1) // max(1, slots)) if slot.kind == "cpu" else None
+
+
+__all__ = [
+    "WorkerConfig",
+    "WorkerSettings",
+    "cpu_threads",
+    "slot_environment",
+    "worker_environment",
+]

@@ -3,7 +3,6 @@ tests give the orchestrator, and the ``WorkerConfig`` each worker is started wit
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,12 @@ from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.pool import PoolPolicy
-from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings
+from virnucpro_tui.pool.worker_config import (
+    WorkerConfig,
+    WorkerSettings,
+    cpu_threads,
+    slot_environment,
+)
 from virnucpro_tui.run.hooks import JobFinishedHook
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -62,7 +66,7 @@ class RunConfig:
         self, layout: RunLayout, slots: int, slot: DeviceSlot, generation: int
     ) -> WorkerConfig:
         """What the worker of ``slot`` starts with; CPU workers share the cores between them."""
-        threads = max(1, (os.cpu_count() or 1) // max(1, slots)) if slot.kind == "cpu" else None
+        threads = cpu_threads(slot, slots)
         return WorkerConfig(
             slot=slot,
             layout=layout,
@@ -72,3 +76,8 @@ class RunConfig:
             torch_threads=threads,
             generation=generation,
         )
+
+
+def standby_environments(slots: list[DeviceSlot], settings: WorkerSettings) -> list[dict[str, str]]:
+    """The environments ``RunConfig.worker_config`` gives the workers of ``slots``."""
+    return [slot_environment(s, settings, cpu_threads(s, len(slots))) for s in slots]

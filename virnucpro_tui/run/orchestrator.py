@@ -96,6 +96,8 @@ class Orchestrator:
         finally:
             self.jobs.abandon_producers()
             self._stop_pool_now()
+            if isinstance(self.backend, LocalBackend):
+                self.backend.release()  # standbys no worker took (pool/standby.py)
             if self.telemetry is not None:
                 self.telemetry.close()
             self.rundir.release()

@@ -8,11 +8,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virnucpro_tui.cli.parser import PROG
 from virnucpro_tui.cli.run_options import run_config, worker_settings
 from virnucpro_tui.errors import InputError, VirnucproError, output_dir_problem
+
+if TYPE_CHECKING:
+    from virnucpro_tui.pool.local import LocalBackend
 
 DEMO_COMMAND = (
     f"{PROG} run sample_data/sample_contigs.fa sample_data/sample_reads.fa.gz --demo --out demo_out"
@@ -143,14 +146,14 @@ def _ray_backend(args: argparse.Namespace) -> Any:
     return ray_backend(args.ray_address)
 
 
-def _local_backend_with_standbys(args: argparse.Namespace) -> Any:
+def _local_backend_with_standbys(args: argparse.Namespace) -> LocalBackend | None:
     """The local backend, with one worker interpreter per slot started now (pool/standby.py);
     none when the slots cannot be resolved yet (the run reports that itself) or with
     ``VIRNUCPRO_TUI_STANDBY=0``. None for Ray."""
     if args.backend == "ray":
         return None
     from virnucpro_tui.pool.local import LocalBackend
-    from virnucpro_tui.run.config import standby_environments
+    from virnucpro_tui.pool.worker_config import slot_environments
 
     backend = LocalBackend()
     if os.environ.get("VIRNUCPRO_TUI_STANDBY") == "0":
@@ -159,7 +162,7 @@ def _local_backend_with_standbys(args: argparse.Namespace) -> Any:
         slots = backend.resolve_slots(args.devices)
     except VirnucproError:
         return backend
-    backend.prestart(standby_environments(slots, worker_settings(args)))
+    backend.prestart(slot_environments(slots, worker_settings(args)))
     return backend
 
 

@@ -40,10 +40,11 @@ class EngineSettings:
     # cuDNN's first ("cudnn"; docs/benchmarks.md#speed-levers).
     exact_gelu: bool = False
     # fp8: GELU + FP8 quantisation of fc2's input in one Triton pass (models/fp8_gelu.py;
-    # 788 -> 814 proteins/s on an H100, docs/benchmarks.md#levers-measured-2026-12-07)
+    # ESM-2 fp8 800 -> 829 proteins/s on an H100,
+    # docs/benchmarks.md#kernels-measured-2026-12-07-afternoon)
     fp8_gelu_kernel: bool = True
     # DNABERT-S (flex): the gated product and its GELU in one Triton kernel
-    # (models/glu_gelu.py); off until measured on a GPU
+    # (models/glu_gelu.py); off: +1.2% on an H100, within run-to-run spread
     dnabert_glu_kernel: bool = False
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"

@@ -70,10 +70,16 @@ def cpu_threads(slot: DeviceSlot, slots: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // max(1, slots)) if slot.kind == "cpu" else None
 
 
+def slot_environments(slots: list[DeviceSlot], settings: WorkerSettings) -> list[dict[str, str]]:
+    """The environment of each slot's worker, as ``RunConfig.worker_config`` will start it."""
+    return [slot_environment(s, settings, cpu_threads(s, len(slots))) for s in slots]
+
+
 __all__ = [
     "WorkerConfig",
     "WorkerSettings",
     "cpu_threads",
     "slot_environment",
+    "slot_environments",
     "worker_environment",
 ]

@@ -13,12 +13,7 @@ from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.pool.devices import DeviceSlot
 from virnucpro_tui.pool.layout import RunLayout
 from virnucpro_tui.pool.pool import PoolPolicy
-from virnucpro_tui.pool.worker_config import (
-    WorkerConfig,
-    WorkerSettings,
-    cpu_threads,
-    slot_environment,
-)
+from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings, cpu_threads
 from virnucpro_tui.run.hooks import JobFinishedHook
 
 DEMO_NOTICE = "Demo models with random weights: scores are NOT biological predictions."
@@ -76,8 +71,3 @@ class RunConfig:
             torch_threads=threads,
             generation=generation,
         )
-
-
-def standby_environments(slots: list[DeviceSlot], settings: WorkerSettings) -> list[dict[str, str]]:
-    """The environments ``RunConfig.worker_config`` gives the workers of ``slots``."""
-    return [slot_environment(s, settings, cpu_threads(s, len(slots))) for s in slots]

@@ -162,7 +162,7 @@ def _speed_segments_worker(w: WorkerView, width: int, rate: float) -> list[Text]
         segments.append(Text(f"ESM-2 {fmt_rate(w.esm_rate)} proteins/s"))
     if w.dnabert_rate:
         segments.append(Text(f"DNABERT-S {fmt_rate(w.dnabert_rate)} frames/s"))
-    segments.append(Text(f"{w.shards_done:,} shards, {w.frames_done:,} frames"))
+    segments.append(Text(f"{plural(w.shards_done, 'shard')}, {plural(w.frames_done, 'frame')}"))
     return segments
 
 

@@ -100,7 +100,7 @@ def test_a_standby_is_used_only_by_a_worker_of_its_environment_and_while_alive(
     settings = WorkerSettings()
     backend = LocalBackend()
     backend.prestart([slot_environment(slot, settings, n) for n in (1, 2)])
-    ctrl_c, kept = (s.process for s in backend.standbys._waiting)
+    ctrl_c, kept = (s.process for s in backend.standbys.waiting)
     ctrl_c_pid, kept_pid = ctrl_c.pid, kept.pid
     assert ctrl_c_pid is not None and kept_pid is not None
     spawned = []
@@ -128,7 +128,7 @@ def test_standbys_not_taken_end_with_release_and_with_a_killed_orchestrator(
     backend = LocalBackend()
     (slot,) = resolve_devices("cpu:1")
     backend.prestart([slot_environment(slot, WorkerSettings(), 1)])
-    (standby,) = backend.standbys._waiting
+    (standby,) = backend.standbys.waiting
     backend.release()
     assert_no_live_processes({standby.process.pid or 0}, timeout=10)
 
@@ -140,7 +140,7 @@ def test_standbys_not_taken_end_with_release_and_with_a_killed_orchestrator(
         "from virnucpro_tui.pool.worker_config import WorkerSettings, slot_environment\n"
         "b = LocalBackend()\n"
         "b.prestart([slot_environment(resolve_devices('cpu:1')[0], WorkerSettings(), 1)])\n"
-        "print(b.standbys._waiting[0].process.pid, flush=True)\n"
+        "print(b.standbys.waiting[0].process.pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )
     done = subprocess.run(

@@ -61,6 +61,11 @@ class Standbys:
             with contextlib.suppress(OSError):
                 self._waiting.pop().close()
 
+    @property
+    def waiting(self) -> tuple[Standby, ...]:
+        """The standbys no worker has taken yet, oldest first."""
+        return tuple(self._waiting)
+
     def __len__(self) -> int:
         return len(self._waiting)
 

@@ -24,6 +24,8 @@ REQUIRED = (
     "model_load_s_warm",
     "first_shard_done_s_cold",
     "first_shard_done_s_warm",
+    "command_first_shard_done_s_warm",
+    "command_first_shard_done_s_warm_no_standby",
 )
 
 pytestmark = pytest.mark.slow
@@ -79,6 +81,10 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     # the shards' GPU-synchronised stage seconds add up to the shards' seconds
     assert 0.95 <= data["stage_seconds_per_frame"]["share_of_shard_seconds"] <= 1.001
     assert data["first_shard_start_s_cold"] <= data["first_shard_done_s_cold"]
+    # the real `run` command, launched in a fresh interpreter, with standbys and without
+    for command in data["command_warm"].values():
+        assert 0 < command["model_load_s"] <= command["first_shard_start_s"]
+        assert command["first_shard_start_s"] <= command["first_shard_done_s"] <= command["wall_s"]
     # one table, labelled as tiny shapes: no 3B name, no GPU target; no JSON on stdout
     assert "tiny ESM-2 (2 layers, d 64) proteins/s" in r.stdout
     assert "speed-up vs published settings" in r.stdout

@@ -4,6 +4,7 @@ that ends before its pool starts, a slot it was not made for, a Ctrl-C or its or
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -31,7 +32,9 @@ from virnucpro_tui.pool.worker_config import WorkerConfig, WorkerSettings, slot_
 
 pytestmark = pytest.mark.slow
 
-STANDBY_NOTE = re.compile(r" \(a standby: imported torch in \d+\.\d s, then waited \d+\.\d s\)$")
+STANDBY_NOTE = re.compile(
+    r" \(a standby: imported torch in \d+\.\d s, then waited \d+\.\d s\)$"  # a CPU slot's
+)
 
 
 def first_log_line(run: Path, worker: int) -> str:
@@ -149,3 +152,35 @@ def test_standbys_not_taken_end_with_release_and_with_a_killed_orchestrator(
     assert done.returncode == -9, done.stderr
     pid = int(done.stdout.split()[0])
     assert_no_live_processes({pid}, timeout=60)
+
+
+IMPORT_PROBE = """
+import sys, torch
+from virnucpro_tui.pool.worker_process import _import_compiler
+imported = _import_compiler()
+print(imported, "torch._dynamo" in sys.modules, "torch._inductor.compile_fx" in sys.modules,
+      "virnucpro_tui.models.fast" in sys.modules, torch.cuda.is_initialized())
+"""
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [
+        ("GPU-00000000-0000-0000-0000-000000000000", "True True True True False"),
+        ("", "False False False False False"),
+    ],  # fmt: skip
+)
+def test_a_gpu_standby_imports_the_compiler_and_a_cpu_one_does_not(
+    visible: str, expected: str
+) -> None:
+    """The first ``torch.compile`` imports Dynamo and Inductor (seconds): a standby for a GPU
+    slot imports them while it waits, without initialising CUDA; a CPU slot never compiles."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": visible},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == expected

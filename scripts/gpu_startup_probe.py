@@ -1,6 +1,7 @@
-"""GPU probe (issue 13, time to the first shard): where a warm worker start goes, profiled, and
-what Inductor's compile-worker setting changes. Every start is a fresh process on one compile
-cache, warmed first by an identical start.
+"""GPU probe (issues 13 and 21, time to the first shard): where a warm worker start goes, by the
+engine's own load and warm-up events and profiled, and what importing the compiler ahead (as a
+GPU standby does) saves. Every start is a fresh process on one compile cache, warmed first by
+an identical start. Run it with the bytecode cache a pip install has (scripts/gpu_startup_bench.sh).
 
     python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S]
 """
@@ -15,37 +16,46 @@ PROBE = Probe("startup", default_deadline_s=400)
 
 # argv: esm dnabert classifier cache profile_path|-
 START = r"""
-import time, sys, json, cProfile, pstats, io
+import os, time, sys, json, cProfile, pstats, io
+pre = {}
+if os.environ.get("PROBE_PREIMPORT") == "1":  # what a GPU standby imports before its config
+    t = time.time()
+    import torch, torch._dynamo, torch._inductor.compile_fx, torch.nn.attention.flex_attention
+    import virnucpro_tui.models.engine, virnucpro_tui.models.fast
+    pre["preimport_s"] = round(time.time() - t, 3)
 t0 = time.time()
 prof = cProfile.Profile() if sys.argv[5] != "-" else None
 if prof: prof.enable()
 import torch
-marks = {"import_torch_s": time.time() - t0}
+marks = {"import_torch_s": time.time() - t0, **pre}
 torch.zeros(1, device="cuda"); torch.cuda.synchronize()
-t = time.time()
-f = torch.compile(lambda x: torch.nn.functional.gelu(x) * 2, dynamic=True)
-f(torch.randn(64, 64, device="cuda")); torch.cuda.synchronize()
-marks["first_compile_s"] = time.time() - t
+marks["cuda_init_s"] = time.time() - t0
 from pathlib import Path
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+events = []
 t = time.time()
 e = Engine(ModelFiles(*[Path(p) for p in sys.argv[1:4]]), torch.device("cuda"),
-           EngineSettings(force_model_length=True, compile_cache=Path(sys.argv[4])))
+           EngineSettings(force_model_length=True, compile_cache=Path(sys.argv[4])),
+           report=lambda r: events.append((round(time.time() - t, 3), type(r).__name__,
+                                           getattr(r, "model", ""), getattr(r, "seconds", None))))
 e.load()
 marks["engine_load_s"] = time.time() - t
+marks["events"] = events
+from torch._dynamo.utils import counters
+marks["counters"] = {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")}
 marks["total_s"] = time.time() - t0
 if prof:
     prof.disable()
     for order, suffix in (("cumulative", ""), ("tottime", ".tottime")):
         s = io.StringIO(); pstats.Stats(prof, stream=s).sort_stats(order).print_stats(60)
         Path(sys.argv[5] + suffix).write_text(s.getvalue())
-print(json.dumps(marks))
+print(json.dumps(marks, default=str))
 """
 
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
-    "compile_threads_1": {"TORCHINDUCTOR_COMPILE_THREADS": "1"},
+    "preimport": {"PROBE_PREIMPORT": "1"},
 }
 
 

@@ -36,6 +36,5 @@ VIRNUCPRO_BENCH_PARTIAL=$OUT/partial.json python3 -m virnucpro_tui bench \
     --json "$OUT/bench-pipeline.json" 2>&1 | tail -45
 left=$((560 - SECONDS))
 if [ "$left" -gt 120 ]; then
-    cp scripts/gpu_startup_probe.py scripts/probe_common.py /tmp/ 2>/dev/null
     python3 scripts/gpu_startup_probe.py "$OUT" "$left" 2>&1 | grep -v '^ ' | tail -15
 fi

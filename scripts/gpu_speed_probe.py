@@ -46,6 +46,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp8_tensor": {"settings": {"precision": "fp8"}, "patch": "fp8_per_tensor", "profile": True},
     "autotune": {"env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"}, "dnabert": True, "profile": True},
     "static": {"env": {"VIRNUCPRO_TUI_COMPILE_DYNAMIC": "0"}, "dnabert": True},
+    "fp8_kernel_cdt": {
+        "settings": {"precision": "fp8", "fp8_gelu_kernel": True},
+        "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
+        "profile": True,
+    },
+    "dna_autotune": {  # Triton GEMM templates: the GLU's gelu*mul may fuse into wo's prologue
+        "esm": False,
+        "dnabert": True,
+        "env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"},
+    },
     "fp8_autotune": {
         "settings": {"precision": "fp8"},
         "env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"},

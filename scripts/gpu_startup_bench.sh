@@ -2,9 +2,10 @@
 # One GPU call (device tool): the carried wheels, Python's bytecode cache warmed as a pip install
 # has it, a check that a GPU standby's imports initialise no CUDA, then the bench's pipeline
 # (cold and warm starts, the `run` command from launch with and without standbys).
-#   bash scripts/gpu_startup_bench.sh [PRECISIONS]     (writes under $OUT)
+#   bash scripts/gpu_startup_bench.sh [PRECISIONS] [SECONDS]    (writes under $OUT)
 set -u
 precisions=${1:-auto,fp8}
+limit=${2:-560}
 export PYTHONPATH=/tmp/site:$PWD
 pip install -q --no-deps --target /tmp/site .whl/*.whl >/dev/null 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt"
@@ -12,7 +13,7 @@ export PYTHONPYCACHEPREFIX=/tmp/pyc
 unset PYTHONDONTWRITEBYTECODE
 site=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
 start=$(date +%s)
-timeout 200 python3 -m compileall -q -j 16 "$site" /tmp/site "$PWD/virnucpro_tui" >/dev/null 2>&1
+timeout 90 python3 -m compileall -q -j 16 "$site" /tmp/site "$PWD/virnucpro_tui" >/dev/null 2>&1
 echo "bytecode cache warmed in $(($(date +%s) - start)) s"
 gpu=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -1)
 CUDA_VISIBLE_DEVICES=$gpu python3 - <<'PY' | tee "$OUT/standby-imports.txt"
@@ -34,7 +35,7 @@ PY
 VIRNUCPRO_BENCH_PARTIAL=$OUT/partial.json python3 -m virnucpro_tui bench \
     --precision "$precisions" --skip prepare,stages,fidelity,baseline,scaling \
     --json "$OUT/bench-pipeline.json" 2>&1 | tail -45
-left=$((560 - SECONDS))
-if [ "$left" -gt 120 ]; then
+left=$((limit - 20 - SECONDS))
+if [ "$left" -gt 100 ]; then
     python3 scripts/gpu_startup_probe.py "$OUT" "$left" 2>&1 | grep -v '^ ' | tail -15
 fi

@@ -155,11 +155,13 @@ def test_standbys_not_taken_end_with_release_and_with_a_killed_orchestrator(
 
 
 IMPORT_PROBE = """
-import sys, torch
+import os, sys, torch
+from virnucpro_tui.models.compile_cache import configure
 from virnucpro_tui.pool.worker_process import _import_compiler
 imported = _import_compiler()
 print(imported, "torch._dynamo" in sys.modules, "torch._inductor.compile_fx" in sys.modules,
       "virnucpro_tui.models.fast" in sys.modules, torch.cuda.is_initialized())
+print(configure(None, "key"))  # where the engine will compile: the persistent cache
 """
 
 
@@ -171,16 +173,26 @@ print(imported, "torch._dynamo" in sys.modules, "torch._inductor.compile_fx" in 
     ],  # fmt: skip
 )
 def test_a_gpu_standby_imports_the_compiler_and_a_cpu_one_does_not(
-    visible: str, expected: str
+    visible: str, expected: str, tmp_path: Path
 ) -> None:
     """The first ``torch.compile`` imports Dynamo and Inductor (seconds): a standby for a GPU
-    slot imports them while it waits, without initialising CUDA; a CPU slot never compiles."""
+    slot imports them while it waits, without initialising CUDA; a CPU slot never compiles.
+    Either way the engine then compiles into the persistent cache, not Inductor's /tmp default
+    (which importing Dynamo sets in the environment)."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env |= {"CUDA_VISIBLE_DEVICES": visible, "VIRNUCPRO_TUI_COMPILE_CACHE": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-c", IMPORT_PROBE],
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": visible},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", IMPORT_PROBE], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[-2] == expected
+    assert done.stdout.splitlines()[-2:] == [expected, str(tmp_path / "key")]
+
+
+def test_a_gpu_standby_keeps_the_users_inductor_cache(tmp_path: Path) -> None:
+    """A ``TORCHINDUCTOR_CACHE_DIR`` the user set is theirs: the compiler's import keeps it."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "GPU-0", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str(tmp_path)

@@ -152,3 +152,17 @@ def test_a_corrupted_cache_on_disk_never_fails_a_new_process(tmp_path: Path) -> 
     assert line.startswith("RESULT True"), line
     if not line.startswith("RESULT True 0"):  # torch did not skip the damage by itself
         assert "could not be used" in line and "compile" in line
+
+
+def test_torchs_own_tmp_default_does_not_hide_the_persistent_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing Dynamo sets ``TORCHINDUCTOR_CACHE_DIR`` to torch's ``/tmp`` default; the engine
+    still compiles into its persistent cache. A directory the user set is kept."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "ours"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert compile_cache.configure(None, key="k") == tmp_path / "ours" / "k"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "users"))
+    assert compile_cache.configure(None, key="k") == tmp_path / "users"

@@ -47,7 +47,7 @@ def configure(
     ``TORCHINDUCTOR_CACHE_DIR`` the user set is left alone. On a cache warm for every variant in
     ``expect`` (:func:`mark_warm`) kernels load in this process, without Inductor's compile
     workers."""
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ and directory is None:
+    if directory is None and _users_inductor_cache() is not None:
         return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     path = Path(directory) if directory is not None else default_cache_dir()
     if key:
@@ -63,6 +63,17 @@ def configure(
 
         inductor_config.compile_threads = 1
     return path
+
+
+def _users_inductor_cache() -> str | None:
+    """``TORCHINDUCTOR_CACHE_DIR`` when the user chose it. Importing Dynamo sets it to torch's
+    own default in ``/tmp`` when unset; that value is torch's, not a choice to honour."""
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if value is None:
+        return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return None if os.path.abspath(value) == os.path.abspath(default_cache_dir()) else value
 
 
 def cache_key(device: Any) -> str:

@@ -50,7 +50,7 @@ def command_first_shard(
     engine: dict[str, Any],
     launch: Launch,
     standby: bool,
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Seconds from launching ``run`` to its first model load, first shard started and first
     shard written; ``engine["compile_cache"]`` is the cache the command finds."""
     env = {**os.environ, "VIRNUCPRO_TUI_STANDBY": "1" if standby else "0"}
@@ -70,18 +70,23 @@ def command_first_shard(
         ]
         return round(min(times) - launched, 2) if times else None
 
+    warmups = [e for e in events if e["type"] == "model_load" and e.get("phase") == "warmup_done"]
+    cached = [e for e in events if e["type"] == "model_load" and e.get("phase") == "warmup_start"]
     return {
         "model_load_s": first("model_load", phase="start"),
         "first_shard_start_s": first("progress", stage="start"),
         "first_shard_done_s": first("shard_done"),
         "wall_s": round(time.time() - launched, 2),
+        "warmup_s": {e["model"]: e["seconds"] for e in warmups},
+        "cache_marked_warm": {e["model"]: e.get("cached") for e in cached},
     }
 
 
 def command_starts(
     files: dict[str, str], work: Path, engine: dict[str, Any], launch: Launch, one_shard: Path
 ) -> dict[str, Any]:
-    """The command's warm start with standbys, then without (same cache, same input)."""
+    """The command's warm start with standbys, then without (same cache, same input): if the
+    first command finds anything colder, that counts against standbys, not for them."""
     out: dict[str, Any] = {}
     for standby in (True, False):
         tag = "standby" if standby else "no_standby"

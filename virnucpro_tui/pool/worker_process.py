@@ -57,30 +57,20 @@ def standby_main(conn: Connection) -> None:
     worker_main(cfg, conn, note)
 
 
-INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-
-
 def _import_compiler() -> bool:
     """On a GPU slot (the engine compiles there), import what the first ``torch.compile`` would:
     Dynamo, Inductor and FlexAttention take seconds to import, more without a bytecode cache.
-    Importing them initialises no CUDA. True when imported.
-
-    Importing Dynamo sets ``TORCHINDUCTOR_CACHE_DIR`` to torch's default (in ``/tmp``); left
-    set, the engine would take it for the user's choice and compile into it instead of the
-    persistent cache (models/compile_cache.py), so the user's own value, or none, is restored."""
+    Importing them initialises no CUDA. True when imported. (Importing Dynamo sets
+    ``TORCHINDUCTOR_CACHE_DIR`` to torch's ``/tmp`` default, which the engine's compile cache
+    ignores: models/compile_cache.py.)"""
     if not os.environ.get("CUDA_VISIBLE_DEVICES"):
         return False
-    users = os.environ.get(INDUCTOR_CACHE_ENV)
     import torch._dynamo  # noqa: F401
     import torch._inductor.compile_fx  # noqa: F401
     import torch.nn.attention.flex_attention  # noqa: F401
 
     import virnucpro_tui.models.fast  # noqa: F401
 
-    if users is None:
-        os.environ.pop(INDUCTOR_CACHE_ENV, None)
-    else:
-        os.environ[INDUCTOR_CACHE_ENV] = users
     return True
 
 

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from virnucpro_tui.models.compile_cache import ENV as COMPILE_CACHE_ENV
 from virnucpro_tui.pool.event_sinks import read_events
-
-COMPILE_CACHE_ENV = "VIRNUCPRO_TUI_COMPILE_CACHE"
 
 
 class Launch(NamedTuple):

@@ -187,7 +187,7 @@ print("reached", res, file=sys.stderr, flush=True)
 use_packaged(esm, dna, esm_run, dna_run)
 p, d = batches(esm, dna, n)
 from virnucpro_tui.models.batching import embed_token_lists
-from virnucpro_tui.models.engine import default_gpu_token_budget
+from virnucpro_tui.models.device_memory import default_gpu_token_budget
 def budget(which):  # the engine's batches (Engine._budget)
     if tiny:
         return 4096 if which == "esm" else 16384

@@ -71,7 +71,8 @@ import torch
 from pathlib import Path
 import torch.nn.functional as F
 from virnucpro_tui.measure.bench_child import random_frames_dna, random_proteins
-from virnucpro_tui.models.engine import Engine, default_gpu_token_budget
+from virnucpro_tui.models.device_memory import default_gpu_token_budget
+from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from probe_common import profile, rate
 v = json.loads(sys.argv[1])

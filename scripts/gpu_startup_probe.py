@@ -1,7 +1,9 @@
 """GPU probe (issues 13 and 21, time to the first shard): where a warm worker start goes, by the
 engine's own load and warm-up events and profiled, and what importing the compiler ahead (as a
 GPU standby does) saves. Every start is a fresh process on one compile cache, warmed first by
-an identical start. Run it with the bytecode cache a pip install has (scripts/gpu_startup_bench.sh).
+an identical start. ``precompile`` starts use their own cache: layers compiled ahead of time
+and loaded whole (models/precompile.py), cold once, then warm. Run it with the bytecode cache a
+pip install has (scripts/gpu_startup_bench.sh).
 
     python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S]
 """
@@ -43,7 +45,9 @@ e.load()
 marks["engine_load_s"] = time.time() - t
 marks["events"] = events
 from torch._dynamo.utils import counters
-marks["counters"] = {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")}
+marks["counters"] = {
+    k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd", "stats")
+}
 marks["total_s"] = time.time() - t0
 if prof:
     prof.disable()
@@ -53,10 +57,8 @@ if prof:
 print(json.dumps(marks, default=str))
 """
 
-VARIANTS: dict[str, dict[str, str]] = {
-    "default": {},
-    "preimport": {"PROBE_PREIMPORT": "1"},
-}
+PREIMPORT = {"PROBE_PREIMPORT": "1"}
+PRECOMPILE = {**PREIMPORT, "VIRNUCPRO_TUI_PRECOMPILE": "1"}
 
 
 def run(work: Path) -> None:
@@ -66,19 +68,27 @@ def run(work: Path) -> None:
 
     paths = build_models(work / "models", Shapes(), torch.device("cuda"))
     PROBE.log("models built")
-    args = [paths["esm"], paths["dnabert"], paths["classifier"], str(work / "cache")]
+    models = [paths["esm"], paths["dnabert"], paths["classifier"]]
 
-    def start(label: str, env: dict[str, str], profile: str = "-") -> None:
-        result, wall = fresh_python(START, [*args, profile], 200, env)
+    def start(label: str, env: dict[str, str], cache: str = "cache", profile: str = "-") -> None:
+        result, wall = fresh_python(START, [*models, str(work / cache), profile], 200, env)
         PROBE.results[label] = {"marks": result, "wall_s": round(wall, 2)}
 
-    PROBE.step("cold_default", lambda: start("cold_default", {}), 60)
-    for name, env in VARIANTS.items():
-        for i in (1, 2):
-            label = f"warm_{name}_{i}"
-            PROBE.step(label, lambda label=label, env=env: start(label, env), 60)
+    plan: list[tuple[str, dict[str, str], str]] = [
+        ("cold_default", {}, "cache"),
+        ("warm_preimport_1", PREIMPORT, "cache"),
+        ("cold_precompile", PRECOMPILE, "precompiled"),
+        ("warm_precompile_1", PRECOMPILE, "precompiled"),
+        ("warm_precompile_2", PRECOMPILE, "precompiled"),
+        ("warm_preimport_2", PREIMPORT, "cache"),
+        ("warm_default_1", {}, "cache"),
+    ]
+    for label, env, cache in plan:
+        PROBE.step(label, lambda label=label, env=env, cache=cache: start(label, env, cache), 60)
     profile = str(PROBE.out / "warm_profile.txt")
-    PROBE.step("warm_profiled", lambda: start("warm_profiled", {}, profile), 60)
+    PROBE.step(
+        "warm_profiled", lambda: start("warm_profiled", PRECOMPILE, "precompiled", profile), 60
+    )
 
 
 if __name__ == "__main__":

@@ -146,6 +146,9 @@ def run_or_recompile(
     )
     discard(path)
     torch.compiler.reset()
+    from virnucpro_tui.models.precompile import forget_all
+
+    forget_all()  # what layers compiled ahead of time loaded from the cleared cache
     _set_live("torch._inductor.config", "compile_threads", 1)
     (again or work)()
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -21,6 +21,11 @@ from virnucpro_tui.core.shards import Shard, ShardResult
 from virnucpro_tui.core.translation import Frame
 from virnucpro_tui.models import reports
 from virnucpro_tui.models.batching import BatchStats, PooledForward, embed_token_lists
+from virnucpro_tui.models.device_memory import (
+    default_gpu_token_budget,
+    empty_device_cache,
+    param_bytes,
+)
 from virnucpro_tui.models.precision import (
     AUTO_GPU_PRECISION,
     DeviceCapability,
@@ -28,6 +33,9 @@ from virnucpro_tui.models.precision import (
     require_precision_support,
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+if TYPE_CHECKING:
+    from virnucpro_tui.models.precompile import AheadOfTime
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STAGES = ("tokenize", "dnabert", "esm", "classifier")
@@ -155,7 +163,7 @@ class Engine:
             self.report(reports.LoadFailed(model=name, source=source, message=str(exc)))
             raise
         seconds = read_seconds + time.perf_counter() - start
-        size = _param_bytes(bundle)  # not the allocator's growth: another model loads meanwhile
+        size = param_bytes(bundle)  # not the allocator's growth: another model loads meanwhile
         compile_s = self._accelerate(name, bundle, dtype)
         record = LoadRecord(name, seconds, size, label, source)
         self.loads.append(record)
@@ -196,10 +204,8 @@ class Engine:
         self.report(
             reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
         )
-        if name == "esm":
-            accelerate_esm_as_set(bundle, compile_, self.settings)
-        else:
-            accelerate_dnabert_as_set(bundle, compile_, self.settings)
+        accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
+        accelerate(bundle, compile_, self.settings, self._ahead(name) if compile_ else None)
         if compile_ and self.compiled_into is not None:
             compiled_before = [("dnabert", self.dnabert)] if self.dnabert is not None else []
             compile_cache.run_or_recompile(
@@ -211,6 +217,17 @@ class Engine:
         seconds = round(time.perf_counter() - start, 3)
         self.report(reports.WarmupDone(model=name, source=source, seconds=seconds))
         return seconds
+
+    def _ahead(self, name: str) -> AheadOfTime | None:
+        """Where ``name``'s layers are saved compiled, with ``settings.precompile``."""
+        if not self.settings.precompile or self.compiled_into is None:
+            return None
+        from virnucpro_tui.models.precompile import AheadOfTime, variant_directory
+
+        return AheadOfTime(
+            variant_directory(self.compiled_into, self.compile_variant(name)),
+            lambda why: self.report(reports.CompileCacheFallback(model=name, message=why)),
+        )
 
     def compile_variant(self, name: str) -> str:
         """What a model's compiled graphs depend on besides torch and the GPU (the cache key)."""
@@ -465,36 +482,10 @@ def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "e
     return _DTYPES[model_precision(settings.precision, device.type, model)]
 
 
-__all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "engine_dtype"]
+__all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "empty_device_cache", "engine_dtype"]
 
 
 def _onto(load: Callable[..., Any], path: Any, dtype: torch.dtype, device: torch.device) -> Any:
     """A model read in ``dtype`` and moved to ``device`` (from the file's pages, no copy between
     when the file stores ``dtype``)."""
     return load(path, dtype).to(device, dtype)
-
-
-def _param_bytes(bundle: Any) -> int:
-    """Bytes of a model's parameters and buffers."""
-    module = getattr(bundle, "model", None) or getattr(bundle, "encoder", None)
-    if module is None:
-        return 0
-    tensors = [*module.parameters(), *module.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def empty_device_cache(device: torch.device) -> int:
-    """Release cached blocks; return the bytes of reserved memory given back."""
-    if device.type != "cuda":
-        return 0
-    before = torch.cuda.memory_reserved(device)
-    torch.cuda.empty_cache()
-    return max(int(before - torch.cuda.memory_reserved(device)), 0)
-
-
-def default_gpu_token_budget(device: torch.device, which: str) -> int:
-    """Tokens per batch, sized from the device's total memory (not its free memory, so the same
-    card always cuts the same batches and results stay byte-identical across runs)."""
-    total_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
-    per_gib = 512 if which == "esm" else 2048
-    return int(min(max(total_gib * per_gib, 8192), 262144 if which == "dnabert" else 131072))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from torch import nn
 
 from virnucpro_tui.models.esm import MASK_RATIO_TRAIN, EncoderLayer, EsmEncoder, apply_rotary
 from virnucpro_tui.models.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from virnucpro_tui.models.precompile import AheadOfTime
 
 COMPILE_MODES = ("regional", "stack")  # one layer reused, or the whole stack unrolled
 
@@ -261,9 +264,15 @@ def compile_module(module: nn.Module, method: str) -> None:
     setattr(module, method, torch.compile(getattr(module, method), dynamic=_dynamic()))
 
 
-def compile_layers(layers: nn.ModuleList) -> None:
+def compile_layers(layers: nn.ModuleList, ahead: AheadOfTime | None = None) -> None:
     """Regional compilation: every layer runs the same compiled graph (layers are identical
-    up to their weights, which are graph inputs), compiled once instead of once per layer."""
+    up to their weights, which are graph inputs), compiled once instead of once per layer;
+    with ``ahead``, compiled ahead of time and saved whole (models/precompile.py)."""
+    if ahead is not None:
+        from virnucpro_tui.models.precompile import install
+
+        install(layers, ahead)
+        return
     for layer in layers:
         layer.compile(dynamic=_dynamic())
 
@@ -291,10 +300,12 @@ def accelerate_esm(
     gelu_epilogue: bool = False,
     attention: str = "flash",
     fp8_gelu_kernel: bool = False,
+    ahead: AheadOfTime | None = None,
 ) -> None:
     """Swap the bundle's encoder for the fast one (frees the separate q/k/v weights); with
     ``fp8`` its matrix products run in FP8 (models/fp8.py); ``fp8_gelu_kernel`` feeds each fc2
-    from the one-pass GELU and quantisation kernel (models/fp8_gelu.py)."""
+    from the one-pass GELU and quantisation kernel (models/fp8_gelu.py); ``ahead``: the
+    layers compiled ahead of time (regional mode only)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}: expected one of {COMPILE_MODES}")
     fast = FastEsm(bundle.encoder, gelu_epilogue, cudnn=attention == "cudnn")
@@ -310,13 +321,15 @@ def accelerate_esm(
     if compile_:
         raise_recompile_limit()
         if mode == "regional":
-            compile_layers(fast.layers)
+            compile_layers(fast.layers, ahead)
         else:
             compile_module(fast, "_stack")
     bundle.encoder = fast
 
 
-def accelerate_esm_as_set(bundle: Any, compile_: bool, settings: EngineSettings) -> None:
+def accelerate_esm_as_set(
+    bundle: Any, compile_: bool, settings: EngineSettings, ahead: AheadOfTime | None = None
+) -> None:
     """``accelerate_esm`` as the engine's settings ask: FP8 products for ``--precision fp8``,
     else fc1's GELU in the cuBLASLt epilogue unless ``exact_gelu``; the attention kernel."""
     fp8 = settings.precision == "fp8"
@@ -327,16 +340,20 @@ def accelerate_esm_as_set(bundle: Any, compile_: bool, settings: EngineSettings)
         gelu_epilogue=not fp8 and not settings.exact_gelu,
         attention=settings.esm_attention,
         fp8_gelu_kernel=settings.fp8_gelu_kernel,
+        ahead=ahead,
     )
 
 
-def accelerate_dnabert_as_set(bundle: Any, compile_: bool, settings: EngineSettings) -> None:
+def accelerate_dnabert_as_set(
+    bundle: Any, compile_: bool, settings: EngineSettings, ahead: AheadOfTime | None = None
+) -> None:
     """``accelerate_dnabert`` as the engine's settings ask."""
     accelerate_dnabert(
         bundle,
         compile_,
         attention=settings.dnabert_attention,
         glu_kernel=settings.dnabert_glu_kernel,
+        ahead=ahead,
     )
 
 
@@ -347,6 +364,7 @@ def accelerate_dnabert(
     mode: str = "regional",
     attention: str = "bias",
     glu_kernel: bool = False,
+    ahead: AheadOfTime | None = None,
 ) -> None:
     """ALiBi as a bias tensor, or inside FlexAttention (``attention="flex"``, compiled only);
     ``glu_kernel``: the gated product and its GELU in one kernel (flex only, models/glu_gelu.py)."""
@@ -357,5 +375,5 @@ def accelerate_dnabert(
         if mode == "stack":
             compile_module(fast, "forward" if flex else "stack")
         else:
-            compile_layers(fast.layers if flex else bundle.model.encoder.layer)
+            compile_layers(fast.layers if flex else bundle.model.encoder.layer, ahead)
     bundle.model = fast

@@ -3,11 +3,13 @@ boundaries and be pickled into a spawned worker before that worker imports torch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from virnucpro_tui.errors import InputError
 
+PRECOMPILE_ENV = "VIRNUCPRO_TUI_PRECOMPILE"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
 """``auto``: fp32 on CPU, the measured half-precision mix on GPU (docs/benchmarks.md#fidelity).
 ``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
@@ -46,6 +48,9 @@ class EngineSettings:
     # DNABERT-S (flex): the gated product and its GELU in one Triton kernel
     # (models/glu_gelu.py); off: +1.2% on an H100, within run-to-run spread
     dnabert_glu_kernel: bool = False
+    # Layers compiled ahead of time and saved whole, so a warm start skips Dynamo's tracing
+    # (models/precompile.py); off until measured on a GPU. VIRNUCPRO_TUI_PRECOMPILE=1 turns it on.
+    precompile: bool = field(default_factory=lambda: os.environ.get(PRECOMPILE_ENV) == "1")
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"
 

@@ -1,0 +1,200 @@
+"""Layers compiled ahead of time: saved by the first process, loaded (not traced) by the next,
+equal to the reference, and never a failed run when a saved file is damaged, stale or refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from virnucpro_tui.models import compile_cache, reports
+from virnucpro_tui.models.precompile import REFUSED, SUFFIX, PrecompiledForward
+
+MODELS_RUN = textwrap.dedent(
+    """
+    import json, sys, torch
+    from pathlib import Path
+    from virnucpro_tui.models import compile_cache
+    from virnucpro_tui.models.demo import demo_paths
+    from virnucpro_tui.models.dnabert import load_dnabert
+    from virnucpro_tui.models.esm import load_esm
+    from virnucpro_tui.models.fast import accelerate_dnabert, accelerate_esm
+    from virnucpro_tui.models.precompile import AheadOfTime
+
+    demo, cache = demo_paths(sys.argv[1]), Path(sys.argv[2])
+    compile_cache.configure(cache / "inductor")
+    said = []
+    PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "MA", "GGGGSLLLKKKEEEDDDRRRPPPAAA" * 3]
+    DNA = ["ATGC" * 60, "ACGTTGCA" * 9, "ATGAAACCCGGGTTT" * 20]
+    out = {}
+    ref, esm = load_esm(demo.esm), load_esm(demo.esm)
+    accelerate_esm(esm, True, ahead=AheadOfTime(cache / "esm", said.append))
+    err = 0.0
+    for batch in (PROTEINS, [PROTEINS[0]] * 3):  # padded, and not (two graphs)
+        ids, lengths = ref.pad(ref.tokenize(batch))
+        got = esm.forward_pooled(ids, lengths)
+        err = max(err, float((got - ref.forward_pooled(ids, lengths)).abs().max()))
+    shared = esm.encoder.layers[0].forward.precompiled
+    out["esm"] = {"err": err, "loaded": shared.loaded, "variants": len(shared.variants)}
+    ref, dna = load_dnabert(demo.dnabert), load_dnabert(demo.dnabert)
+    accelerate_dnabert(dna, True, attention="flex", ahead=AheadOfTime(cache / "dna", said.append))
+    ids, mask = ref.collate(ref.tokenize(DNA))
+    err = float((dna.forward_pooled(ids, mask) - ref.forward_pooled(ids, mask)).abs().max())
+    shared = dna.model.layers[0].forward.precompiled
+    out["dna"] = {"err": err, "loaded": shared.loaded, "variants": len(shared.variants)}
+    out["said"] = said
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def _fresh(script: str, *args: object) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))  # type: ignore[no-any-return]
+
+
+def _saved(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"*{SUFFIX}"))
+
+
+@pytest.mark.slow
+def test_the_next_process_loads_the_saved_layers_and_a_damaged_file_is_compiled_again(
+    demo_models: Any, tmp_path: Path
+) -> None:
+    """ESM-2 (two graphs: with and without padding) and DNABERT-S (FlexAttention) on the CPU."""
+    cold = _fresh(MODELS_RUN, demo_models.root, tmp_path)
+    assert cold["said"] == []
+    assert cold["esm"]["loaded"] == 0 and cold["esm"]["variants"] == 2
+    assert cold["dna"]["loaded"] == 0 and cold["dna"]["variants"] == 1
+    esm_files, dna_files = _saved(tmp_path / "esm"), _saved(tmp_path / "dna")
+    assert len(esm_files) == 2 and len(dna_files) == 1
+
+    warm = _fresh(MODELS_RUN, demo_models.root, tmp_path)
+    assert warm["said"] == []
+    assert warm["esm"] == {**warm["esm"], "loaded": 2, "variants": 2}  # nothing traced again
+    assert warm["dna"] == {**warm["dna"], "loaded": 1, "variants": 1}
+    assert _saved(tmp_path / "esm") == esm_files and _saved(tmp_path / "dna") == dna_files
+    for run in (cold, warm):
+        assert run["esm"]["err"] < 2e-5 and run["dna"]["err"] < 2e-5, run
+
+    esm_files[0].write_bytes(esm_files[0].read_bytes()[:500] + b"\x00 damaged")
+    healed = _fresh(MODELS_RUN, demo_models.root, tmp_path)
+    assert len(healed["said"]) == 1 and "could not be used" in healed["said"][0]
+    assert healed["esm"]["loaded"] == 1 and healed["esm"]["variants"] == 2
+    assert healed["esm"]["err"] < 2e-5 and len(_saved(tmp_path / "esm")) == 2
+
+
+LAYER_SOURCE = """
+import torch
+
+class Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.relu(self.lin(x)) * {factor}
+"""
+
+LAYER_RUN = textwrap.dedent(
+    """
+    import json, sys, torch
+    from pathlib import Path
+    from virnucpro_tui.models import compile_cache
+    from virnucpro_tui.models.precompile import AheadOfTime, install
+
+    sys.path.insert(0, sys.argv[1])
+    import layer_mod
+
+    compile_cache.configure(Path(sys.argv[2]) / "inductor")
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([layer_mod.Layer(), layer_mod.Layer()])
+    with torch.inference_mode():  # as the models run: one graph for both calls
+        x = torch.randn(5, 8)
+        expected = layers[1](layers[0](x))
+    said = []
+    shared = install(layers, AheadOfTime(Path(sys.argv[2]) / "layer", said.append))
+    with torch.inference_mode():
+        got = layers[1](layers[0](x))
+    out = {"equal": bool(torch.allclose(got, expected, atol=1e-6)), "said": said,
+           "loaded": shared.loaded, "jit": shared.jit is not None}
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_changed_layer_source_is_compiled_again_and_a_refused_one_runs_compiled_as_usual(
+    tmp_path: Path,
+) -> None:
+    source, cache = tmp_path / "src", tmp_path / "cache"
+    source.mkdir()
+    module = source / "layer_mod.py"
+    module.write_text(LAYER_SOURCE.format(factor=2))
+    first = _fresh(LAYER_RUN, source, cache)
+    assert first == {"equal": True, "said": [], "loaded": 0, "jit": False}
+    assert _fresh(LAYER_RUN, source, cache) == {**first, "loaded": 1}
+
+    module.write_text(LAYER_SOURCE.format(factor=3))  # a new version of the layer
+    changed = _fresh(LAYER_RUN, source, cache)
+    assert changed["equal"] and changed["loaded"] == 0 and not changed["jit"]
+    assert len(changed["said"]) == 1 and "source changed" in changed["said"][0]
+
+    module.write_text(LAYER_SOURCE.format(factor="(torch._dynamo.graph_break() or 3)"))
+    refused = _fresh(LAYER_RUN, source, cache)
+    assert refused["equal"] and refused["jit"]  # torch.compile, graph break and all
+    assert "cannot be compiled ahead of time" in refused["said"][-1]
+    assert (cache / "layer" / REFUSED).exists()
+    again = _fresh(LAYER_RUN, source, cache)  # the refusal is remembered, and said again
+    assert again["equal"] and again["jit"] and again["said"] == refused["said"][-1:]
+
+
+def test_clearing_a_damaged_cache_drops_the_layers_loaded_from_it(tmp_path: Path) -> None:
+    shared = PrecompiledForward(lambda module, x: x, tmp_path / "layer", lambda _: None)
+    shared.variants, shared.loaded = [object()], 1
+    said: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("a stale kernel")
+
+    compile_cache.run_or_recompile(fail, tmp_path, said.append, again=lambda: None)
+    assert shared.variants == [] and shared.loaded is None  # the next call reads the disk again
+    assert len(said) == 1
+
+
+def test_the_engine_saves_each_model_variant_apart_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
+    events: list[Any] = []
+    off = Engine(files, torch.device("cpu"), EngineSettings(), report=events.append)
+    off.compiled_into = tmp_path
+    assert off._ahead("esm") is None
+    monkeypatch.setenv("VIRNUCPRO_TUI_PRECOMPILE", "1")
+    engine = Engine(files, torch.device("cpu"), EngineSettings(), report=events.append)
+    assert engine.settings.precompile
+    assert engine._ahead("esm") is None  # nothing compiles without a cache
+    engine.compiled_into = tmp_path
+    esm, dna = engine._ahead("esm"), engine._ahead("dnabert")
+    assert esm is not None and dna is not None
+    assert esm.directory.parent == dna.directory.parent == tmp_path / "precompiled"
+    assert esm.directory.name.startswith("esm_float32_") and ":" not in esm.directory.name
+    assert dna.directory.name.startswith("dnabert_float32_flex")
+    esm.report("why")
+    assert events == [reports.CompileCacheFallback(model="esm", message="why")]

@@ -2,7 +2,8 @@
 engine's own load and warm-up events and profiled, and what importing the compiler ahead (as a
 GPU standby does) saves. Every start is a fresh process on one compile cache, warmed first by
 an identical start. ``precompile`` starts use their own cache: layers compiled ahead of time
-and loaded whole (models/precompile.py), cold once, then warm. Run it with the bytecode cache a
+and loaded whole (models/precompile.py), cold once, then warm, with and without the weights
+sent through page-locked buffers (models/device_copy.py). Run it with the bytecode cache a
 pip install has (scripts/gpu_startup_bench.sh).
 
     python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S]
@@ -59,6 +60,7 @@ print(json.dumps(marks, default=str))
 
 PREIMPORT = {"PROBE_PREIMPORT": "1"}
 PRECOMPILE = {**PREIMPORT, "VIRNUCPRO_TUI_PRECOMPILE": "1"}
+STAGED = {**PRECOMPILE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}  # weights through page-locked buffers
 
 
 def run(work: Path) -> None:
@@ -79,7 +81,9 @@ def run(work: Path) -> None:
         ("warm_preimport_1", PREIMPORT, "cache"),
         ("cold_precompile", PRECOMPILE, "precompiled"),
         ("warm_precompile_1", PRECOMPILE, "precompiled"),
+        ("warm_precompile_staged_1", STAGED, "precompiled"),
         ("warm_precompile_2", PRECOMPILE, "precompiled"),
+        ("warm_precompile_staged_2", STAGED, "precompiled"),
         ("warm_preimport_2", PREIMPORT, "cache"),
         ("warm_default_1", {}, "cache"),
     ]

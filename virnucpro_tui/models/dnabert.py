@@ -235,8 +235,17 @@ class DnabertBundle:
     def dtype(self) -> torch.dtype:
         return self.model.embeddings.word_embeddings.weight.dtype
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> DnabertBundle:
-        self.model.to(device=device, dtype=dtype)
+    def to(
+        self, device: torch.device | str, dtype: torch.dtype | None = None, staged: bool = False
+    ) -> DnabertBundle:
+        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers
+        (models/device_copy.py)."""
+        if staged:
+            from virnucpro_tui.models.device_copy import move
+
+            move(self.model, torch.device(device), dtype)
+        else:
+            self.model.to(device=device, dtype=dtype)
         return self
 
     def tokenize(self, seqs: Sequence[str]) -> list[list[int]]:

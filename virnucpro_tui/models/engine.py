@@ -102,7 +102,7 @@ class Engine:
         with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
             self._announce("esm", esm_dtype)
             esm_read = reader.submit(
-                _timed, _onto, load_esm, self.files.esm, esm_dtype, self.device
+                _timed, _onto, load_esm, self.files.esm, esm_dtype, self.device, self._staged
             )
             self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
             self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
@@ -117,6 +117,10 @@ class Engine:
             from virnucpro_tui.models.compile_cache import mark_warm
 
             mark_warm(self.compiled_into, [self.compile_variant(m) for m in ("dnabert", "esm")])
+
+    @property
+    def _staged(self) -> bool:
+        return self.settings.staged_copy and self.device.type == "cuda"
 
     def check_precision(self) -> None:
         """Refuse a precision this device cannot run (fp8 on CPU or before compute capability
@@ -156,9 +160,11 @@ class Engine:
         try:
             bundle, read_seconds = loader()
             start = time.perf_counter()
-            bundle = bundle.to(self.device, dtype) if hasattr(bundle, "to") else bundle
             if name == "classifier":
+                bundle = bundle.to(self.device, dtype) if hasattr(bundle, "to") else bundle
                 bundle.model.to(self.device)
+            else:  # ESM-2 is on the device already: its reading thread moved it
+                bundle = bundle.to(self.device, dtype, staged=self._staged and name == "dnabert")
         except Exception as exc:
             self.report(reports.LoadFailed(model=name, source=source, message=str(exc)))
             raise
@@ -485,7 +491,9 @@ def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "e
 __all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "empty_device_cache", "engine_dtype"]
 
 
-def _onto(load: Callable[..., Any], path: Any, dtype: torch.dtype, device: torch.device) -> Any:
+def _onto(
+    load: Callable[..., Any], path: Any, dtype: torch.dtype, device: torch.device, staged: bool
+) -> Any:
     """A model read in ``dtype`` and moved to ``device`` (from the file's pages, no copy between
-    when the file stores ``dtype``)."""
-    return load(path, dtype).to(device, dtype)
+    when the file stores ``dtype``; ``staged``: through page-locked buffers)."""
+    return load(path, dtype).to(device, dtype, staged=staged)

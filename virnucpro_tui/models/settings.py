@@ -10,6 +10,7 @@ from pathlib import Path
 from virnucpro_tui.errors import InputError
 
 PRECOMPILE_ENV = "VIRNUCPRO_TUI_PRECOMPILE"
+STAGED_COPY_ENV = "VIRNUCPRO_TUI_STAGED_COPY"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
 """``auto``: fp32 on CPU, the measured half-precision mix on GPU (docs/benchmarks.md#fidelity).
 ``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
@@ -51,6 +52,9 @@ class EngineSettings:
     # Layers compiled ahead of time and saved whole, so a warm start skips Dynamo's tracing
     # (models/precompile.py); off until measured on a GPU. VIRNUCPRO_TUI_PRECOMPILE=1 turns it on.
     precompile: bool = field(default_factory=lambda: os.environ.get(PRECOMPILE_ENV) == "1")
+    # Weights sent to the GPU through page-locked buffers on a stream of their own
+    # (models/device_copy.py); off until measured. VIRNUCPRO_TUI_STAGED_COPY=1 turns it on.
+    staged_copy: bool = field(default_factory=lambda: os.environ.get(STAGED_COPY_ENV) == "1")
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"
 

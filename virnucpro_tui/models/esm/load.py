@@ -41,8 +41,17 @@ class EsmBundle:
     def dtype(self) -> torch.dtype:
         return self.encoder.embed_tokens.weight.dtype
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> EsmBundle:
-        self.encoder.to(device=device, dtype=dtype)
+    def to(
+        self, device: torch.device | str, dtype: torch.dtype | None = None, staged: bool = False
+    ) -> EsmBundle:
+        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers
+        (models/device_copy.py)."""
+        if staged:
+            from virnucpro_tui.models.device_copy import move
+
+            move(self.encoder, torch.device(device), dtype)
+        else:
+            self.encoder.to(device=device, dtype=dtype)
         return self
 
     def tokenize(

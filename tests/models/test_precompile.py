@@ -198,3 +198,53 @@ def test_the_engine_saves_each_model_variant_apart_only_when_asked(
     assert dna.directory.name.startswith("dnabert_float32_flex")
     esm.report("why")
     assert events == [reports.CompileCacheFallback(model="esm", message="why")]
+
+
+ENGINE_RUN = textwrap.dedent(
+    """
+    import json, sys, torch
+    from pathlib import Path
+    from virnucpro_tui.core.shards import Shard
+    from virnucpro_tui.core.translation import Frame
+    from virnucpro_tui.models import reports
+    from virnucpro_tui.models.demo import demo_paths
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    demo, cache = demo_paths(sys.argv[1]), Path(sys.argv[2])
+    files = ModelFiles(demo.esm, demo.dnabert, demo.classifier_500)
+    frames = [Frame(f"f{i}", "ATG" * 40 + "GCT" * (i % 7), "M" + "A" * (39 + i % 7))
+              for i in range(40)]
+    said = []
+    settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
+                              exact_gelu=True, compile_cache=cache)
+    engine = Engine(files, torch.device("cpu"), settings, report=said.append)
+    got = engine.process_shard(Shard("job", 0, frames)).probs
+    plain = Engine(files, torch.device("cpu"), EngineSettings(force_model_length=True))
+    expected = plain.process_shard(Shard("job", 0, frames)).probs
+    out = {
+        "max_diff": float(abs(got - expected).max()),
+        "cached": [r.cached for r in said if isinstance(r, reports.WarmupStarted)],
+        "fallbacks": [r.message for r in said if isinstance(r, reports.CompileCacheFallback)],
+        "saved": sorted(p.parent.name for p in cache.rglob("*.aot")),
+    }
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_the_engine_saves_its_layers_compiled_and_the_next_engine_loads_them(
+    demo_models: Any, tmp_path: Path
+) -> None:
+    """The engine's own path (``EngineSettings.precompile``), compiled on the CPU: the second
+    process finds the cache warm and the layers saved, and scores as the uncompiled engine."""
+    cold = _fresh(ENGINE_RUN, demo_models.root, tmp_path)
+    assert cold["cached"] == [False, False] and cold["fallbacks"] == []
+    variants = {name.split("_")[0] for name in cold["saved"]}
+    assert variants == {"dnabert", "esm"} and len(cold["saved"]) >= 3  # ESM-2: two graphs
+    warm = _fresh(ENGINE_RUN, demo_models.root, tmp_path)
+    assert warm["cached"] == [True, True] and warm["fallbacks"] == []
+    assert warm["saved"] == cold["saved"]  # loaded: nothing compiled again
+    for run in (cold, warm):
+        assert run["max_diff"] < 1e-5, run

@@ -6,13 +6,12 @@ merge, MLP). The headless inline run and every pool worker call exactly this fun
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,22 +32,13 @@ from virnucpro_tui.models.precision import (
     require_precision_support,
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+from virnucpro_tui.models.stage_clock import Progress, StageClock, stage_done, stage_progress
 
 if TYPE_CHECKING:
     from virnucpro_tui.models.precompile import AheadOfTime
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STAGES = ("tokenize", "dnabert", "esm", "classifier")
-
-
-class Progress(Protocol):
-    """``progress(stage, items_done, items_total, tokens)`` after each batch of a stage is
-    queued on the device, and once more when the stage's work is done on the device, with
-    ``stage_seconds`` (GPU-synchronised: the stage times of a shard add up to its time)."""
-
-    def __call__(
-        self, stage: str, done: int, total: int, tokens: int, stage_seconds: float | None = None
-    ) -> None: ...
 
 
 @dataclass
@@ -187,9 +177,11 @@ class Engine:
         return bundle
 
     def _accelerate(self, name: str, bundle: Any, dtype: torch.dtype) -> float | None:
-        """On a GPU in half precision: the fast modules, compiled and warmed up at the main
-        shape; the warm-up is its own phase in the reports (``WarmupStarted``/``WarmupDone``)."""
-        if name == "classifier" or self.device.type != "cuda" or dtype == torch.float32:
+        """On a GPU in half precision (anywhere with ``settings.compile=True``): the fast
+        modules, compiled and warmed up at the main shape; the warm-up is its own phase in the
+        reports (``WarmupStarted``/``WarmupDone``)."""
+        usual = self.device.type == "cuda" and dtype != torch.float32
+        if name == "classifier" or not (usual or self.settings.compile is True):
             return None
         from virnucpro_tui.models import compile_cache
         from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
@@ -269,7 +261,8 @@ class Engine:
             bundle.forward_pooled(ids, lengths, has_padding=True)
         else:
             bundle.forward_pooled(ids, torch.full((rows,), length))
-        torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _budget(self, which: str) -> int:
         explicit = (
@@ -349,7 +342,7 @@ class Engine:
             self.settings.max_batch,
             on_oom=self._on_oom(model),
             stats=stats,
-            on_batch=_stage_progress(model, len(tokens), progress),
+            on_batch=stage_progress(model, len(tokens), progress),
             align=align,
         )
 
@@ -385,16 +378,16 @@ class Engine:
             protein_tokens = tokens.protein or self.esm.tokenize([f.protein for f in frames])
         with clock("dnabert"):
             dna = self.embed("dnabert", [], stats, progress, dna_tokens)
-        _stage_done(progress, "dnabert", n, clock)
+        stage_done(progress, "dnabert", n, clock)
         with clock("esm"):
             protein = self.embed("esm", [], stats, progress, protein_tokens)
-        _stage_done(progress, "esm", n, clock)
+        stage_done(progress, "esm", n, clock)
         with clock("classifier"):
             features = torch.cat([dna, protein], dim=1).to(self.device)
             if features_out is not None:
                 features_out.append(features.float().cpu())
             probs = predict_proba(self.classifier, features).float().cpu().numpy()
-        _stage_done(progress, "classifier", n, clock)
+        stage_done(progress, "classifier", n, clock)
         return probs
 
     def process_shard(
@@ -423,23 +416,6 @@ class Engine:
         )
 
 
-class StageClock:
-    """Wall seconds per stage, each taken after a device synchronisation, so work queued on
-    the GPU is charged to the stage that queued it."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-
-
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     return fn(*args), time.perf_counter() - start
@@ -457,26 +433,6 @@ def _read_now(fn: Callable[..., Any], *args: Any) -> Callable[[], tuple[Any, flo
 
         return fail
     return lambda: result
-
-
-def _stage_done(progress: Progress | None, stage: str, n: int, clock: StageClock) -> None:
-    if progress is not None:
-        progress(stage, n, n, 0, stage_seconds=round(clock.seconds[stage], 4))
-
-
-def _stage_progress(
-    stage: str, total: int, progress: Progress | None
-) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    done = 0
-
-    def on_batch(items: int, tokens: int) -> None:
-        nonlocal done
-        done += items
-        progress(stage, done, total, tokens)
-
-    return on_batch
 
 
 WARMUP_TOKENS = {"esm": 168, "dnabert": 112}  # 166-aa proteins; ~500-bp frames in DNABERT-S BPE

@@ -33,7 +33,7 @@ class EngineSettings:
     max_batch: int = 1024
     chunk_length: int = 500
     force_model_length: bool = False
-    compile: bool | None = None  # None: compile on GPU (half precision), never on CPU
+    compile: bool | None = None  # None: on GPU in half precision; True: anywhere (tests)
     eager_load: bool | None = None  # None: load at worker start on a GPU, at the first task on CPU
     compile_cache: Path | None = None  # None: the user's cache dir (models/compile_cache.py)
     # GPU fast paths (docs/benchmarks.md#what-was-tried): ESM-2's fc1 GELU in the cuBLASLt

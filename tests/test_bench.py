@@ -82,6 +82,12 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     assert 0.95 <= data["stage_seconds_per_frame"]["share_of_shard_seconds"] <= 1.001
     assert data["first_shard_start_s_cold"] <= data["first_shard_done_s_cold"]
     # the real `run` command, launched in a fresh interpreter, with standbys and without
+    # ... and with the start-up levers that are off by default, on a cache of their own
+    assert list(data["command_warm"]) == ["standby", "no_standby", "levers_cold", "levers"]
+    assert (
+        data["command_first_shard_done_s_warm_levers"]
+        == (data["command_warm"]["levers"]["first_shard_done_s"])
+    )
     for command in data["command_warm"].values():
         assert 0 < command["model_load_s"] <= command["first_shard_start_s"]
         assert command["first_shard_start_s"] <= command["first_shard_done_s"] <= command["wall_s"]

@@ -307,7 +307,7 @@ def summarise(r: dict[str, Any], s: Shapes) -> dict[str, Any]:
     pipe = (r.get("pipeline") or {}).get("auto") or {}
     r.update(pipe)
     command = pipe.get("command_warm") or {}
-    for tag, suffix in (("standby", ""), ("no_standby", "_no_standby")):
+    for tag, suffix in (("standby", ""), ("no_standby", "_no_standby"), ("levers", "_levers")):
         r[f"command_first_shard_done_s_warm{suffix}"] = (command.get(tag) or {}).get(
             "first_shard_done_s"
         )
@@ -342,6 +342,7 @@ def targets(s: Shapes) -> list[tuple[str, str, float | None]]:
         ("first_shard_done_s_warm", "start to first shard, warm compile cache (s)", 6),
         ("command_first_shard_done_s_warm", "`run` launched to first shard, warm (s)", 6),
         ("command_first_shard_done_s_warm_no_standby", "the same without standbys (s)", None),
+        ("command_first_shard_done_s_warm_levers", "the same, precompiled + staged copy (s)", 6),
         ("model_load_s_warm", "model load, warm later job (s)", 0),
         ("prepare_chunks_per_s", "prepare, 500-bp chunks/s (1 core)", 50000),
         ("peak_tflops", "measured matmul peak TFLOP/s", None),

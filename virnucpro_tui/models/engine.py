@@ -228,7 +228,8 @@ class Engine:
         )
 
     def compile_variant(self, name: str) -> str:
-        """What a model's compiled graphs depend on besides torch and the GPU (the cache key)."""
+        """What a model's compiled graphs depend on besides torch and the GPU (the cache key);
+        compiled ahead of time, a variant is warm only once its layers are saved."""
         s = self.settings
         detail: tuple[object, ...] = (s.exact_gelu, s.esm_attention)
         if name == "dnabert":
@@ -236,7 +237,8 @@ class Engine:
         elif s.precision == "fp8" and s.fp8_gelu_kernel:
             detail += ("fp8-gelu-kernel",)
         dtype = self._dtype_label(name, engine_dtype(s, self.device, name))
-        return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name])))
+        ahead = ["ahead-of-time"] if s.precompile else []
+        return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name], *ahead)))
 
     def _warm_up_all(self, *models: tuple[str, Any]) -> None:
         for name, bundle in models:

@@ -252,3 +252,24 @@ def test_the_engine_saves_its_layers_compiled_and_the_next_engine_loads_them(
     assert warm["saved"] == cold["saved"]  # loaded: nothing compiled again
     for run in (cold, warm):
         assert run["max_diff"] < 1e-5, run
+
+
+@pytest.mark.slow
+def test_workers_compiling_the_same_layer_at_once_save_one_file(tmp_path: Path) -> None:
+    source, cache = tmp_path / "src", tmp_path / "cache"
+    source.mkdir()
+    (source / "layer_mod.py").write_text(LAYER_SOURCE.format(factor=2))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LAYER_RUN, str(source), str(cache)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        out, _ = worker.communicate(timeout=600)
+        assert worker.returncode == 0
+        assert '"equal": true' in out
+    assert len(_saved(cache / "layer")) == 1
+    assert _fresh(LAYER_RUN, source, cache)["loaded"] == 1

@@ -70,7 +70,8 @@ class PrecompiledForward:
 
     def _load_saved(self) -> None:
         self.loaded = 0
-        self.directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # unwritable: saving reports it, the run goes on
+            self.directory.mkdir(parents=True, exist_ok=True)
         refused = self._refused()
         if refused is not None:
             self._fall_back_to_jit(refused)
@@ -85,6 +86,7 @@ class PrecompiledForward:
                 )
                 path.unlink(missing_ok=True)
                 continue
+            variant.virnucpro_signature = path.name.split("-")[0]
             self.variants.append(variant)
         self.loaded = len(self.variants)
 
@@ -104,12 +106,17 @@ class PrecompiledForward:
         except Exception as exc:  # noqa: BLE001 - any refusal falls back to torch.compile
             return self._refuse(exc)
         self.variants.append(variant)
-        self._save(variant)
+        self._save(variant, args)
         return variant
 
-    def _save(self, variant: Any) -> None:
-        path = self.directory / f"{os.getpid()}-{len(self.variants)}{SUFFIX}"
-        partial = path.with_suffix(".partial")
+    def _save(self, variant: Any, args: tuple[Any, ...]) -> None:
+        """As ``<kind of arguments>-<n>.aot``: workers that compile the same graph at once
+        write one file between them, not one each."""
+        kind = _signature(args)
+        same = sum(_signature_of(v) == kind for v in self.variants[:-1])
+        variant.virnucpro_signature = kind
+        path = self.directory / f"{kind}-{same}{SUFFIX}"
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
             variant.save_compiled_function(str(partial))
             os.replace(partial, path)
@@ -226,6 +233,21 @@ def _changed_sources(variant: Any) -> list[str]:
         if now != source.content:
             changed.append(source.module)
     return sorted(set(changed))
+
+
+def _signature(args: tuple[Any, ...]) -> str:
+    """What the arguments are, short of their sizes: the kind of graph they ask for."""
+    parts = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            parts.append(f"{arg.dtype}:{arg.device.type}:{arg.dim()}:{arg.is_inference()}")
+        else:
+            parts.append(type(arg).__qualname__)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def _signature_of(variant: Any) -> str | None:
+    return getattr(variant, "virnucpro_signature", None)
 
 
 def _fingerprint(forward: Callable[..., Any]) -> str:

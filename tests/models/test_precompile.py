@@ -231,6 +231,8 @@ ENGINE_RUN = textwrap.dedent(
         "cached": [r.cached for r in said if isinstance(r, reports.WarmupStarted)],
         "fallbacks": [r.message for r in said if isinstance(r, reports.CompileCacheFallback)],
         "saved": sorted(p.parent.name for p in cache.rglob("*.aot")),
+        "esm_loaded": engine.esm.encoder.layers[0].forward.precompiled.loaded,
+        "dnabert_loaded": engine.dnabert.model.layers[0].forward.precompiled.loaded,
     }
     print("RESULT " + json.dumps(out))
     """
@@ -241,15 +243,19 @@ ENGINE_RUN = textwrap.dedent(
 def test_the_engine_saves_its_layers_compiled_and_the_next_engine_loads_them(
     demo_models: Any, tmp_path: Path
 ) -> None:
-    """The engine's own path (``EngineSettings.precompile``), compiled on the CPU: the second
-    process finds the cache warm and the layers saved, and scores as the uncompiled engine."""
+    """The engine's own path (``EngineSettings.precompile``), compiled on the CPU: ESM-2's
+    layers are compiled by a process beside the engine while it compiles DNABERT-S, so even the
+    first engine loads them; the second finds the cache warm and every layer saved, and both
+    score as the uncompiled engine."""
     cold = _fresh(ENGINE_RUN, demo_models.root, tmp_path)
     assert cold["cached"] == [False, False] and cold["fallbacks"] == []
+    assert cold["esm_loaded"] == 2 and cold["dnabert_loaded"] == 0  # ESM-2: compiled beside
     variants = {name.split("_")[0] for name in cold["saved"]}
     assert variants == {"dnabert", "esm"} and len(cold["saved"]) >= 3  # ESM-2: two graphs
     warm = _fresh(ENGINE_RUN, demo_models.root, tmp_path)
     assert warm["cached"] == [True, True] and warm["fallbacks"] == []
     assert warm["saved"] == cold["saved"]  # loaded: nothing compiled again
+    assert warm["esm_loaded"] == 2 and warm["dnabert_loaded"] == 1
     for run in (cold, warm):
         assert run["max_diff"] < 1e-5, run
 
@@ -273,3 +279,78 @@ def test_workers_compiling_the_same_layer_at_once_save_one_file(tmp_path: Path) 
         assert '"equal": true' in out
     assert len(_saved(cache / "layer")) == 1
     assert _fresh(LAYER_RUN, source, cache)["loaded"] == 1
+
+
+def _side(tmp_path: Path, code: str) -> Any:
+    from virnucpro_tui.models.side_compile import SideCompile
+
+    log = tmp_path / "side-compile.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", code], stderr=stderr)
+    return SideCompile(process, log)
+
+
+def test_a_failed_or_stuck_side_compile_is_said_and_the_engine_compiles_itself(
+    tmp_path: Path,
+) -> None:
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    assert _side(tmp_path, "pass").wait() is None
+    failed = _side(tmp_path, "import sys; sys.exit('no GPU memory left')").wait()
+    assert failed == "it ended with exit code 1: no GPU memory left"
+    stuck = _side(tmp_path, "import time; time.sleep(60)")
+    assert stuck.wait(timeout=0.5) == "it ran past 0 s"
+    assert stuck.process.returncode is not None  # killed, not left behind
+
+    events: list[Any] = []
+    files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
+    engine = Engine(files, torch.device("cpu"), EngineSettings(), report=events.append)
+    engine._side = _side(tmp_path, "import sys; sys.exit('no GPU memory left')")
+    engine._join_side_compile()
+    assert engine._side is None
+    assert events == [
+        reports.CompileCacheFallback(
+            model="esm",
+            message="ESM-2's layers were not compiled beside DNABERT-S (it ended with exit "
+            "code 1: no GPU memory left); compiling here",
+        )
+    ]
+
+
+def test_the_side_compile_ends_when_the_engines_process_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the worker leaves no compiling process behind."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, sys, time; from virnucpro_tui.models.side_compile import _end_with_parent; "
+        f"_end_with_parent(); open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        "time.sleep(120)"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, "
+            f"'-c', {child!r}]); time.sleep(120)",
+        ]  # fmt: skip
+    )
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the side process outlived the engine's")

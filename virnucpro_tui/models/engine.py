@@ -33,9 +33,11 @@ from virnucpro_tui.models.precision import (
 )
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
 from virnucpro_tui.models.stage_clock import Progress, StageClock, stage_done, stage_progress
+from virnucpro_tui.models.warmup import WARMUP_TOKENS, warm_up, warmup_rows
 
 if TYPE_CHECKING:
     from virnucpro_tui.models.precompile import AheadOfTime
+    from virnucpro_tui.models.side_compile import SideCompile
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STAGES = ("tokenize", "dnabert", "esm", "classifier")
@@ -68,6 +70,7 @@ class Engine:
     loads: list[LoadRecord] = field(default_factory=list)
     compiled_into: Path | None = None  # the compile cache's directory, once compiling began
     before_batch: Callable[[str, int], None] | None = None  # (model, batch size): fault injection
+    _side: SideCompile | None = field(default=None, repr=False)  # ESM-2 compiling beside
 
     @property
     def loaded(self) -> bool:
@@ -87,6 +90,7 @@ class Engine:
         dna_dtype = engine_dtype(self.settings, self.device, "dnabert")
         # One file read at a time (torch.load's allow-list is process-wide state), but ESM-2's
         # 5.7 GB read overlaps DNABERT-S's compilation.
+        self._start_side_compile(esm_dtype)
         self._announce("dnabert", dna_dtype)
         dna_read = _read_now(load_dnabert, self.files.dnabert)
         with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
@@ -94,8 +98,12 @@ class Engine:
             esm_read = reader.submit(
                 _timed, _onto, load_esm, self.files.esm, esm_dtype, self.device, self._staged
             )
-            self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
-            self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
+            try:
+                self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
+                self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
+            finally:
+                if self._side is not None:  # a failed load: the side process is not needed
+                    self._side.process.kill()
         classifier = self._load(
             "classifier", lambda: _timed(load_classifier, self.files.classifier), torch.float32
         )
@@ -180,8 +188,7 @@ class Engine:
         """On a GPU in half precision (anywhere with ``settings.compile=True``): the fast
         modules, compiled and warmed up at the main shape; the warm-up is its own phase in the
         reports (``WarmupStarted``/``WarmupDone``)."""
-        usual = self.device.type == "cuda" and dtype != torch.float32
-        if name == "classifier" or not (usual or self.settings.compile is True):
+        if name == "classifier" or not self._fast(dtype):
             return None
         from virnucpro_tui.models import compile_cache
         from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
@@ -190,10 +197,7 @@ class Engine:
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
         torch.backends.cuda.enable_cudnn_sdp(False)
         compile_ = self.settings.compile is not False
-        if compile_ and self.compiled_into is None:
-            key = compile_cache.cache_key(self.device)
-            expect = [self.compile_variant(m) for m in ("dnabert", "esm")]
-            self.compiled_into = compile_cache.configure(self.settings.compile_cache, key, expect)
+        self._configure_cache()
         cached = self.compiled_into is not None and compile_cache.is_warm(
             self.compiled_into, self.compile_variant(name)
         )
@@ -202,6 +206,8 @@ class Engine:
         self.report(
             reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
         )
+        if name == "esm":
+            self._join_side_compile()
         accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
         accelerate(bundle, compile_, self.settings, self._ahead(name) if compile_ else None)
         if compile_ and self.compiled_into is not None:
@@ -215,6 +221,43 @@ class Engine:
         seconds = round(time.perf_counter() - start, 3)
         self.report(reports.WarmupDone(model=name, source=source, seconds=seconds))
         return seconds
+
+    def _fast(self, dtype: torch.dtype) -> bool:
+        """The fast modules run: on a GPU in half precision, or where ``compile=True`` asks."""
+        usual = self.device.type == "cuda" and dtype != torch.float32
+        return usual or self.settings.compile is True
+
+    def _configure_cache(self) -> None:
+        if self.settings.compile is not False and self.compiled_into is None:
+            from virnucpro_tui.models import compile_cache
+
+            key = compile_cache.cache_key(self.device)
+            expect = [self.compile_variant(m) for m in ("dnabert", "esm")]
+            self.compiled_into = compile_cache.configure(self.settings.compile_cache, key, expect)
+
+    def _start_side_compile(self, esm_dtype: torch.dtype) -> None:
+        """Compiled ahead of time on a cold cache: ESM-2's layers in a process of their own
+        while DNABERT-S compiles here (models/side_compile.py)."""
+        if not (self.settings.precompile and self._fast(esm_dtype)):
+            return
+        self._configure_cache()
+        ahead = self._ahead("esm")
+        from virnucpro_tui.models.precompile import has_saved
+
+        if ahead is None or self.compiled_into is None or has_saved(ahead.directory):
+            return
+        from virnucpro_tui.models.side_compile import Target, start
+
+        rows = warmup_rows("esm", self._budget("esm"), self.settings.max_batch)
+        target = Target(self.device, esm_dtype, self.compiled_into, ahead.directory, rows)
+        self._side = start(self.files.esm, self.settings, target)
+
+    def _join_side_compile(self) -> None:
+        side, self._side = self._side, None
+        why = side.wait() if side is not None else None
+        if why is not None:
+            message = f"ESM-2's layers were not compiled beside DNABERT-S ({why}); compiling here"
+            self.report(reports.CompileCacheFallback(model="esm", message=message))
 
     def _ahead(self, name: str) -> AheadOfTime | None:
         """Where ``name``'s layers are saved compiled, with ``settings.precompile``."""
@@ -245,26 +288,8 @@ class Engine:
             self._warm_up(name, bundle)
 
     def _warm_up(self, name: str, bundle: Any) -> None:
-        """Run batches of the typical shape so compilation happens now, not mid-shard: ESM-2
-        without and with padding (two graphs), DNABERT-S once (padding is in its kernel)."""
-        length = WARMUP_TOKENS[name]
-        rows = max(2, min(self._budget(name) // length, self.settings.max_batch))
-        ids = torch.randint(4, 24, (rows, length), dtype=torch.long)
-        if name == "esm":
-            ids[:, 0], ids[:, -1] = bundle.alphabet.cls_idx, bundle.alphabet.eos_idx
-            lengths = torch.full((rows,), length - 2)
-            bundle.forward_pooled(ids, lengths, has_padding=False)
-            short = length // 2
-            ids[-1, short:], ids[-1, short - 1] = (
-                bundle.alphabet.padding_idx,
-                bundle.alphabet.eos_idx,
-            )
-            lengths[-1] = short - 2
-            bundle.forward_pooled(ids, lengths, has_padding=True)
-        else:
-            bundle.forward_pooled(ids, torch.full((rows,), length))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        rows = warmup_rows(name, self._budget(name), self.settings.max_batch)
+        warm_up(name, bundle, rows, self.device)
 
     def _budget(self, which: str) -> int:
         explicit = (
@@ -435,9 +460,6 @@ def _read_now(fn: Callable[..., Any], *args: Any) -> Callable[[], tuple[Any, flo
 
         return fail
     return lambda: result
-
-
-WARMUP_TOKENS = {"esm": 168, "dnabert": 112}  # 166-aa proteins; ~500-bp frames in DNABERT-S BPE
 
 
 def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "esm") -> torch.dtype:

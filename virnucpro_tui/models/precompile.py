@@ -193,6 +193,11 @@ def variant_directory(cache: Path, variant: str) -> Path:
     return cache / "precompiled" / re.sub(r"[^A-Za-z0-9._+-]+", "_", variant)
 
 
+def has_saved(directory: Path) -> bool:
+    """Some graph of this layer is saved in ``directory``, or known not to compile ahead."""
+    return (directory / REFUSED).exists() or any(directory.glob(f"*{SUFFIX}"))
+
+
 def install(layers: torch.nn.ModuleList, ahead: AheadOfTime) -> PrecompiledForward:
     """Every layer's ``forward`` through one :class:`PrecompiledForward` (the layers must share
     a class: their weights differ, their graph does not)."""

@@ -22,6 +22,20 @@ CHUNK_BYTES = 64 << 20
 BUFFERS = 3
 
 
+def place(
+    module: nn.Module,
+    device: torch.device | str,
+    dtype: torch.dtype | None = None,
+    staged: bool = False,
+) -> None:
+    """``module`` onto ``device`` in ``dtype``: through the staging buffers when ``staged``,
+    else ``module.to``."""
+    if staged:
+        move(module, torch.device(device), dtype)
+    else:
+        module.to(device=device, dtype=dtype)
+
+
 def move(
     module: nn.Module,
     device: torch.device,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro_tui.errors import ModelError
+from virnucpro_tui.models.device_copy import place
 from virnucpro_tui.models.safe_load import has_demo_marker
 from virnucpro_tui.models.weights import (
     bad_sizes,
@@ -238,14 +239,8 @@ class DnabertBundle:
     def to(
         self, device: torch.device | str, dtype: torch.dtype | None = None, staged: bool = False
     ) -> DnabertBundle:
-        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers
-        (models/device_copy.py)."""
-        if staged:
-            from virnucpro_tui.models.device_copy import move
-
-            move(self.model, torch.device(device), dtype)
-        else:
-            self.model.to(device=device, dtype=dtype)
+        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers."""
+        place(self.model, device, dtype, staged)
         return self
 
     def tokenize(self, seqs: Sequence[str]) -> list[list[int]]:

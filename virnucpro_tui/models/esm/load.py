@@ -11,6 +11,7 @@ import torch
 from esm.data import Alphabet
 
 from virnucpro_tui.errors import ModelError
+from virnucpro_tui.models.device_copy import place
 from virnucpro_tui.models.esm import tokens
 from virnucpro_tui.models.esm.encoder import EsmEncoder, mean_pool
 from virnucpro_tui.models.esm.fair import FairEsmCheckpoint, encoder_from_fair, read_fair_checkpoint
@@ -44,14 +45,8 @@ class EsmBundle:
     def to(
         self, device: torch.device | str, dtype: torch.dtype | None = None, staged: bool = False
     ) -> EsmBundle:
-        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers
-        (models/device_copy.py)."""
-        if staged:
-            from virnucpro_tui.models.device_copy import move
-
-            move(self.encoder, torch.device(device), dtype)
-        else:
-            self.encoder.to(device=device, dtype=dtype)
+        """Onto ``device`` in ``dtype``; ``staged``: through page-locked buffers."""
+        place(self.encoder, device, dtype, staged)
         return self
 
     def tokenize(

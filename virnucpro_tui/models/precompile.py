@@ -1,9 +1,11 @@
 """Layers compiled ahead of time and saved whole, so a warm start skips Dynamo's tracing.
 
 A warm start with ``torch.compile`` still traces each compiled layer with Dynamo (fake tensors,
-symbolic shapes) before the compile cache can answer: about 4 to 5 s a model on an H200
-(docs/benchmarks.md#start-up). ``torch.compile(...).aot_compile`` saves the traced graph, its
-guards and Inductor's kernels in one file; a later process loads that file and calls it.
+symbolic shapes) before the compile cache can answer: most of a model's 4 to 5 s warm-up on an
+H200 (docs/benchmarks.md#start-up-measured-2026-12-07-evening-one-h200).
+``torch.compile(...).aot_compile`` saves the traced graph, its guards and Inductor's kernels in
+one file; a later process loads that file and calls it
+(docs/benchmarks.md#layers-compiled-ahead-of-time-warm-starts-on-the-cpu-2026-12-07-night).
 
 :class:`PrecompiledForward` stands in for one layer class's ``forward``: every layer of the model
 calls it with itself as the first argument (the weights are graph inputs, so one graph serves

@@ -1,7 +1,7 @@
 """Layers compiled ahead of time and saved whole, so a warm start skips Dynamo's tracing.
 
 A warm start with ``torch.compile`` still traces each compiled layer with Dynamo (fake tensors,
-symbolic shapes) before the compile cache can answer: most of a model's 4 to 5 s warm-up on an
+symbolic shapes) before the compile cache can answer, within a model's 4 to 5 s warm-up on an
 H200 (docs/benchmarks.md#start-up-measured-2026-12-07-evening-one-h200).
 ``torch.compile(...).aot_compile`` saves the traced graph, its guards and Inductor's kernels in
 one file; a later process loads that file and calls it

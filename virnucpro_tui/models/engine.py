@@ -159,7 +159,6 @@ class Engine:
             bundle, read_seconds = loader()
             start = time.perf_counter()
             if name == "classifier":
-                bundle = bundle.to(self.device, dtype) if hasattr(bundle, "to") else bundle
                 bundle.model.to(self.device)
             else:  # ESM-2 is on the device already: its reading thread moved it
                 bundle = bundle.to(self.device, dtype, staged=self._staged and name == "dnabert")

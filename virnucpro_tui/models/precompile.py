@@ -47,7 +47,7 @@ class PrecompiledForward:
         self.forward = forward
         self.directory = Path(directory)
         self.report = report
-        self.variants: list[Any] = []  # loaded or compiled AOTCompiledFunction objects
+        self.variants: list[_Variant] = []  # loaded or compiled
         self.jit: Callable[..., Any] | None = None  # torch.compile, where AOT is refused
         self.loaded: int | None = None  # variants read from disk, once the first call read them
         _LIVE.add(self)
@@ -58,8 +58,8 @@ class PrecompiledForward:
         if self.jit is not None:
             return self.jit(*args)
         for variant in self.variants:
-            if variant.guard_check(*args):
-                return variant(*args)
+            if variant.compiled.guard_check(*args):
+                return variant.compiled(*args)
         return self._compile(args)(*args)
 
     def bind(self, module: torch.nn.Module) -> Callable[..., Any]:
@@ -88,8 +88,7 @@ class PrecompiledForward:
                 )
                 path.unlink(missing_ok=True)
                 continue
-            variant.virnucpro_signature = path.name.split("-")[0]
-            self.variants.append(variant)
+            self.variants.append(_Variant(path.name.split("-")[0], variant))
         self.loaded = len(self.variants)
 
     def _compile(self, args: tuple[Any, ...]) -> Callable[..., Any]:
@@ -107,16 +106,14 @@ class PrecompiledForward:
             variant.disable_guard_check()  # __call__ checks the guards once, to pick it
         except Exception as exc:  # noqa: BLE001 - any refusal falls back to torch.compile
             return self._refuse(exc)
-        self.variants.append(variant)
-        self._save(variant, args)
+        kind = _signature(args)
+        self._save(variant, kind, sum(v.kind == kind for v in self.variants))
+        self.variants.append(_Variant(kind, variant))
         return variant
 
-    def _save(self, variant: Any, args: tuple[Any, ...]) -> None:
+    def _save(self, variant: Any, kind: str, same: int) -> None:
         """As ``<kind of arguments>-<n>.aot``: workers that compile the same graph at once
         write one file between them, not one each."""
-        kind = _signature(args)
-        same = sum(_signature_of(v) == kind for v in self.variants[:-1])
-        variant.virnucpro_signature = kind
         path = self.directory / f"{kind}-{same}{SUFFIX}"
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
@@ -149,6 +146,12 @@ class PrecompiledForward:
         self.variants = []
         self.jit = torch.compile(self.forward, dynamic=True)
         return self.jit
+
+
+@dataclass(frozen=True)
+class _Variant:
+    kind: str  # what its arguments were (:func:`_signature`): the saved file's name
+    compiled: Any  # an AOTCompiledFunction
 
 
 class _Bound:
@@ -251,10 +254,6 @@ def _signature(args: tuple[Any, ...]) -> str:
         else:
             parts.append(type(arg).__qualname__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
-
-
-def _signature_of(variant: Any) -> str | None:
-    return getattr(variant, "virnucpro_signature", None)
 
 
 def _fingerprint(forward: Callable[..., Any]) -> str:

@@ -3,8 +3,10 @@ engine's own load and warm-up events and profiled, and what importing the compil
 GPU standby does) saves. Every start is a fresh process on one compile cache, warmed first by
 an identical start. ``precompile`` starts use their own cache: layers compiled ahead of time
 and loaded whole (models/precompile.py), cold once, then warm, with and without the weights
-sent through page-locked buffers (models/device_copy.py). Run it with the bytecode cache a
-pip install has (scripts/gpu_startup_bench.sh).
+sent through page-locked buffers (models/device_copy.py); ``beside`` starts run uncompiled
+while processes beside compile (models/beside.py). After the load each start runs a 2,048-frame
+shard twice (``shard_1_done_s``: its first shard, from the start). Run it with the bytecode cache
+a pip install has (scripts/gpu_startup_bench.sh).
 
     python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S]
 """
@@ -44,6 +46,19 @@ e = Engine(ModelFiles(*[Path(p) for p in sys.argv[1:4]]), torch.device("cuda"),
                                            getattr(r, "model", ""), getattr(r, "seconds", None))))
 e.load()
 marks["engine_load_s"] = time.time() - t
+from virnucpro_tui.core.shards import Shard
+from virnucpro_tui.core.translation import Frame
+from virnucpro_tui.measure.bench_child import random_frames_dna, random_proteins
+shard = Shard("probe", 0, [Frame(f"f{i}", d, p) for i, (d, p) in enumerate(
+    zip(random_frames_dna(2048), random_proteins(2048, 166)))])
+for n in (1, 2):  # a 2,048-frame shard as the bench's first; again (compiled beside by then?)
+    t1 = time.time()
+    e.process_shard(shard)
+    marks[f"shard_{n}_s"] = time.time() - t1
+    marks[f"shard_{n}_done_s"] = time.time() - t0
+    if n == 1:
+        for side in list(e.beside.running.values()):
+            side.process.wait(300)
 marks["events"] = events
 from torch._dynamo.utils import counters
 marks["counters"] = {
@@ -61,6 +76,7 @@ print(json.dumps(marks, default=str))
 PREIMPORT = {"PROBE_PREIMPORT": "1"}
 PRECOMPILE = {**PREIMPORT, "VIRNUCPRO_TUI_PRECOMPILE": "1"}
 STAGED = {**PRECOMPILE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}  # weights through page-locked buffers
+BESIDE = {**PRECOMPILE, "VIRNUCPRO_TUI_COMPILE_BESIDE": "1"}  # uncompiled until compiled beside
 
 
 def run(work: Path) -> None:
@@ -79,6 +95,8 @@ def run(work: Path) -> None:
     plan: list[tuple[str, dict[str, str], str]] = [
         ("cold_default", {}, "cache"),
         ("warm_preimport_1", PREIMPORT, "cache"),
+        ("cold_beside", BESIDE, "beside"),
+        ("warm_beside", BESIDE, "beside"),
         ("cold_precompile", PRECOMPILE, "precompiled"),
         ("warm_precompile_1", PRECOMPILE, "precompiled"),
         ("warm_precompile_staged_1", STAGED, "precompiled"),

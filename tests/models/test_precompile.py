@@ -281,6 +281,71 @@ def test_workers_compiling_the_same_layer_at_once_save_one_file(tmp_path: Path) 
     assert _fresh(LAYER_RUN, source, cache)["loaded"] == 1
 
 
+BESIDE_RUN = textwrap.dedent(
+    """
+    import json, sys, torch
+    from pathlib import Path
+    from virnucpro_tui.core.shards import Shard
+    from virnucpro_tui.core.translation import Frame
+    from virnucpro_tui.models import reports
+    from virnucpro_tui.models.demo import demo_paths
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    demo, cache = demo_paths(sys.argv[1]), Path(sys.argv[2])
+    files = ModelFiles(demo.esm, demo.dnabert, demo.classifier_500)
+    frames = [Frame(f"f{i}", "ATG" * 40 + "GCT" * (i % 7), "M" + "A" * (39 + i % 7))
+              for i in range(40)]
+    said = []
+    settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
+                              compile_beside=True, exact_gelu=True, compile_cache=cache)
+    engine = Engine(files, torch.device("cpu"), settings, report=said.append)
+    shard = Shard("job", 0, frames)
+    first = engine.process_shard(shard).probs
+    names = lambda kind: [r.model for r in said if isinstance(r, kind)]
+    out = {"beside_at_first_shard": names(reports.CompilingBeside),
+           "compiled_at_first_shard": names(reports.CompiledBeside),
+           "warmups": names(reports.WarmupStarted)}
+    for side in list(engine.beside.running.values()):
+        side.process.wait(600)
+    second = engine.process_shard(shard).probs
+    plain = Engine(files, torch.device("cpu"), EngineSettings(force_model_length=True))
+    expected = plain.process_shard(shard).probs
+    out.update({
+        "max_diff": [float(abs(got - expected).max()) for got in (first, second)],
+        "compiled": names(reports.CompiledBeside),
+        "fallbacks": [r.message for r in said if isinstance(r, reports.CompileCacheFallback)],
+        "saved": sorted(p.parent.name.split("_")[0] for p in cache.rglob("*.aot")),
+        "esm_loaded": engine.esm.encoder.layers[0].forward.precompiled.loaded,
+        "dnabert_loaded": engine.dnabert.model.layers[0].forward.precompiled.loaded,
+        "warm": engine.compiled_into is not None and (engine.compiled_into / "warm").exists(),
+    })
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_with_compile_beside_the_first_shard_runs_uncompiled_and_later_ones_compiled(
+    demo_models: Any, tmp_path: Path
+) -> None:
+    """``compile_beside`` on a cold cache: no model waits for compilation; both run uncompiled
+    (no warm-up) while processes beside save their layers, and compiled, from those files,
+    once they are done; the scores equal the uncompiled engine's throughout. The next engine
+    finds the cache warm and compiles nothing beside."""
+    cold = _fresh(BESIDE_RUN, demo_models.root, tmp_path)
+    assert sorted(cold["beside_at_first_shard"]) == ["dnabert", "esm"]
+    assert cold["warmups"] == [] and cold["fallbacks"] == []
+    assert sorted(cold["compiled"]) == ["dnabert", "esm"]
+    assert cold["esm_loaded"] == 2 and cold["dnabert_loaded"] == 1  # from the files beside
+    assert set(cold["saved"]) == {"dnabert", "esm"} and cold["warm"]
+    warm = _fresh(BESIDE_RUN, demo_models.root, tmp_path)
+    assert warm["beside_at_first_shard"] == [] and warm["compiled"] == []
+    assert sorted(warm["warmups"]) == ["dnabert", "esm"] and warm["fallbacks"] == []
+    for run in (cold, warm):
+        assert max(run["max_diff"]) < 1e-5, run
+
+
 def _side(tmp_path: Path, code: str) -> Any:
     from virnucpro_tui.models.side_compile import SideCompile
 
@@ -306,13 +371,13 @@ def test_a_failed_or_stuck_side_compile_is_said_and_the_engine_compiles_itself(
     events: list[Any] = []
     files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
     engine = Engine(files, torch.device("cpu"), EngineSettings(), report=events.append)
-    engine._side = _side(tmp_path, "import sys; sys.exit('no GPU memory left')")
-    engine._join_side_compile()
-    assert engine._side is None
+    engine.beside.running["esm"] = _side(tmp_path, "import sys; sys.exit('no GPU memory left')")
+    engine.beside.join("esm")
+    assert engine.beside.running == {}
     assert events == [
         reports.CompileCacheFallback(
             model="esm",
-            message="ESM-2's layers were not compiled beside DNABERT-S (it ended with exit "
+            message="ESM-2's layers were not compiled in a process beside (it ended with exit "
             "code 1: no GPU memory left); compiling here",
         )
     ]

@@ -371,7 +371,7 @@ class DnabertFiles:
     with_pooler: bool
 
 
-def _uninitialised_model(cfg: DnabertConfig, with_pooler: bool) -> DnabertModel:
+def uninitialised_model(cfg: DnabertConfig, with_pooler: bool) -> DnabertModel:
     return build_uninitialised(lambda: DnabertModel(cfg, with_pooler))
 
 
@@ -382,7 +382,7 @@ def check_dnabert(path: str | Path) -> DnabertFiles:
     weights = _weights_file(root)
     found = normalise_keys(read_shapes(weights))
     with_pooler = "pooler.dense.weight" in found
-    check_state(found, shapes_of(_uninitialised_model(cfg, with_pooler)), weights, "DNABERT-S")
+    check_state(found, shapes_of(uninitialised_model(cfg, with_pooler)), weights, "DNABERT-S")
     return DnabertFiles(root, cfg, _load_tokenizer(root, cfg), weights, with_pooler)
 
 
@@ -390,7 +390,7 @@ def load_dnabert(path: str | Path) -> DnabertBundle:
     """Load DNABERT-S from a directory (or a file in it) on the CPU in fp32, in eval mode."""
     checked = check_dnabert(path)
     state = normalise_keys(read_tensors(checked.weights))
-    model = _uninitialised_model(checked.config, checked.with_pooler)
+    model = uninitialised_model(checked.config, checked.with_pooler)
     check_state(shapes_of(state), shapes_of(model), checked.weights, "DNABERT-S")
     model.load_state_dict(state, strict=True, assign=True)
     model.float().eval()

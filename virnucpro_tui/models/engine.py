@@ -20,6 +20,7 @@ from virnucpro_tui.core.shards import Shard, ShardResult
 from virnucpro_tui.core.translation import Frame
 from virnucpro_tui.models import reports
 from virnucpro_tui.models.batching import BatchStats, PooledForward, embed_token_lists
+from virnucpro_tui.models.beside import CompilersBeside
 from virnucpro_tui.models.device_memory import (
     default_gpu_token_budget,
     empty_device_cache,
@@ -37,7 +38,6 @@ from virnucpro_tui.models.warmup import WARMUP_TOKENS, warm_up, warmup_rows
 
 if TYPE_CHECKING:
     from virnucpro_tui.models.precompile import AheadOfTime
-    from virnucpro_tui.models.side_compile import SideCompile
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STAGES = ("tokenize", "dnabert", "esm", "classifier")
@@ -70,7 +70,7 @@ class Engine:
     loads: list[LoadRecord] = field(default_factory=list)
     compiled_into: Path | None = None  # the compile cache's directory, once compiling began
     before_batch: Callable[[str, int], None] | None = None  # (model, batch size): fault injection
-    _side: SideCompile | None = field(default=None, repr=False)  # ESM-2 compiling beside
+    _beside: CompilersBeside | None = field(default=None, repr=False)  # models/beside.py
 
     @property
     def loaded(self) -> bool:
@@ -90,7 +90,7 @@ class Engine:
         dna_dtype = engine_dtype(self.settings, self.device, "dnabert")
         # One file read at a time (torch.load's allow-list is process-wide state), but ESM-2's
         # 5.7 GB read overlaps DNABERT-S's compilation.
-        self._start_side_compile(esm_dtype)
+        self._start_side_compiles({"esm": esm_dtype, "dnabert": dna_dtype})
         self._announce("dnabert", dna_dtype)
         dna_read = _read_now(load_dnabert, self.files.dnabert)
         with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
@@ -101,9 +101,9 @@ class Engine:
             try:
                 self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
                 self.esm = self._load("esm", esm_read.result, esm_dtype, announced=True)
-            finally:
-                if self._side is not None:  # a failed load: the side process is not needed
-                    self._side.process.kill()
+            except BaseException:
+                self.beside.stop()
+                raise
         classifier = self._load(
             "classifier", lambda: _timed(load_classifier, self.files.classifier), torch.float32
         )
@@ -111,7 +111,10 @@ class Engine:
             classifier, self.settings.chunk_length, force=self.settings.force_model_length
         )
         self.classifier = classifier
-        if self.compiled_into is not None:
+        self._mark_warm()
+
+    def _mark_warm(self) -> None:
+        if self.compiled_into is not None and not self.beside.running:
             from virnucpro_tui.models.compile_cache import mark_warm
 
             mark_warm(self.compiled_into, [self.compile_variant(m) for m in ("dnabert", "esm")])
@@ -197,6 +200,9 @@ class Engine:
         torch.backends.cuda.enable_cudnn_sdp(False)
         compile_ = self.settings.compile is not False
         self._configure_cache()
+        if compile_ and self.beside.uncompiled(name):
+            self.beside.run_uncompiled(name, bundle)
+            return 0.0
         cached = self.compiled_into is not None and compile_cache.is_warm(
             self.compiled_into, self.compile_variant(name)
         )
@@ -205,8 +211,7 @@ class Engine:
         self.report(
             reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
         )
-        if name == "esm":
-            self._join_side_compile()
+        self.beside.join(name)
         accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
         accelerate(bundle, compile_, self.settings, self._ahead(name) if compile_ else None)
         if compile_ and self.compiled_into is not None:
@@ -234,29 +239,38 @@ class Engine:
             expect = [self.compile_variant(m) for m in ("dnabert", "esm")]
             self.compiled_into = compile_cache.configure(self.settings.compile_cache, key, expect)
 
-    def _start_side_compile(self, esm_dtype: torch.dtype) -> None:
+    @property
+    def beside(self) -> CompilersBeside:
+        if self._beside is None:
+            self._beside = CompilersBeside(self.settings, self.report)
+        return self._beside
+
+    def _start_side_compiles(self, dtypes: dict[str, torch.dtype]) -> None:
         """Compiled ahead of time on a cold cache: ESM-2's layers in a process of their own
-        while DNABERT-S compiles here (models/side_compile.py)."""
-        if not (self.settings.precompile and self._fast(esm_dtype)):
+        while DNABERT-S compiles here; with ``compile_beside``, DNABERT-S's too, while both
+        models run uncompiled (models/beside.py)."""
+        if not self.settings.precompile:
             return
-        self._configure_cache()
-        ahead = self._ahead("esm")
         from virnucpro_tui.models.precompile import has_saved
+        from virnucpro_tui.models.side_compile import Target
 
-        if ahead is None or self.compiled_into is None or has_saved(ahead.directory):
-            return
-        from virnucpro_tui.models.side_compile import Target, start
+        for name in ["esm", "dnabert"] if self.settings.compile_beside else ["esm"]:
+            if not self._fast(dtypes[name]):
+                continue
+            self._configure_cache()
+            ahead = self._ahead(name)
+            if ahead is None or self.compiled_into is None or has_saved(ahead.directory):
+                continue
+            rows = warmup_rows(name, self._budget(name), self.settings.max_batch)
+            target = Target(
+                name, self.device, dtypes[name], self.compiled_into, ahead.directory, rows
+            )
+            self.beside.start(getattr(self.files, name), target)
 
-        rows = warmup_rows("esm", self._budget("esm"), self.settings.max_batch)
-        target = Target(self.device, esm_dtype, self.compiled_into, ahead.directory, rows)
-        self._side = start(self.files.esm, self.settings, target)
-
-    def _join_side_compile(self) -> None:
-        side, self._side = self._side, None
-        why = side.wait() if side is not None else None
-        if why is not None:
-            message = f"ESM-2's layers were not compiled beside DNABERT-S ({why}); compiling here"
-            self.report(reports.CompileCacheFallback(model="esm", message=message))
+    def compile_when_ready(self, name: str) -> None:
+        """``name`` runs compiled from here on once its process beside is done."""
+        if self.beside.compile_when_ready(name, getattr(self, name), self._ahead(name)):
+            self._mark_warm()
 
     def _ahead(self, name: str) -> AheadOfTime | None:
         """Where ``name``'s layers are saved compiled, with ``settings.precompile``."""
@@ -319,6 +333,7 @@ class Engine:
     ) -> torch.Tensor:
         """Pooled embeddings of nucleotide frames by DNABERT-S or of proteins by ESM-2: of
         ``tokens`` when the caller tokenized ``seqs`` already."""
+        self.compile_when_ready(model)
         if model == "dnabert":
             dna = self.dnabert
             pad_id, align = dna.pad_id, 8 if self.device.type == "cuda" else 1

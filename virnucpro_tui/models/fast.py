@@ -327,6 +327,19 @@ def accelerate_esm(
     bundle.encoder = fast
 
 
+def compile_accelerated(
+    name: str, bundle: Any, settings: EngineSettings, ahead: AheadOfTime | None
+) -> None:
+    """Compile, in place, a model that ``accelerate_*_as_set`` made fast but left uncompiled
+    (its layers were compiled in a process beside; with ``ahead`` they load from its files)."""
+    raise_recompile_limit()
+    if name == "esm":
+        compile_layers(bundle.encoder.layers, ahead)
+        return
+    bundle.model = bundle.model.inner  # DNABERT-S: the compiled path attends in FlexAttention
+    accelerate_dnabert_as_set(bundle, True, settings, ahead)
+
+
 def accelerate_esm_as_set(
     bundle: Any, compile_: bool, settings: EngineSettings, ahead: AheadOfTime | None = None
 ) -> None:

@@ -38,6 +38,18 @@ class WarmupDone(LoadReport, frozen=True, kw_only=True):
     seconds: float
 
 
+class CompilingBeside(LoadReport, frozen=True, kw_only=True):
+    """The model runs uncompiled while a process beside compiles its layers (a cold cache
+    with ``EngineSettings.compile_beside``)."""
+
+
+class CompiledBeside(LoadReport, frozen=True, kw_only=True):
+    """The process beside is done after ``seconds``: the model runs compiled from its next
+    batch (or is compiled there, if that process failed: a ``CompileCacheFallback`` says why)."""
+
+    seconds: float
+
+
 class ModelLoaded(LoadReport, frozen=True, kw_only=True):
     """A model is on its device and ready; ``compile_seconds`` is None without the fast path."""
 
@@ -69,6 +81,8 @@ EngineReport: TypeAlias = Union[  # noqa: UP007 - one name for the union, as eve
     LoadStarted,
     WarmupStarted,
     WarmupDone,
+    CompilingBeside,
+    CompiledBeside,
     ModelLoaded,
     LoadFailed,
     OomSplit,

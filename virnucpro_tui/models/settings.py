@@ -11,6 +11,7 @@ from virnucpro_tui.errors import InputError
 
 PRECOMPILE_ENV = "VIRNUCPRO_TUI_PRECOMPILE"
 STAGED_COPY_ENV = "VIRNUCPRO_TUI_STAGED_COPY"
+COMPILE_BESIDE_ENV = "VIRNUCPRO_TUI_COMPILE_BESIDE"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
 """``auto``: fp32 on CPU, the measured half-precision mix on GPU (docs/benchmarks.md#fidelity).
 ``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
@@ -55,6 +56,10 @@ class EngineSettings:
     # Weights sent to the GPU through page-locked buffers on a stream of their own
     # (models/device_copy.py); off until measured. VIRNUCPRO_TUI_STAGED_COPY=1 turns it on.
     staged_copy: bool = field(default_factory=lambda: os.environ.get(STAGED_COPY_ENV) == "1")
+    # With precompile, on a cold cache: both models run uncompiled while processes beside
+    # compile and save their layers, and compiled from the first batch after
+    # (models/side_compile.py); off until measured. VIRNUCPRO_TUI_COMPILE_BESIDE=1 turns it on.
+    compile_beside: bool = field(default_factory=lambda: os.environ.get(COMPILE_BESIDE_ENV) == "1")
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"
 

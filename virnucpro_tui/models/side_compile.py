@@ -1,11 +1,13 @@
-"""ESM-2's layers compiled ahead of time in a process of their own, while the engine compiles
-DNABERT-S: a cold start's two compilations side by side instead of one after the other.
+"""A model's layers compiled ahead of time in a process of their own: on a cold cache, ESM-2's
+while the engine compiles DNABERT-S (two compilations side by side instead of one after the
+other), or both models' while the engine already runs them uncompiled
+(``EngineSettings.compile_beside``).
 
-The process builds one ESM-2 layer of the checkpoint's shape with random weights (the graph does
-not depend on their values) and the engine's settings, and runs the engine's warm-up batches
-through it, so that the layer's graphs are saved (models/precompile.py) where the engine's first
-ESM-2 call loads them. If it fails or runs too long, the engine compiles them itself, as it
-would without it, and says why. It ends with the process that started it.
+The process builds one layer of the checkpoint's shape with random weights (the graph does not
+depend on their values) and the engine's settings, and runs the engine's warm-up batches through
+it, so that the layer's graphs are saved (models/precompile.py) where the engine's next call
+loads them. If it fails or runs too long, the engine compiles them itself, as it would without
+it, and says why. It ends with the process that started it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ WAIT_S = 900.0  # longer than any cold compile seen (ESM-2 3B: 10 to 13 s on an 
 class SideCompile:
     process: subprocess.Popen[bytes]
     log: Path
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    ended: float | None = None  # when ``done`` or ``wait`` first saw the process ended
+
+    def done(self) -> bool:
+        """The process has ended (saved the layers, or failed)."""
+        ended = self.process.poll() is not None
+        if ended and self.ended is None:
+            self.ended = time.perf_counter()
+        return ended
+
+    def seconds(self) -> float:
+        """From its start to its end as seen here (to now while it runs)."""
+        return (self.ended or time.perf_counter()) - self.started
 
     def wait(self, timeout: float = WAIT_S) -> str | None:
         """None once the layers are saved; else why not (the engine then compiles them)."""
@@ -40,6 +55,7 @@ class SideCompile:
             self.process.kill()
             self.process.wait()
             return f"it ran past {timeout:.0f} s"
+        self.done()
         if code == 0:
             return None
         lines = (
@@ -50,9 +66,11 @@ class SideCompile:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where and how: the device, the dtype ESM-2 runs in there, the compile cache and the
-    directory its layers are saved in (``AheadOfTime``), the warm-up batches' rows."""
+    """What and where: the model (``esm`` or ``dnabert``), the device and the dtype it runs in
+    there, the compile cache and the directory its layers are saved in (``AheadOfTime``), the
+    warm-up batches' rows."""
 
+    model: str
     device: torch.device
     dtype: torch.dtype
     cache: Path
@@ -60,11 +78,12 @@ class Target:
     rows: int
 
 
-def start(esm: Path, settings: EngineSettings, target: Target) -> SideCompile:
-    """Start compiling ESM-2's layers as the engine's own warm-up would."""
+def start(path: Path, settings: EngineSettings, target: Target) -> SideCompile:
+    """Start compiling the layers of the model at ``path`` as the engine's own warm-up would."""
     ahead = target.ahead
     spec = {
-        "esm": str(esm),
+        "model": target.model,
+        "path": str(path),
         "device": str(target.device),
         "dtype": str(target.dtype).removeprefix("torch."),
         "settings": {k: _plain(v) for k, v in dataclasses.asdict(settings).items()},
@@ -104,9 +123,23 @@ def stub_esm(path: Path, dtype: torch.dtype, device: torch.device) -> Any:
     return EsmBundle(encoder, tokens.esm_alphabet(), 1, shape.embed_dim, path, "stub", False)
 
 
+def stub_dnabert(path: Path, dtype: torch.dtype, device: torch.device) -> Any:
+    """A ``DnabertBundle`` of one layer of the checkpoint's shape, with random weights."""
+    from virnucpro_tui.models.dnabert import DnabertBundle, check_dnabert, uninitialised_model
+
+    files = check_dnabert(path)
+    config = dataclasses.replace(files.config, num_hidden_layers=1)
+    model = uninitialised_model(config, files.with_pooler).to_empty(device=device).to(dtype)
+    with torch.no_grad():
+        for tensor in model.parameters():
+            tensor.normal_(0, 0.02)
+    model.eval().requires_grad_(False)
+    return DnabertBundle(model, files.tokenizer, config, files.root)
+
+
 def main(spec: dict[str, Any]) -> None:
     from virnucpro_tui.models import compile_cache
-    from virnucpro_tui.models.fast import accelerate_esm_as_set
+    from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
     from virnucpro_tui.models.precompile import AheadOfTime
     from virnucpro_tui.models.warmup import warm_up
 
@@ -114,10 +147,16 @@ def main(spec: dict[str, Any]) -> None:
     settings = EngineSettings(**spec["settings"])
     device = torch.device(spec["device"])
     compile_cache.configure(Path(spec["cache"]))
-    bundle = stub_esm(Path(spec["esm"]), getattr(torch, spec["dtype"]), device)
+    model, dtype = spec["model"], getattr(torch, spec["dtype"])
+    stub, accelerate = (
+        (stub_esm, accelerate_esm_as_set)
+        if model == "esm"
+        else (stub_dnabert, accelerate_dnabert_as_set)
+    )
+    bundle = stub(Path(spec["path"]), dtype, device)
     said: list[str] = []
-    accelerate_esm_as_set(bundle, True, settings, AheadOfTime(Path(spec["ahead"]), said.append))
-    warm_up("esm", bundle, spec["rows"], device)
+    accelerate(bundle, True, settings, AheadOfTime(Path(spec["ahead"]), said.append))
+    warm_up(model, bundle, spec["rows"], device)
     if said:  # refused, or not saved: the engine hears of it when it compiles
         raise SystemExit(said[-1])
 

@@ -30,8 +30,19 @@ def engine_event(
     return _model_load(report, worker, job, shard)
 
 
+_LoadReport = (
+    r.LoadStarted
+    | r.WarmupStarted
+    | r.WarmupDone
+    | r.CompilingBeside
+    | r.CompiledBeside
+    | r.ModelLoaded
+    | r.LoadFailed
+)
+
+
 def _model_load(
-    report: r.LoadStarted | r.WarmupStarted | r.WarmupDone | r.ModelLoaded | r.LoadFailed,
+    report: _LoadReport,
     worker: int,
     job: str | None,
     shard: int | None,
@@ -43,6 +54,10 @@ def _model_load(
         phase = ev.ModelPhase.WARMUP_START
     elif isinstance(report, r.WarmupDone):
         phase, detail = ev.ModelPhase.WARMUP_DONE, _Detail(seconds=report.seconds)
+    elif isinstance(report, r.CompilingBeside):
+        phase, detail = ev.ModelPhase.COMPILE_BESIDE_START, _Detail()
+    elif isinstance(report, r.CompiledBeside):
+        phase, detail = ev.ModelPhase.COMPILE_BESIDE_DONE, _Detail(seconds=report.seconds)
     elif isinstance(report, r.LoadFailed):
         phase, detail = ev.ModelPhase.ERROR, _Detail(message=report.message)
     else:

@@ -98,13 +98,17 @@ class JobStatus(StrEnum):
 
 
 class ModelPhase(StrEnum):
-    """A model's load: start, then (a GPU fast path) warmup_start and warmup_done, then done."""
+    """A model's load: start, then (a GPU fast path) warmup_start and warmup_done, then done;
+    with compilation beside the run, ``compile_beside_start`` (the model runs uncompiled) and
+    later ``compile_beside_done`` (compiled from its next batch)."""
 
     START = "start"
     WARMUP_START = "warmup_start"  # fast path, compilation and warm-up batches begin
     WARMUP_DONE = "warmup_done"  # ... and end (``seconds``)
     DONE = "done"
     ERROR = "error"
+    COMPILE_BESIDE_START = "compile_beside_start"
+    COMPILE_BESIDE_DONE = "compile_beside_done"  # ``seconds``: how long it compiled
 
 
 def present(value: T | UnsetType) -> T | None:
@@ -156,7 +160,7 @@ class ModelLoad(Event, frozen=True, kw_only=True, tag="model_load"):
     source: str
     shard: int | None | UnsetType = UNSET
     dtype: str | UnsetType = UNSET
-    seconds: float | UnsetType = UNSET  # on done (reading), on warmup_done (the warm-up)
+    seconds: float | UnsetType = UNSET  # on done (reading), warmup_done, compile_beside_done
     compile: bool | UnsetType = UNSET  # on warmup_start: whether torch.compile runs
     cached: bool | UnsetType = UNSET  # on warmup_start: compiled kernels of an earlier run load
     bytes_on_device: int | UnsetType = UNSET

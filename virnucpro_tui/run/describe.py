@@ -236,6 +236,10 @@ def _model_load_text(e: ev.ModelLoad) -> str | None:
         return f"{e.model} {work} (the first shard waits for it)"
     if e.phase == ev.ModelPhase.WARMUP_DONE:
         return f"{e.model} warmed up in {e.seconds or 0:.1f} s"
+    if e.phase == ev.ModelPhase.COMPILE_BESIDE_START:
+        return f"{e.model} runs uncompiled while a process beside compiles it"
+    if e.phase == ev.ModelPhase.COMPILE_BESIDE_DONE:
+        return f"{e.model} compiled beside in {e.seconds or 0:.1f} s: it runs compiled from now"
     if e.phase == ev.ModelPhase.DONE:
         warmup = ev.present(e.compile_seconds)
         extra = f", then warm-up {warmup:.1f} s" if warmup else ""

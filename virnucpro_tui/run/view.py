@@ -267,6 +267,8 @@ class RunView:
             m.bytes_on_device = ev.present(e.bytes_on_device)
             if m.warmup_seconds is None:
                 m.warmup_seconds = ev.present(e.compile_seconds)
+        elif e.phase in (ev.ModelPhase.COMPILE_BESIDE_START, ev.ModelPhase.COMPILE_BESIDE_DONE):
+            m.compiling_beside = e.phase == ev.ModelPhase.COMPILE_BESIDE_START
         elif e.phase == ev.ModelPhase.ERROR:
             m.state, m.since = "error", None
             self.errors.append(

@@ -19,6 +19,7 @@ class ModelView:
     warmup_seconds: float | None = None  # compilation and warm-up batches
     compiling: bool = False  # the warm-up includes torch.compile
     cached: bool = False  # ... which loads the kernels an earlier run compiled
+    compiling_beside: bool = False  # runs uncompiled while a process beside compiles it
     bytes_on_device: int | None = None
     dtype: str | None = None
 

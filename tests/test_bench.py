@@ -88,6 +88,10 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
         data["command_first_shard_done_s_warm_levers"]
         == (data["command_warm"]["levers"]["first_shard_done_s"])
     )
+    assert (
+        data["command_first_shard_done_s_cold_levers"]
+        == (data["command_warm"]["levers_cold"]["first_shard_done_s"])
+    )
     for command in data["command_warm"].values():
         assert 0 < command["model_load_s"] <= command["first_shard_start_s"]
         assert command["first_shard_start_s"] <= command["first_shard_done_s"] <= command["wall_s"]

@@ -419,3 +419,23 @@ def test_the_side_compile_ends_when_the_engines_process_is_killed(tmp_path: Path
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the side process outlived the engine's")
+
+
+def test_a_finished_run_lets_the_compiles_beside_save_for_the_next_run_then_ends_them(
+    tmp_path: Path,
+) -> None:
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
+    engine = Engine(files, torch.device("cpu"), EngineSettings(precompile=True))
+    engine.compiled_into = tmp_path
+    saving = _side(tmp_path, "import time; time.sleep(0.3)")
+    stuck = _side(tmp_path, "import time; time.sleep(60)")
+    engine.beside.running.update({"esm": saving, "dnabert": stuck})
+    engine.finish(timeout=2.0)
+    assert engine.beside.running == {}
+    assert saving.process.returncode == 0
+    assert stuck.process.returncode is not None  # ended, not left behind
+    assert compile_cache.is_warm(tmp_path, engine.compile_variant("esm"))
+    assert not compile_cache.is_warm(tmp_path, engine.compile_variant("dnabert"))

@@ -105,8 +105,13 @@ def command_starts(
 
 
 # Start-up levers not yet on by default (docs/architecture.md#the-engine-on-a-gpu): layers compiled
-# ahead of time and loaded whole, weights through page-locked buffers.
-START_LEVERS = {"VIRNUCPRO_TUI_PRECOMPILE": "1", "VIRNUCPRO_TUI_STAGED_COPY": "1"}
+# ahead of time and loaded whole, weights through page-locked buffers, and on a cold cache the
+# models run uncompiled while processes beside compile them.
+START_LEVERS = {
+    "VIRNUCPRO_TUI_PRECOMPILE": "1",
+    "VIRNUCPRO_TUI_STAGED_COPY": "1",
+    "VIRNUCPRO_TUI_COMPILE_BESIDE": "1",
+}
 
 
 __all__ = ["START_LEVERS", "Launch", "command_first_shard", "command_starts", "run_command"]

@@ -11,6 +11,7 @@ switches a model to its saved layers once its process is done. Each failure is a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,18 @@ class CompilersBeside:
         seconds = round(side.seconds(), 3)
         self.report(reports.CompiledBeside(model=name, source=self.sources[name], seconds=seconds))
         return True
+
+    def finish(self, timeout: float) -> list[str]:
+        """At the end of a run: give the processes still compiling up to ``timeout`` s in all to
+        save their layers for the next run (ended past it). Returns the models saved."""
+        deadline = time.monotonic() + timeout
+        saved = [
+            name
+            for name, side in self.running.items()
+            if side.wait(max(0.0, deadline - time.monotonic())) is None
+        ]
+        self.running.clear()
+        return saved
 
     def stop(self) -> None:
         """End every process beside (the engine's load failed: none is needed)."""

@@ -113,11 +113,17 @@ class Engine:
         self.classifier = classifier
         self._mark_warm()
 
-    def _mark_warm(self) -> None:
+    def _mark_warm(self, models: tuple[str, ...] = ("dnabert", "esm")) -> None:
         if self.compiled_into is not None and not self.beside.running:
             from virnucpro_tui.models.compile_cache import mark_warm
 
-            mark_warm(self.compiled_into, [self.compile_variant(m) for m in ("dnabert", "esm")])
+            mark_warm(self.compiled_into, [self.compile_variant(m) for m in models])
+
+    def finish(self, timeout: float = 20.0) -> None:
+        """The run is over: processes beside still compiling get up to ``timeout`` s to save
+        the layers, so that the next run starts warm."""
+        if self._beside is not None and self._beside.running:
+            self._mark_warm(tuple(self._beside.finish(timeout)))
 
     @property
     def _staged(self) -> bool:

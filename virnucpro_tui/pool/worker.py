@@ -44,6 +44,10 @@ from virnucpro_tui.pool.transport import (
 )
 from virnucpro_tui.pool.worker_config import WorkerConfig
 
+# A stopped worker lets the engine's processes beside finish compiling for the next run
+# (models/beside.py) this long, within the pool's grace for a stop (PoolPolicy.stop_timeout_s).
+FINISH_COMPILING_S = 20.0
+
 
 def leave(code: int) -> NoReturn:
     """End the worker process now, after multiprocessing's exit finalizers: a library may hold
@@ -149,6 +153,8 @@ class Worker:
             while True:
                 shard = inbox.take(self._start_shard)
                 if shard is None:
+                    if self.engine is not None:  # within the pool's 30-s grace for a stop
+                        self.engine.finish(FINISH_COMPILING_S)
                     self.set_state(ev.WorkerState.STOPPED)
                     return 0
                 tokens = ahead.pop(shard.key, None)

@@ -433,6 +433,21 @@ def test_warm_up_is_a_phase_of_its_own_with_its_elapsed_time() -> None:
     assert (esm.state, esm.seconds, esm.warmup_seconds) == ("loaded", 7.7, 57.3)
 
 
+def test_a_model_compiled_beside_says_it_runs_uncompiled_until_then() -> None:
+    start = ev("model_load", T + 2, 0, model="esm", phase="compile_beside_start", source="/m")
+    done = ev(
+        "model_load", T + 20, 0, model="esm", phase="compile_beside_done", source="/m", seconds=17.5
+    )
+    assert event_line(start) == "worker 0: esm runs uncompiled while a process beside compiles it"
+    assert event_line(done) == (
+        "worker 0: esm compiled beside in 17.5 s: it runs compiled from now"
+    )
+    view = fold(ev("worker_state", T, 0, state="loading"), start)
+    assert view.workers[0].models["esm"].compiling_beside
+    view.apply(done)
+    assert not view.workers[0].models["esm"].compiling_beside
+
+
 def test_a_warm_up_on_kernels_compiled_before_says_it_loads_them() -> None:
     cached = ev(
         "model_load",

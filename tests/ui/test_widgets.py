@@ -661,6 +661,22 @@ async def test_the_warm_up_shows_as_its_own_phase_with_its_time() -> None:
         panel = panel_text(app, 0)
         assert "DNABERT-S loaded 3.0 s + warm-up 47.0 s, 358.0 MiB" in panel
         assert "ESM-2 loading… 00:12" in panel
+        beside = {"model": "esm", "source": "/m/e"}
+        app.apply_events(
+            [
+                ev("model_load", T + 64, 0, phase="compile_beside_start", **beside),
+                model_loaded(T + 64, 0, "esm", 13.0, 5 * 2**30, source="/m/e", compile_seconds=0),
+            ]
+        )
+        await settle(pilot, app)
+        panel = panel_text(app, 0)
+        assert "ESM-2 loaded 13.0 s, 5.0 GiB" in panel
+        assert "ESM-2 uncompiled: compiling beside" in panel
+        app.apply_events(
+            [ev("model_load", T + 80, 0, phase="compile_beside_done", seconds=16.2, **beside)]
+        )
+        await settle(pilot, app)
+        assert "compiling beside" not in panel_text(app, 0)
 
 
 async def test_a_pause_says_how_many_shards_are_still_finishing() -> None:

@@ -204,7 +204,8 @@ def test_the_engine_saves_each_model_variant_apart_only_when_asked(
     assert events == [reports.CompileCacheFallback(model="esm", message="why")]
 
 
-ENGINE_RUN = textwrap.dedent(
+# an engine on the demo models, its reports in ``said``: argv demo root, compile cache
+ENGINE_PRELUDE = textwrap.dedent(
     """
     import json, sys, torch
     from pathlib import Path
@@ -220,6 +221,11 @@ ENGINE_RUN = textwrap.dedent(
     frames = [Frame(f"f{i}", "ATG" * 40 + "GCT" * (i % 7), "M" + "A" * (39 + i % 7))
               for i in range(40)]
     said = []
+    """
+)
+
+ENGINE_RUN = ENGINE_PRELUDE + textwrap.dedent(
+    """
     settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
                               exact_gelu=True, compile_cache=cache)
     engine = Engine(files, torch.device("cpu"), settings, report=said.append)
@@ -281,22 +287,8 @@ def test_workers_compiling_the_same_layer_at_once_save_one_file(tmp_path: Path) 
     assert _fresh(LAYER_RUN, source, cache)["loaded"] == 1
 
 
-BESIDE_RUN = textwrap.dedent(
+BESIDE_RUN = ENGINE_PRELUDE + textwrap.dedent(
     """
-    import json, sys, torch
-    from pathlib import Path
-    from virnucpro_tui.core.shards import Shard
-    from virnucpro_tui.core.translation import Frame
-    from virnucpro_tui.models import reports
-    from virnucpro_tui.models.demo import demo_paths
-    from virnucpro_tui.models.engine import Engine
-    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
-
-    demo, cache = demo_paths(sys.argv[1]), Path(sys.argv[2])
-    files = ModelFiles(demo.esm, demo.dnabert, demo.classifier_500)
-    frames = [Frame(f"f{i}", "ATG" * 40 + "GCT" * (i % 7), "M" + "A" * (39 + i % 7))
-              for i in range(40)]
-    said = []
     settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
                               compile_beside=True, exact_gelu=True, compile_cache=cache)
     engine = Engine(files, torch.device("cpu"), settings, report=said.append)

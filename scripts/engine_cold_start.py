@@ -1,8 +1,10 @@
 """A cold ``Engine.load`` on the demo models, compiled on the CPU (``compile=True``), on an empty
-compile cache: the engine's own warm-up events, with the layers compiled ahead of time (ESM-2's
-in a process beside the engine, models/side_compile.py) or with ``torch.compile``.
+compile cache, then a first shard of 512 frames: the engine's own warm-up events, with
+``torch.compile`` (``jit``), with the layers compiled ahead of time (``precompile``: ESM-2's in a
+process beside the engine, models/side_compile.py), or with both models uncompiled while
+processes beside compile them (``beside``, models/beside.py).
 
-    python3 scripts/engine_cold_start.py CACHE_DIR precompile|jit
+    python3 scripts/engine_cold_start.py CACHE_DIR jit|precompile|beside
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from pathlib import Path
 
 import torch
 
+from virnucpro_tui.core.shards import Shard
+from virnucpro_tui.core.translation import Frame
+from virnucpro_tui.measure.bench_child import random_frames_dna, random_proteins
 from virnucpro_tui.models.demo import ensure_demo_models
 from virnucpro_tui.models.engine import Engine
 from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+DNA, PROTEINS = random_frames_dna(512), random_proteins(512, 166)
 
 
 def main() -> None:
@@ -26,7 +33,8 @@ def main() -> None:
     settings = EngineSettings(
         force_model_length=True,
         compile=True,
-        precompile=mode == "precompile",
+        precompile=mode in ("precompile", "beside"),
+        compile_beside=mode == "beside",
         exact_gelu=True,
         compile_cache=cache,
     )
@@ -35,14 +43,32 @@ def main() -> None:
 
     def report(r: object) -> None:
         kind = type(r).__name__
-        if kind in ("WarmupStarted", "WarmupDone", "CompileCacheFallback"):
+        if kind in (
+            "WarmupStarted",
+            "WarmupDone",
+            "CompileCacheFallback",
+            "CompilingBeside",
+            "CompiledBeside",
+        ):
             at = round(time.perf_counter() - began, 2)
             events.append((at, kind, getattr(r, "model", ""), getattr(r, "seconds", None)))
 
-    Engine(files, torch.device("cpu"), settings, report=report).load()
+    engine = Engine(files, torch.device("cpu"), settings, report=report)
+    engine.load()
+    load_s = round(time.perf_counter() - began, 2)
+    frames = [Frame(f"f{i}", d, p) for i, (d, p) in enumerate(zip(DNA, PROTEINS, strict=True))]
+    engine.process_shard(Shard("cold", 0, frames))
+    shard_s = round(time.perf_counter() - began, 2)
+    engine.finish()
     print(
         json.dumps(
-            {"mode": mode, "load_s": round(time.perf_counter() - began, 2), "events": events}
+            {
+                "mode": mode,
+                "load_s": load_s,
+                "first_shard_done_s": shard_s,
+                "finished_s": round(time.perf_counter() - began, 2),
+                "events": events,
+            }
         )
     )
 

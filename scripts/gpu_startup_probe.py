@@ -105,6 +105,10 @@ def run(work: Path) -> None:
         ("warm_preimport_2", PREIMPORT, "cache"),
         ("warm_default_1", {}, "cache"),
     ]
+    import sys
+
+    chosen = sys.argv[3].split(",") if len(sys.argv) > 3 else None
+    plan = [step for step in plan if chosen is None or step[0] in chosen]
     for label, env, cache in plan:
         PROBE.step(label, lambda label=label, env=env, cache=cache: start(label, env, cache), 60)
     profile = str(PROBE.out / "warm_profile.txt")

@@ -227,7 +227,7 @@ ENGINE_PRELUDE = textwrap.dedent(
 ENGINE_RUN = ENGINE_PRELUDE + textwrap.dedent(
     """
     settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
-                              exact_gelu=True, compile_cache=cache)
+                              compile_beside=False, exact_gelu=True, compile_cache=cache)
     engine = Engine(files, torch.device("cpu"), settings, report=said.append)
     got = engine.process_shard(Shard("job", 0, frames)).probs
     plain = Engine(files, torch.device("cpu"), EngineSettings(force_model_length=True))
@@ -330,7 +330,9 @@ def test_with_compile_beside_the_first_shard_runs_uncompiled_and_later_ones_comp
     assert cold["warmups"] == [] and cold["fallbacks"] == []
     assert sorted(cold["compiled"]) == ["dnabert", "esm"]
     assert cold["esm_loaded"] == 2 and cold["dnabert_loaded"] == 1  # from the files beside
-    assert set(cold["saved"]) == {"dnabert", "esm"} and cold["warm"]
+    # the stubs' graphs fit the real models: nothing was compiled again after the switch
+    assert cold["saved"].count("dnabert") == 1 and cold["saved"].count("esm") == 2
+    assert cold["warm"]
     warm = _fresh(BESIDE_RUN, demo_models.root, tmp_path)
     assert warm["beside_at_first_shard"] == [] and warm["compiled"] == []
     assert sorted(warm["warmups"]) == ["dnabert", "esm"] and warm["fallbacks"] == []
@@ -431,3 +433,38 @@ def test_a_finished_run_lets_the_compiles_beside_save_for_the_next_run_then_ends
     assert stuck.process.returncode is not None  # ended, not left behind
     assert compile_cache.is_warm(tmp_path, engine.compile_variant("esm"))
     assert not compile_cache.is_warm(tmp_path, engine.compile_variant("dnabert"))
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "env", "precompiles", "beside"),
+    [
+        ("cuda", "auto", {}, True, True),  # measured on an H100: on by default
+        ("cuda", "fp8", {}, False, False),  # not measured with fp8
+        ("cpu", "auto", {}, False, False),  # the CPU compiles only for tests
+        ("cuda", "auto", {"VIRNUCPRO_TUI_PRECOMPILE": "0"}, False, False),
+        ("cuda", "auto", {"VIRNUCPRO_TUI_COMPILE_BESIDE": "0"}, True, False),
+        ("cuda", "fp8", {"VIRNUCPRO_TUI_PRECOMPILE": "1"}, True, True),
+        ("cpu", "auto", {"VIRNUCPRO_TUI_PRECOMPILE": "1"}, True, True),
+    ],
+)
+def test_layers_compile_ahead_and_beside_by_default_on_a_gpu_and_as_the_environment_says(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    precision: str,
+    env: dict[str, str],
+    precompiles: bool,
+    beside: bool,
+) -> None:
+    from virnucpro_tui.models.engine import Engine
+    from virnucpro_tui.models.settings import EngineSettings, ModelFiles
+
+    for name in ("VIRNUCPRO_TUI_PRECOMPILE", "VIRNUCPRO_TUI_COMPILE_BESIDE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
+    engine = Engine(files, torch.device(device), EngineSettings(precision=precision))
+    assert engine.precompiles is precompiles
+    assert engine.beside.meanwhile_uncompiled is beside
+    assert not torch.cuda.is_initialized()

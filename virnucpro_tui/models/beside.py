@@ -30,6 +30,7 @@ LABELS = {"esm": "ESM-2", "dnabert": "DNABERT-S"}
 class CompilersBeside:
     settings: EngineSettings
     report: reports.Reporter
+    meanwhile_uncompiled: bool  # both models compile beside and run uncompiled meanwhile
     running: dict[str, SideCompile] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -41,7 +42,7 @@ class CompilersBeside:
 
     def uncompiled(self, name: str) -> bool:
         """``name`` runs uncompiled until its process beside is done."""
-        return self.settings.compile_beside and name in self.running
+        return self.meanwhile_uncompiled and name in self.running
 
     def join(self, name: str) -> None:
         """Wait for the process compiling ``name``'s layers, if there is one."""

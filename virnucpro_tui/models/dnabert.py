@@ -393,7 +393,8 @@ def load_dnabert(path: str | Path) -> DnabertBundle:
     model = uninitialised_model(checked.config, checked.with_pooler)
     check_state(shapes_of(state), shapes_of(model), checked.weights, "DNABERT-S")
     model.load_state_dict(state, strict=True, assign=True)
-    model.float().eval()
+    # inference only, as ESM-2: the graphs a stub compiles beside fit this model
+    model.float().eval().requires_grad_(False)
     return DnabertBundle(
         model, checked.tokenizer, checked.config, checked.root, has_demo_marker(checked.root)
     )

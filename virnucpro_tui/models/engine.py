@@ -26,6 +26,7 @@ from virnucpro_tui.models.device_memory import (
     empty_device_cache,
     param_bytes,
 )
+from virnucpro_tui.models.model_read import onto, read_now, timed
 from virnucpro_tui.models.precision import (
     AUTO_GPU_PRECISION,
     DeviceCapability,
@@ -92,11 +93,11 @@ class Engine:
         # 5.7 GB read overlaps DNABERT-S's compilation.
         self._start_side_compiles({"esm": esm_dtype, "dnabert": dna_dtype})
         self._announce("dnabert", dna_dtype)
-        dna_read = _read_now(load_dnabert, self.files.dnabert)
+        dna_read = read_now(load_dnabert, self.files.dnabert)
         with ThreadPoolExecutor(1, thread_name_prefix="esm-read") as reader:
             self._announce("esm", esm_dtype)
             esm_read = reader.submit(
-                _timed, _onto, load_esm, self.files.esm, esm_dtype, self.device, self._staged
+                timed, onto, load_esm, self.files.esm, esm_dtype, self.device, self._staged
             )
             try:
                 self.dnabert = self._load("dnabert", dna_read, dna_dtype, announced=True)
@@ -105,7 +106,7 @@ class Engine:
                 self.beside.stop()
                 raise
         classifier = self._load(
-            "classifier", lambda: _timed(load_classifier, self.files.classifier), torch.float32
+            "classifier", lambda: timed(load_classifier, self.files.classifier), torch.float32
         )
         check_chunk_length(
             classifier, self.settings.chunk_length, force=self.settings.force_model_length
@@ -246,21 +247,32 @@ class Engine:
             self.compiled_into = compile_cache.configure(self.settings.compile_cache, key, expect)
 
     @property
+    def precompiles(self) -> bool:
+        """Layers compiled ahead of time (``settings.precompile``; by default on a GPU, fp8
+        excepted)."""
+        asked = self.settings.precompile
+        if asked is not None:
+            return asked
+        return self.device.type == "cuda" and self.settings.precision != "fp8"
+
+    @property
     def beside(self) -> CompilersBeside:
         if self._beside is None:
-            self._beside = CompilersBeside(self.settings, self.report)
+            asked = self.settings.compile_beside
+            uncompiled = self.precompiles and (asked if asked is not None else True)
+            self._beside = CompilersBeside(self.settings, self.report, uncompiled)
         return self._beside
 
     def _start_side_compiles(self, dtypes: dict[str, torch.dtype]) -> None:
         """Compiled ahead of time on a cold cache: ESM-2's layers in a process of their own
         while DNABERT-S compiles here; with ``compile_beside``, DNABERT-S's too, while both
         models run uncompiled (models/beside.py)."""
-        if not self.settings.precompile:
+        if not self.precompiles:
             return
         from virnucpro_tui.models.precompile import has_saved
         from virnucpro_tui.models.side_compile import Target
 
-        for name in ["esm", "dnabert"] if self.settings.compile_beside else ["esm"]:
+        for name in ["esm", "dnabert"] if self.beside.meanwhile_uncompiled else ["esm"]:
             if not self._fast(dtypes[name]):
                 continue
             self._configure_cache()
@@ -279,8 +291,8 @@ class Engine:
             self._mark_warm()
 
     def _ahead(self, name: str) -> AheadOfTime | None:
-        """Where ``name``'s layers are saved compiled, with ``settings.precompile``."""
-        if not self.settings.precompile or self.compiled_into is None:
+        """Where ``name``'s layers are saved compiled, when it ``precompiles``."""
+        if not self.precompiles or self.compiled_into is None:
             return None
         from virnucpro_tui.models.precompile import AheadOfTime, variant_directory
 
@@ -299,7 +311,7 @@ class Engine:
         elif s.precision == "fp8" and s.fp8_gelu_kernel:
             detail += ("fp8-gelu-kernel",)
         dtype = self._dtype_label(name, engine_dtype(s, self.device, name))
-        ahead = ["ahead-of-time"] if s.precompile else []
+        ahead = ["ahead-of-time"] if self.precompiles else []
         return ":".join(map(str, (name, dtype, *detail, WARMUP_TOKENS[name], *ahead)))
 
     def _warm_up_all(self, *models: tuple[str, Any]) -> None:
@@ -463,25 +475,6 @@ class Engine:
         )
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    return fn(*args), time.perf_counter() - start
-
-
-def _read_now(fn: Callable[..., Any], *args: Any) -> Callable[[], tuple[Any, float]]:
-    """Read now; the returned loader gives the result (or raises the error) later."""
-    try:
-        result = _timed(fn, *args)
-    except Exception as exc:  # noqa: BLE001 - raised again where the load reports errors
-        error = exc
-
-        def fail() -> tuple[Any, float]:
-            raise error
-
-        return fail
-    return lambda: result
-
-
 def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "esm") -> torch.dtype:
     """The dtype a model's weights and activations run in (``fp8``: its base around the FP8
     matrix products)."""
@@ -489,11 +482,3 @@ def engine_dtype(settings: EngineSettings, device: torch.device, model: str = "e
 
 
 __all__ = ["AUTO_GPU_PRECISION", "Engine", "StageClock", "empty_device_cache", "engine_dtype"]
-
-
-def _onto(
-    load: Callable[..., Any], path: Any, dtype: torch.dtype, device: torch.device, staged: bool
-) -> Any:
-    """A model read in ``dtype`` and moved to ``device`` (from the file's pages, no copy between
-    when the file stores ``dtype``; ``staged``: through page-locked buffers)."""
-    return load(path, dtype).to(device, dtype, staged=staged)

@@ -17,6 +17,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
 ``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
 
 
+def _env_flag(name: str) -> bool | None:
+    """``1``: on, ``0``: off, unset (or anything else): the setting's own default."""
+    return {"1": True, "0": False}.get(os.environ.get(name, ""))
+
+
 @dataclass(frozen=True)
 class ModelFiles:
     esm: Path
@@ -51,15 +56,18 @@ class EngineSettings:
     # (models/glu_gelu.py); off: +1.2% on an H100, within run-to-run spread
     dnabert_glu_kernel: bool = False
     # Layers compiled ahead of time and saved whole, so a warm start skips Dynamo's tracing
-    # (models/precompile.py); off until measured on a GPU. VIRNUCPRO_TUI_PRECOMPILE=1 turns it on.
-    precompile: bool = field(default_factory=lambda: os.environ.get(PRECOMPILE_ENV) == "1")
+    # (models/precompile.py). None: on a GPU, except for fp8 (not measured there);
+    # VIRNUCPRO_TUI_PRECOMPILE=1 or 0 decides. Warm H100 start: models ready in 2.8-3.3 s, not 10.3.
+    precompile: bool | None = field(default_factory=lambda: _env_flag(PRECOMPILE_ENV))
     # Weights sent to the GPU through page-locked buffers on a stream of their own
-    # (models/device_copy.py); off until measured. VIRNUCPRO_TUI_STAGED_COPY=1 turns it on.
+    # (models/device_copy.py); off: not separated from noise on an H100.
+    # VIRNUCPRO_TUI_STAGED_COPY=1 turns it on.
     staged_copy: bool = field(default_factory=lambda: os.environ.get(STAGED_COPY_ENV) == "1")
     # With precompile, on a cold cache: both models run uncompiled while processes beside
     # compile and save their layers, and compiled from the first batch after
-    # (models/side_compile.py); off until measured. VIRNUCPRO_TUI_COMPILE_BESIDE=1 turns it on.
-    compile_beside: bool = field(default_factory=lambda: os.environ.get(COMPILE_BESIDE_ENV) == "1")
+    # (models/beside.py). None: on where precompile is; VIRNUCPRO_TUI_COMPILE_BESIDE=1 or 0
+    # decides. Cold H100 start: first shard at 6.6-7.1 s, not 26.2.
+    compile_beside: bool | None = field(default_factory=lambda: _env_flag(COMPILE_BESIDE_ENV))
     dnabert_attention: str = "flex"
     esm_attention: str = "flash"
 

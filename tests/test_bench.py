@@ -82,7 +82,7 @@ def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     assert 0.95 <= data["stage_seconds_per_frame"]["share_of_shard_seconds"] <= 1.001
     assert data["first_shard_start_s_cold"] <= data["first_shard_done_s_cold"]
     # the real `run` command, launched in a fresh interpreter, with standbys and without
-    # ... and with the start-up levers that are off by default, on a cache of their own
+    # ... and with every start-up lever named, on a cache of their own
     assert list(data["command_warm"]) == ["standby", "no_standby", "levers_cold", "levers"]
     assert (
         data["command_first_shard_done_s_warm_levers"]

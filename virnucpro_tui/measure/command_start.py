@@ -88,7 +88,7 @@ def command_starts(
 ) -> dict[str, Any]:
     """The command's warm start with standbys, then without (same cache, same input): if the
     first command finds anything colder, that counts against standbys, not for them. Then, on
-    a cache of their own, the start-up levers that are off by default: a first command fills
+    a cache of their own, every start-up lever (:data:`START_LEVERS`): a first command fills
     that cache (``levers_cold``), the next is timed warm (``levers``)."""
     out: dict[str, Any] = {}
     for standby in (True, False):
@@ -104,9 +104,10 @@ def command_starts(
     return out
 
 
-# Start-up levers not yet on by default (docs/architecture.md#the-engine-on-a-gpu): layers compiled
-# ahead of time and loaded whole, weights through page-locked buffers, and on a cold cache the
-# models run uncompiled while processes beside compile them.
+# Start-up levers (docs/architecture.md#the-engine-on-a-gpu), named even where they are defaults:
+# layers compiled ahead of time and loaded whole, and on a cold cache the models run uncompiled
+# while processes beside compile them (both on by default on a GPU since 2026-12-08), and the
+# weights through page-locked buffers (off by default).
 START_LEVERS = {
     "VIRNUCPRO_TUI_PRECOMPILE": "1",
     "VIRNUCPRO_TUI_STAGED_COPY": "1",

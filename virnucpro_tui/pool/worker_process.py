@@ -4,6 +4,7 @@ standby that imports first and becomes a worker when its config comes (pool/stan
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -71,6 +72,10 @@ def _import_compiler() -> bool:
 
     import virnucpro_tui.models.fast  # noqa: F401
 
+    with contextlib.suppress(ImportError):  # Triton hashes its own files for its cache key
+        from torch._inductor.runtime.triton_compat import triton_key
+
+        triton_key()  # once per process (0.8 s of a warm H100 start), touching no GPU
     return True
 
 

@@ -758,3 +758,23 @@ async def test_a_tick_that_changes_nothing_asks_for_no_layout(
         for title, table in (("#top-title", "#top"), ("#side-top-title", "#side-top")):
             shown = app.query_one(title, TopTitle).shown
             assert shown and shown == app.query_one(table, TopTable).title
+
+
+@pytest.mark.parametrize("size", [(80, 40), (200, 50)])
+async def test_a_model_compiling_beside_says_so_at_any_width(size: tuple[int, int]) -> None:
+    gpu = [{"worker": 0, "kind": "cuda", "index": 0, "uuid": "GPU-1", "name": "NVIDIA H100"}]
+    beside = {"source": "/m/e", "phase": "compile_beside_start"}
+    events = [
+        ev("run_started", T, out="/r", jobs=["a"], devices=["cuda:0"], workers=gpu),
+        ev("worker_state", T, 0, state="loading", device="cuda:0", pid=7),
+        ev("model_load", T + 1, 0, model="dnabert", **beside),
+        model_loaded(T + 1, 0, "dnabert", 0.9, 358 * 2**20, source="/m/d", compile_seconds=0),
+        ev("model_load", T + 2, 0, model="esm", **beside),
+        model_loaded(T + 2, 0, "esm", 1.5, 5 * 2**30, source="/m/e", compile_seconds=0),
+    ]
+    async with dashboard(events, clock=lambda: T + 5, size=size) as (pilot, app):
+        panel = " ".join(panel_text(app, 0).split())
+        for model, loaded in (("DNABERT-S", "0.9 s, 358.0 MiB"), ("ESM-2", "1.5 s, 5.0 GiB")):
+            assert f"{model} loaded {loaded}" in panel  # no warm-up: it did not wait for one
+            assert f"{model} uncompiled: compiling beside" in panel
+        assert "…" not in panel  # nothing cut short

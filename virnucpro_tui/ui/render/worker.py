@@ -121,7 +121,7 @@ def _model_segments(w: WorkerView, now: float, running: bool) -> list[Text]:
             warmup = f" + warm-up {m.warmup_seconds:.1f} s" if m.warmup_seconds else ""
             text = f"{label} loaded {m.seconds or 0:.1f} s{warmup}, {size}"
             segments.append(Text(text, style="green"))
-            if m.compiling_beside:
+            if m.compiling_beside:  # its own segment: a long line would be cut in a narrow panel
                 segments.append(Text(f"{label} uncompiled: compiling beside", style="yellow"))
     return segments
 

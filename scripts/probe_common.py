@@ -72,9 +72,12 @@ def fresh_python(
 ) -> tuple[Any, float]:
     """Run ``code`` in a new interpreter (faulthandler on) without this process's
     TORCHINDUCTOR_CACHE_DIR (nor ``env_drop``; plus ``env_extra``): the last JSON line it
-    prints (or its exit status and stderr's tail), and its wall seconds."""
+    prints (or its exit status and stderr's tail), and its wall seconds. Its engines compile
+    before they run, unless ``env_extra`` says otherwise: a rate measured while the models run
+    uncompiled beside their compilation (models/beside.py) is not the engine's rate."""
     drop = ("TORCHINDUCTOR_CACHE_DIR", *env_drop)
     env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["VIRNUCPRO_TUI_COMPILE_BESIDE"] = "0"
     env.update(env_extra or {})
     start = time.time()
     out = subprocess.run(

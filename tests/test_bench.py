@@ -160,3 +160,29 @@ def test_bench_removes_its_folder_on_interrupt(tmp_path: Path, sig: signal.Signa
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0, err[-2000:]  # what the bench was doing when the signal came
     assert list(scratch.iterdir()) == []
+
+
+def test_the_pipeline_rate_counts_only_shards_begun_after_the_models_ran_compiled() -> None:
+    """A cold cache's first shards run uncompiled while the models compile beside: the steady
+    rate leaves them out (here 2 s uncompiled shards, then 1 s compiled ones)."""
+    from virnucpro_tui.measure.bench import pipeline_metrics
+
+    def shard(end: float, seconds: float) -> dict[str, object]:
+        return {"type": "shard_done", "job": "measured", "worker": 0, "ts": end,
+                "seconds": seconds, "frames": 100, "stage_seconds": {}}  # fmt: skip
+
+    events = [
+        {"type": "job_started", "job": "measured", "ts": 0.0},
+        shard(2.0, 2.0),
+        shard(4.0, 2.0),
+        {"type": "model_load", "phase": "compile_beside_done", "worker": 0, "ts": 4.5},
+        shard(6.0, 2.0),  # began at 4.0, before the switch: uncompiled in part
+        shard(7.0, 1.0),
+        shard(8.0, 1.0),
+        shard(9.0, 1.0),
+        {"type": "job_done", "job": "measured", "ts": 9.0, "frames": 600},
+    ]
+    metrics = pipeline_metrics(events, 0)
+    assert metrics["pipeline_frames_per_s"] == 100.0  # 200 frames from 7.0 to 9.0
+    without_switch = [e for e in events if e.get("phase") != "compile_beside_done"]
+    assert pipeline_metrics(without_switch, 0)["pipeline_frames_per_s"] == 500 / 7

@@ -144,10 +144,22 @@ def pipeline_metrics(
     events: list[dict[str, Any]], code: int, measured: str = "measured"
 ) -> dict[str, Any]:
     """Steady-state frames/s of the measured job: per worker, the frames of its shards after its
-    first one over the time between its first and last completion; summed over workers."""
+    first one over the time between its first and last completion; summed over workers. Only
+    shards that began after their worker's models ran compiled count (a cold cache's first
+    shards run uncompiled while the models compile beside, models/beside.py)."""
     started = {e["job"]: e["ts"] for e in events if e["type"] == "job_started"}
     done = {e["job"]: e for e in events if e["type"] == "job_done"}
-    shards = [e for e in events if e["type"] == "shard_done" and e["job"] == measured]
+    compiled_from: dict[int, float] = {}
+    for e in events:
+        if e["type"] == "model_load" and e["phase"] == "compile_beside_done":
+            compiled_from[e["worker"]] = max(compiled_from.get(e["worker"], 0.0), e["ts"])
+    shards = [
+        e
+        for e in events
+        if e["type"] == "shard_done"
+        and e["job"] == measured
+        and e["ts"] - e["seconds"] >= compiled_from.get(e["worker"], 0.0)
+    ]
     rate = 0.0
     for worker in {e["worker"] for e in shards}:
         mine = sorted((e for e in shards if e["worker"] == worker), key=lambda e: e["ts"])

@@ -196,8 +196,14 @@ def _files(paths: dict[str, str]) -> Any:
 def _settings(precision: str, cache: Path, **extra: Any) -> Any:
     from virnucpro_tui.models.settings import EngineSettings
 
+    # compiled before it runs: these are the engine's rates, not those of the models running
+    # uncompiled beside their compilation (the pipeline's start-up rows time that path)
     return EngineSettings(
-        precision=precision, force_model_length=True, compile_cache=cache, **extra
+        precision=precision,
+        force_model_length=True,
+        compile_cache=cache,
+        compile_beside=False,
+        **extra,
     )
 
 

@@ -318,6 +318,7 @@ def main(args: argparse.Namespace, target: Target, files: Any, demo: bool) -> in
             "chunk_length": args.length,
             "force_model_length": True,
             "compile": args.compile,
+            "compile_beside": False,  # the compiled path that a run's shards take once warm
             "esm_max_tokens": args.esm_max_tokens,
             "dnabert_max_tokens": args.dnabert_max_tokens,
         },

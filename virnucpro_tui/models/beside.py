@@ -53,10 +53,9 @@ class CompilersBeside:
 
     def run_uncompiled(self, name: str, bundle: Any) -> None:
         """The fast modules, uncompiled, until ``compile_when_ready`` compiles them."""
-        from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
+        from virnucpro_tui.models.fast import accelerate_as_set
 
-        accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
-        accelerate(bundle, False, self.settings)
+        accelerate_as_set(name, bundle, False, self.settings)
         self.report(reports.CompilingBeside(model=name, source=self.sources[name]))
 
     def compile_when_ready(self, name: str, bundle: Any, ahead: AheadOfTime | None) -> bool:

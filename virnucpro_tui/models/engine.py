@@ -200,7 +200,7 @@ class Engine:
         if name == "classifier" or not self._fast(dtype):
             return None
         from virnucpro_tui.models import compile_cache
-        from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
+        from virnucpro_tui.models.fast import accelerate_as_set
 
         # cuDNN attention builds a plan per new shape (~0.2 s each): with varying batch shapes
         # that dominated DNABERT-S; flash / memory-efficient kernels need no planning.
@@ -219,8 +219,9 @@ class Engine:
             reports.WarmupStarted(model=name, source=source, compile=compile_, cached=cached)
         )
         self.beside.join(name)
-        accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
-        accelerate(bundle, compile_, self.settings, self._ahead(name) if compile_ else None)
+        accelerate_as_set(
+            name, bundle, compile_, self.settings, self._ahead(name) if compile_ else None
+        )
         if compile_ and self.compiled_into is not None:
             compiled_before = [("dnabert", self.dnabert)] if self.dnabert is not None else []
             compile_cache.run_or_recompile(

@@ -327,6 +327,18 @@ def accelerate_esm(
     bundle.encoder = fast
 
 
+def accelerate_as_set(
+    name: str,
+    bundle: Any,
+    compile_: bool,
+    settings: EngineSettings,
+    ahead: AheadOfTime | None = None,
+) -> None:
+    """``accelerate_esm_as_set`` or ``accelerate_dnabert_as_set``, by model name."""
+    accelerate = accelerate_esm_as_set if name == "esm" else accelerate_dnabert_as_set
+    accelerate(bundle, compile_, settings, ahead)
+
+
 def compile_accelerated(
     name: str, bundle: Any, settings: EngineSettings, ahead: AheadOfTime | None
 ) -> None:

@@ -139,7 +139,7 @@ def stub_dnabert(path: Path, dtype: torch.dtype, device: torch.device) -> Any:
 
 def main(spec: dict[str, Any]) -> None:
     from virnucpro_tui.models import compile_cache
-    from virnucpro_tui.models.fast import accelerate_dnabert_as_set, accelerate_esm_as_set
+    from virnucpro_tui.models.fast import accelerate_as_set
     from virnucpro_tui.models.precompile import AheadOfTime
     from virnucpro_tui.models.warmup import warm_up
 
@@ -148,14 +148,10 @@ def main(spec: dict[str, Any]) -> None:
     device = torch.device(spec["device"])
     compile_cache.configure(Path(spec["cache"]))
     model, dtype = spec["model"], getattr(torch, spec["dtype"])
-    stub, accelerate = (
-        (stub_esm, accelerate_esm_as_set)
-        if model == "esm"
-        else (stub_dnabert, accelerate_dnabert_as_set)
-    )
+    stub = stub_esm if model == "esm" else stub_dnabert
     bundle = stub(Path(spec["path"]), dtype, device)
     said: list[str] = []
-    accelerate(bundle, True, settings, AheadOfTime(Path(spec["ahead"]), said.append))
+    accelerate_as_set(model, bundle, True, settings, AheadOfTime(Path(spec["ahead"]), said.append))
     warm_up(model, bundle, spec["rows"], device)
     if said:  # refused, or not saved: the engine hears of it when it compiles
         raise SystemExit(said[-1])

@@ -228,6 +228,12 @@ ENGINE_RUN = ENGINE_PRELUDE + textwrap.dedent(
     """
     settings = EngineSettings(force_model_length=True, compile=True, precompile=True,
                               compile_beside=False, exact_gelu=True, compile_cache=cache)
+    import virnucpro_tui.models.engine as engine_module
+    rows, full_warm_up = [], engine_module.warm_up
+    def counted_warm_up(name, bundle, n, device):
+        rows.append([name, n])
+        full_warm_up(name, bundle, n, device)
+    engine_module.warm_up = counted_warm_up
     engine = Engine(files, torch.device("cpu"), settings, report=said.append)
     got = engine.process_shard(Shard("job", 0, frames)).probs
     plain = Engine(files, torch.device("cpu"), EngineSettings(force_model_length=True))
@@ -239,6 +245,7 @@ ENGINE_RUN = ENGINE_PRELUDE + textwrap.dedent(
         "saved": sorted(p.parent.name for p in cache.rglob("*.aot")),
         "esm_loaded": engine.esm.encoder.layers[0].forward.precompiled.loaded,
         "dnabert_loaded": engine.dnabert.model.layers[0].forward.precompiled.loaded,
+        "warmup_rows": rows,
     }
     print("RESULT " + json.dumps(out))
     """
@@ -262,6 +269,10 @@ def test_the_engine_saves_its_layers_compiled_and_the_next_engine_loads_them(
     assert warm["cached"] == [True, True] and warm["fallbacks"] == []
     assert warm["saved"] == cold["saved"]  # loaded: nothing compiled again
     assert warm["esm_loaded"] == 2 and warm["dnabert_loaded"] == 1
+    # the cold warm-up compiled at a full batch (CPU budgets: 4,096 and 16,384 tokens); the warm
+    # one only loads, on a small batch, and that batch compiled nothing new (same files)
+    assert cold["warmup_rows"] == [["dnabert", 146], ["esm", 24]]
+    assert warm["warmup_rows"] == [["dnabert", 8], ["esm", 8]]
     for run in (cold, warm):
         assert run["max_diff"] < 1e-5, run
 

@@ -225,7 +225,7 @@ class Engine:
         if compile_ and self.compiled_into is not None:
             compiled_before = [("dnabert", self.dnabert)] if self.dnabert is not None else []
             compile_cache.run_or_recompile(
-                lambda: self._warm_up(name, bundle),
+                lambda: self._warm_up(name, bundle, light=cached),
                 self.compiled_into,
                 lambda why: self.report(reports.CompileCacheFallback(model=name, message=why)),
                 again=lambda: self._warm_up_all(*compiled_before, (name, bundle)),
@@ -319,8 +319,8 @@ class Engine:
         for name, bundle in models:
             self._warm_up(name, bundle)
 
-    def _warm_up(self, name: str, bundle: Any) -> None:
-        rows = warmup_rows(name, self._budget(name), self.settings.max_batch)
+    def _warm_up(self, name: str, bundle: Any, light: bool = False) -> None:
+        rows = warmup_rows(name, self._budget(name), self.settings.max_batch, light)
         warm_up(name, bundle, rows, self.device)
 
     def _budget(self, which: str) -> int:

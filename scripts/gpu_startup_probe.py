@@ -67,6 +67,7 @@ marks["counters"] = {
 marks["total_s"] = time.time() - t0
 if prof:
     prof.disable()
+    prof.dump_stats(sys.argv[5] + ".pstats")  # callers and callees, read back off the machine
     for order, suffix in (("cumulative", ""), ("tottime", ".tottime")):
         s = io.StringIO(); pstats.Stats(prof, stream=s).sort_stats(order).print_stats(60)
         Path(sys.argv[5] + suffix).write_text(s.getvalue())

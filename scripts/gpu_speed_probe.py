@@ -3,6 +3,9 @@ with its own empty compile cache, so no Inductor setting leaks from one variant 
 
     python3 scripts/gpu_speed_probe.py OUT_DIR [DEADLINE_S] [VARIANT,VARIANT,...]
 
+``kernel``, ``glu`` and ``rotary_kernel`` time one kernel alone first (no model files);
+``rotary``/``fp8_rotary`` run ESM-2 with the fused rotary attention kernel.
+
 Per variant: ``Engine.load`` seconds (cold compile), ESM-2 proteins/s (1,716 proteins of 166
 residues) and DNABERT-S frames/s (8,192 frames) through ``Engine.embed`` (one warm pass, then
 the best of two), the cosine of ESM-2's pooled embeddings against the baseline variant's, and
@@ -60,6 +63,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "settings": {"precision": "fp8"},
         "env": {"TORCHINDUCTOR_MAX_AUTOTUNE_GEMM": "1"},
     },
+    # rotary and attention in one Triton kernel (models/rotary_attention.py)
+    "rotary": {"settings": {"esm_attention": "rotary-fused"}, "profile": True},
+    "fp8_rotary": {
+        "settings": {"precision": "fp8", "esm_attention": "rotary-fused"},
+        "profile": True,
+    },
+    "rotary_cdt": {
+        "settings": {"esm_attention": "rotary-fused"},
+        "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
+    },
 }
 DEFAULT_ORDER = "base,eager,cdt,flex128,flex64,tokens2x,fp8,fp8_cdt,fp8_tensor"
 
@@ -109,10 +122,13 @@ if factor:
     extra["esm_max_tokens"] = factor * default_gpu_token_budget(dev, "esm")
     extra["dnabert_max_tokens"] = min(factor * default_gpu_token_budget(dev, "dnabert"), 262144)
 settings = EngineSettings(force_model_length=True, compile_cache=Path(sys.argv[3]), **extra)
-e = Engine(files, dev, settings)
+said = []
+e = Engine(files, dev, settings, report=said.append)
 t = time.time(); e.load(); torch.cuda.synchronize()
 out["load_s"] = round(time.time() - t, 2)
 out["esm_budget"] = e._budget("esm")
+out["esm_attention"] = e.esm.encoder.layers[0].attn.attention
+out["fallbacks"] = [r.message for r in said if type(r).__name__ == "CompileCacheFallback"]
 pooled = {}
 if v.get("esm", True):
     prot = random_proteins(1716, 166)
@@ -265,6 +281,11 @@ def run(work: Path) -> None:
     if "glu" in order:
         order.remove("glu")
         PROBE.step("glu_kernel", glu_kernel_check, 40)
+    if "rotary_kernel" in order:
+        order.remove("rotary_kernel")
+        from gpu_rotary_kernel_check import rotary_kernel_check
+
+        PROBE.step("rotary_kernel", lambda: rotary_kernel_check(PROBE), 40)
     if not order:
         return
     if not any(name.startswith("base") for name in order):

@@ -86,14 +86,35 @@ def test_the_engine_settings_pick_the_esm_fast_path(demo_models) -> None:
         ("default", EngineSettings()),
         ("exact", EngineSettings(exact_gelu=True)),
         ("cudnn", EngineSettings(esm_attention="cudnn")),
+        # the fused rotary kernel runs on a GPU only: the CPU keeps PyTorch's attention
+        ("rotary-fused", EngineSettings(esm_attention="rotary-fused")),
     ):
         bundle = load_esm(demo_models.esm)
         accelerate_esm_as_set(bundle, False, settings)
         assert isinstance(bundle.encoder, FastEsm)
         layer = bundle.encoder.layers[0]
-        chosen[name] = (layer.gelu_epilogue, layer.attn.cudnn, layer.gelu_in_fc2)
+        chosen[name] = (layer.gelu_epilogue, layer.attn.attention, layer.gelu_in_fc2)
     assert chosen == {
-        "default": (True, False, False),  # fc1's GELU in the cuBLASLt epilogue
-        "exact": (False, False, False),
-        "cudnn": (True, True, False),
+        "default": (True, "flash", False),  # fc1's GELU in the cuBLASLt epilogue
+        "exact": (False, "flash", False),
+        "cudnn": (True, "cudnn", False),
+        "rotary-fused": (True, "flash", False),
     }
+
+
+def test_the_fused_rotary_kernel_is_chosen_only_where_it_can_run(monkeypatch) -> None:
+    """On a GPU, with Triton, for heads the kernel fits (ESM-2 3B: 64; the demo: 16)."""
+    import importlib.util
+
+    from virnucpro_tui.models.fast import attention_for
+    from virnucpro_tui.models.settings import ESM_ATTENTION_ENV
+
+    assert attention_for("rotary-fused", "cuda", 64) == "rotary-fused"
+    assert attention_for("rotary-fused", "cpu", 64) == "flash"
+    assert attention_for("rotary-fused", "cuda", 16) == "flash"
+    assert attention_for("rotary-fused", "cuda", 96) == "flash"  # not a power of two
+    assert attention_for("cudnn", "cpu", 16) == "cudnn"  # the others are PyTorch's choice
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a CPU-only install
+    assert attention_for("rotary-fused", "cuda", 64) == "flash"
+    monkeypatch.setenv(ESM_ATTENTION_ENV, "rotary-fused")
+    assert EngineSettings().esm_attention == "rotary-fused"

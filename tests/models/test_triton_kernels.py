@@ -1,4 +1,5 @@
-"""The Triton kernels of the GPU engine (models/fp8_gelu.py, models/glu_gelu.py), checked without
+"""The Triton kernels of the GPU engine (models/fp8_gelu.py, models/glu_gelu.py,
+models/rotary_attention.py), checked without
 a GPU: compiled by Triton's real compiler for Hopper (and Ada for FP8) down to a cubin, with the
 arguments the engine launches them with, and run by Triton's interpreter against the reference
 arithmetic (scripts/*_kernel_interpreter_check.py, in a fresh process: the interpreter is chosen
@@ -28,7 +29,7 @@ import triton.language as tl  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from virnucpro_tui.models import fp8_gelu, glu_gelu  # noqa: E402
+from virnucpro_tui.models import fp8_gelu, glu_gelu, rotary_attention  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HOPPER, ADA = GPUTarget("cuda", 90, 32), GPUTarget("cuda", 89, 32)
@@ -62,6 +63,41 @@ def test_the_glu_kernel_compiles_for_hopper_at_dnabert_s_shapes() -> None:
     assert len(kernel.asm["cubin"]) > 1000
     assert "wgmma" in kernel.asm["ptx"] or "mma" in kernel.asm["ptx"]  # tensor cores, not FMA
     assert (kernel.metadata.num_warps, kernel.metadata.num_stages) == (8, 3)
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+@pytest.mark.parametrize("has_mask", [True, False], ids=["padded", "unpadded"])
+def test_the_rotary_attention_kernel_compiles_for_hopper_at_esm2_shapes(
+    dtype: str, has_mask: bool
+) -> None:
+    signature = {
+        "qkv_ptr": f"*{dtype}",
+        "cos_ptr": f"*{dtype}",
+        "sin_ptr": f"*{dtype}",
+        "keep_ptr": "*i1",
+        "out_ptr": f"*{dtype}",
+        "T": "i32",
+        "H": "i32",
+    }
+    options = {"HAS_MASK": has_mask, **rotary_attention.launch_options(64, 168)}
+    kernel = compile_kernel(rotary_attention._rotary_attention_kernel, signature, options, HOPPER)
+    assert len(kernel.asm["cubin"]) > 1000
+    assert "mma" in kernel.asm["ptx"]  # both products on tensor cores
+    assert kernel.metadata.num_warps == 4
+
+
+@pytest.mark.slow
+def test_the_rotary_attention_kernel_matches_fp32_under_the_interpreter() -> None:
+    """At least as close to fp32 as the fp16 path it replaces (split, rotary, SDPA), padded
+    and not; the check fails by a factor of 1,000 with the rotation's sign or the padding
+    mask broken (tried by hand)."""
+    out = run_interpreter_check("rotary_attention_interpreter_check.py")
+    ratios = re.findall(
+        r"max \|kernel - fp32\| ([0-9.e+-]+), \|fp16 path - fp32\| ([0-9.e+-]+)", out
+    )
+    assert len(ratios) == 3
+    for kernel_error, path_error in ratios:
+        assert float(kernel_error) < 1.5 * float(path_error) and float(path_error) < 1e-3
 
 
 def test_a_kernel_reading_a_module_constant_fails_to_compile() -> None:

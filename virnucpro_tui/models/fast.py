@@ -37,9 +37,11 @@ COMPILE_MODES = ("regional", "stack")  # one layer reused, or the whole stack un
 
 
 class _FusedAttention(nn.Module):
-    def __init__(self, layer: EncoderLayer, cudnn: bool = False) -> None:
+    def __init__(self, layer: EncoderLayer, attention: str = "flash") -> None:
         super().__init__()
-        self.cudnn = cudnn  # cuDNN's attention kernels first (the others where it cannot run)
+        # "flash": PyTorch's kernels; "cudnn": cuDNN's first (the others where it cannot run);
+        # "rotary-fused": rotary and attention in one Triton kernel (models/rotary_attention.py)
+        self.attention = attention
         attn = layer.self_attn
         self.heads, self.head_dim = attn.num_heads, attn.head_dim
         s = attn.scaling
@@ -57,11 +59,15 @@ class _FusedAttention(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         b, t, d = x.shape
+        if self.attention == "rotary-fused":
+            keep = None if mask is None else mask.reshape(b, t)
+            out = torch.ops.virnucpro.rotary_attention(self.qkv(x), cos, sin, keep, self.heads)
+            return self.out_proj(out)
         q, k, v = (
             self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.cudnn:
+        if self.attention == "cudnn":
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION]
@@ -84,11 +90,11 @@ def linear_gelu_tanh(x: torch.Tensor, fc: nn.Linear) -> torch.Tensor:
 
 class _FastLayer(nn.Module):
     def __init__(
-        self, layer: EncoderLayer, gelu_epilogue: bool = False, cudnn: bool = False
+        self, layer: EncoderLayer, gelu_epilogue: bool = False, attention: str = "flash"
     ) -> None:
         super().__init__()
         self.attn_norm = layer.self_attn_layer_norm
-        self.attn = _FusedAttention(layer, cudnn)
+        self.attn = _FusedAttention(layer, attention)
         self.ffn_norm = layer.final_layer_norm
         self.fc1, self.fc2 = layer.fc1, layer.fc2
         self.gelu_epilogue = gelu_epilogue
@@ -117,7 +123,7 @@ class FastEsm(nn.Module):
     """ESM-2 for inference; ``forward(tokens, has_padding)`` as ``EsmEncoder`` (final hidden)."""
 
     def __init__(
-        self, encoder: EsmEncoder, gelu_epilogue: bool = False, cudnn: bool = False
+        self, encoder: EsmEncoder, gelu_epilogue: bool = False, attention: str = "flash"
     ) -> None:
         super().__init__()
         self.num_layers, self.embed_dim = encoder.num_layers, encoder.embed_dim
@@ -125,7 +131,8 @@ class FastEsm(nn.Module):
         self.token_dropout = encoder.token_dropout
         self.embed_tokens = encoder.embed_tokens
         self.layers = nn.ModuleList(
-            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue, cudnn) for layer in encoder.layers
+            _FastLayer(cast(EncoderLayer, layer), gelu_epilogue, attention)
+            for layer in encoder.layers
         )
         self.final_norm = encoder.emb_layer_norm_after
         self.rotary = encoder.rotary
@@ -308,7 +315,7 @@ def accelerate_esm(
     layers compiled ahead of time (regional mode only)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}: expected one of {COMPILE_MODES}")
-    fast = FastEsm(bundle.encoder, gelu_epilogue, cudnn=attention == "cudnn")
+    fast = FastEsm(bundle.encoder, gelu_epilogue, usable_attention(attention, bundle.encoder))
     if fp8:
         from virnucpro_tui.models.fp8 import quantize_linears
 
@@ -325,6 +332,25 @@ def accelerate_esm(
         else:
             compile_module(fast, "_stack")
     bundle.encoder = fast
+
+
+def usable_attention(attention: str, encoder: EsmEncoder) -> str:
+    """``attention``, or ``"flash"`` where the fused rotary kernel cannot run: without Triton
+    (a CPU install), on the CPU, or with a head its shapes do not fit."""
+    attn = cast(EncoderLayer, encoder.layers[0]).self_attn
+    device = attn.q_proj.weight.device.type
+    return attention_for(attention, device, attn.head_dim)
+
+
+def attention_for(attention: str, device: str, head_dim: int) -> str:
+    """:func:`usable_attention` for weights on ``device`` and heads of ``head_dim`` values."""
+    if attention != "rotary-fused":
+        return attention
+    if device != "cuda" or importlib.util.find_spec("triton") is None:
+        return "flash"
+    from virnucpro_tui.models.rotary_attention import fits  # registers the kernel's op
+
+    return attention if fits(head_dim) else "flash"
 
 
 def accelerate_as_set(

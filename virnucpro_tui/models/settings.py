@@ -12,7 +12,9 @@ from virnucpro_tui.errors import InputError
 PRECOMPILE_ENV = "VIRNUCPRO_TUI_PRECOMPILE"
 STAGED_COPY_ENV = "VIRNUCPRO_TUI_STAGED_COPY"
 COMPILE_BESIDE_ENV = "VIRNUCPRO_TUI_COMPILE_BESIDE"
+ESM_ATTENTION_ENV = "VIRNUCPRO_TUI_ESM_ATTENTION"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
+ESM_ATTENTIONS = ("flash", "cudnn", "rotary-fused")
 """``auto``: fp32 on CPU, the measured half-precision mix on GPU (docs/benchmarks.md#fidelity).
 ``fp8``: ESM-2's matrix products in FP8 (GPU of compute capability 8.9+, torchao)."""
 
@@ -69,7 +71,7 @@ class EngineSettings:
     # decides. Cold H100 start: first shard at 6.6-7.1 s, not 26.2.
     compile_beside: bool | None = field(default_factory=lambda: _env_flag(COMPILE_BESIDE_ENV))
     dnabert_attention: str = "flex"
-    esm_attention: str = "flash"
+    esm_attention: str = field(default_factory=lambda: os.environ.get(ESM_ATTENTION_ENV, "flash"))
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -78,5 +80,7 @@ class EngineSettings:
             )
         if self.dnabert_attention not in ("bias", "flex"):
             raise InputError(f"dnabert_attention {self.dnabert_attention!r}: expected bias or flex")
-        if self.esm_attention not in ("flash", "cudnn"):
-            raise InputError(f"esm_attention {self.esm_attention!r}: expected flash or cudnn")
+        if self.esm_attention not in ESM_ATTENTIONS:
+            raise InputError(
+                f"esm_attention {self.esm_attention!r}: expected one of {', '.join(ESM_ATTENTIONS)}"
+            )

@@ -69,6 +69,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "settings": {"precision": "fp8", "esm_attention": "rotary-fused"},
         "profile": True,
     },
+    # DNABERT-S batches padded to 8 columns under FlexAttention too (the default before)
+    "dna_align8": {"esm": False, "dnabert": True, "patch": "dna_align8"},
     "rotary_cdt": {
         "settings": {"esm_attention": "rotary-fused"},
         "env": {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"},
@@ -107,6 +109,8 @@ if patch.startswith("esm_flex"):
             o = F.scaled_dot_product_attention(q, k, vv, attn_mask=mask, scale=1.0)
         return self.out_proj(o.transpose(1, 2).reshape(b, t, d))
     fast._FusedAttention.forward = forward
+if patch == "dna_align8":
+    Engine._dnabert_align = lambda self: 8
 if patch == "fp8_per_tensor":
     from virnucpro_tui.models import fp8 as fp8mod
     from torch import nn

@@ -259,3 +259,23 @@ def test_engine_oom_and_cache_fallback_reports_become_oom_and_warning_events() -
     warning = engine_event(CompileCacheFallback(model="esm", message="stale"), 1, None, None)
     assert warning.to_json()["type"] == "warning"
     assert warning.to_json()["message"] == "esm: stale"
+
+
+def test_dnabert_batches_align_their_columns_only_for_the_bias_tensor(tmp_path: Path) -> None:
+    """Eight-column alignment serves the ALiBi bias tensor on a GPU; under FlexAttention it
+    would only add padding. Built for a GPU without touching CUDA."""
+    from types import SimpleNamespace
+
+    files = ModelFiles(tmp_path / "e.pt", tmp_path / "d", tmp_path / "c.pth")
+    aligned = {}
+    for device, model in (
+        ("cuda", SimpleNamespace(flex=True)),  # the compiled fast path
+        ("cuda", SimpleNamespace(flex=False)),  # the fast path with the bias tensor
+        ("cuda", SimpleNamespace()),  # the reference model (fp32 on a GPU): bias tensor
+        ("cpu", SimpleNamespace(flex=False)),
+    ):
+        engine = Engine(files, torch.device(device))
+        engine.dnabert = SimpleNamespace(model=model)
+        aligned[(device, getattr(model, "flex", None))] = engine._dnabert_align()
+    assert aligned == {("cuda", True): 1, ("cuda", False): 8, ("cuda", None): 8, ("cpu", False): 1}
+    assert not torch.cuda.is_initialized()

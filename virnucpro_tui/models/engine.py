@@ -355,7 +355,7 @@ class Engine:
         self.compile_when_ready(model)
         if model == "dnabert":
             dna = self.dnabert
-            pad_id, align = dna.pad_id, 8 if self.device.type == "cuda" else 1
+            pad_id, align = dna.pad_id, self._dnabert_align()
             tokens = tokens if tokens is not None else dna.tokenize(seqs)
 
             def forward(
@@ -374,6 +374,14 @@ class Engine:
                 return esm.forward_pooled(ids, lengths - 2, has_padding=has_padding)
 
         return self._embed(model, tokens, forward, pad_id, stats, progress, align)
+
+    def _dnabert_align(self) -> int:
+        """Token columns of a DNABERT-S batch round up to a multiple of this: 8 on a GPU with
+        the ALiBi bias tensor (an aligned bias needs no copy per layer); FlexAttention (the
+        compiled default) builds no bias, and padding columns only cost compute (3% of a
+        108-token batch on average)."""
+        flex = getattr(self.dnabert.model, "flex", False)
+        return 8 if self.device.type == "cuda" and not flex else 1
 
     def _embed(
         self,

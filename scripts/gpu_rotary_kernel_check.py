@@ -64,7 +64,7 @@ def rotary_kernel_check(probe: Any) -> None:
     qkv, cos, sin, keep = _inputs(241, 168, True)
     got = torch.empty(241, 168, HEADS * HEAD_DIM, device="cuda", dtype=torch.float16)
     for bm, bn, warps, stages in TILES:
-        options = {**ra.launch_options(HEAD_DIM, 168), "BLOCK_M": bm, "BLOCK_N": bn}
+        options = {**ra.launch_options(HEAD_DIM), "BLOCK_M": bm, "BLOCK_N": bn}
         options.update(num_warps=warps, num_stages=stages)
         grid = (triton.cdiv(168, bm), 241 * HEADS)
 

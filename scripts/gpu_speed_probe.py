@@ -289,7 +289,7 @@ def run(work: Path) -> None:
         order.remove("rotary_kernel")
         from gpu_rotary_kernel_check import rotary_kernel_check
 
-        PROBE.step("rotary_kernel", lambda: rotary_kernel_check(PROBE), 40)
+        PROBE.step("rotary_kernel", lambda: rotary_kernel_check(PROBE), 90)
     if not order:
         return
     if not any(name.startswith("base") for name in order):

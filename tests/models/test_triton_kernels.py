@@ -79,7 +79,7 @@ def test_the_rotary_attention_kernel_compiles_for_hopper_at_esm2_shapes(
         "T": "i32",
         "H": "i32",
     }
-    options = {"HAS_MASK": has_mask, **rotary_attention.launch_options(64, 168)}
+    options = {"HAS_MASK": has_mask, **rotary_attention.launch_options(64)}
     kernel = compile_kernel(rotary_attention._rotary_attention_kernel, signature, options, HOPPER)
     assert len(kernel.asm["cubin"]) > 1000
     assert "mma" in kernel.asm["ptx"]  # both products on tensor cores

@@ -108,12 +108,14 @@ def fits(head_dim: int) -> bool:
     return 32 <= head_dim <= 128 and head_dim & (head_dim - 1) == 0
 
 
-def launch_options(head_dim: int, tokens: int) -> dict[str, Any]:
-    """Compile-time arguments and warps (also what the tests compile it with for Hopper)."""
+def launch_options(head_dim: int) -> dict[str, Any]:
+    """Compile-time arguments and warps (also what the tests compile it with for Hopper). The
+    same for every length: a choice made on the length would add a guard on it to the compiled
+    graph, and a batch of short proteins would compile the layer again."""
     return {
         "D": head_dim,
         "BLOCK_M": 64,
-        "BLOCK_N": 64 if tokens > 32 else 32,
+        "BLOCK_N": 64,
         "SCALE_LOG2": LOG2E,
         "num_warps": 4,
         "num_stages": 2,
@@ -136,7 +138,7 @@ def rotary_attention(
     b, t, width = qkv.shape
     head_dim = width // (3 * heads)
     out = torch.empty((b, t, heads * head_dim), dtype=qkv.dtype, device=qkv.device)
-    options = launch_options(head_dim, t)
+    options = launch_options(head_dim)
     grid = (triton.cdiv(t, options["BLOCK_M"]), b * heads)
     mask = keep.contiguous() if keep is not None else qkv  # any pointer: HAS_MASK is False
     wrap_triton(_rotary_attention_kernel)[grid](

@@ -142,3 +142,38 @@ def test_the_glu_kernel_matches_fp32_under_the_interpreter() -> None:
     assert len(errors) == 2 and max(errors) < 2e-2
     cosine = float(re.search(r"cosine ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     assert cosine > 0.99999
+
+
+def test_the_rotary_attention_op_traces_one_graph_for_every_length() -> None:
+    """Dynamo traces the op with fake tensors (no GPU, nothing runs): proteins of 20 to 200
+    tokens, padded, share one graph. A launch choice made on the length (a 32-wide key block
+    for short batches, tried by hand) adds a guard and a second graph, which on a GPU is a
+    compilation in the middle of a run."""
+    import torch
+
+    from virnucpro_tui.models.esm.encoder import RotaryEmbedding
+
+    graphs: list[Any] = []
+
+    def backend(graph: Any, inputs: Any) -> Any:
+        graphs.append(graph)
+
+        def run(*args: Any) -> tuple[Any]:  # sizes come first, then the tensors
+            qkv = next(a for a in args if isinstance(a, torch.Tensor) and a.dim() == 3)
+            return (torch.zeros(*qkv.shape[:2], 128, dtype=qkv.dtype),)
+
+        return run
+
+    def attend(qkv: Any, cos: Any, sin: Any, keep: Any) -> Any:
+        return torch.ops.virnucpro.rotary_attention(qkv, cos, sin, keep, 2)
+
+    compiled = torch.compile(attend, backend=backend, dynamic=True, fullgraph=True)
+    for tokens in (70, 20, 200, 31):
+        qkv = torch.randn(3, tokens, 3 * 2 * 64).half()
+        cos, sin = RotaryEmbedding(64).tables(tokens, torch.float16)
+        keep = torch.arange(tokens)[None, :] < torch.tensor([tokens, tokens - 3, 9])[:, None]
+        with torch.no_grad():
+            compiled(qkv, cos, sin, keep)
+    assert len(graphs) == 1
+    placeholders = [n for n in graphs[0].graph.nodes if n.op == "placeholder"]
+    assert any("qkv" in n.name for n in placeholders)

@@ -49,9 +49,10 @@ def _bench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 def test_bench_tiny_produces_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     scratch = tmp_path / "tmp"
-    r = _bench(["--json", str(out)], _env(scratch))
+    r = _bench(["--json", str(out)], _env(scratch, VIRNUCPRO_TUI_ESM_ATTENTION="cudnn"))
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
+    assert data["environment"]["VIRNUCPRO_TUI_ESM_ATTENTION"] == "cudnn"  # a lever, recorded
     for key in REQUIRED:
         assert isinstance(data[key], (int, float)), key
     assert data["esm_proteins_per_s"] > 0 and data["dnabert_frames_per_s"] > 0

@@ -432,6 +432,9 @@ def main(args: argparse.Namespace) -> int:
     return 0 if "child_error" not in r else 1
 
 
+ENV_PREFIX = "VIRNUCPRO_TUI_"
+
+
 def measure(
     s: Shapes, skip: set[str], precisions: list[str], work: Path, tiny: bool
 ) -> dict[str, Any]:
@@ -449,6 +452,8 @@ def measure(
         # start times depend on it: without a bytecode cache every process compiles torch's
         # sources again (the GPU image sets PYTHONDONTWRITEBYTECODE; a pip install has one)
         "python_bytecode_cache": not sys.dont_write_bytecode,
+        # levers set through the environment (VIRNUCPRO_TUI_ESM_ATTENTION, ..._PRECOMPILE, ...)
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIX)},
     }
     if "prepare" not in skip:
         r["prepare_chunks_per_s"] = bench_prepare(n_records=2000 if tiny else 20_000).chunks_per_s

@@ -28,6 +28,9 @@ if os.environ.get("PROBE_PREIMPORT") == "1":  # what a GPU standby imports befor
     import torch, torch._dynamo, torch._inductor.compile_fx, torch.nn.attention.flex_attention
     import virnucpro_tui.models.engine, virnucpro_tui.models.fast
     pre["preimport_s"] = round(time.time() - t, 3)
+if os.environ.get("PROBE_FULL_WARMUP") == "1":  # a warm cache's warm-up at full size, as before
+    import virnucpro_tui.models.warmup as warmup
+    warmup.LIGHT_ROWS = 1 << 30
 t0 = time.time()
 prof = cProfile.Profile() if sys.argv[5] != "-" else None
 if prof: prof.enable()
@@ -79,6 +82,7 @@ PREIMPORT = {**JIT, "PROBE_PREIMPORT": "1"}
 PRECOMPILE = {"PROBE_PREIMPORT": "1", "VIRNUCPRO_TUI_PRECOMPILE": "1"}
 STAGED = {**PRECOMPILE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}  # weights through page-locked buffers
 BESIDE = {**PRECOMPILE, "VIRNUCPRO_TUI_COMPILE_BESIDE": "1"}  # uncompiled until compiled beside
+FULL_WARMUP = {**PRECOMPILE, "PROBE_FULL_WARMUP": "1"}  # full-size warm-up batches on a warm cache
 
 
 def run(work: Path) -> None:
@@ -102,7 +106,9 @@ def run(work: Path) -> None:
         ("cold_precompile", PRECOMPILE, "precompiled"),
         ("warm_precompile_1", PRECOMPILE, "precompiled"),
         ("warm_precompile_staged_1", STAGED, "precompiled"),
+        ("warm_precompile_full_warmup_1", FULL_WARMUP, "precompiled"),
         ("warm_precompile_2", PRECOMPILE, "precompiled"),
+        ("warm_precompile_full_warmup_2", FULL_WARMUP, "precompiled"),
         ("warm_precompile_staged_2", STAGED, "precompiled"),
         ("warm_preimport_2", PREIMPORT, "cache"),
         ("warm_default_1", JIT, "cache"),

@@ -103,18 +103,22 @@ def test_the_engine_settings_pick_the_esm_fast_path(demo_models) -> None:
 
 
 def test_the_fused_rotary_kernel_is_chosen_only_where_it_can_run(monkeypatch) -> None:
-    """On a GPU, with Triton, for heads the kernel fits (ESM-2 3B: 64; the demo: 16)."""
+    """On an Ampere or later GPU, with Triton, for heads the kernel fits (ESM-2 3B: 64; the
+    demo: 16)."""
     import importlib.util
 
     from virnucpro_tui.models.fast import attention_for
     from virnucpro_tui.models.settings import ESM_ATTENTION_ENV
 
-    assert attention_for("rotary-fused", "cuda", 64) == "rotary-fused"
-    assert attention_for("rotary-fused", "cpu", 64) == "flash"
-    assert attention_for("rotary-fused", "cuda", 16) == "flash"
-    assert attention_for("rotary-fused", "cuda", 96) == "flash"  # not a power of two
-    assert attention_for("cudnn", "cpu", 16) == "cudnn"  # the others are PyTorch's choice
+    hopper, ampere, turing = (9, 0), (8, 0), (7, 5)
+    assert attention_for("rotary-fused", hopper, 64) == "rotary-fused"
+    assert attention_for("rotary-fused", ampere, 128) == "rotary-fused"
+    assert attention_for("rotary-fused", turing, 64) == "flash"
+    assert attention_for("rotary-fused", None, 64) == "flash"  # the CPU
+    assert attention_for("rotary-fused", hopper, 16) == "flash"
+    assert attention_for("rotary-fused", hopper, 96) == "flash"  # not a power of two
+    assert attention_for("cudnn", None, 16) == "cudnn"  # the others are PyTorch's choice
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a CPU-only install
-    assert attention_for("rotary-fused", "cuda", 64) == "flash"
+    assert attention_for("rotary-fused", hopper, 64) == "flash"
     monkeypatch.setenv(ESM_ATTENTION_ENV, "rotary-fused")
     assert EngineSettings().esm_attention == "rotary-fused"

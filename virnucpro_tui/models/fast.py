@@ -336,17 +336,19 @@ def accelerate_esm(
 
 def usable_attention(attention: str, encoder: EsmEncoder) -> str:
     """``attention``, or ``"flash"`` where the fused rotary kernel cannot run: without Triton
-    (a CPU install), on the CPU, or with a head its shapes do not fit."""
+    (a CPU install), on the CPU or a GPU before Ampere, or with a head it does not fit."""
     attn = cast(EncoderLayer, encoder.layers[0]).self_attn
-    device = attn.q_proj.weight.device.type
-    return attention_for(attention, device, attn.head_dim)
+    device = attn.q_proj.weight.device
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return attention_for(attention, capability, attn.head_dim)
 
 
-def attention_for(attention: str, device: str, head_dim: int) -> str:
-    """:func:`usable_attention` for weights on ``device`` and heads of ``head_dim`` values."""
+def attention_for(attention: str, capability: tuple[int, int] | None, head_dim: int) -> str:
+    """:func:`usable_attention` on a GPU of ``capability`` (``None``: the CPU) for heads of
+    ``head_dim`` values. The kernel's products need Ampere's tensor cores (8.0) or later."""
     if attention != "rotary-fused":
         return attention
-    if device != "cuda" or importlib.util.find_spec("triton") is None:
+    if capability is None or capability < (8, 0) or importlib.util.find_spec("triton") is None:
         return "flash"
     from virnucpro_tui.models.rotary_attention import fits  # registers the kernel's op
 

@@ -6,9 +6,11 @@ and loaded whole (models/precompile.py), cold once, then warm, with and without 
 sent through page-locked buffers (models/device_copy.py); ``beside`` starts run uncompiled
 while processes beside compile (models/beside.py). After the load each start runs a 2,048-frame
 shard twice (``shard_1_done_s``: its first shard, from the start). Run it with the bytecode cache
-a pip install has (scripts/gpu_startup_bench.sh).
+a pip install has (scripts/gpu_startup_bench.sh). ``PROBE_FULL_WARMUP=1`` starts warm up at full
+size on a warm cache, as before 2026-12-08 (models/warmup.py). The last start is profiled
+(``warm_profile.txt`` and its raw ``.pstats``).
 
-    python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S]
+    python3 scripts/gpu_startup_probe.py OUT_DIR [DEADLINE_S] [STEP,STEP,...]
 """
 
 from __future__ import annotations
@@ -99,14 +101,19 @@ def run(work: Path) -> None:
         PROBE.results[label] = {"marks": result, "wall_s": round(wall, 2)}
 
     plan: list[tuple[str, dict[str, str], str]] = [
-        ("cold_default", JIT, "cache"),
-        ("warm_preimport_1", PREIMPORT, "cache"),
+        # the defaults since 2026-12-08 (compiled beside on a cold cache, then loaded whole),
+        # and a warm cache's warm-up at full size beside the light one
         ("cold_beside", BESIDE, "beside"),
         ("warm_beside", BESIDE, "beside"),
+        ("warm_beside_full_warmup", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
+        ("warm_beside_2", BESIDE, "beside"),
+        ("warm_beside_full_warmup_2", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
+        ("cold_default", JIT, "cache"),
+        ("warm_preimport_1", PREIMPORT, "cache"),
         ("cold_precompile", PRECOMPILE, "precompiled"),
         ("warm_precompile_1", PRECOMPILE, "precompiled"),
-        ("warm_precompile_staged_1", STAGED, "precompiled"),
         ("warm_precompile_full_warmup_1", FULL_WARMUP, "precompiled"),
+        ("warm_precompile_staged_1", STAGED, "precompiled"),
         ("warm_precompile_2", PRECOMPILE, "precompiled"),
         ("warm_precompile_full_warmup_2", FULL_WARMUP, "precompiled"),
         ("warm_precompile_staged_2", STAGED, "precompiled"),
@@ -120,9 +127,7 @@ def run(work: Path) -> None:
     for label, env, cache in plan:
         PROBE.step(label, lambda label=label, env=env, cache=cache: start(label, env, cache), 60)
     profile = str(PROBE.out / "warm_profile.txt")
-    PROBE.step(
-        "warm_profiled", lambda: start("warm_profiled", PRECOMPILE, "precompiled", profile), 60
-    )
+    PROBE.step("warm_profiled", lambda: start("warm_profiled", BESIDE, "beside", profile), 60)
 
 
 if __name__ == "__main__":

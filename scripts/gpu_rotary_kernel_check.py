@@ -36,15 +36,16 @@ def _ms(fn: Any, repeats: int = 20) -> float:
     return round(start.elapsed_time(end) / repeats, 3)
 
 
-def _inputs(batch: int, tokens: int, padded: bool) -> tuple[Any, ...]:
+def _inputs(batch: int, tokens: int, padded: bool, bf16: bool = False) -> tuple[Any, ...]:
     import torch
 
     from virnucpro_tui.models.esm.encoder import RotaryEmbedding
 
+    dtype = torch.bfloat16 if bf16 else torch.float16
     qkv = torch.randn(batch, tokens, 3 * HEADS * HEAD_DIM, device="cuda")
     qkv[..., : HEADS * HEAD_DIM] *= HEAD_DIM**-0.5
-    qkv = qkv.half()
-    cos, sin = RotaryEmbedding(HEAD_DIM).to("cuda").tables(tokens, torch.float16)
+    qkv = qkv.to(dtype)
+    cos, sin = RotaryEmbedding(HEAD_DIM).to("cuda").tables(tokens, dtype)
     keep = None
     if padded:
         lengths = torch.randint(tokens // 2, tokens + 1, (batch,), device="cuda")
@@ -69,6 +70,8 @@ def rotary_kernel_check(probe: Any) -> None:
             key = f"{batch}x{tokens}{'_padded' if padded else ''}"
             _compare(out, key, _inputs(batch, tokens, padded), reference, compiled)
             probe.log(f"rotary kernel {key}")
+    # bf16 (fp8's activations; the interpreter cannot check it)
+    _compare(out, "241x168_padded_bf16", _inputs(241, 168, True, True), reference, compiled)
     qkv, cos, sin, keep = _inputs(241, 168, True)
     got = torch.empty(241, 168, HEADS * HEAD_DIM, device="cuda", dtype=torch.float16)
     for bm, bn, warps, stages in TILES:
@@ -90,7 +93,6 @@ def _compare(
     out: dict[str, Any], key: str, args: tuple[Any, ...], reference: Any, compiled: Any
 ) -> None:
     """Errors against fp32 (on 8 proteins) and times: the kernel and today's compiled path."""
-    import torch
 
     from virnucpro_tui.models import rotary_attention as ra
 
@@ -98,11 +100,11 @@ def _compare(
     few = None if keep is None else keep[:8]
     truth = reference(qkv[:8], cos, sin, few, HEADS)
     kernel = ra.rotary_attention(qkv, cos, sin, keep, HEADS)
-    today = compiled(qkv, cos, sin, keep, HEADS, torch.float16)
+    today = compiled(qkv, cos, sin, keep, HEADS, qkv.dtype)
     out[f"{key}_kernel_max_err"] = float((kernel[:8].float() - truth).abs().max())
     out[f"{key}_today_max_err"] = float((today[:8].float() - truth).abs().max())
     out[f"{key}_kernel_ms"] = _ms(lambda: ra.rotary_attention(qkv, cos, sin, keep, HEADS))
-    out[f"{key}_today_ms"] = _ms(lambda: compiled(qkv, cos, sin, keep, HEADS, torch.float16))
+    out[f"{key}_today_ms"] = _ms(lambda: compiled(qkv, cos, sin, keep, HEADS, qkv.dtype))
 
 
 def sys_path_scripts() -> None:

@@ -62,26 +62,29 @@ def main() -> int:
 
     torch.manual_seed(0)
     worst = 0.0
-    for batch, tokens, heads, head_dim, padded in (
-        (3, 70, 2, 64, True),  # two key blocks, the second part-filled; padded rows
-        (2, 64, 3, 64, False),  # exactly one block
-        (2, 21, 2, 32, True),  # fewer tokens than a block, a smaller head
+    for batch, tokens, heads, head_dim, padded, dtype in (
+        (3, 70, 2, 64, True, torch.float16),  # two key blocks, the second part-filled; padded
+        (2, 64, 3, 64, False, torch.float16),  # exactly one block
+        (2, 21, 2, 32, True, torch.float16),  # fewer tokens than a block, a smaller head
+        (2, 200, 1, 64, True, torch.float16),  # four key blocks
+        # not bf16 (fp8's activations): Triton 3.6's interpreter multiplies bf16 blocks wrongly
+        # (a 16x16 tl.dot off by 1e10); scripts/gpu_rotary_kernel_check.py checks it on a GPU
     ):
         qkv = torch.randn(batch, tokens, 3 * heads * head_dim)
         qkv[..., : heads * head_dim] *= head_dim**-0.5  # the query scale, folded into the weights
-        qkv = qkv.to(torch.float16)
-        cos, sin = RotaryEmbedding(head_dim).tables(tokens, torch.float16)
+        qkv = qkv.to(dtype)
+        cos, sin = RotaryEmbedding(head_dim).tables(tokens, dtype)
         keep = None
         if padded:
             lengths = torch.tensor([tokens - 7 * i for i in range(batch)])
             keep = torch.arange(tokens)[None, :] < lengths[:, None]
         got = rotary_attention(qkv, cos, sin, keep, heads).float()
         want = reference(qkv, cos, sin, keep, heads)
-        today = reference(qkv, cos, sin, keep, heads, torch.float16).float()
+        today = reference(qkv, cos, sin, keep, heads, dtype).float()
         error, before = float((got - want).abs().max()), float((today - want).abs().max())
         worst = max(worst, error / before)
-        shape = f"{batch}x{tokens} tokens, {heads} heads of {head_dim}, padded {padded}"
-        print(f"{shape}: max |kernel - fp32| {error:.2e}, |fp16 path - fp32| {before:.2e}")
+        shape = f"{batch}x{tokens} tokens, {heads} heads of {head_dim}, {dtype}, padded {padded}"
+        print(f"{shape}: max |kernel - fp32| {error:.2e}, |{dtype} path - fp32| {before:.2e}")
     print(f"worst ratio {worst:.2f}")
     return 0 if worst < 2.0 else 1
 

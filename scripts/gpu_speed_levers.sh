@@ -6,7 +6,7 @@
 #   bash scripts/gpu_speed_levers.sh [SECONDS] [VARIANTS]    (writes under $OUT)
 set -u
 limit=${1:-560}
-order=${2:-rotary_kernel,base,rotary,fp8,fp8_rotary,dna_align8,cdt}
+order=${2:-rotary_kernel,base,rotary,fp8,fp8_rotary,ln_persistent,dna_align8,cdt}
 export PYTHONPATH=/tmp/site:$PWD
 pip install -q --no-deps --target /tmp/site .whl/*.whl >/dev/null 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt"

@@ -69,6 +69,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "settings": {"precision": "fp8", "esm_attention": "rotary-fused"},
         "profile": True,
     },
+    # ESM-2's LayerNorms (2,560 wide) as persistent reductions, one read of each row: Inductor
+    # makes them only up to 1,024 wide unless its multi-kernel mode is on (2: always persistent;
+    # 1: both kinds, the faster picked at the first call)
+    "ln_persistent": {"env": {"TORCHINDUCTOR_MULTI_KERNEL": "2"}, "profile": True},
+    "ln_multi_kernel": {"env": {"TORCHINDUCTOR_MULTI_KERNEL": "1"}},
+    "rotary_ln_persistent": {
+        "settings": {"esm_attention": "rotary-fused"},
+        "env": {"TORCHINDUCTOR_MULTI_KERNEL": "2"},
+        "profile": True,
+    },
     # fp8 with its layers compiled ahead of time (off by default for fp8: never measured)
     "fp8_precompile": {"settings": {"precision": "fp8", "precompile": True}},
     "fp8_precompile_warm": {

@@ -2,7 +2,8 @@
 # One GPU call (device tool): the carried wheels, then scripts/gpu_speed_probe.py on the speed
 # levers not yet measured on a GPU: the fused rotary attention kernel alone and in ESM-2 (fp16
 # and fp8), ESM-2's LayerNorms as persistent reductions, DNABERT-S batches without 8-column
-# alignment (dna_align8 is the old padding) and coordinate-descent tuning; each variant in a fresh process with its own compile cache.
+# alignment (dna_align8 is the old padding) and coordinate-descent tuning; each variant in a
+# fresh process with its own compile cache.
 #   bash scripts/gpu_speed_levers.sh [SECONDS] [VARIANTS]    (writes under $OUT)
 set -u
 limit=${1:-560}

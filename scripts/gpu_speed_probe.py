@@ -147,7 +147,7 @@ e = Engine(files, dev, settings, report=said.append)
 t = time.time(); e.load(); torch.cuda.synchronize()
 out["load_s"] = round(time.time() - t, 2)
 out["esm_budget"] = e._budget("esm")
-out["esm_attention"] = e.esm.encoder.layers[0].attn.attention
+out["esm_attention"] = getattr(getattr(e.esm.encoder.layers[0], "attn", None), "attention", "reference")
 out["fallbacks"] = [r.message for r in said if type(r).__name__ == "CompileCacheFallback"]
 pooled = {}
 if v.get("esm", True):

@@ -108,6 +108,9 @@ def run(work: Path) -> None:
         ("warm_beside_full_warmup", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
         ("warm_beside_2", BESIDE, "beside"),
         ("warm_beside_full_warmup_2", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
+        # with light warm-ups ESM-2's read and copy (1.3 s) outlasts DNABERT-S's load beside it
+        ("warm_beside_staged", {**BESIDE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}, "beside"),
+        ("warm_beside_staged_2", {**BESIDE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}, "beside"),
         ("cold_default", JIT, "cache"),
         ("warm_preimport_1", PREIMPORT, "cache"),
         ("cold_precompile", PRECOMPILE, "precompiled"),

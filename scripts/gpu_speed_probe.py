@@ -85,6 +85,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "settings": {"precision": "fp8", "precompile": True},
         "cache": "fp8_precompile",
     },
+    # --precision fp8 quantising DNABERT-S's linear maps too (today: ESM-2's only)
+    "fp8_dnabert": {
+        "settings": {"precision": "fp8"},
+        "patch": "fp8_dnabert",
+        "esm": False,
+        "dnabert": True,
+    },
     # DNABERT-S batches padded to 8 columns under FlexAttention too (the default before)
     "dna_align8": {"esm": False, "dnabert": True, "patch": "dna_align8"},
     "rotary_cdt": {
@@ -125,6 +132,15 @@ if patch.startswith("esm_flex"):
             o = F.scaled_dot_product_attention(q, k, vv, attn_mask=mask, scale=1.0)
         return self.out_proj(o.transpose(1, 2).reshape(b, t, d))
     fast._FusedAttention.forward = forward
+if patch == "fp8_dnabert":
+    from virnucpro_tui.models import fast
+    from virnucpro_tui.models.fp8 import quantize_linears
+    compile_layers = fast.compile_layers
+    def quantized_then_compiled(layers, ahead=None):
+        if isinstance(layers[0], fast._FlexLayer):
+            quantize_linears(layers)
+        compile_layers(layers, ahead)
+    fast.compile_layers = quantized_then_compiled
 if patch == "dna_align8":
     Engine._dnabert_align = lambda self: 8
 if patch == "fp8_per_tensor":

@@ -378,8 +378,8 @@ class Engine:
     def _dnabert_align(self) -> int:
         """Token columns of a DNABERT-S batch round up to a multiple of this: 8 on a GPU with
         the ALiBi bias tensor (an aligned bias needs no copy per layer); FlexAttention (the
-        compiled default) builds no bias, and padding columns only cost compute (3% of a
-        108-token batch on average)."""
+        compiled default) builds no bias, and padding columns only cost compute (on the
+        bench's frames 5.2% of a batch's tokens aligned, 2.3% not)."""
         flex = getattr(self.dnabert.model, "flex", False)
         return 8 if self.device.type == "cuda" and not flex else 1
 

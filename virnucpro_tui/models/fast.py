@@ -337,6 +337,8 @@ def accelerate_esm(
 def usable_attention(attention: str, encoder: EsmEncoder) -> str:
     """``attention``, or ``"flash"`` where the fused rotary kernel cannot run: without Triton
     (a CPU install), on the CPU or a GPU before Ampere, or with a head it does not fit."""
+    if attention != "rotary-fused":
+        return attention
     attn = cast(EncoderLayer, encoder.layers[0]).self_attn
     device = attn.q_proj.weight.device
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None

@@ -82,9 +82,10 @@ print(json.dumps(marks, default=str))
 JIT = {"VIRNUCPRO_TUI_PRECOMPILE": "0"}  # torch.compile in each process (the default before)
 PREIMPORT = {**JIT, "PROBE_PREIMPORT": "1"}
 PRECOMPILE = {"PROBE_PREIMPORT": "1", "VIRNUCPRO_TUI_PRECOMPILE": "1"}
-STAGED = {**PRECOMPILE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}  # weights through page-locked buffers
+STAGED_COPY = {"VIRNUCPRO_TUI_STAGED_COPY": "1"}  # weights through page-locked buffers
+FULL_WARMUP = {"PROBE_FULL_WARMUP": "1"}  # full-size warm-up batches on a warm cache, as before
+STAGED = {**PRECOMPILE, **STAGED_COPY}
 BESIDE = {**PRECOMPILE, "VIRNUCPRO_TUI_COMPILE_BESIDE": "1"}  # uncompiled until compiled beside
-FULL_WARMUP = {**PRECOMPILE, "PROBE_FULL_WARMUP": "1"}  # full-size warm-up batches on a warm cache
 
 
 def run(work: Path) -> None:
@@ -105,20 +106,20 @@ def run(work: Path) -> None:
         # and a warm cache's warm-up at full size beside the light one
         ("cold_beside", BESIDE, "beside"),
         ("warm_beside", BESIDE, "beside"),
-        ("warm_beside_full_warmup", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
+        ("warm_beside_full_warmup", {**BESIDE, **FULL_WARMUP}, "beside"),
         ("warm_beside_2", BESIDE, "beside"),
-        ("warm_beside_full_warmup_2", {**BESIDE, "PROBE_FULL_WARMUP": "1"}, "beside"),
+        ("warm_beside_full_warmup_2", {**BESIDE, **FULL_WARMUP}, "beside"),
         # with light warm-ups ESM-2's read and copy (1.3 s) outlasts DNABERT-S's load beside it
-        ("warm_beside_staged", {**BESIDE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}, "beside"),
-        ("warm_beside_staged_2", {**BESIDE, "VIRNUCPRO_TUI_STAGED_COPY": "1"}, "beside"),
+        ("warm_beside_staged", {**BESIDE, **STAGED_COPY}, "beside"),
+        ("warm_beside_staged_2", {**BESIDE, **STAGED_COPY}, "beside"),
         ("cold_default", JIT, "cache"),
         ("warm_preimport_1", PREIMPORT, "cache"),
         ("cold_precompile", PRECOMPILE, "precompiled"),
         ("warm_precompile_1", PRECOMPILE, "precompiled"),
-        ("warm_precompile_full_warmup_1", FULL_WARMUP, "precompiled"),
+        ("warm_precompile_full_warmup_1", {**PRECOMPILE, **FULL_WARMUP}, "precompiled"),
         ("warm_precompile_staged_1", STAGED, "precompiled"),
         ("warm_precompile_2", PRECOMPILE, "precompiled"),
-        ("warm_precompile_full_warmup_2", FULL_WARMUP, "precompiled"),
+        ("warm_precompile_full_warmup_2", {**PRECOMPILE, **FULL_WARMUP}, "precompiled"),
         ("warm_precompile_staged_2", STAGED, "precompiled"),
         ("warm_preimport_2", PREIMPORT, "cache"),
         ("warm_default_1", JIT, "cache"),
